@@ -1,0 +1,371 @@
+//! The strict CBOR reader every rota parser is built on.
+//!
+//! It wraps [`minicbor::Decoder`] and adds the rules a security parser needs and
+//! minicbor leaves to its caller (RFC 8949 §5.4 "validity", §5.6 "map key duplicates"):
+//! - every map is checked for duplicate keys ([`KeySet`]);
+//! - indefinite-length items are refused (they are not deterministic encodings,
+//!   RFC 8949 §4.2.1, and never appear in SUIT or COSE structures that are hashed);
+//! - a structure must end exactly where its enclosing byte string ends ([`Reader::finish`]);
+//! - nesting of opaque items is bounded ([`MAX_DEPTH`]), so the stack is bounded;
+//! - every error carries the absolute byte offset in the outermost input, even for
+//!   items inside `bstr .cbor` wrappers ([`Reader::nested`]).
+//!
+//! Nothing here allocates or panics on any input.
+
+use minicbor::Decoder;
+use minicbor::data::Type;
+
+use crate::error::{Error, Result};
+
+/// How deep opaque (uninterpreted) items may nest before they are refused.
+pub const MAX_DEPTH: usize = 8;
+/// How many entries any one map may hold; bounds the duplicate-key check.
+pub const MAX_MAP_ENTRIES: usize = 32;
+
+/// A CBOR reader over one slice whose position `0` is at `base` in the outermost input.
+#[derive(Clone)]
+pub struct Reader<'a> {
+    dec: Decoder<'a>,
+    base: usize,
+}
+
+/// A map key, compared by value so that two encodings of one key still collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    Int(i64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    /// Any other key (arrays, tags, …), compared by its encoded bytes.
+    Other(&'a [u8]),
+}
+
+/// The keys already seen in one map (RFC 8949 §5.6: a map with duplicate keys is invalid).
+pub struct KeySet<'a> {
+    keys: [Option<Key<'a>>; MAX_MAP_ENTRIES],
+    len: usize,
+}
+
+impl<'a> KeySet<'a> {
+    pub const fn new() -> Self {
+        Self {
+            keys: [None; MAX_MAP_ENTRIES],
+            len: 0,
+        }
+    }
+
+    /// Records `key` (read at `offset`), refusing one that is already present.
+    pub fn insert(&mut self, key: Key<'a>, offset: usize) -> Result<()> {
+        if self.keys[..self.len].contains(&Some(key)) {
+            return Err(Error::DuplicateKey { offset });
+        }
+        let slot = self.keys.get_mut(self.len).ok_or(Error::LimitExceeded {
+            offset,
+            limit: "map entries",
+        })?;
+        *slot = Some(key);
+        self.len += 1;
+        Ok(())
+    }
+}
+
+impl Default for KeySet<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over the outermost input.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self::at(bytes, 0)
+    }
+
+    /// A reader over `bytes`, which start at absolute offset `base`.
+    pub fn at(bytes: &'a [u8], base: usize) -> Self {
+        Self {
+            dec: Decoder::new(bytes),
+            base,
+        }
+    }
+
+    /// A reader over the content of a byte string this reader returned with
+    /// [`Reader::bytes_item`], keeping absolute offsets.
+    pub fn nested(&self, item: BytesItem<'a>) -> Reader<'a> {
+        Reader::at(item.content, item.content_offset)
+    }
+
+    /// Absolute offset of the next item.
+    pub fn offset(&self) -> usize {
+        self.base + self.dec.position()
+    }
+
+    fn malformed(&self, expected: &'static str) -> Error {
+        Error::Malformed {
+            offset: self.offset(),
+            expected,
+        }
+    }
+
+    /// The type of the next item, without consuming it.
+    pub fn datatype(&self) -> Result<Type> {
+        self.dec
+            .datatype()
+            .map_err(|_| self.malformed("a CBOR item"))
+    }
+
+    /// Fails unless every byte of this reader's slice has been consumed.
+    pub fn finish(&self) -> Result<()> {
+        if self.dec.position() == self.dec.input().len() {
+            Ok(())
+        } else {
+            Err(Error::TrailingBytes {
+                offset: self.offset(),
+            })
+        }
+    }
+
+    /// An unsigned integer.
+    pub fn uint(&mut self, what: &'static str) -> Result<u64> {
+        let at = self.clone();
+        match self.datatype()? {
+            Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
+                self.dec.u64().map_err(|_| at.malformed(what))
+            }
+            _ => Err(at.malformed(what)),
+        }
+    }
+
+    /// An integer (major type 0 or 1) that fits an `i64`.
+    pub fn int(&mut self, what: &'static str) -> Result<i64> {
+        let at = self.clone();
+        match self.datatype()? {
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
+            | Type::I64
+            | Type::Int => self.dec.i64().map_err(|_| at.malformed(what)),
+            _ => Err(at.malformed(what)),
+        }
+    }
+
+    /// A definite-length byte string's content.
+    pub fn bytes(&mut self, what: &'static str) -> Result<&'a [u8]> {
+        self.bytes_item(what).map(|b| b.content)
+    }
+
+    /// A definite-length byte string, with its encoded form (header included).
+    pub fn bytes_item(&mut self, what: &'static str) -> Result<BytesItem<'a>> {
+        let at = self.clone();
+        if self.datatype()? != Type::Bytes {
+            return Err(at.malformed(what));
+        }
+        let start = self.dec.position();
+        let content = self.dec.bytes().map_err(|_| at.malformed(what))?;
+        let end = self.dec.position();
+        Ok(BytesItem {
+            encoded: &self.dec.input()[start..end],
+            content,
+            content_offset: self.base + end - content.len(),
+        })
+    }
+
+    /// A definite-length, valid UTF-8 text string.
+    pub fn text(&mut self, what: &'static str) -> Result<&'a str> {
+        let at = self.clone();
+        if self.datatype()? != Type::String {
+            return Err(at.malformed(what));
+        }
+        self.dec.str().map_err(|_| at.malformed(what))
+    }
+
+    /// The header of a definite-length array; returns its length.
+    pub fn array(&mut self, what: &'static str) -> Result<u64> {
+        let at = self.clone();
+        match self.datatype()? {
+            Type::Array => {}
+            Type::ArrayIndef => {
+                return Err(Error::IndefiniteLength {
+                    offset: at.offset(),
+                });
+            }
+            _ => return Err(at.malformed(what)),
+        }
+        self.dec
+            .array()
+            .map_err(|_| at.malformed(what))?
+            .ok_or(Error::IndefiniteLength {
+                offset: at.offset(),
+            })
+    }
+
+    /// The header of a definite-length array that must have exactly `len` items.
+    pub fn array_of(&mut self, len: u64, what: &'static str) -> Result<()> {
+        let at = self.clone();
+        if self.array(what)? == len {
+            Ok(())
+        } else {
+            Err(at.malformed(what))
+        }
+    }
+
+    /// The header of a definite-length map; returns its number of entries.
+    pub fn map(&mut self, what: &'static str) -> Result<u64> {
+        let at = self.clone();
+        match self.datatype()? {
+            Type::Map => {}
+            Type::MapIndef => {
+                return Err(Error::IndefiniteLength {
+                    offset: at.offset(),
+                });
+            }
+            _ => return Err(at.malformed(what)),
+        }
+        let len =
+            self.dec
+                .map()
+                .map_err(|_| at.malformed(what))?
+                .ok_or(Error::IndefiniteLength {
+                    offset: at.offset(),
+                })?;
+        if len > MAX_MAP_ENTRIES as u64 {
+            return Err(Error::LimitExceeded {
+                offset: at.offset(),
+                limit: "map entries",
+            });
+        }
+        Ok(len)
+    }
+
+    /// A tag number, if the next item is tagged; consumes the tag only.
+    pub fn tag(&mut self) -> Result<Option<u64>> {
+        if self.datatype()? != Type::Tag {
+            return Ok(None);
+        }
+        let at = self.clone();
+        self.dec
+            .tag()
+            .map(|t| Some(t.as_u64()))
+            .map_err(|_| at.malformed("a tag"))
+    }
+
+    /// `true` (and consumes it) when the next item is `null`.
+    pub fn null(&mut self) -> Result<bool> {
+        if self.datatype()? == Type::Null {
+            self.dec.null().map_err(|_| self.malformed("null"))?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// A map key, for [`KeySet`]; returns it with its offset.
+    pub fn key(&mut self) -> Result<(Key<'a>, usize)> {
+        let offset = self.offset();
+        let key = match self.datatype()? {
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
+            | Type::I64
+            | Type::Int => match self.clone().int("") {
+                Ok(i) => {
+                    self.int("")?;
+                    Key::Int(i)
+                }
+                Err(_) => Key::Other(self.item()?),
+            },
+            Type::String => Key::Text(self.text("a map key")?),
+            Type::Bytes => Key::Bytes(self.bytes("a map key")?),
+            _ => Key::Other(self.item()?),
+        };
+        Ok((key, offset))
+    }
+
+    /// Skips one complete, well-formed item and returns its encoded bytes.
+    ///
+    /// The item is validated strictly, as everything rota accepts is: definite
+    /// lengths only, unique map keys, UTF-8 text, nesting at most [`MAX_DEPTH`].
+    pub fn item(&mut self) -> Result<&'a [u8]> {
+        let start = self.dec.position();
+        self.skip_strict(0)?;
+        Ok(&self.dec.input()[start..self.dec.position()])
+    }
+
+    fn skip_strict(&mut self, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::LimitExceeded {
+                offset: self.offset(),
+                limit: "nesting depth",
+            });
+        }
+        let at = self.clone();
+        match self.datatype()? {
+            Type::Array | Type::ArrayIndef => {
+                for _ in 0..self.array("an array")? {
+                    self.skip_strict(depth + 1)?;
+                }
+            }
+            Type::Map | Type::MapIndef => {
+                let mut keys = KeySet::new();
+                for _ in 0..self.map("a map")? {
+                    let (key, offset) = self.key_at_depth(depth + 1)?;
+                    keys.insert(key, offset)?;
+                    self.skip_strict(depth + 1)?;
+                }
+            }
+            Type::Tag => {
+                self.tag()?;
+                self.skip_strict(depth + 1)?;
+            }
+            Type::Bytes => {
+                self.bytes("a byte string")?;
+            }
+            Type::String => {
+                self.text("a text string")?;
+            }
+            Type::BytesIndef | Type::StringIndef => {
+                return Err(Error::IndefiniteLength {
+                    offset: at.offset(),
+                });
+            }
+            Type::Break | Type::Unknown(_) => return Err(at.malformed("a CBOR item")),
+            // Integers, simple values and floats have no inner structure.
+            _ => self.dec.skip().map_err(|_| at.malformed("a CBOR item"))?,
+        }
+        Ok(())
+    }
+
+    fn key_at_depth(&mut self, depth: usize) -> Result<(Key<'a>, usize)> {
+        match self.datatype()? {
+            Type::Array | Type::ArrayIndef | Type::Map | Type::MapIndef | Type::Tag => {
+                let offset = self.offset();
+                let start = self.dec.position();
+                self.skip_strict(depth)?;
+                Ok((
+                    Key::Other(&self.dec.input()[start..self.dec.position()]),
+                    offset,
+                ))
+            }
+            _ => self.key(),
+        }
+    }
+}
+
+/// A byte string as it appeared on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BytesItem<'a> {
+    /// The whole item, CBOR header included: what SUIT digests cover
+    /// (draft-ietf-suit-manifest-37 §8.3 and §8.4.2).
+    pub encoded: &'a [u8],
+    /// The content after the header.
+    pub content: &'a [u8],
+    /// Absolute offset of `content` in the outermost input.
+    pub content_offset: usize,
+}
