@@ -160,8 +160,14 @@ impl<'a> Reader<'a> {
     /// A definite-length byte string, with its encoded form (header included).
     pub fn bytes_item(&mut self, what: &'static str) -> Result<BytesItem<'a>> {
         let at = self.clone();
-        if self.datatype()? != Type::Bytes {
-            return Err(at.malformed(what));
+        match self.datatype()? {
+            Type::Bytes => {}
+            Type::BytesIndef => {
+                return Err(Error::IndefiniteLength {
+                    offset: at.offset(),
+                });
+            }
+            _ => return Err(at.malformed(what)),
         }
         let start = self.dec.position();
         let content = self.dec.bytes().map_err(|_| at.malformed(what))?;
@@ -176,8 +182,14 @@ impl<'a> Reader<'a> {
     /// A definite-length, valid UTF-8 text string.
     pub fn text(&mut self, what: &'static str) -> Result<&'a str> {
         let at = self.clone();
-        if self.datatype()? != Type::String {
-            return Err(at.malformed(what));
+        match self.datatype()? {
+            Type::String => {}
+            Type::StringIndef => {
+                return Err(Error::IndefiniteLength {
+                    offset: at.offset(),
+                });
+            }
+            _ => return Err(at.malformed(what)),
         }
         self.dec.str().map_err(|_| at.malformed(what))
     }
