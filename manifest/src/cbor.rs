@@ -106,6 +106,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Checks that the next item has type `want`. Its indefinite-length form `indefinite`
+    /// is refused as such (RFC 8949 §4.2.1), any other type as malformed.
+    fn expect(&self, want: Type, indefinite: Type, what: &'static str) -> Result<()> {
+        match self.datatype()? {
+            t if t == want => Ok(()),
+            t if t == indefinite => Err(Error::IndefiniteLength {
+                offset: self.offset(),
+            }),
+            _ => Err(self.malformed(what)),
+        }
+    }
+
     /// The type of the next item, without consuming it.
     pub fn datatype(&self) -> Result<Type> {
         self.dec
@@ -160,15 +172,7 @@ impl<'a> Reader<'a> {
     /// A definite-length byte string, with its encoded form (header included).
     pub fn bytes_item(&mut self, what: &'static str) -> Result<BytesItem<'a>> {
         let at = self.clone();
-        match self.datatype()? {
-            Type::Bytes => {}
-            Type::BytesIndef => {
-                return Err(Error::IndefiniteLength {
-                    offset: at.offset(),
-                });
-            }
-            _ => return Err(at.malformed(what)),
-        }
+        self.expect(Type::Bytes, Type::BytesIndef, what)?;
         let start = self.dec.position();
         let content = self.dec.bytes().map_err(|_| at.malformed(what))?;
         let end = self.dec.position();
@@ -182,36 +186,18 @@ impl<'a> Reader<'a> {
     /// A definite-length, valid UTF-8 text string.
     pub fn text(&mut self, what: &'static str) -> Result<&'a str> {
         let at = self.clone();
-        match self.datatype()? {
-            Type::String => {}
-            Type::StringIndef => {
-                return Err(Error::IndefiniteLength {
-                    offset: at.offset(),
-                });
-            }
-            _ => return Err(at.malformed(what)),
-        }
+        self.expect(Type::String, Type::StringIndef, what)?;
         self.dec.str().map_err(|_| at.malformed(what))
     }
 
     /// The header of a definite-length array; returns its length.
     pub fn array(&mut self, what: &'static str) -> Result<u64> {
         let at = self.clone();
-        match self.datatype()? {
-            Type::Array => {}
-            Type::ArrayIndef => {
-                return Err(Error::IndefiniteLength {
-                    offset: at.offset(),
-                });
-            }
-            _ => return Err(at.malformed(what)),
+        self.expect(Type::Array, Type::ArrayIndef, what)?;
+        match self.dec.array() {
+            Ok(Some(len)) => Ok(len),
+            _ => Err(at.malformed(what)),
         }
-        self.dec
-            .array()
-            .map_err(|_| at.malformed(what))?
-            .ok_or(Error::IndefiniteLength {
-                offset: at.offset(),
-            })
     }
 
     /// The header of a definite-length array that must have exactly `len` items.
@@ -227,22 +213,11 @@ impl<'a> Reader<'a> {
     /// The header of a definite-length map; returns its number of entries.
     pub fn map(&mut self, what: &'static str) -> Result<u64> {
         let at = self.clone();
-        match self.datatype()? {
-            Type::Map => {}
-            Type::MapIndef => {
-                return Err(Error::IndefiniteLength {
-                    offset: at.offset(),
-                });
-            }
+        self.expect(Type::Map, Type::MapIndef, what)?;
+        let len = match self.dec.map() {
+            Ok(Some(len)) => len,
             _ => return Err(at.malformed(what)),
-        }
-        let len =
-            self.dec
-                .map()
-                .map_err(|_| at.malformed(what))?
-                .ok_or(Error::IndefiniteLength {
-                    offset: at.offset(),
-                })?;
+        };
         if len > MAX_MAP_ENTRIES as u64 {
             return Err(Error::LimitExceeded {
                 offset: at.offset(),
