@@ -105,11 +105,7 @@ impl<'a> State<'a> {
                         return Ok(false);
                     }
                 }
-                Command::RunSequence(inner) => {
-                    if !self.run(&inner, depth + 1)? {
-                        return Ok(false);
-                    }
-                }
+                Command::RunSequence(inner) if !self.run(&inner, depth + 1)? => return Ok(false),
                 _ => {}
             }
         }

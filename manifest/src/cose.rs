@@ -42,8 +42,13 @@ pub struct CoseSign1<'a> {
 }
 
 impl<'a> CoseSign1<'a> {
+    /// Decodes a tagged COSE_Sign1 that fills `bytes` exactly.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
+        Self::decode(Reader::new(bytes))
+    }
+
     /// Decodes a tagged COSE_Sign1 that fills `r` exactly.
-    pub fn decode(mut r: Reader<'a>) -> Result<Self> {
+    pub(crate) fn decode(mut r: Reader<'a>) -> Result<Self> {
         match r.tag()? {
             Some(TAG_COSE_SIGN1) => {}
             Some(tag) => return Err(Error::UnsupportedAuthenticationBlock { tag: Some(tag) }),

@@ -356,7 +356,8 @@ impl<'a> Envelope<'a> {
     }
 
     /// What `manifest` says about `component` on a device booting from `slot`: its
-    /// shared sequence, then install and payload-fetch (which set the URI).
+    /// sequences in the order a processor runs them (§8.4.6): shared, payload-fetch,
+    /// install, validate, load, invoke; a later override wins.
     /// Only meaningful for a manifest that [`Envelope::authenticate`] returned.
     pub fn claims(
         &self,
@@ -366,8 +367,11 @@ impl<'a> Envelope<'a> {
     ) -> Result<ComponentClaims<'a>> {
         let sequences = [
             manifest.common.shared_sequence,
-            self.sequence(manifest, mf::INSTALL),
             self.sequence(manifest, mf::PAYLOAD_FETCH),
+            self.sequence(manifest, mf::INSTALL),
+            manifest.validate,
+            manifest.load,
+            manifest.invoke,
         ];
         claims::evaluate(
             sequences.into_iter().flatten(),

@@ -46,6 +46,10 @@ pub enum Error {
     UnsupportedManifestVersion { version: u64 },
     /// A command sequence refers to a component that `suit-components` does not list.
     ComponentIndexOutOfRange { offset: usize, index: u64 },
+    /// The manifest lists `suit-dependencies` (draft-ietf-suit-trust-domains §5): rota does
+    /// not process dependency manifests, and that draft requires aborting rather than
+    /// ignoring them.
+    UnsupportedDependencies,
     /// A severable member is in the envelope but the manifest holds no digest for it (§8.4.11).
     SeverableMemberWithoutDigest { member: Member },
     /// A severable member is both inline in the manifest and in the envelope.
@@ -141,6 +145,9 @@ impl fmt::Display for Error {
                     "component index {index} at byte {offset} names no listed component"
                 )
             }
+            UnsupportedDependencies => f.write_str(
+                "the manifest depends on other manifests (SUIT trust domains), which rota does not process",
+            ),
             SeverableMemberWithoutDigest { member } => write!(
                 f,
                 "the envelope carries a severed {member} that the manifest holds no digest for"

@@ -40,6 +40,8 @@ pub struct Manifest<'a> {
 pub struct Common<'a> {
     components: Option<(&'a [u8], usize)>,
     component_count: usize,
+    /// Whether `suit-dependencies` is present (refused by [`Manifest::decode`]).
+    has_dependencies: bool,
     pub shared_sequence: Option<CommandSequence<'a>>,
 }
 
@@ -115,6 +117,9 @@ impl<'a> Manifest<'a> {
         }
         m.sequence_number = sequence_number.ok_or(missing("manifest-sequence-number"))?;
         m.common = common.ok_or(missing("common"))?;
+        if m.common.has_dependencies {
+            return Err(Error::UnsupportedDependencies);
+        }
 
         let components = m.common.component_count;
         if let Some(shared) = m.common.shared_sequence {
@@ -219,6 +224,7 @@ impl<'a> Common<'a> {
     const EMPTY: Self = Self {
         components: None,
         component_count: 0,
+        has_dependencies: false,
         shared_sequence: None,
     };
 
@@ -251,7 +257,11 @@ impl<'a> Common<'a> {
                 Key::Int(cm::SHARED_SEQUENCE) => {
                     common.shared_sequence = Some(sequence(&mut r, "shared-sequence")?);
                 }
-                // suit-dependencies (trust domains) and extensions: opaque to rota.
+                Key::Int(cm::DEPENDENCIES) => {
+                    r.item()?;
+                    common.has_dependencies = true;
+                }
+                // Extensions: opaque to rota.
                 _ => {
                     r.item()?;
                 }

@@ -75,14 +75,13 @@ proptest! {
         class in any::<[u8; 16]>(),
         digest in any::<[u8; 32]>(),
     ) {
-        let mut parts = Parts::default();
-        parts.shared_params = vec![
+        let mut parts = Parts { shared_params: vec![
             (V::U(1), V::B(vendor.to_vec())),
             (V::U(2), V::B(class.to_vec())),
             (V::U(3), wrap(&V::A(vec![V::N(-16), V::B(digest.to_vec())]))),
             (V::U(14), V::U(size)),
             (V::N(-256), V::U(security_version)),
-        ];
+        ], ..Parts::default() };
         let mut m = parts.manifest();
         if let V::M(entries) = &mut m {
             entries[1].1 = V::U(sequence);
