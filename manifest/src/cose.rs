@@ -10,7 +10,7 @@
 use minicbor::Encoder;
 use minicbor::encode::write::Cursor;
 
-use crate::cbor::{BytesItem, Key, KeySet, Reader};
+use crate::cbor::{BytesItem, Key, KeySet, MAX_MAP_ENTRIES, Reader};
 use crate::crypto::{PublicKey, SignatureAlgorithm, Verifier};
 use crate::error::{Error, Result};
 use crate::labels::{TAG_COSE_SIGN1, cose_header};
@@ -173,8 +173,9 @@ pub fn sig_structure<'b>(
 struct Header<'a> {
     alg: Option<i64>,
     kid: Option<&'a [u8]>,
-    /// Integer labels present, for the both-buckets check.
-    labels: [i64; 16],
+    /// Integer labels present, for the both-buckets check (a map holds at most
+    /// `MAX_MAP_ENTRIES`, so none is dropped).
+    labels: [i64; MAX_MAP_ENTRIES],
     label_count: usize,
 }
 
@@ -209,10 +210,9 @@ impl<'a> Header<'a> {
                     continue;
                 }
             };
-            if let Some(slot) = header.labels.get_mut(header.label_count) {
-                *slot = label;
-                header.label_count += 1;
-            }
+            // KeySet::insert above bounds the count by MAX_MAP_ENTRIES.
+            header.labels[header.label_count] = label;
+            header.label_count += 1;
             match label {
                 cose_header::ALG => {
                     let at = r.offset();
@@ -260,9 +260,11 @@ fn check_crit(r: &mut Reader<'_>) -> Result<()> {
     for _ in 0..n {
         match r.key()? {
             (Key::Int(label), _) if UNDERSTOOD_LABELS.contains(&label) => {}
-            (Key::Int(label), _) => return Err(Error::UnknownCriticalHeader { label }),
+            (Key::Int(label), _) => {
+                return Err(Error::UnknownCriticalHeader { label: Some(label) });
+            }
             // A text label is never one rota understands.
-            (_, _) => return Err(Error::UnknownCriticalHeader { label: i64::MIN }),
+            (_, _) => return Err(Error::UnknownCriticalHeader { label: None }),
         }
     }
     Ok(())

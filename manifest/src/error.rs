@@ -80,8 +80,9 @@ pub enum Error {
     AlgorithmInUnprotectedHeader,
     /// A label appears in both the protected and the unprotected header (RFC 9052 §3).
     HeaderInBothBuckets { label: i64 },
-    /// A `crit` label the verifier does not understand (RFC 9052 §3.1).
-    UnknownCriticalHeader { label: i64 },
+    /// A `crit` label the verifier does not understand (RFC 9052 §3.1); `None` for a
+    /// text label.
+    UnknownCriticalHeader { label: Option<i64> },
     /// The COSE_Sign1 carries its payload instead of detaching it (SUIT §8.3).
     AttachedPayload,
     /// No trust anchor holds a key for this signature's algorithm and key id.
@@ -192,8 +193,11 @@ impl fmt::Display for Error {
                 f,
                 "COSE header {label} appears in both the protected and unprotected header"
             ),
-            UnknownCriticalHeader { label } => {
+            UnknownCriticalHeader { label: Some(label) } => {
                 write!(f, "unknown critical COSE header {label}")
+            }
+            UnknownCriticalHeader { label: None } => {
+                f.write_str("unknown critical COSE header (a text label)")
             }
             AttachedPayload => {
                 f.write_str("the COSE_Sign1 payload must be detached (nil) in a SUIT envelope")

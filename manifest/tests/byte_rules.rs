@@ -165,8 +165,39 @@ fn rejects_unknown_critical_header() {
     };
     assert_eq!(
         verify(&parts.build()),
-        Err(Error::UnknownCriticalHeader { label: -70000 })
+        Err(Error::UnknownCriticalHeader {
+            label: Some(-70000)
+        })
     );
+}
+
+#[test]
+fn rejects_text_label_in_crit() {
+    let parts = Parts {
+        protected: V::M(vec![
+            (V::U(1), V::N(-19)),
+            (V::U(2), V::A(vec![V::T("x-vendor")])),
+            (V::T("x-vendor"), V::U(1)),
+        ])
+        .enc(),
+        ..Parts::default()
+    };
+    assert_eq!(
+        verify(&parts.build()),
+        Err(Error::UnknownCriticalHeader { label: None })
+    );
+}
+
+#[test]
+fn rejects_crit_in_unprotected_header() {
+    let parts = Parts {
+        unprotected: V::M(vec![(V::U(2), V::A(vec![V::U(4)]))]),
+        ..Parts::default()
+    };
+    assert!(matches!(
+        verify(&parts.build()),
+        Err(Error::InvalidMember { .. })
+    ));
 }
 
 #[test]
