@@ -220,7 +220,7 @@ impl fmt::Display for Error {
 /// " (NAME)" for a known COSE algorithm id, for messages.
 fn alg_name(alg: i64) -> &'static str {
     match alg {
-        -8 => " (EdDSA; pass the explicit EdDSA policy flag to accept it)",
+        -8 => " (EdDSA; accepted only where policy allows -8, e.g. `rota verify --allow-eddsa-8`)",
         -7 => " (ES256)",
         -9 => " (ESP256)",
         -19 => " (Ed25519)",

@@ -11,6 +11,8 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "builder")]
+pub mod builder;
 mod cbor;
 pub mod claims;
 pub mod command;
@@ -21,7 +23,11 @@ pub mod envelope;
 pub mod error;
 pub mod labels;
 pub mod manifest;
+#[cfg(feature = "builder")]
+pub mod signer;
 
+#[cfg(feature = "builder")]
+pub use builder::{BuildError, ImageManifest, sign_manifest};
 pub use cbor::{BytesItem, Key};
 pub use claims::ComponentClaims;
 pub use command::{Command, CommandSequence, Condition, Directive, IndexArg, Parameter};
@@ -33,3 +39,5 @@ pub use digest::{ImageDigest, SuitDigest};
 pub use envelope::{Authenticated, Envelope, Policy};
 pub use error::{Error, Result};
 pub use manifest::{ComponentId, Manifest, Severable};
+#[cfg(feature = "builder")]
+pub use signer::{Ed25519Signer, KeyError, SignError, Signer, public_key_from_pem};

@@ -1,0 +1,81 @@
+//! `rota keygen`: a new Ed25519 signing key.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use rota_manifest::{Ed25519Signer, Signer};
+
+use crate::files;
+use crate::output;
+
+/// Create a new Ed25519 signing key pair: NAME.key and NAME.pub.
+///
+/// NAME.key is the private key (PKCS#8 PEM), created readable by its owner only
+/// (mode 0600): keep it secret, ideally offline. NAME.pub is the public key
+/// (SubjectPublicKeyInfo PEM) that devices and `rota verify --trust-anchor` trust.
+/// Existing files are never overwritten.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Path and base name of the key files, without extension: `--out keys/release`
+    /// writes keys/release.key and keys/release.pub.
+    #[arg(long, short = 'o', value_name = "NAME")]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let base = args.out;
+    if base.is_dir() || base.as_os_str().to_string_lossy().ends_with(['/', '\\']) {
+        bail!(
+            "{} is a directory; --out takes a base name such as {}",
+            base.display(),
+            base.join("release").display()
+        );
+    }
+    // `--out release.key` means the pair named "release"; any other dot stays
+    // (`--out fw-1.2` writes fw-1.2.key).
+    let text = base.to_string_lossy();
+    let stem = match text
+        .strip_suffix(".key")
+        .or_else(|| text.strip_suffix(".pub"))
+    {
+        Some(trimmed) => OsString::from(trimmed),
+        None => base.clone().into_os_string(),
+    };
+    let with = |ext: &str| {
+        let mut path = stem.clone();
+        path.push(ext);
+        PathBuf::from(path)
+    };
+    let key_path = with(".key");
+    let pub_path = with(".pub");
+    let hint = "rota keygen never overwrites keys (remove it or choose another --out)";
+    // Both are checked before either is written, so a refusal leaves nothing behind.
+    files::refuse_existing(&key_path, hint)?;
+    files::refuse_existing(&pub_path, hint)?;
+
+    let signer = Ed25519Signer::generate().context("cannot generate a key")?;
+    let private_pem = signer
+        .to_pkcs8_pem()
+        .context("cannot encode the private key")?;
+    let public_pem = signer
+        .public_key_pem()
+        .context("cannot encode the public key")?;
+
+    files::create_new(&key_path, private_pem.as_bytes(), 0o600)?;
+    if let Err(e) = files::create_new(&pub_path, public_pem.as_bytes(), 0o644) {
+        // Leave no half pair behind: the private key was created just now, by us.
+        let _ = fs::remove_file(&key_path);
+        return Err(e);
+    }
+
+    output::print(&format!(
+        "wrote {} (private key, PKCS#8 PEM, mode 0600: keep it secret)\n\
+         wrote {} (public key: the trust anchor for devices and `rota verify`)\n\
+         key id: {}\n",
+        key_path.display(),
+        pub_path.display(),
+        hex::encode(signer.public_key().key_id()),
+    ))
+}
