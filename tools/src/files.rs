@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use rota_manifest::ImageDigest;
 
 /// Chunk size for streaming an image through its digest.
@@ -74,9 +75,25 @@ pub fn read_key_file(path: &Path) -> Result<String> {
         .map_err(|_| anyhow!("{} is not a PEM key file (it is not text)", path.display()))
 }
 
+/// Images at least this large show a progress bar while they are hashed (on a
+/// terminal only): at tens of MB/s on a slow host, hashing them takes seconds.
+const PROGRESS_FROM: u64 = 32 * 1024 * 1024;
+
 /// Streams `path` through SHA-256, [`IMAGE_CHUNK`] bytes at a time.
 pub fn digest_image(path: &Path) -> Result<ImageDigest> {
     let mut file = open_regular(path)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // indicatif draws only when stderr is a terminal, so scripts see no bar.
+    let progress = if len >= PROGRESS_FROM {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("hashing {msg} {bar:30} {bytes}/{total_bytes} ({eta})")
+            .expect("static template"),
+    );
+    progress.set_message(path.display().to_string());
     let mut digest = ImageDigest::new();
     let mut buf = vec![0u8; IMAGE_CHUNK];
     loop {
@@ -87,7 +104,9 @@ pub fn digest_image(path: &Path) -> Result<ImageDigest> {
             Err(e) => bail!("cannot read {}: {}", path.display(), reason(&e)),
         };
         digest.update(&buf[..n]);
+        progress.inc(n as u64);
     }
+    progress.finish_and_clear();
     Ok(digest)
 }
 
