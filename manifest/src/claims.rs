@@ -42,6 +42,13 @@ pub fn evaluate<'a>(
     component: usize,
     slot: Option<u64>,
 ) -> Result<ComponentClaims<'a>> {
+    // Only a listed component has claims (a manifest may list none at all).
+    if component >= components {
+        return Err(Error::ComponentIndexOutOfRange {
+            offset: 0,
+            index: component as u64,
+        });
+    }
     let mut state = State {
         component,
         components,

@@ -563,6 +563,20 @@ fn rejects_component_index_out_of_range() {
     ));
 }
 
+#[test]
+fn claims_exist_only_for_listed_components() {
+    let bytes = Parts::default().build();
+    let env = Envelope::decode(&bytes, &Policy::default()).unwrap();
+    let auth = env
+        .authenticate(&[public_key()], &Ed25519Verifier, &Policy::default())
+        .unwrap();
+    assert!(auth.claims(0, None).is_ok());
+    assert!(matches!(
+        auth.claims(1, None),
+        Err(Error::ComponentIndexOutOfRange { index: 1, .. })
+    ));
+}
+
 // ---- the image ----
 
 #[test]
