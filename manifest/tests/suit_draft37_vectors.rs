@@ -517,8 +517,11 @@ fn draft37_example5_two_images_claim_their_own_digest_and_uri() {
     assert_eq!(c1.image_size, Some(SECOND_IMAGE_SIZE));
     assert_eq!(c1.uri, Some("http://example.com/file2.bin"));
 
-    // An index past the listed components claims nothing.
-    assert_eq!(auth.claims(2, None).unwrap(), ComponentClaims::default());
+    // An index past the listed components is refused, not answered with empty claims.
+    assert!(matches!(
+        auth.claims(2, None),
+        Err(Error::ComponentIndexOutOfRange { index: 2, .. })
+    ));
 }
 
 /// REQ.SEC.SEQUENCE, modelled as a device would apply it: remember the highest accepted
