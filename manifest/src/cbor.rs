@@ -39,36 +39,73 @@ pub enum Key<'a> {
     Other(&'a [u8]),
 }
 
+impl<'a> Key<'a> {
+    /// The key encoded in `raw` (one complete, already validated item).
+    fn from_encoded(raw: &'a [u8]) -> Self {
+        let mut d = Decoder::new(raw);
+        let key = match d.datatype() {
+            Ok(
+                Type::U8
+                | Type::U16
+                | Type::U32
+                | Type::U64
+                | Type::I8
+                | Type::I16
+                | Type::I32
+                | Type::I64
+                | Type::Int,
+            ) => d.i64().ok().map(Key::Int),
+            Ok(Type::String) => d.str().ok().map(Key::Text),
+            Ok(Type::Bytes) => d.bytes().ok().map(Key::Bytes),
+            _ => None,
+        };
+        // Integers beyond i64 and containers compare by their encoding.
+        key.unwrap_or(Key::Other(raw))
+    }
+}
+
 /// The keys already seen in one map (RFC 8949 §5.6: a map with duplicate keys is invalid).
-pub struct KeySet<'a> {
-    keys: [Option<Key<'a>>; MAX_MAP_ENTRIES],
+///
+/// Keys are kept as 8-byte spans of the map's input and decoded again to compare, not
+/// stored decoded: [`Reader::item`] walks unauthenticated input with one `KeySet` per
+/// nesting level on the stack, so its size bounds the bootloader's worst-case stack.
+pub struct KeySet {
+    spans: [(u32, u32); MAX_MAP_ENTRIES],
     len: usize,
 }
 
-impl<'a> KeySet<'a> {
+impl KeySet {
     pub const fn new() -> Self {
         Self {
-            keys: [None; MAX_MAP_ENTRIES],
+            spans: [(0, 0); MAX_MAP_ENTRIES],
             len: 0,
         }
     }
 
-    /// Records `key` (read at `offset`), refusing one that is already present.
-    pub fn insert(&mut self, key: Key<'a>, offset: usize) -> Result<()> {
-        if self.keys[..self.len].contains(&Some(key)) {
-            return Err(Error::DuplicateKey { offset });
-        }
-        let slot = self.keys.get_mut(self.len).ok_or(Error::LimitExceeded {
+    /// Records the key encoded at `input[start..end]` (read at `offset`), refusing one
+    /// equal in value to a key already seen.
+    fn insert(&mut self, input: &[u8], start: usize, end: usize, offset: usize) -> Result<()> {
+        let limit = Error::LimitExceeded {
             offset,
             limit: "map entries",
-        })?;
-        *slot = Some(key);
+        };
+        let key = Key::from_encoded(&input[start..end]);
+        for &(s, e) in &self.spans[..self.len] {
+            if Key::from_encoded(&input[s as usize..e as usize]) == key {
+                return Err(Error::DuplicateKey { offset });
+            }
+        }
+        let span = (
+            u32::try_from(start).map_err(|_| limit)?,
+            u32::try_from(end).map_err(|_| limit)?,
+        );
+        *self.spans.get_mut(self.len).ok_or(limit)? = span;
         self.len += 1;
         Ok(())
     }
 }
 
-impl Default for KeySet<'_> {
+impl Default for KeySet {
     fn default() -> Self {
         Self::new()
     }
@@ -249,30 +286,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A map key, for [`KeySet`]; returns it with its offset.
+    /// Reads the next key of a map, refusing a duplicate of one already in `keys`
+    /// (RFC 8949 §5.6); returns it with its absolute offset.
+    pub fn map_key(&mut self, keys: &mut KeySet) -> Result<(Key<'a>, usize)> {
+        self.map_key_at(keys, 0)
+    }
+
+    /// Reads a map key without tracking duplicates: for re-reading a map that
+    /// [`Reader::map_key`] already checked.
     pub fn key(&mut self) -> Result<(Key<'a>, usize)> {
         let offset = self.offset();
-        let key = match self.datatype()? {
-            Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64
-            | Type::Int => match self.clone().int("") {
-                Ok(i) => {
-                    self.int("")?;
-                    Key::Int(i)
-                }
-                Err(_) => Key::Other(self.item()?),
-            },
-            Type::String => Key::Text(self.text("a map key")?),
-            Type::Bytes => Key::Bytes(self.bytes("a map key")?),
-            _ => Key::Other(self.item()?),
-        };
-        Ok((key, offset))
+        Ok((Key::from_encoded(self.item()?), offset))
+    }
+
+    fn map_key_at(&mut self, keys: &mut KeySet, depth: usize) -> Result<(Key<'a>, usize)> {
+        let offset = self.offset();
+        let start = self.dec.position();
+        self.skip_strict(depth)?;
+        let end = self.dec.position();
+        let input = self.dec.input();
+        keys.insert(input, start, end, offset)?;
+        Ok((Key::from_encoded(&input[start..end]), offset))
     }
 
     /// Skips one complete, well-formed item and returns its encoded bytes.
@@ -302,8 +336,7 @@ impl<'a> Reader<'a> {
             Type::Map | Type::MapIndef => {
                 let mut keys = KeySet::new();
                 for _ in 0..self.map("a map")? {
-                    let (key, offset) = self.key_at_depth(depth + 1)?;
-                    keys.insert(key, offset)?;
+                    self.map_key_at(&mut keys, depth + 1)?;
                     self.skip_strict(depth + 1)?;
                 }
             }
@@ -327,21 +360,6 @@ impl<'a> Reader<'a> {
             _ => self.dec.skip().map_err(|_| at.malformed("a CBOR item"))?,
         }
         Ok(())
-    }
-
-    fn key_at_depth(&mut self, depth: usize) -> Result<(Key<'a>, usize)> {
-        match self.datatype()? {
-            Type::Array | Type::ArrayIndef | Type::Map | Type::MapIndef | Type::Tag => {
-                let offset = self.offset();
-                let start = self.dec.position();
-                self.skip_strict(depth)?;
-                Ok((
-                    Key::Other(&self.dec.input()[start..self.dec.position()]),
-                    offset,
-                ))
-            }
-            _ => self.key(),
-        }
     }
 }
 

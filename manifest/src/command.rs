@@ -442,9 +442,8 @@ impl<'a> Parameters<'a> {
 }
 
 impl<'a> Parameter<'a> {
-    fn read(r: &mut Reader<'a>, keys: &mut KeySet<'a>) -> Result<Self> {
-        let (key, offset) = r.key()?;
-        keys.insert(key, offset)?;
+    fn read(r: &mut Reader<'a>, keys: &mut KeySet) -> Result<Self> {
+        let (key, offset) = r.map_key(keys)?;
         let Key::Int(label) = key else {
             return Err(Error::InvalidMember {
                 offset,

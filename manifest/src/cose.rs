@@ -200,8 +200,7 @@ impl<'a> Header<'a> {
         let mut keys = KeySet::new();
         let mut crit: Option<Reader<'a>> = None;
         for _ in 0..r.map("a COSE header map")? {
-            let (key, offset) = r.key()?;
-            keys.insert(key, offset)?;
+            let (key, offset) = r.map_key(&mut keys)?;
             let label = match key {
                 Key::Int(label) => label,
                 // Text labels are legal (RFC 9052 §3) but none is one rota acts on.

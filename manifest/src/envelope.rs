@@ -97,8 +97,7 @@ impl<'a> Envelope<'a> {
             limit: "envelope members",
         };
         for _ in 0..r.map("a SUIT envelope (map)")? {
-            let (key, offset) = r.key()?;
-            keys.insert(key, offset)?;
+            let (key, offset) = r.map_key(&mut keys)?;
             match key {
                 Key::Int(env::AUTHENTICATION_WRAPPER) => {
                     authentication = Some(r.bytes_item("authentication-wrapper (bstr)")?)

@@ -77,8 +77,7 @@ impl<'a> Manifest<'a> {
         // Sequences are validated after `suit-common`, whose component count they need,
         // wherever the map happens to place it.
         for _ in 0..r.map("the manifest (map)")? {
-            let (key, offset) = r.key()?;
-            keys.insert(key, offset)?;
+            let (key, _) = r.map_key(&mut keys)?;
             let Key::Int(label) = key else {
                 // `$$SUIT_Manifest_Extensions` with non-integer keys: opaque.
                 r.item()?;
@@ -198,8 +197,7 @@ pub(crate) fn validate_text(item: BytesItem<'_>) -> Result<()> {
     let mut r = Reader::at(item.content, item.content_offset);
     let mut keys = KeySet::new();
     for _ in 0..r.map("a text map")? {
-        let (key, offset) = r.key()?;
-        keys.insert(key, offset)?;
+        r.map_key(&mut keys)?;
         r.item()?;
     }
     r.finish()
@@ -233,8 +231,7 @@ impl<'a> Common<'a> {
         let mut keys = KeySet::new();
         let mut common = Self::EMPTY;
         for _ in 0..r.map("common (map)")? {
-            let (key, offset) = r.key()?;
-            keys.insert(key, offset)?;
+            let (key, _) = r.map_key(&mut keys)?;
             match key {
                 Key::Int(cm::COMPONENTS) => {
                     let at = r.offset();

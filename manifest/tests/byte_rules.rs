@@ -150,6 +150,63 @@ fn rejects_duplicate_key_in_protected_header() {
     ));
 }
 
+#[test]
+fn duplicate_keys_are_found_by_value_across_encodings() {
+    // Parameter 14 (image-size) twice: once as `0e`, once in the two-byte form `18 0e`.
+    let mut parts = Parts::default();
+    parts
+        .shared_params
+        .push((V::Raw(vec![0x18, 0x0e]), V::U(1)));
+    assert!(matches!(
+        verify(&parts.build()),
+        Err(Error::DuplicateKey { .. })
+    ));
+}
+
+/// Opaque members are walked before authentication, so their nesting is bounded: the
+/// bootloader's stack must not depend on what an attacker sends.
+#[test]
+fn rejects_deeply_nested_opaque_data_before_authentication() {
+    let nested = |depth: usize| {
+        let mut v = V::U(0);
+        for _ in 0..depth {
+            v = V::M(vec![(V::U(1), v)]);
+        }
+        v
+    };
+    // A digest extension (SUIT_Digest allows `* $$SUIT_Digest-extensions`) nested 8 deep
+    // is fine; 9 deep is refused.
+    for (depth, ok) in [(8, true), (9, false)] {
+        let mut digest = vec![0x83, 0x2f, 0x58, 0x20]; // [-16, h'<32 bytes>', extension]
+        digest.extend([0u8; 32]);
+        digest.extend(nested(depth).enc());
+        let wrapper = V::A(vec![V::B(digest)]);
+        let envelope = V::Tag(
+            107,
+            Box::new(V::M(vec![
+                (V::U(2), wrap(&wrapper)),
+                (V::U(3), V::B(Parts::default().manifest().enc())),
+            ])),
+        )
+        .enc();
+        let result = Envelope::decode(&envelope, &Policy::default());
+        if ok {
+            assert!(result.is_ok(), "depth {depth}: {result:?}");
+        } else {
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::LimitExceeded {
+                        limit: "nesting depth",
+                        ..
+                    })
+                ),
+                "depth {depth}: {result:?}"
+            );
+        }
+    }
+}
+
 // ---- crit (RFC 9052 §3.1) ----
 
 #[test]
