@@ -14,7 +14,11 @@
 #
 # Usage: scripts/size-probe.sh [--stack]
 #   --stack   also measure the stack high-water mark of the verification by painting
-#             RAM and running the probe under qemu-system-arm (mps2-an386, Cortex-M4).
+#             RAM and running the probe under qemu-system-arm (mps2-an386, Cortex-M4),
+#             for each variant twice: with the normal envelope, and with
+#             manifest/testdata/ed25519-envelope-deep.suit (feature `deep`: validly
+#             signed, opaque CBOR nested to the limit everywhere rota walks it, the
+#             worst case an attacker can send). The larger is the figure to budget for.
 #
 # Needs: rustup target thumbv7em-none-eabihf; llvm-size (rustup's llvm-tools, the
 # system's, or arm-none-eabi-size). Regenerate the fixture with
@@ -81,13 +85,27 @@ if (( stack )); then
     echo "--stack needs qemu-system-arm (apt-get install qemu-system-arm)" >&2
     exit 1
   fi
+  # name features flags envelope(normal|deep) -> verify()'s stack bytes; fails unless
+  # the probe verified (result=0).
+  stack_of() {
+    local dir="target/variants/$1-stack" feats="stack-paint${2:+,$2}" out
+    if [[ "$4" == deep ]]; then dir="$dir-deep"; feats="$feats,deep"; fi
+    # The runner (.cargo/config.toml) starts QEMU with semihosting; the probe exits it.
+    if ! out=$(RUSTFLAGS="$3" timeout 300 cargo run --quiet --release \
+      --target-dir "$dir" --features "$feats") || [[ "$out" != result=0\ * ]]; then
+      echo "$1 ($4): $out" >&2
+      return 1
+    fi
+    sed -n 's/.*verify_stack_bytes=\([0-9]*\).*/\1/p' <<<"$out"
+  }
   echo
-  echo "stack high-water mark (painted RAM, qemu-system-arm -M mps2-an386):"
+  echo "stack high-water mark of verify() (painted RAM, qemu-system-arm -M mps2-an386):"
+  printf '%-14s %8s %8s\n' variant normal deep
   for v in "${variants[@]}"; do
     IFS='|' read -r name features flags <<<"$v"
-    printf '%-14s ' "$name"
-    # The runner (.cargo/config.toml) starts QEMU with semihosting; the probe exits it.
-    RUSTFLAGS="$flags" timeout 300 cargo run --quiet --release \
-      --target-dir "target/variants/$name-stack" --features "stack-paint${features:+,$features}"
+    normal=$(stack_of "$name" "$features" "$flags" normal)
+    deep=$(stack_of "$name" "$features" "$flags" deep)
+    printf '%-14s %8d %8d\n' "$name" "$normal" "$deep"
   done
+  echo "(bytes below the caller's stack pointer; deep = ed25519-envelope-deep.suit)"
 fi

@@ -12,5 +12,6 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=../testdata/ed25519-envelope.suit");
+    println!("cargo:rerun-if-changed=../testdata/ed25519-envelope-deep.suit");
     println!("cargo:rerun-if-changed=../testdata/ed25519-image.bin");
 }

@@ -7,7 +7,7 @@
 //! commands over parameter state only; conditions other than `component-slot` (which
 //! picks between A/B alternatives) are checks on the device and never fail here.
 
-use crate::command::{Command, CommandSequence, Condition, Parameter};
+use crate::command::{Command, CommandSequence, Condition, Parameter, Parameters};
 use crate::digest::SuitDigest;
 use crate::error::{Error, Result};
 
@@ -82,9 +82,7 @@ impl<'a> State<'a> {
                     self.selected = arg.mask(self.components, 0)?;
                 }
                 Command::OverrideParameters(params) if self.this_selected() => {
-                    for p in params.iter()? {
-                        self.set(p?);
-                    }
+                    self.override_parameters(params)?;
                 }
                 Command::Condition(Condition::ComponentSlot, _) if self.this_selected() => {
                     if let (Some(want), Some(have)) = (self.slot, self.claims.component_slot) {
@@ -117,6 +115,16 @@ impl<'a> State<'a> {
             }
         }
         Ok(true)
+    }
+
+    /// Not inlined: the parameter iterator (a `KeySet`) would otherwise sit in every
+    /// frame of the recursive [`State::run`].
+    #[inline(never)]
+    fn override_parameters(&mut self, params: Parameters<'a>) -> Result<()> {
+        for p in params.iter()? {
+            self.set(p?);
+        }
+        Ok(())
     }
 
     fn set(&mut self, p: Parameter<'a>) {

@@ -25,6 +25,7 @@ const UNDERSTOOD_LABELS: [i64; 4] = [
 
 /// The largest Sig_structure rota builds, on the stack: SUIT signs a SUIT_Digest, so
 /// the payload is tens of bytes; this leaves room for generous protected headers.
+/// Stack: live through the Ed25519 check, whose 9492 B is verify()'s peak (Cortex-M4, sha2-compact).
 pub const MAX_SIG_STRUCTURE: usize = 512;
 
 /// A decoded COSE_Sign1, borrowing from its input.
@@ -48,6 +49,9 @@ impl<'a> CoseSign1<'a> {
     }
 
     /// Decodes a tagged COSE_Sign1 that fills `r` exactly.
+    // Not inlined: its two headers (a label array each) would otherwise stay in the
+    // caller's frame through the signature check, the deepest point of verification.
+    #[inline(never)]
     pub(crate) fn decode(mut r: Reader<'a>) -> Result<Self> {
         match r.tag()? {
             Some(TAG_COSE_SIGN1) => {}

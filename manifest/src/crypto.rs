@@ -125,6 +125,9 @@ pub struct Ed25519Verifier;
 
 impl Ed25519Verifier {
     /// Verifies an Ed25519 `signature` of `message` by the raw public `key`.
+    // Not inlined: its ~5.6 KB of curve arithmetic (Cortex-M4) would otherwise stay in
+    // the caller's frame under the nested walks of the manifest and its claims.
+    #[inline(never)]
     pub fn verify_raw(key: &[u8; ED25519_KEY_LEN], message: &[u8], signature: &[u8]) -> Result<()> {
         let key =
             ed25519_dalek::VerifyingKey::from_bytes(key).map_err(|_| Error::InvalidPublicKey)?;

@@ -27,7 +27,7 @@
 //! decoded first ([`Envelope::decode`]); the manifest is parsed only once the digest
 //! and a signature have been checked ([`Envelope::authenticate`]).
 
-use crate::cbor::{BytesItem, Key, KeySet, Reader};
+use crate::cbor::{BytesItem, Key, KeySet, Reader, checked_entries};
 use crate::claims::{self, ComponentClaims};
 use crate::command::CommandSequence;
 use crate::cose::CoseSign1;
@@ -37,7 +37,8 @@ use crate::error::{Error, Result};
 use crate::labels::{TAG_ENVELOPE, envelope as env, manifest as mf};
 use crate::manifest::{Manifest, Severable};
 
-/// How many severed members and integrated payloads an envelope may carry.
+/// How many severed members, and how many integrated payloads, an envelope may carry.
+/// Stack: none; [`Envelope`] finds them again when asked, so it is 52 B (Cortex-M4), not 440.
 pub const MAX_ENVELOPE_MEMBERS: usize = 8;
 
 /// Choices a verifier makes about inputs the strict defaults refuse.
@@ -51,6 +52,10 @@ pub struct Policy {
 }
 
 /// A decoded envelope, borrowing from its bytes.
+///
+/// Severed members and integrated payloads are found again in the (checked) envelope map
+/// when asked for, not stored: the bootloader holds an `Envelope` on its stack for the
+/// whole verification, so it is kept small.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Envelope<'a> {
     bytes: &'a [u8],
@@ -58,10 +63,6 @@ pub struct Envelope<'a> {
     map_offset: usize,
     authentication: BytesItem<'a>,
     manifest: BytesItem<'a>,
-    /// Integer-keyed members besides 1, 2 and 3: severed members (§8.4.11).
-    severed: [Option<(i64, BytesItem<'a>)>; MAX_ENVELOPE_MEMBERS],
-    /// Text-keyed members: integrated payloads (§7.6).
-    integrated: [Option<(&'a str, &'a [u8])>; MAX_ENVELOPE_MEMBERS],
 }
 
 /// An envelope whose manifest digest and signature have been verified.
@@ -89,12 +90,16 @@ impl<'a> Envelope<'a> {
         let mut keys = KeySet::new();
         let mut authentication = None;
         let mut manifest = None;
-        let mut severed = [None; MAX_ENVELOPE_MEMBERS];
-        let mut integrated = [None; MAX_ENVELOPE_MEMBERS];
         let (mut n_severed, mut n_integrated) = (0, 0);
-        let too_many = |offset| Error::LimitExceeded {
-            offset,
-            limit: "envelope members",
+        let count = |n: &mut usize, offset| {
+            *n += 1;
+            if *n > MAX_ENVELOPE_MEMBERS {
+                return Err(Error::LimitExceeded {
+                    offset,
+                    limit: "envelope members",
+                });
+            }
+            Ok(())
         };
         for _ in 0..r.map("a SUIT envelope (map)")? {
             let (key, offset) = r.map_key(&mut keys)?;
@@ -108,15 +113,15 @@ impl<'a> Envelope<'a> {
                 Key::Int(env::DELEGATION) => {
                     r.bytes_item("delegation (bstr)")?;
                 }
-                Key::Int(k) => {
-                    let slot = severed.get_mut(n_severed).ok_or(too_many(offset))?;
-                    *slot = Some((k, r.bytes_item("a severed member (bstr)")?));
-                    n_severed += 1;
+                // Integer-keyed members besides 1, 2 and 3: severed members (§8.4.11).
+                Key::Int(_) => {
+                    count(&mut n_severed, offset)?;
+                    r.bytes_item("a severed member (bstr)")?;
                 }
-                Key::Text(name) => {
-                    let slot = integrated.get_mut(n_integrated).ok_or(too_many(offset))?;
-                    *slot = Some((name, r.bytes("an integrated payload (bstr)")?));
-                    n_integrated += 1;
+                // Text-keyed members: integrated payloads (§7.6).
+                Key::Text(_) => {
+                    count(&mut n_integrated, offset)?;
+                    r.bytes("an integrated payload (bstr)")?;
                 }
                 _ => {
                     return Err(Error::InvalidMember {
@@ -136,8 +141,6 @@ impl<'a> Envelope<'a> {
             map_offset,
             authentication: authentication.ok_or(missing("authentication-wrapper"))?,
             manifest: manifest.ok_or(missing("manifest"))?,
-            severed,
-            integrated,
         };
         // The wrapper's shape is checked now, so that every later step can rely on it.
         envelope.authentication_wrapper()?;
@@ -156,22 +159,29 @@ impl<'a> Envelope<'a> {
 
     /// The top-level keys, in wire order.
     pub fn member_keys(&self) -> impl Iterator<Item = Key<'a>> + 'a {
-        let mut r = Reader::at(&self.bytes[self.map_offset..], self.map_offset);
-        let mut remaining = r.map("").unwrap_or(0);
-        core::iter::from_fn(move || {
-            if remaining == 0 {
-                return None;
-            }
-            remaining -= 1;
-            let key = r.key().ok()?.0;
-            r.item().ok()?;
-            Some(key)
-        })
+        checked_entries(&self.bytes[self.map_offset..], self.map_offset).map(|e| e.key)
     }
 
     /// Integrated payloads, by name.
     pub fn integrated_payloads(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        self.integrated.into_iter().flatten()
+        self.extra_members().filter_map(|(key, item)| match key {
+            Key::Text(name) => Some((name, item.content)),
+            _ => None,
+        })
+    }
+
+    /// The members besides 1, 2 and 3, in wire order: severed members (integer keys)
+    /// and integrated payloads (text keys), each a bstr, as [`Envelope::decode`] checked.
+    fn extra_members(&self) -> impl Iterator<Item = (Key<'a>, BytesItem<'a>)> + 'a {
+        checked_entries(&self.bytes[self.map_offset..], self.map_offset).filter_map(|e| {
+            match e.key {
+                Key::Int(env::DELEGATION | env::AUTHENTICATION_WRAPPER | env::MANIFEST) => None,
+                key => Reader::at(e.value, e.value_offset)
+                    .bytes_item("")
+                    .ok()
+                    .map(|item| (key, item)),
+            }
+        })
     }
 
     /// The manifest digest and the authentication blocks (each a bstr).
@@ -258,9 +268,10 @@ impl<'a> Envelope<'a> {
     /// §8.4.11: every severed member in the envelope must match the digest the
     /// (authenticated) manifest holds for it, including its bstr header.
     fn check_severed(&self, manifest: &Manifest<'a>) -> Result<()> {
-        for (key, item) in self.severed.iter().flatten() {
-            let member = member_name(*key);
-            match manifest.severable(*key) {
+        for (key, item) in self.extra_members() {
+            let Key::Int(key) = key else { continue };
+            let member = member_name(key);
+            match manifest.severable(key) {
                 Some(Severable::Severed(digest)) => {
                     if !digest.matches(item.encoded)? {
                         return Err(Error::SeverableMemberDigestMismatch { member });
@@ -275,11 +286,9 @@ impl<'a> Envelope<'a> {
 
     /// The severed member `key`, if the envelope carries it.
     fn severed(&self, key: i64) -> Option<BytesItem<'a>> {
-        self.severed
-            .iter()
-            .flatten()
-            .find(|(k, _)| *k == key)
-            .map(|(_, item)| *item)
+        self.extra_members()
+            .find(|(k, _)| *k == Key::Int(key))
+            .map(|(_, item)| item)
     }
 }
 

@@ -61,7 +61,7 @@ pub mod signer;
 
 #[cfg(feature = "builder")]
 pub use builder::{BuildError, ImageManifest, sign_manifest};
-pub use cbor::{BytesItem, Key};
+pub use cbor::{BytesItem, Key, MAX_DEPTH, MAX_MAP_ENTRIES};
 pub use claims::ComponentClaims;
 pub use command::{Command, CommandSequence, Condition, Directive, IndexArg, Parameter};
 pub use cose::CoseSign1;

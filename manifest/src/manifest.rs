@@ -1,6 +1,6 @@
 //! SUIT_Manifest and SUIT_Common (draft-ietf-suit-manifest-37 §8.4, §8.4.5).
 
-use crate::cbor::{BytesItem, Key, KeySet, Reader};
+use crate::cbor::{BytesItem, Key, KeySet, Reader, checked_entries};
 use crate::command::CommandSequence;
 use crate::digest::SuitDigest;
 use crate::error::{Error, Result};
@@ -54,6 +54,9 @@ pub struct ComponentId<'a> {
 
 impl<'a> Manifest<'a> {
     /// Decodes the manifest held by the envelope's `suit-manifest` bstr.
+    // Not inlined: its `KeySet`s and temporaries would otherwise stay in the caller's
+    // frame, under the signature check and the claims' nested walks.
+    #[inline(never)]
     pub fn decode(item: BytesItem<'a>) -> Result<Self> {
         let base = item.content_offset;
         let mut r = Reader::at(item.content, base);
@@ -140,7 +143,7 @@ impl<'a> Manifest<'a> {
 
     /// The integer-keyed members, in wire order (for inspection).
     pub fn member_keys(&self) -> impl Iterator<Item = Key<'a>> + 'a {
-        map_keys(self.encoded, self.base)
+        checked_entries(self.encoded, self.base).map(|e| e.key)
     }
 
     /// The member the envelope may carry severed under `key` (§8.4.11):
@@ -161,16 +164,9 @@ impl<'a> Manifest<'a> {
 
     /// The encoded value of an extension member, with its absolute offset.
     fn extension(&self, key: i64) -> Option<(&'a [u8], usize)> {
-        let mut r = Reader::at(self.encoded, self.base);
-        for _ in 0..r.map("the manifest (map)").ok()? {
-            let (k, _) = r.key().ok()?;
-            let at = r.offset();
-            let value = r.item().ok()?;
-            if k == Key::Int(key) {
-                return Some((value, at));
-            }
-        }
-        None
+        checked_entries(self.encoded, self.base)
+            .find(|e| e.key == Key::Int(key))
+            .map(|e| (e.value, e.value_offset))
     }
 }
 
@@ -201,21 +197,6 @@ pub(crate) fn validate_text(item: BytesItem<'_>) -> Result<()> {
         r.item()?;
     }
     r.finish()
-}
-
-/// Keys of the map encoded in `encoded`.
-fn map_keys<'a>(encoded: &'a [u8], base: usize) -> impl Iterator<Item = Key<'a>> + 'a {
-    let mut r = Reader::at(encoded, base);
-    let mut remaining = r.map("a map").unwrap_or(0);
-    core::iter::from_fn(move || {
-        if remaining == 0 {
-            return None;
-        }
-        remaining -= 1;
-        let key = r.key().ok()?.0;
-        r.item().ok()?;
-        Some(key)
-    })
 }
 
 impl<'a> Common<'a> {
@@ -288,7 +269,9 @@ impl<'a> Common<'a> {
             }
             remaining -= 1;
             let base = r.offset();
-            r.item().ok().map(|encoded| ComponentId { encoded, base })
+            r.skip_checked()
+                .ok()
+                .map(|encoded| ComponentId { encoded, base })
         })
     }
 }

@@ -488,6 +488,27 @@ fn severable_digest_covers_bstr_header() {
 }
 
 #[test]
+fn severed_extension_digest_is_found_past_a_digest_at_the_nesting_limit() {
+    // The install digest (20) carries a SUIT_Digest extension nested as deep as rota
+    // accepts; a severed extension member (14) follows it. Finding 14's digest re-reads
+    // the manifest past 20, which must not apply the depth limit a second time.
+    let install = install_sequence();
+    let mut deep = V::U(0);
+    for _ in 0..rota_manifest::MAX_DEPTH {
+        deep = V::M(vec![(V::U(1), deep)]);
+    }
+    let install_digest = V::A(vec![V::N(-16), V::B(sha256(&install.enc())), deep]);
+    let member = V::B(b"extension member".to_vec());
+    let member_digest = V::A(vec![V::N(-16), V::B(sha256(&member.enc()))]);
+    let parts = Parts {
+        manifest_extra: vec![(V::U(20), install_digest), (V::U(24), member_digest)],
+        envelope_extra: vec![(V::U(20), install), (V::U(24), member)],
+        ..Parts::default()
+    };
+    assert_eq!(verify(&parts.build()), Ok(()));
+}
+
+#[test]
 fn rejects_severed_member_without_digest() {
     let parts = Parts {
         envelope_extra: vec![(V::U(20), install_sequence())],

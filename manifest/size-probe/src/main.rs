@@ -14,6 +14,8 @@
 //! With `--features stack-paint` (not for size figures), the free RAM below the stack
 //! pointer is painted before verifying and the high-water mark is reported over
 //! semihosting: `cargo run --release --features stack-paint` under qemu-system-arm.
+//! With `--features deep`, the envelope is the hostile worst case for the stack
+//! (`ed25519-envelope-deep.suit`, opaque CBOR nested to the limit, validly signed).
 #![no_std]
 #![no_main]
 
@@ -23,14 +25,27 @@ use cortex_m_rt::entry;
 use panic_halt as _;
 use rota_manifest::{Ed25519Verifier, Envelope, ImageDigest, Policy, PublicKey};
 
-/// Written by `manifest/size-probe/fixture` (RFC 8032 TEST 1 key, 4 KiB image).
-const ENVELOPE_BYTES: &[u8] = include_bytes!("../../testdata/ed25519-envelope.suit");
+/// The envelope verified, written by `manifest/size-probe/fixture` (RFC 8032 TEST 1 key,
+/// 4 KiB image).
+#[cfg(not(feature = "deep"))]
+macro_rules! envelope_file {
+    () => {
+        "../../testdata/ed25519-envelope.suit"
+    };
+}
+#[cfg(feature = "deep")]
+macro_rules! envelope_file {
+    () => {
+        "../../testdata/ed25519-envelope-deep.suit"
+    };
+}
+
+const ENVELOPE_BYTES: &[u8] = include_bytes!(envelope_file!());
 const IMAGE_BYTES: &[u8] = include_bytes!("../../testdata/ed25519-image.bin");
 
 #[unsafe(link_section = ".fixture.envelope")]
 #[used]
-static ENVELOPE: [u8; ENVELOPE_BYTES.len()] =
-    *include_bytes!("../../testdata/ed25519-envelope.suit");
+static ENVELOPE: [u8; ENVELOPE_BYTES.len()] = *include_bytes!(envelope_file!());
 
 #[unsafe(link_section = ".fixture.image")]
 #[used]
