@@ -145,6 +145,23 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The error for a minicbor failure at this reader's position: input that ends
+    /// inside an item is named as truncated, anything else as malformed.
+    fn fail(&self, e: minicbor::decode::Error, expected: &'static str) -> Error {
+        if e.is_end_of_input() {
+            self.truncated()
+        } else {
+            self.malformed(expected)
+        }
+    }
+
+    /// The input (this reader's slice) ends inside an item.
+    fn truncated(&self) -> Error {
+        Error::Truncated {
+            offset: self.base + self.dec.input().len(),
+        }
+    }
+
     /// Checks that the next item has type `want`. Its indefinite-length form `indefinite`
     /// is refused as such (RFC 8949 §4.2.1), any other type as malformed.
     fn expect(&self, want: Type, indefinite: Type, what: &'static str) -> Result<()> {
@@ -159,9 +176,7 @@ impl<'a> Reader<'a> {
 
     /// The type of the next item, without consuming it.
     pub fn datatype(&self) -> Result<Type> {
-        self.dec
-            .datatype()
-            .map_err(|_| self.malformed("a CBOR item"))
+        self.dec.datatype().map_err(|e| self.fail(e, "a CBOR item"))
     }
 
     /// Fails unless every byte of this reader's slice has been consumed.
@@ -180,7 +195,7 @@ impl<'a> Reader<'a> {
         let at = self.clone();
         match self.datatype()? {
             Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
-                self.dec.u64().map_err(|_| at.malformed(what))
+                self.dec.u64().map_err(|e| at.fail(e, what))
             }
             _ => Err(at.malformed(what)),
         }
@@ -198,7 +213,7 @@ impl<'a> Reader<'a> {
             | Type::I16
             | Type::I32
             | Type::I64
-            | Type::Int => self.dec.i64().map_err(|_| at.malformed(what)),
+            | Type::Int => self.dec.i64().map_err(|e| at.fail(e, what)),
             _ => Err(at.malformed(what)),
         }
     }
@@ -213,7 +228,7 @@ impl<'a> Reader<'a> {
         let at = self.clone();
         self.expect(Type::Bytes, Type::BytesIndef, what)?;
         let start = self.dec.position();
-        let content = self.dec.bytes().map_err(|_| at.malformed(what))?;
+        let content = self.dec.bytes().map_err(|e| at.fail(e, what))?;
         let end = self.dec.position();
         Ok(BytesItem {
             encoded: &self.dec.input()[start..end],
@@ -226,7 +241,7 @@ impl<'a> Reader<'a> {
     pub fn text(&mut self, what: &'static str) -> Result<&'a str> {
         let at = self.clone();
         self.expect(Type::String, Type::StringIndef, what)?;
-        self.dec.str().map_err(|_| at.malformed(what))
+        self.dec.str().map_err(|e| at.fail(e, what))
     }
 
     /// The header of a definite-length array; returns its length.
@@ -275,7 +290,7 @@ impl<'a> Reader<'a> {
         self.dec
             .tag()
             .map(|t| Some(t.as_u64()))
-            .map_err(|_| at.malformed("a tag"))
+            .map_err(|e| at.fail(e, "a tag"))
     }
 
     /// `true` (and consumes it) when the next item is `null`.
@@ -315,9 +330,15 @@ impl<'a> Reader<'a> {
     #[inline(never)]
     fn skip_any(&mut self) -> Result<()> {
         let at = self.offset();
-        self.dec.skip().map_err(|_| Error::Malformed {
-            offset: at,
-            expected: "a CBOR item",
+        self.dec.skip().map_err(|e| {
+            if e.is_end_of_input() {
+                self.truncated()
+            } else {
+                Error::Malformed {
+                    offset: at,
+                    expected: "a CBOR item",
+                }
+            }
         })
     }
 

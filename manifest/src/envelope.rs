@@ -79,10 +79,16 @@ pub struct Authenticated<'a> {
 impl<'a> Envelope<'a> {
     /// Decodes `bytes`, which must hold exactly one envelope.
     pub fn decode(bytes: &'a [u8], policy: &Policy) -> Result<Self> {
+        if bytes.is_empty() {
+            return Err(Error::NotAnEnvelope);
+        }
         let mut r = Reader::new(bytes);
         match r.tag()? {
             Some(TAG_ENVELOPE) => {}
             Some(tag) => return Err(Error::WrongEnvelopeTag { tag }),
+            None if r.datatype()? != minicbor::data::Type::Map => {
+                return Err(Error::NotAnEnvelope);
+            }
             None if policy.allow_untagged_envelope => {}
             None => return Err(Error::UntaggedEnvelope),
         }

@@ -21,6 +21,8 @@ pub enum Error {
         offset: usize,
         expected: &'static str,
     },
+    /// The input (or a byte string holding a structure) ends inside an item.
+    Truncated { offset: usize },
     /// A structure ended before the byte string (or file) holding it (RFC 8949 §5.3).
     TrailingBytes { offset: usize },
     /// A map holds the same key twice (RFC 8949 §5.6).
@@ -31,6 +33,8 @@ pub enum Error {
     LimitExceeded { offset: usize, limit: &'static str },
 
     // ---- SUIT structure (draft-ietf-suit-manifest-37) ----
+    /// The input is not an envelope at all: no tag 107 and no map.
+    NotAnEnvelope,
     /// The envelope is not wrapped in tag 107 (SUIT_Envelope_Tagged, §8.2).
     UntaggedEnvelope,
     /// The input carries a tag other than 107 where the envelope should start.
@@ -108,6 +112,9 @@ impl fmt::Display for Error {
             Malformed { offset, expected } => {
                 write!(f, "malformed CBOR at byte {offset}: expected {expected}")
             }
+            Truncated { offset } => {
+                write!(f, "the data ends early, at byte {offset} (truncated?)")
+            }
             TrailingBytes { offset } => write!(f, "unexpected trailing bytes at byte {offset}"),
             DuplicateKey { offset } => write!(f, "duplicate map key at byte {offset}"),
             IndefiniteLength { offset } => {
@@ -118,6 +125,9 @@ impl fmt::Display for Error {
             }
             LimitExceeded { offset, limit } => {
                 write!(f, "too many {limit} at byte {offset}")
+            }
+            NotAnEnvelope => {
+                f.write_str("the input does not start with the SUIT envelope tag (CBOR tag 107)")
             }
             UntaggedEnvelope => {
                 f.write_str("the envelope is not tagged as a SUIT envelope (tag 107)")

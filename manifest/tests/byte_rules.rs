@@ -607,12 +607,28 @@ fn malformed_cbor_reports_its_offset() {
     let bytes = [0xd8, 0x6b, 0xa2, 0x02, 0x5f];
     let err = Envelope::decode(&bytes, &Policy::default()).unwrap_err();
     assert_eq!(err, Error::IndefiniteLength { offset: 4 });
-    let err =
-        Envelope::decode(&[0xd8, 0x6b, 0xa2, 0x02, 0x45, 0x00], &Policy::default()).unwrap_err();
+    let err = Envelope::decode(&[0xd8, 0x6b, 0xa2, 0x02, 0x01], &Policy::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "malformed CBOR at byte 4: expected authentication-wrapper (bstr)"
     );
+}
+
+#[test]
+fn truncated_input_is_named_as_such() {
+    let whole = Parts::default().build();
+    for cut in [4, 40, whole.len() - 1] {
+        let err = Envelope::decode(&whole[..cut], &Policy::default()).unwrap_err();
+        assert_eq!(err, Error::Truncated { offset: cut }, "cut at {cut}");
+    }
+}
+
+#[test]
+fn input_that_is_not_an_envelope_is_named_as_such() {
+    for bytes in [&b""[..], b"hello, world\n", &[0x82, 0x01, 0x02]] {
+        let err = Envelope::decode(bytes, &Policy::default()).unwrap_err();
+        assert_eq!(err, Error::NotAnEnvelope, "{bytes:?}");
+    }
 }
 
 #[test]

@@ -358,7 +358,7 @@ fn non_envelopes_get_one_line_and_no_panic() {
         ("text.suit", "text.suit is not a valid SUIT envelope"),
         (
             "cut.suit",
-            "cut.suit is not a valid SUIT envelope: malformed CBOR at byte",
+            "cut.suit is not a valid SUIT envelope: the data ends early, at byte 4",
         ),
         ("dir.suit", "cannot read dir.suit: it is a directory"),
     ] {
