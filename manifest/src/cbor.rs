@@ -46,17 +46,7 @@ impl<'a> Key<'a> {
     fn from_encoded(raw: &'a [u8]) -> Self {
         let mut d = Decoder::new(raw);
         let key = match d.datatype() {
-            Ok(
-                Type::U8
-                | Type::U16
-                | Type::U32
-                | Type::U64
-                | Type::I8
-                | Type::I16
-                | Type::I32
-                | Type::I64
-                | Type::Int,
-            ) => d.i64().ok().map(Key::Int),
+            Ok(t) if is_integer(t) => d.i64().ok().map(Key::Int),
             Ok(Type::String) => d.str().ok().map(Key::Text),
             Ok(Type::Bytes) => d.bytes().ok().map(Key::Bytes),
             _ => None,
@@ -64,6 +54,22 @@ impl<'a> Key<'a> {
         // Integers beyond i64 and containers compare by their encoding.
         key.unwrap_or(Key::Other(raw))
     }
+}
+
+/// Whether `t` is a CBOR integer (major type 0 or 1), of any width.
+fn is_integer(t: Type) -> bool {
+    matches!(
+        t,
+        Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
+            | Type::I64
+            | Type::Int
+    )
 }
 
 /// The keys already seen in one map (RFC 8949 §5.6: a map with duplicate keys is invalid).
@@ -205,15 +211,7 @@ impl<'a> Reader<'a> {
     pub fn int(&mut self, what: &'static str) -> Result<i64> {
         let at = self.clone();
         match self.datatype()? {
-            Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64
-            | Type::Int => self.dec.i64().map_err(|e| at.fail(e, what)),
+            t if is_integer(t) => self.dec.i64().map_err(|e| at.fail(e, what)),
             _ => Err(at.malformed(what)),
         }
     }
