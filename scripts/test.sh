@@ -23,8 +23,8 @@ cargo test -p rota-manifest
 step "tests (all crates, all features)"
 cargo test --workspace --all-features
 
-step "rota-manifest builds for a bare-metal Cortex-M without std or alloc"
-cargo build -p rota-manifest --target thumbv7em-none-eabihf --no-default-features
+step "rota-manifest and rota-boot build for a bare-metal Cortex-M without std or alloc"
+cargo build -p rota-manifest -p rota-boot --target thumbv7em-none-eabihf --no-default-features
 
 step "size of the no_std Ed25519 envelope verifier"
 scripts/size-probe.sh
