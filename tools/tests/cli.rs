@@ -90,10 +90,15 @@ fn setup() -> TempDir {
 }
 
 fn sign(dir: &Path, extra: &[&str]) -> Run {
+    sign_as(dir, "release.key", "fw.suit", extra)
+}
+
+/// `rota sign` of fw.bin with `key` into `output`.
+fn sign_as(dir: &Path, key: &str, output: &str, extra: &[&str]) -> Run {
     let mut args = vec![
         "sign",
         "--key",
-        "release.key",
+        key,
         "--image",
         "fw.bin",
         "--vendor-id",
@@ -105,7 +110,7 @@ fn sign(dir: &Path, extra: &[&str]) -> Run {
         "--security-version",
         "2",
         "-o",
-        "fw.suit",
+        output,
     ];
     args.extend_from_slice(extra);
     rota(dir, &args)
@@ -320,26 +325,7 @@ fn keys_in_the_wrong_place_are_named() {
         &["verify", "--trust-anchor", "fw.suit", "fw.suit"],
     )
     .fails_with("fw.suit is not a PEM key file");
-    let run = rota(
-        dir.path(),
-        &[
-            "sign",
-            "--key",
-            "release.pub",
-            "--image",
-            "fw.bin",
-            "--vendor-id",
-            VENDOR,
-            "--class-id",
-            CLASS,
-            "--sequence",
-            "1",
-            "--security-version",
-            "1",
-            "-o",
-            "other.suit",
-        ],
-    );
+    let run = sign_as(dir.path(), "release.pub", "other.suit", &[]);
     run.fails_with("cannot use release.pub as a signing key: this is a public key");
 }
 
@@ -399,26 +385,7 @@ fn missing_files_are_named() {
         ],
     )
     .fails_with("cannot read missing.bin: no such file");
-    let run = rota(
-        dir.path(),
-        &[
-            "sign",
-            "--key",
-            "missing.key",
-            "--image",
-            "fw.bin",
-            "--vendor-id",
-            VENDOR,
-            "--class-id",
-            CLASS,
-            "--sequence",
-            "1",
-            "--security-version",
-            "1",
-            "-o",
-            "x.suit",
-        ],
-    );
+    let run = sign_as(dir.path(), "missing.key", "x.suit", &[]);
     run.fails_with("cannot read missing.key: no such file");
     rota(dir.path(), &["keygen", "--out", "no/such/dir/k"])
         .fails_with("directory no/such/dir does not exist");
