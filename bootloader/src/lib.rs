@@ -1,15 +1,41 @@
 //! rota's A/B bootloader core: it decides what runs, from flash it cannot trust and
 //! power that can fail at any instant.
 //!
+//! - [`Layout`]: the journal, slot A and slot B on any NOR flash geometry.
+//! - [`RootOfTrust`]: the device's write-once anchors (key hashes, revocation bits, the
+//!   security-version floor, vendor and class).
+//! - [`verify_slot`]: the one image check, through `rota-manifest`.
+//! - [`Bootloader::decide`]: trial, revert, floor, recovery.
+//! - [`Updater`]: what running firmware calls to stage, mark pending, confirm, revert
+//!   and revoke.
+//! - [`Journal`]: the power-safe boot state between them.
+//!
 //! Everything here is `no_std` and allocation-free and generic over
 //! [`embedded_storage::nor_flash::NorFlash`]; flash geometry is always a parameter.
-//! The [`sim`] module (feature `sim`, and in tests) simulates NOR flash with the real
-//! programming rules and power cuts, including torn writes and erases.
+//! The [`sim`] module (feature `sim`, and in tests) simulates NOR flash and OTP with
+//! their real programming rules and power cuts, torn writes and erases included.
 #![no_std]
 #![forbid(unsafe_code)]
 
 #[cfg(any(test, feature = "sim"))]
 extern crate alloc;
 
+pub mod boot;
+pub mod error;
+pub mod header;
+pub mod journal;
+pub mod layout;
+pub mod rot;
+pub mod updater;
+pub mod verify;
+
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+
+pub use boot::{BootDecision, Bootloader};
+pub use error::Error;
+pub use journal::{BootState, Journal, Revert, RevertReason};
+pub use layout::{Layout, LayoutError, Region, Slot};
+pub use rot::{KeyHash, RootOfTrust, Uuid};
+pub use updater::{Progress, Status, Updater};
+pub use verify::{Rejection, VerifiedImage, verify_slot};

@@ -8,41 +8,22 @@
 //! - the erased value is `0xFF` or `0x00`, chosen per instance (programming moves bits
 //!   away from it, erasing moves them back).
 //!
-//! Power cuts: every write or erase call is one *operation*, numbered from 0. A
-//! [`PowerCut`] at operation N either stops before it ([`CutKind::Before`]), completes it
-//! ([`CutKind::After`]), or leaves it torn ([`CutKind::Torn`]): an arbitrary subset of the
-//! words it covers changed, each changed word holding any mix of old and new bits that
-//! the physics allows. After the cut every call fails with [`SimFlashError::PowerLoss`]
-//! until [`SimFlash::power_on`], as a reboot would.
+//! Power cuts: every write or erase call is one *operation* on the flash's
+//! [`PowerRail`], numbered from 0 along with the operations of every other part on the
+//! rail. A [`PowerCut`] at operation N either stops before it ([`CutKind::Before`]),
+//! completes it ([`CutKind::After`]), or leaves it torn ([`CutKind::Torn`]): an arbitrary
+//! subset of the words it covers changed, each changed word holding any mix of old and
+//! new bits that the physics allows. After the cut every call fails with
+//! [`SimFlashError::PowerLoss`] until [`PowerRail::power_on`], as a reboot would.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::power::{CutKind, PowerCut, PowerLoss, PowerRail, SplitMix};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash, check_erase, check_read,
     check_write,
 };
-
-/// How the power fails at the chosen operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CutKind {
-    /// The operation never starts.
-    Before,
-    /// The operation completes; nothing after it does.
-    After,
-    /// The operation is left half done (see the module documentation).
-    Torn,
-}
-
-/// A scheduled power failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PowerCut {
-    /// Index of the write or erase call at which power fails.
-    pub at: u64,
-    pub kind: CutKind,
-    /// Chooses which words a torn operation changes, reproducibly.
-    pub seed: u64,
-}
 
 /// Why a simulated flash operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +36,12 @@ pub enum SimFlashError {
     },
     /// The power is off: a cut happened and [`SimFlash::power_on`] has not been called.
     PowerLoss,
+}
+
+impl From<PowerLoss> for SimFlashError {
+    fn from(_: PowerLoss) -> Self {
+        Self::PowerLoss
+    }
 }
 
 impl NorFlashError for SimFlashError {
@@ -77,20 +64,23 @@ impl From<NorFlashErrorKind> for SimFlashError {
 }
 
 /// NOR flash of `ERASE_SIZE`-byte sectors programmed in `WRITE_SIZE`-byte words.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SimFlash<const ERASE_SIZE: usize, const WRITE_SIZE: usize> {
     mem: Vec<u8>,
     erased: u8,
     erase_counts: Vec<u32>,
-    operations: u64,
-    cut: Option<PowerCut>,
-    powered: bool,
+    rail: PowerRail,
 }
 
 impl<const ERASE_SIZE: usize, const WRITE_SIZE: usize> SimFlash<ERASE_SIZE, WRITE_SIZE> {
     /// A fully erased flash of `sectors` sectors whose erased bytes read `erased`
-    /// (`0xFF` or `0x00`).
+    /// (`0xFF` or `0x00`), on a power rail of its own.
     pub fn new(sectors: usize, erased: u8) -> Self {
+        Self::on_rail(PowerRail::new(), sectors, erased)
+    }
+
+    /// Like [`Self::new`], powered by `rail` (shared with other parts of a device).
+    pub fn on_rail(rail: PowerRail, sectors: usize, erased: u8) -> Self {
         assert!(
             erased == 0xFF || erased == 0x00,
             "NOR flash erases to 0xFF or 0x00"
@@ -103,31 +93,44 @@ impl<const ERASE_SIZE: usize, const WRITE_SIZE: usize> SimFlash<ERASE_SIZE, WRIT
             mem: vec![erased; sectors * ERASE_SIZE],
             erased,
             erase_counts: vec![0; sectors],
-            operations: 0,
-            cut: None,
-            powered: true,
+            rail,
         }
     }
 
-    /// Schedules a power cut (replacing any earlier one).
-    pub fn schedule_cut(&mut self, cut: PowerCut) {
-        self.cut = Some(cut);
+    /// An independent copy of this flash (contents and wear) on `rail`: for exploring
+    /// what a cut at each point of a step does, from one starting state.
+    pub fn fork(&self, rail: PowerRail) -> Self {
+        Self {
+            mem: self.mem.clone(),
+            erased: self.erased,
+            erase_counts: self.erase_counts.clone(),
+            rail,
+        }
+    }
+
+    /// The power rail this flash is on.
+    pub fn rail(&self) -> &PowerRail {
+        &self.rail
+    }
+
+    /// Schedules a power cut on this flash's rail (replacing any earlier one).
+    pub fn schedule_cut(&self, cut: PowerCut) {
+        self.rail.schedule_cut(cut);
     }
 
     /// Restores power, as a reboot does; the flash keeps whatever the cut left.
-    pub fn power_on(&mut self) {
-        self.cut = None;
-        self.powered = true;
+    pub fn power_on(&self) {
+        self.rail.power_on();
     }
 
-    /// Whether a cut has happened and power is still off.
+    /// Whether the power is on.
     pub fn is_powered(&self) -> bool {
-        self.powered
+        self.rail.is_powered()
     }
 
-    /// How many write and erase calls have been made so far (the index the next one gets).
+    /// How many operations the rail has counted (the index the next one gets).
     pub fn operations(&self) -> u64 {
-        self.operations
+        self.rail.operations()
     }
 
     /// How many times each sector has been erased.
@@ -145,25 +148,6 @@ impl<const ERASE_SIZE: usize, const WRITE_SIZE: usize> SimFlash<ERASE_SIZE, WRIT
         self.erased
     }
 
-    /// Counts the operation and applies a due cut: returns how the operation may proceed.
-    fn begin_operation(&mut self) -> Result<Option<PowerCut>, SimFlashError> {
-        if !self.powered {
-            return Err(SimFlashError::PowerLoss);
-        }
-        let index = self.operations;
-        self.operations += 1;
-        match self.cut {
-            Some(cut) if cut.at == index => {
-                self.powered = false;
-                match cut.kind {
-                    CutKind::Before => Err(SimFlashError::PowerLoss),
-                    CutKind::After | CutKind::Torn => Ok(Some(cut)),
-                }
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Moves `old` toward `new` for a torn operation: only bits that the operation flips
     /// may change, each independently.
     fn tear(old: u8, new: u8, noise: u8) -> u8 {
@@ -174,7 +158,7 @@ impl<const ERASE_SIZE: usize, const WRITE_SIZE: usize> SimFlash<ERASE_SIZE, WRIT
     /// Applies `new` to the words of `range` (word-aligned), all of them or, for a torn
     /// cut, a random subset of them and of their bits.
     fn apply(&mut self, start: usize, new: &[u8], cut: Option<PowerCut>) {
-        let mut rng = cut.map(|c| SplitMix::new(c.seed ^ c.at.rotate_left(32)));
+        let mut rng = cut.map(SplitMix::new);
         for (w, word) in new.chunks(WRITE_SIZE).enumerate() {
             let at = start + w * WRITE_SIZE;
             let target = &mut self.mem[at..at + WRITE_SIZE];
@@ -209,9 +193,7 @@ impl<const E: usize, const W: usize> ReadNorFlash for SimFlash<E, W> {
     const READ_SIZE: usize = 1;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimFlashError> {
-        if !self.powered {
-            return Err(SimFlashError::PowerLoss);
-        }
+        self.rail.check()?;
         check_read(self, offset, bytes.len())?;
         let at = offset as usize;
         bytes.copy_from_slice(&self.mem[at..at + bytes.len()]);
@@ -228,11 +210,9 @@ impl<const E: usize, const W: usize> NorFlash for SimFlash<E, W> {
     const ERASE_SIZE: usize = E;
 
     fn erase(&mut self, from: u32, to: u32) -> Result<(), SimFlashError> {
-        if !self.powered {
-            return Err(SimFlashError::PowerLoss);
-        }
+        self.rail.check()?;
         check_erase(self, from, to)?;
-        let cut = self.begin_operation()?;
+        let cut = self.rail.begin_operation()?;
         let erased = vec![self.erased; (to - from) as usize];
         self.apply(from as usize, &erased, cut);
         // A sector counts as erased once an erase of it has begun: that is the wear.
@@ -246,9 +226,7 @@ impl<const E: usize, const W: usize> NorFlash for SimFlash<E, W> {
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimFlashError> {
-        if !self.powered {
-            return Err(SimFlashError::PowerLoss);
-        }
+        self.rail.check()?;
         check_write(self, offset, bytes.len())?;
         let start = offset as usize;
         // Checked before the operation is counted: a rule violation is a bug in the
@@ -260,7 +238,7 @@ impl<const E: usize, const W: usize> NorFlash for SimFlash<E, W> {
                 });
             }
         }
-        let cut = self.begin_operation()?;
+        let cut = self.rail.begin_operation()?;
         self.apply(start, bytes, cut);
         if cut.is_some() {
             return Err(SimFlashError::PowerLoss);
@@ -269,27 +247,10 @@ impl<const E: usize, const W: usize> NorFlash for SimFlash<E, W> {
     }
 }
 
-/// A small deterministic generator (SplitMix64: every seed, zero included, gives its
-/// own stream), so every torn outcome reproduces from its seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::power::CutKind;
 
     type Small = SimFlash<256, 4>;
 

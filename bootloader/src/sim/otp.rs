@@ -1,0 +1,264 @@
+//! A simulated OTP / eFuse bank with real write-once semantics.
+//!
+//! Provisioning (key hashes, vendor and class ids, the counter's size) happens at
+//! manufacturing, before the device runs. In the field only two things can happen, each
+//! one *burn* (an operation on the [`PowerRail`]): a key slot's revocation bit is set, or
+//! one bit of the floor counter is set. Bits never clear.
+//!
+//! The floor is a thermometer code read as "index of the highest burned bit, plus one":
+//! raising it to `v` burns bit `v - 1` alone, so every raise is a single-bit burn, and a
+//! torn burn (the bit set or not, see [`CutKind::Torn`]) leaves the floor either where
+//! it was or where it was going.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::power::{CutKind, PowerLoss, PowerRail, SplitMix};
+use crate::rot::{KeyHash, RootOfTrust, Uuid};
+
+/// What a factory writes into a device's OTP.
+#[derive(Clone, Debug)]
+pub struct Provisioning {
+    /// Trusted key hashes, one per slot; `None` leaves a slot blank.
+    pub keys: Vec<Option<KeyHash>>,
+    pub vendor_id: Uuid,
+    pub class_id: Uuid,
+    /// Bits in the floor counter: the highest floor the device can ever reach.
+    pub floor_bits: u32,
+}
+
+/// Why a simulated OTP operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimOtpError {
+    /// The power is off.
+    PowerLoss,
+    /// No such key slot.
+    NoSuchSlot,
+    /// The counter has no bit for this floor.
+    BudgetExhausted,
+}
+
+impl From<PowerLoss> for SimOtpError {
+    fn from(_: PowerLoss) -> Self {
+        Self::PowerLoss
+    }
+}
+
+/// The OTP bank.
+#[derive(Debug)]
+pub struct SimOtp {
+    keys: Vec<Option<KeyHash>>,
+    revoked: Vec<bool>,
+    floor_bits: Vec<bool>,
+    vendor_id: Uuid,
+    class_id: Uuid,
+    burns: u64,
+    rail: PowerRail,
+}
+
+impl SimOtp {
+    /// A freshly provisioned bank on `rail`: no key revoked, floor 0.
+    pub fn provision(rail: PowerRail, provisioning: &Provisioning) -> Self {
+        Self {
+            revoked: vec![false; provisioning.keys.len()],
+            keys: provisioning.keys.clone(),
+            floor_bits: vec![false; provisioning.floor_bits as usize],
+            vendor_id: provisioning.vendor_id,
+            class_id: provisioning.class_id,
+            burns: 0,
+            rail,
+        }
+    }
+
+    /// An independent copy of this bank on `rail`.
+    pub fn fork(&self, rail: PowerRail) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            revoked: self.revoked.clone(),
+            floor_bits: self.floor_bits.clone(),
+            vendor_id: self.vendor_id,
+            class_id: self.class_id,
+            burns: self.burns,
+            rail,
+        }
+    }
+
+    /// How many bits have been burned in the field.
+    pub fn burns(&self) -> u64 {
+        self.burns
+    }
+
+    /// The floor, read without power (for assertions).
+    pub fn floor_now(&self) -> u32 {
+        self.floor_bits
+            .iter()
+            .rposition(|&bit| bit)
+            .map_or(0, |i| i as u32 + 1)
+    }
+
+    /// The revocation bits, read without power (for assertions).
+    pub fn revoked_now(&self) -> &[bool] {
+        &self.revoked
+    }
+
+    /// Burns one bit as one operation on the rail: a torn burn sets it or not.
+    fn burn(rail: &PowerRail, bit: &mut bool, burns: &mut u64) -> Result<(), SimOtpError> {
+        let cut = rail.begin_operation()?;
+        let sets = match cut {
+            Some(cut) if cut.kind == CutKind::Torn => SplitMix::new(cut).next() & 1 == 1,
+            _ => true,
+        };
+        if sets && !*bit {
+            *bit = true;
+            *burns += 1;
+        }
+        match cut {
+            Some(_) => Err(SimOtpError::PowerLoss),
+            None => Ok(()),
+        }
+    }
+}
+
+impl RootOfTrust for SimOtp {
+    type Error = SimOtpError;
+
+    fn key_slots(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn key_hash(&mut self, slot: usize) -> Result<Option<KeyHash>, SimOtpError> {
+        self.rail.check()?;
+        self.keys.get(slot).copied().ok_or(SimOtpError::NoSuchSlot)
+    }
+
+    fn is_revoked(&mut self, slot: usize) -> Result<bool, SimOtpError> {
+        self.rail.check()?;
+        self.revoked
+            .get(slot)
+            .copied()
+            .ok_or(SimOtpError::NoSuchSlot)
+    }
+
+    fn revoke(&mut self, slot: usize) -> Result<(), SimOtpError> {
+        self.rail.check()?;
+        let bit = self.revoked.get_mut(slot).ok_or(SimOtpError::NoSuchSlot)?;
+        Self::burn(&self.rail, bit, &mut self.burns)
+    }
+
+    fn floor(&mut self) -> Result<u32, SimOtpError> {
+        self.rail.check()?;
+        Ok(self.floor_now())
+    }
+
+    fn floor_budget(&self) -> u32 {
+        self.floor_bits.len() as u32
+    }
+
+    fn raise_floor(&mut self, to: u32) -> Result<(), SimOtpError> {
+        self.rail.check()?;
+        if to <= self.floor_now() {
+            return Ok(());
+        }
+        let bit = self
+            .floor_bits
+            .get_mut(to as usize - 1)
+            .ok_or(SimOtpError::BudgetExhausted)?;
+        Self::burn(&self.rail, bit, &mut self.burns)
+    }
+
+    fn vendor_id(&mut self) -> Result<Uuid, SimOtpError> {
+        self.rail.check()?;
+        Ok(self.vendor_id)
+    }
+
+    fn class_id(&mut self) -> Result<Uuid, SimOtpError> {
+        self.rail.check()?;
+        Ok(self.class_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::power::PowerCut;
+
+    fn otp(rail: &PowerRail) -> SimOtp {
+        SimOtp::provision(
+            rail.clone(),
+            &Provisioning {
+                keys: vec![Some([1; 32]), None],
+                vendor_id: [2; 16],
+                class_id: [3; 16],
+                floor_bits: 8,
+            },
+        )
+    }
+
+    #[test]
+    fn floor_only_rises_within_its_budget() {
+        let rail = PowerRail::new();
+        let mut otp = otp(&rail);
+        assert_eq!(otp.floor(), Ok(0));
+        otp.raise_floor(3).unwrap();
+        otp.raise_floor(2).unwrap();
+        assert_eq!(otp.floor(), Ok(3));
+        otp.raise_floor(8).unwrap();
+        assert_eq!(otp.raise_floor(9), Err(SimOtpError::BudgetExhausted));
+        assert_eq!(otp.floor(), Ok(8));
+        assert_eq!(otp.burns(), 2);
+    }
+
+    #[test]
+    fn revocation_is_permanent_and_per_slot() {
+        let rail = PowerRail::new();
+        let mut otp = otp(&rail);
+        otp.revoke(1).unwrap();
+        otp.revoke(1).unwrap();
+        assert_eq!(otp.is_revoked(0), Ok(false));
+        assert_eq!(otp.is_revoked(1), Ok(true));
+        assert_eq!(otp.revoke(2), Err(SimOtpError::NoSuchSlot));
+        assert_eq!(otp.burns(), 1);
+    }
+
+    /// A burn cut at any point leaves the floor where it was or where it was going,
+    /// and torn burns go both ways over seeds.
+    #[test]
+    fn a_cut_burn_leaves_the_floor_before_or_after() {
+        let mut outcomes = [false; 2];
+        for kind in [CutKind::Before, CutKind::After, CutKind::Torn] {
+            for seed in 0..32 {
+                let rail = PowerRail::new();
+                let mut otp = otp(&rail);
+                otp.raise_floor(2).unwrap();
+                rail.schedule_cut(PowerCut { at: 1, kind, seed });
+                assert_eq!(otp.raise_floor(5), Err(SimOtpError::PowerLoss));
+                assert_eq!(otp.floor(), Err(SimOtpError::PowerLoss));
+                rail.power_on();
+                let floor = otp.floor().unwrap();
+                assert!(floor == 2 || floor == 5, "{kind:?}: floor {floor}");
+                if kind == CutKind::Torn {
+                    outcomes[(floor == 5) as usize] = true;
+                }
+                match kind {
+                    CutKind::Before => assert_eq!(floor, 2),
+                    CutKind::After => assert_eq!(floor, 5),
+                    CutKind::Torn => {}
+                }
+            }
+        }
+        assert_eq!(outcomes, [true, true]);
+    }
+
+    #[test]
+    fn shares_the_operation_count_with_flash() {
+        use crate::sim::SimFlash;
+        use embedded_storage::nor_flash::NorFlash;
+        let rail = PowerRail::new();
+        let mut otp = otp(&rail);
+        let mut flash = SimFlash::<256, 4>::on_rail(rail.clone(), 1, 0xFF);
+        flash.write(0, &[0; 4]).unwrap();
+        otp.revoke(0).unwrap();
+        flash.write(4, &[0; 4]).unwrap();
+        assert_eq!(rail.operations(), 3);
+    }
+}

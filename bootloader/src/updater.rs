@@ -1,0 +1,387 @@
+//! The application-side API: what running firmware (or the update agent) uses to
+//! install the next image, and to confirm or reject itself.
+
+use embedded_storage::nor_flash::NorFlash;
+
+use crate::error::Error;
+use crate::header::{KEY_LEN, SlotHeader};
+use crate::journal::{BootState, Journal, Revert, RevertReason};
+use crate::layout::{Layout, Slot};
+use crate::rot::RootOfTrust;
+use crate::verify::{VerifiedImage, check_envelope, verify_slot};
+
+/// The device's boot state, as the running firmware sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The slot the running image was booted from.
+    pub running: Slot,
+    /// The running image is on trial: it must [`Updater::confirm`] or it is reverted.
+    pub on_trial: bool,
+    /// A slot marked pending and not booted yet.
+    pub pending: Option<Slot>,
+    /// The most recent revert and its reason.
+    pub last_revert: Option<Revert>,
+}
+
+/// How far the staged image has been written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub slot: Slot,
+    /// The image offset the next [`Updater::write`] must start at.
+    pub next: u32,
+    /// The image's size, from its envelope.
+    pub size: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Staging {
+    slot: Slot,
+    size: u32,
+    /// Image bytes on flash: a multiple of the write size.
+    written: u32,
+    /// Bytes received but not yet a whole write word.
+    tail: [u8; 32],
+    tail_len: usize,
+}
+
+/// The updater. Generic like the bootloader; it shares the journal and the checks.
+pub struct Updater<'s, F, R> {
+    flash: F,
+    rot: R,
+    layout: Layout,
+    scratch: &'s mut [u8],
+    journal: Journal,
+    staging: Option<Staging>,
+}
+
+impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
+    /// Opens the updater; `scratch` as for [`crate::Bootloader::new`].
+    pub fn new(
+        mut flash: F,
+        rot: R,
+        layout: Layout,
+        scratch: &'s mut [u8],
+    ) -> Result<Self, Error<F::Error, R::Error>> {
+        layout.check::<F>(flash.capacity(), scratch.len())?;
+        let journal = Journal::open(&mut flash, &layout).map_err(Error::Flash)?;
+        Ok(Self {
+            flash,
+            rot,
+            layout,
+            scratch,
+            journal,
+            staging: None,
+        })
+    }
+
+    /// The boot state.
+    pub fn status(&self) -> Status {
+        let state = self.journal.state();
+        Status {
+            running: state.running(),
+            on_trial: state.on_trial(),
+            pending: (state.pending && !state.on_trial()).then(|| state.confirmed.other()),
+            last_revert: state.last_revert,
+        }
+    }
+
+    /// Begins, or resumes, writing the image `envelope` describes into the inactive
+    /// slot; returns the image offset to continue from (0 for a fresh start).
+    ///
+    /// The envelope is checked first, as the bootloader will check it (signature by a
+    /// trusted, non-revoked key, vendor and class, floor, size): an update the device
+    /// would refuse is refused before anything is erased. Any pending image is unmarked.
+    ///
+    /// Resuming: if the slot already holds this exact header, the download resumes at the
+    /// start of the erase sector holding the last programmed image byte, which is erased
+    /// again. Writes never cross a sector boundary, so whatever a cut tore lies in that
+    /// sector; everything before it was written by complete operations. At most one
+    /// sector of progress is lost, and one extra erase spent, per interruption.
+    /// Otherwise the sectors the image needs (and only those) are erased and the header
+    /// is written before any image byte.
+    pub fn stage(
+        &mut self,
+        key: &[u8; KEY_LEN],
+        envelope: &[u8],
+    ) -> Result<u32, Error<F::Error, R::Error>> {
+        let state = self.journal.state();
+        if state.on_trial() {
+            return Err(Error::OnTrial);
+        }
+        let slot = state.confirmed.other();
+        let header = SlotHeader {
+            key: *key,
+            envelope,
+        };
+        if !header.fits(&self.layout) {
+            return Err(Error::EnvelopeTooLarge);
+        }
+        let size = check_envelope(&mut self.rot, &self.layout, slot, key, envelope)?.size;
+        self.staging = None;
+        if state.pending {
+            let unmarked = BootState {
+                pending: false,
+                trial_boots: 0,
+                ..state
+            };
+            self.journal
+                .commit(&mut self.flash, unmarked)
+                .map_err(Error::Flash)?;
+        }
+        let resume = if header
+            .is_on(&mut self.flash, &self.layout, slot)
+            .map_err(Error::Flash)?
+        {
+            self.resume_point(slot, &header, size)?
+        } else {
+            let end = (self.layout.header_size + size).next_multiple_of(F::ERASE_SIZE as u32);
+            self.erase_and_write_header(slot, &header, end)?;
+            0
+        };
+        self.staging = Some(Staging {
+            slot,
+            size,
+            written: resume,
+            tail: [0; 32],
+            tail_len: 0,
+        });
+        Ok(resume)
+    }
+
+    /// Where the staged download stands, if one is staged.
+    pub fn progress(&self) -> Option<Progress> {
+        self.staging.map(|s| Progress {
+            slot: s.slot,
+            next: s.written + s.tail_len as u32,
+            size: s.size,
+        })
+    }
+
+    /// Writes the next `data` of the staged image, at image offset `offset` (which must
+    /// be where the previous write ended). Any chunk size works; the last chunk is
+    /// padded to the write size with the erased value.
+    pub fn write(&mut self, offset: u32, mut data: &[u8]) -> Result<(), Error<F::Error, R::Error>> {
+        let mut st = self.staging.ok_or(Error::NotStaged)?;
+        let next = st.written + st.tail_len as u32;
+        if offset != next {
+            return Err(Error::OutOfOrder { expected: next });
+        }
+        if u64::from(next) + data.len() as u64 > u64::from(st.size) {
+            return Err(Error::PastEnd);
+        }
+        // A failed write leaves the staging unknown: the caller stages again to resume.
+        self.staging = None;
+        let word = F::WRITE_SIZE;
+        let base = self.layout.image_address(st.slot);
+        if st.tail_len > 0 {
+            let take = (word - st.tail_len).min(data.len());
+            st.tail[st.tail_len..st.tail_len + take].copy_from_slice(&data[..take]);
+            st.tail_len += take;
+            data = &data[take..];
+            if st.tail_len == word {
+                self.write_in_sectors(base + st.written, &st.tail[..word])?;
+                st.written += word as u32;
+                st.tail_len = 0;
+            }
+        }
+        let whole = data.len() / word * word;
+        self.write_in_sectors(base + st.written, &data[..whole])?;
+        st.written += whole as u32;
+        let rest = &data[whole..];
+        st.tail[st.tail_len..st.tail_len + rest.len()].copy_from_slice(rest);
+        st.tail_len += rest.len();
+        if st.tail_len > 0 && st.written + st.tail_len as u32 == st.size {
+            st.tail[st.tail_len..word].fill(self.layout.erased);
+            self.write_in_sectors(base + st.written, &st.tail[..word])?;
+            st.written += word as u32;
+            st.tail_len = 0;
+            // `written` now covers the padding; report progress in image bytes.
+            st.written = st.size;
+        }
+        self.staging = Some(st);
+        Ok(())
+    }
+
+    /// Marks the inactive slot pending, so the next boot starts it on trial. The slot is
+    /// verified in full first, exactly as the bootloader will.
+    pub fn mark_pending(&mut self) -> Result<VerifiedImage, Error<F::Error, R::Error>> {
+        let state = self.journal.state();
+        if state.on_trial() {
+            return Err(Error::OnTrial);
+        }
+        let image = self.verify(state.confirmed.other())?;
+        let pending = BootState {
+            pending: true,
+            trial_boots: 0,
+            ..state
+        };
+        self.journal
+            .commit(&mut self.flash, pending)
+            .map_err(Error::Flash)?;
+        self.staging = None;
+        Ok(image)
+    }
+
+    /// Confirms the running image: it becomes the fallback, and the floor rises to its
+    /// security version. This is the commit point: once it returns, no power cut can let
+    /// an image below that floor boot. (If power fails between the journal record and
+    /// the OTP burn, the bootloader completes the burn before it boots the image.)
+    pub fn confirm(&mut self) -> Result<(), Error<F::Error, R::Error>> {
+        let state = self.journal.state();
+        let running = self.verify(state.running())?;
+        if state.on_trial() {
+            let confirmed = BootState {
+                confirmed: running.slot,
+                pending: false,
+                trial_boots: 0,
+                ..state
+            };
+            self.journal
+                .commit(&mut self.flash, confirmed)
+                .map_err(Error::Flash)?;
+        }
+        self.rot
+            .raise_floor(running.security_version as u32)
+            .map_err(Error::Rot)
+    }
+
+    /// Rejects the running trial image (a failed health check): the next boot returns
+    /// to the confirmed image, with the revert recorded. Reboot after this.
+    pub fn revert(&mut self) -> Result<(), Error<F::Error, R::Error>> {
+        let state = self.journal.state();
+        if !state.on_trial() {
+            return Err(Error::NotOnTrial);
+        }
+        let reverted = BootState {
+            pending: false,
+            trial_boots: 0,
+            last_revert: Some(Revert {
+                slot: state.running(),
+                reason: RevertReason::RejectedByApplication,
+            }),
+            ..state
+        };
+        self.journal
+            .commit(&mut self.flash, reverted)
+            .map_err(Error::Flash)
+    }
+
+    /// Burns the revocation bit of `key_slot`: images signed by that key never boot
+    /// again. Refused for the key that signed the running image, and while on trial (the
+    /// fallback may need its key).
+    pub fn revoke(&mut self, key_slot: usize) -> Result<(), Error<F::Error, R::Error>> {
+        if key_slot >= self.rot.key_slots() {
+            return Err(Error::NoSuchKeySlot);
+        }
+        let state = self.journal.state();
+        if state.on_trial() {
+            return Err(Error::OnTrial);
+        }
+        let running = self.verify(state.running())?;
+        let running_key = self.rot.key_hash(running.key_slot).map_err(Error::Rot)?;
+        if key_slot == running.key_slot
+            || self.rot.key_hash(key_slot).map_err(Error::Rot)? == running_key
+        {
+            return Err(Error::RevokesRunningKey);
+        }
+        self.rot.revoke(key_slot).map_err(Error::Rot)
+    }
+
+    /// Verifies the image in `slot` as the bootloader would.
+    pub fn verify(&mut self, slot: Slot) -> Result<VerifiedImage, Error<F::Error, R::Error>> {
+        verify_slot(
+            &mut self.flash,
+            &mut self.rot,
+            &self.layout,
+            slot,
+            self.scratch,
+        )
+    }
+
+    /// Gives the flash and the root of trust back.
+    pub fn into_parts(self) -> (F, R) {
+        (self.flash, self.rot)
+    }
+
+    /// Erases the slot's first `end` bytes (a sector multiple) and writes `header`.
+    fn erase_and_write_header(
+        &mut self,
+        slot: Slot,
+        header: &SlotHeader<'_>,
+        end: u32,
+    ) -> Result<(), Error<F::Error, R::Error>> {
+        let base = self.layout.slot(slot).offset;
+        self.flash.erase(base, base + end).map_err(Error::Flash)?;
+        header
+            .write(&mut self.flash, &self.layout, slot)
+            .map_err(Error::Flash)
+    }
+
+    /// See [`Self::stage`]: where an interrupted download of `size` bytes resumes.
+    fn resume_point(
+        &mut self,
+        slot: Slot,
+        header: &SlotHeader<'_>,
+        size: u32,
+    ) -> Result<u32, Error<F::Error, R::Error>> {
+        let base = self.layout.slot(slot).offset;
+        let start = self.layout.header_size;
+        let end = start + size.next_multiple_of(F::WRITE_SIZE as u32);
+        let Some(last) = self.last_programmed(base + start, base + end)? else {
+            return Ok(0);
+        };
+        let sector = F::ERASE_SIZE as u32;
+        let torn = (last - base) / sector * sector;
+        if torn < start {
+            // The sector holds (part of) the header: start over from the header.
+            self.erase_and_write_header(slot, header, torn + sector)?;
+            return Ok(0);
+        }
+        self.flash
+            .erase(base + torn, base + torn + sector)
+            .map_err(Error::Flash)?;
+        Ok(torn - start)
+    }
+
+    /// The address of the last byte in `from..to` that does not read erased.
+    fn last_programmed(
+        &mut self,
+        from: u32,
+        to: u32,
+    ) -> Result<Option<u32>, Error<F::Error, R::Error>> {
+        let mut chunk = [0u8; 256];
+        let mut end = to;
+        while end > from {
+            let n = (end - from).min(chunk.len() as u32);
+            let at = end - n;
+            self.flash
+                .read(at, &mut chunk[..n as usize])
+                .map_err(Error::Flash)?;
+            if let Some(i) = chunk[..n as usize]
+                .iter()
+                .rposition(|&b| b != self.layout.erased)
+            {
+                return Ok(Some(at + i as u32));
+            }
+            end = at;
+        }
+        Ok(None)
+    }
+
+    /// Writes whole words, one operation per erase sector touched, so that a cut
+    /// affects one sector only (see [`Self::stage`]).
+    fn write_in_sectors(
+        &mut self,
+        mut at: u32,
+        mut data: &[u8],
+    ) -> Result<(), Error<F::Error, R::Error>> {
+        while !data.is_empty() {
+            let room = F::ERASE_SIZE - at as usize % F::ERASE_SIZE;
+            let n = room.min(data.len());
+            self.flash.write(at, &data[..n]).map_err(Error::Flash)?;
+            at += n as u32;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+}
