@@ -431,16 +431,16 @@ mod tests {
     }
 
     /// A cut at any operation of any commit, in each way, leaves the state before or
-    /// after that commit, and the journal goes on working.
-    #[test]
-    fn a_cut_commit_leaves_the_state_before_or_after() {
+    /// after that commit, and the journal goes on working: for write sizes from 1 to 32
+    /// bytes (records of 17 to 64 bytes), around the ring several times.
+    fn cut_commits<const W: usize>() {
         for erased in [0xFF, 0x00] {
             let l = layout(erased);
             for n in 0..40u8 {
                 for op in 0..3 {
                     for kind in [CutKind::Before, CutKind::After, CutKind::Torn] {
                         for seed in 0..4 {
-                            let mut flash = Flash::new(4, erased);
+                            let mut flash = SimFlash::<256, W>::new(4, erased);
                             let mut journal = Journal::open(&mut flash, &l).unwrap();
                             for m in 0..n {
                                 journal.commit(&mut flash, state(m)).unwrap();
@@ -457,7 +457,7 @@ mod tests {
                             } else {
                                 assert!(
                                     now == before || now == state(n),
-                                    "{erased:#x} n={n} op={op} {kind:?}"
+                                    "W={W} {erased:#x} n={n} op={op} {kind:?}"
                                 );
                             }
                             reopened.commit(&mut flash, state(200)).unwrap();
@@ -467,6 +467,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_cut_commit_leaves_the_state_before_or_after_1_byte_writes() {
+        cut_commits::<1>();
+    }
+
+    #[test]
+    fn a_cut_commit_leaves_the_state_before_or_after_4_byte_writes() {
+        cut_commits::<4>();
+    }
+
+    #[test]
+    fn a_cut_commit_leaves_the_state_before_or_after_32_byte_writes() {
+        cut_commits::<32>();
     }
 
     #[test]

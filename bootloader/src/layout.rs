@@ -212,7 +212,8 @@ mod tests {
 
     #[test]
     fn refuses_each_broken_rule() {
-        let cases: [(fn(&mut Layout), LayoutError); 7] = [
+        type Breaks = fn(&mut Layout);
+        let cases: [(Breaks, LayoutError); 7] = [
             (|l| l.slots[0].offset = 8000, LayoutError::NotSectorAligned),
             (|l| l.slots[1].size = 32768, LayoutError::OutOfBounds),
             (|l| l.slots[1].offset = 16384, LayoutError::Overlap),

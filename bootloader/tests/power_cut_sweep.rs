@@ -11,7 +11,9 @@
 //!   bits) is exactly what it does when the interrupted step never ran or fully ran:
 //!   the state is before or after the step, never in between;
 //! - an interrupted download resumes where `rota-boot` says and completes to a
-//!   verifiable image.
+//!   verifiable image;
+//! - a second cut, at any operation of the first reboot, still settles safely where
+//!   the step had never run or fully ran.
 //!
 //! `ROTA_SWEEP_TORN_SEEDS` (default 4) sets how many different torn outcomes are tried
 //! at each operation.
@@ -150,6 +152,7 @@ fn settle<const E: usize, const W: usize>(
 
 struct Figures {
     points: u64,
+    double_cuts: u64,
     operations: u64,
 }
 
@@ -170,6 +173,7 @@ fn sweep<const E: usize, const W: usize>(
     let mut committed_floor = 0;
     let mut figures = Figures {
         points: 0,
+        double_cuts: 0,
         operations: 0,
     };
     let mut kinds = vec![(CutKind::Before, 0), (CutKind::After, 0)];
@@ -200,6 +204,7 @@ fn sweep<const E: usize, const W: usize>(
                     "step {index} {step:?}: the cut at operation {op} did not stop it"
                 );
                 cut.rail.power_on();
+                let unbooted = cut.fork();
                 let trace = settle(&mut cut, &releases, committed_floor);
                 assert!(
                     trace == before_trace || trace == after_trace,
@@ -217,6 +222,33 @@ fn sweep<const E: usize, const W: usize>(
                     assert!(cut.holds(slot, &releases[n]));
                 }
                 figures.points += 1;
+
+                // A second cut, during the first reboot after this one (which may be
+                // journaling a trial start or a revert, or completing a floor burn).
+                // Boots it cut short may consume trial starts, so only where the device
+                // settles must match: before's or after's.
+                let mut probe = unbooted.fork();
+                probe.boot().expect("the reboot runs");
+                for op2 in 0..probe.rail.operations() {
+                    for &(kind2, seed2) in &kinds {
+                        let mut twice = unbooted.fork();
+                        twice.rail.schedule_cut(PowerCut {
+                            at: op2,
+                            kind: kind2,
+                            seed: seed ^ seed2 ^ op2,
+                        });
+                        assert!(twice.boot().is_err(), "the second cut stops the reboot");
+                        twice.rail.power_on();
+                        let settled = settle(&mut twice, &releases, committed_floor);
+                        assert!(
+                            settled.last() == before_trace.last()
+                                || settled.last() == after_trace.last(),
+                            "step {index} {step:?}, cut {kind:?} at {op}, then {kind2:?} at reboot operation {op2}: \
+                             settles to neither before nor after\n  cut: {settled:?}\n  before: {before_trace:?}\n  after: {after_trace:?}"
+                        );
+                        figures.double_cuts += 1;
+                    }
+                }
             }
         }
         device = after;
@@ -228,9 +260,10 @@ fn sweep<const E: usize, const W: usize>(
 
 fn report(name: &str, started: Instant, figures: Figures) {
     eprintln!(
-        "power-cut sweep, {name}: {} cut points over {} operations in {:.1} s",
+        "power-cut sweep, {name}: {} cut points over {} operations, and {} second cuts during the reboot, in {:.1} s",
         figures.points,
         figures.operations,
+        figures.double_cuts,
         started.elapsed().as_secs_f64()
     );
 }
