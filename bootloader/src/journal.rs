@@ -134,6 +134,8 @@ impl From<&Rejection> for RevertReason {
             Rejection::WrongVendor | Rejection::WrongClass => Self::WrongDevice,
             Rejection::BelowFloor { .. } | Rejection::BeyondFloorBudget { .. } => Self::BelowFloor,
             Rejection::TooLarge { .. } | Rejection::ImageMismatch => Self::ImageMismatch,
+            // Only the updater checks sequence numbers; the bootloader never reverts for it.
+            Rejection::OlderSequence { .. } => Self::BadManifest,
         }
     }
 }

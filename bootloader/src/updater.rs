@@ -8,7 +8,7 @@ use crate::header::{KEY_LEN, SlotHeader};
 use crate::journal::{BootState, Journal, Revert, RevertReason};
 use crate::layout::{Layout, Slot};
 use crate::rot::RootOfTrust;
-use crate::verify::{VerifiedImage, check_envelope, verify_slot};
+use crate::verify::{Rejection, VerifiedImage, check_envelope, verify_slot};
 
 /// The device's boot state, as the running firmware sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +89,9 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
     /// slot; returns the image offset to continue from (0 for a fresh start).
     ///
     /// The envelope is checked first, as the bootloader will check it (signature by a
-    /// trusted, non-revoked key, vendor and class, floor, size): an update the device
-    /// would refuse is refused before anything is erased. Any pending image is unmarked.
+    /// trusted, non-revoked key, vendor and class, floor, size), and its sequence number
+    /// must not be below the running image's: an update the device would refuse is
+    /// refused before anything is erased. Any pending image is unmarked.
     ///
     /// Resuming: if the slot already holds this exact header, the download resumes at the
     /// start of the erase sector holding the last programmed image byte, which is erased
@@ -116,7 +117,9 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
         if !header.fits(&self.layout) {
             return Err(Error::EnvelopeTooLarge);
         }
-        let size = check_envelope(&mut self.rot, &self.layout, slot, key, envelope)?.size;
+        let promise = check_envelope(&mut self.rot, &self.layout, slot, key, envelope)?;
+        self.check_not_older(promise.sequence_number)?;
+        let size = promise.size;
         self.staging = None;
         if state.pending {
             let unmarked = BootState {
@@ -210,6 +213,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
             return Err(Error::OnTrial);
         }
         let image = self.verify(state.confirmed.other())?;
+        self.check_not_older(image.sequence_number)?;
         let pending = BootState {
             pending: true,
             trial_boots: 0,
@@ -301,6 +305,26 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
     /// Gives the flash and the root of trust back.
     pub fn into_parts(self) -> (F, R) {
         (self.flash, self.rot)
+    }
+
+    /// draft-ietf-suit-manifest §8.4.2: a manifest with a sequence number lower than the
+    /// running one's is refused. (Equal is the same release: reinstalling it is allowed.)
+    /// If the running image no longer verifies there is nothing to compare with, and an
+    /// update is how it gets repaired. This is the updater's rule; what the bootloader
+    /// enforces from the root of trust is the security-version floor.
+    fn check_not_older(&mut self, sequence_number: u64) -> Result<(), Error<F::Error, R::Error>> {
+        let running = match self.verify(self.journal.state().running()) {
+            Ok(image) => image.sequence_number,
+            Err(Error::Rejected(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if sequence_number < running {
+            return Err(Error::Rejected(Rejection::OlderSequence {
+                sequence_number,
+                running,
+            }));
+        }
+        Ok(())
     }
 
     /// Erases the slot's first `end` bytes (a sector multiple) and writes `header`.

@@ -57,6 +57,9 @@ pub enum Rejection {
     TooLarge { image_size: u64, capacity: u32 },
     /// The slot's image does not match the manifest's digest and size.
     ImageMismatch,
+    /// The manifest's sequence number is below the running image's (checked by the
+    /// updater, draft-ietf-suit-manifest §8.4.2).
+    OlderSequence { sequence_number: u64, running: u64 },
 }
 
 impl core::fmt::Display for Rejection {
@@ -100,6 +103,13 @@ impl core::fmt::Display for Rejection {
             Self::ImageMismatch => {
                 f.write_str("the image does not match the manifest's digest and size")
             }
+            Self::OlderSequence {
+                sequence_number,
+                running,
+            } => write!(
+                f,
+                "sequence number {sequence_number} is older than the running image's {running}"
+            ),
         }
     }
 }
