@@ -179,9 +179,14 @@ impl From<&Rejection> for RevertReason {
 ///
 /// # Wear
 ///
-/// A state change writes one record; a sector is erased once per `n × records per
-/// sector` changes (for example once per 204 changes with 4 KiB sectors and 4-byte
-/// writes on two sectors, so about once per 50 updates): amortised O(1) per update.
+/// A state change writes one record. The ring erases one sector per `records per
+/// sector` changes (each sector once per `n ×` that): with 4 KiB sectors and 4-byte
+/// writes, one erase per 204 changes, about one per 50 updates (an update is about four
+/// changes: pending, trial start, confirm, and unmarking a pending image when one is
+/// replaced). Amortised O(1) per update.
+///
+/// Opening reads every record slot once; the sequence number is a `u32` that the
+/// journal's own endurance (erase cycles × records) can never run past.
 #[derive(Clone, Copy, Debug)]
 pub struct Journal {
     region: Region,

@@ -12,7 +12,7 @@
 //!
 //! Everything here is `no_std` and allocation-free and generic over
 //! [`embedded_storage::nor_flash::NorFlash`]; flash geometry is always a parameter.
-//! The [`sim`] module (feature `sim`, and in tests) simulates NOR flash and OTP with
+//! The `sim` module (feature `sim`, and in tests) simulates NOR flash and OTP with
 //! their real programming rules and power cuts, torn writes and erases included.
 #![no_std]
 #![forbid(unsafe_code)]
