@@ -143,6 +143,12 @@ impl<const ERASE_SIZE: usize, const WRITE_SIZE: usize> SimFlash<ERASE_SIZE, WRIT
         &self.mem
     }
 
+    /// Overwrites the raw contents from offset 0, bypassing the programming rules and the
+    /// power rail: for tests that model bit rot or an attacker with a flash programmer.
+    pub fn overwrite(&mut self, contents: &[u8]) {
+        self.mem[..contents.len()].copy_from_slice(contents);
+    }
+
     /// The erased value.
     pub fn erased_value(&self) -> u8 {
         self.erased
