@@ -9,6 +9,7 @@
 //! - [`Updater`]: what running firmware calls to stage, mark pending, confirm, revert
 //!   and revoke.
 //! - [`Journal`]: the power-safe boot state between them.
+//! - [`otp_map`]: a root of trust in plain OTP cells, with a documented map.
 //!
 //! Everything here is `no_std` and allocation-free and generic over
 //! [`embedded_storage::nor_flash::NorFlash`]; flash geometry is always a parameter.
@@ -20,11 +21,13 @@
 #[cfg(any(test, feature = "sim"))]
 extern crate alloc;
 
+pub mod board;
 pub mod boot;
 pub mod error;
 pub mod header;
 pub mod journal;
 pub mod layout;
+pub mod otp_map;
 pub mod rot;
 pub mod updater;
 pub mod verify;
