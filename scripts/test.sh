@@ -5,17 +5,37 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# The bootloader target: rota-manifest must keep building without std.
+# The bootloader target: rota-manifest and rota-boot must keep building without std,
+# and the QEMU tests build the bootloader firmware for it.
 if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
     step "installing the thumbv7em-none-eabihf target"
     rustup target add thumbv7em-none-eabihf
 fi
+# llvm-objcopy (firmware ELF to the raw binaries that are signed and flashed).
+sysroot="$(rustc --print sysroot)"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+if [[ ! -x "$sysroot/lib/rustlib/$host/bin/llvm-objcopy" ]]; then
+    step "installing rustup's llvm-tools"
+    rustup component add llvm-tools
+fi
+# The QEMU tests run the firmware on an emulated Cortex-M4.
+if ! command -v qemu-system-arm >/dev/null 2>&1; then
+    step "installing qemu-system-arm"
+    if [[ "$(id -u)" == 0 ]]; then
+        apt-get update -qq && apt-get install -y -qq qemu-system-arm
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq qemu-system-arm
+    fi
+fi
+command -v qemu-system-arm >/dev/null || { echo "qemu-system-arm is required" >&2; exit 1; }
 
 step "format"
 cargo fmt --all --check
+cargo fmt --all --check --manifest-path bootloader/qemu/Cargo.toml
 
 step "lint"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy --manifest-path bootloader/qemu/Cargo.toml --release -- -D warnings
 
 step "tests (no_std default features: the bootloader's verify path)"
 cargo test -p rota-manifest

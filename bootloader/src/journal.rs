@@ -102,6 +102,22 @@ pub enum RevertReason {
 }
 
 impl RevertReason {
+    /// A stable, printable name (for consoles without `core::fmt`, and for logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TrialExhausted => "trial-exhausted",
+            Self::RejectedByApplication => "rejected-by-application",
+            Self::EmptySlot => "empty-slot",
+            Self::MalformedHeader => "malformed-header",
+            Self::UntrustedKey => "untrusted-key",
+            Self::RevokedKey => "revoked-key",
+            Self::BadManifest => "bad-manifest",
+            Self::WrongDevice => "wrong-device",
+            Self::BelowFloor => "below-floor",
+            Self::ImageMismatch => "image-mismatch",
+        }
+    }
+
     fn from_byte(byte: u8) -> Option<Self> {
         use RevertReason::*;
         [

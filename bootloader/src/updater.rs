@@ -206,14 +206,30 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
     }
 
     /// Marks the inactive slot pending, so the next boot starts it on trial. The slot is
-    /// verified in full first, exactly as the bootloader will.
+    /// verified in full first, exactly as the bootloader will. A slot that fails is
+    /// discarded (its header sector erased), so that staging the release again starts
+    /// the download over instead of resuming on top of bytes known to be wrong.
     pub fn mark_pending(&mut self) -> Result<VerifiedImage, Error<F::Error, R::Error>> {
         let state = self.journal.state();
         if state.on_trial() {
             return Err(Error::OnTrial);
         }
-        let image = self.verify(state.confirmed.other())?;
-        self.check_not_older(image.sequence_number)?;
+        let slot = state.confirmed.other();
+        let image = match self.verify(slot).and_then(|image| {
+            self.check_not_older(image.sequence_number)?;
+            Ok(image)
+        }) {
+            Ok(image) => image,
+            Err(rejected @ Error::Rejected(_)) => {
+                self.staging = None;
+                let base = self.layout.slot(slot).offset;
+                self.flash
+                    .erase(base, base + F::ERASE_SIZE as u32)
+                    .map_err(Error::Flash)?;
+                return Err(rejected);
+            }
+            Err(e) => return Err(e),
+        };
         let pending = BootState {
             pending: true,
             trial_boots: 0,

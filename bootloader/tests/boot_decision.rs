@@ -359,10 +359,17 @@ fn rejects_tampered_image() {
         Err(Error::Rejected(Rejection::ImageMismatch))
     );
     assert!(!d.observe().state.pending);
-    assert!(
-        d.holds(Slot::B, &bad),
-        "the tampered bytes are what was written"
-    );
+    // The refused slot is discarded: staging the release again starts over, instead of
+    // resuming on top of the wrong bytes.
+    assert!(!d.holds(Slot::B, &bad), "the refused slot is discarded");
+    let intact = release(0, 2, 2, IMAGE);
+    assert_eq!(intact.envelope, bad.envelope);
+    d.install(&intact).unwrap();
+    assert!(d.holds(Slot::B, &intact));
+    d.updater()
+        .unwrap()
+        .stage(&intact.key, &intact.envelope)
+        .unwrap();
 
     program_slot(&mut d.flash, &d.layout, Slot::B, &bad);
     d.force_pending();

@@ -30,6 +30,7 @@ enum Command {
     Sign(commands::sign::Args),
     Verify(commands::verify::Args),
     Inspect(commands::inspect::Args),
+    FlashImage(commands::flash_image::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => commands::sign::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::FlashImage(args) => commands::flash_image::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
+pub mod flash_image;
 pub mod inspect;
 pub mod keygen;
 pub mod sign;

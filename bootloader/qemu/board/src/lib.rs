@@ -1,0 +1,329 @@
+//! rota-boot wired to QEMU's mps2-an386 (Cortex-M4). Only wiring lives here; every
+//! decision is `rota-boot`'s.
+//!
+//! - [`Flash`]: the board's NOR flash, emulated. Its persistent contents are the host
+//!   file `flash.bin` (opened through semihosting in QEMU's working directory), and the
+//!   CPU executes it in place from ZBT SSRAM1, where flash offset = address. QEMU
+//!   restores images it loaded itself on every reset, so the bootloader loads the
+//!   journal and the slots from the file on every boot ([`Flash::load`]) and every write
+//!   or erase goes to the file first, then to memory. The driver enforces NOR rules:
+//!   4-byte aligned writes only to erased words, erases of whole 4 KiB sectors, and no
+//!   access to the bootloader's own region.
+//! - [`OtpFile`]: the device's OTP, the host file `otp.bin` holding `rota-boot`'s OTP map
+//!   ([`rota_boot::otp_map`]); programming can only set bits.
+//! - [`console`]: semihosting output and exit, without `core::fmt` (it would double the
+//!   bootloader's size).
+//! - [`jump`]: hand the CPU to a verified image.
+#![no_std]
+
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash, check_erase, check_read,
+    check_write,
+};
+use rota_boot::board::{Board, QEMU_MPS2_AN386};
+use rota_boot::otp_map::OtpCells;
+
+/// The board preset this firmware is built for (shared with `rota flash-image`).
+pub const BOARD: Board = QEMU_MPS2_AN386;
+
+/// The first byte rota-boot may touch: everything below is the running bootloader.
+const FIRST: u32 = BOARD.layout.journal.offset;
+const ERASED: u8 = BOARD.layout.erased;
+
+/// Semihosting calls (ARM semihosting specification, operations 0x01–0x0C).
+pub mod host {
+    use cortex_m_semihosting::{nr, syscall};
+
+    /// A host call failed (no such file, short read or write).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct HostError;
+
+    /// `fopen` mode "r+b": read and write an existing binary file.
+    const READ_WRITE_BINARY: usize = 3;
+
+    /// Opens an existing file of the host for reading and writing.
+    pub fn open(path_nul: &[u8]) -> Result<usize, HostError> {
+        let len = path_nul.len() - 1;
+        // SAFETY: the path is a NUL-terminated byte string that outlives the call.
+        let handle = unsafe { syscall!(OPEN, path_nul.as_ptr(), READ_WRITE_BINARY, len) };
+        if handle as isize == -1 {
+            Err(HostError)
+        } else {
+            Ok(handle)
+        }
+    }
+
+    pub fn close(handle: usize) {
+        // SAFETY: closing a handle this module opened.
+        unsafe { syscall!(CLOSE, handle) };
+    }
+
+    pub fn len(handle: usize) -> Result<usize, HostError> {
+        // SAFETY: plain integer arguments.
+        let len = unsafe { syscall!(FLEN, handle) };
+        if len as isize == -1 {
+            Err(HostError)
+        } else {
+            Ok(len)
+        }
+    }
+
+    pub fn seek(handle: usize, at: usize) -> Result<(), HostError> {
+        // SAFETY: plain integer arguments.
+        if unsafe { syscall!(SEEK, handle, at) } == 0 {
+            Ok(())
+        } else {
+            Err(HostError)
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes at the file position.
+    pub fn read(handle: usize, buf: &mut [u8]) -> Result<(), HostError> {
+        // SAFETY: the host writes at most `buf.len()` bytes into `buf`.
+        let left = unsafe { syscall!(READ, handle, buf.as_mut_ptr(), buf.len()) };
+        if left == 0 { Ok(()) } else { Err(HostError) }
+    }
+
+    /// Writes all of `buf` at the file position.
+    pub fn write(handle: usize, buf: &[u8]) -> Result<(), HostError> {
+        // SAFETY: the host reads `buf.len()` bytes from `buf`.
+        let left = unsafe { syscall!(WRITE, handle, buf.as_ptr(), buf.len()) };
+        if left == 0 { Ok(()) } else { Err(HostError) }
+    }
+
+    #[allow(unused_imports)]
+    use nr as _;
+}
+
+/// Console output and exit, through semihosting.
+pub mod console {
+    use cortex_m_semihosting::{debug, hio};
+
+    /// Prints `parts` in order, then a newline.
+    pub fn line(parts: &[&[u8]]) {
+        if let Ok(mut out) = hio::hstdout() {
+            for part in parts {
+                let _ = out.write_all(part);
+            }
+            let _ = out.write_all(b"\n");
+        }
+    }
+
+    /// `n` in decimal, in `buf`.
+    pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return &buf[at..];
+            }
+        }
+    }
+
+    /// Ends the QEMU run: status 0 when `success`, 1 otherwise.
+    pub fn exit(success: bool) -> ! {
+        debug::exit(if success {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
+        loop {
+            cortex_m::asm::wfi();
+        }
+    }
+}
+
+/// Why a flash operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashError {
+    /// `flash.bin` is missing, too short, or a host call failed.
+    Host,
+    NotAligned,
+    /// Outside the flash, or inside the bootloader's region.
+    OutOfBounds,
+    /// A write to a word that is not erased.
+    NotErased,
+}
+
+impl NorFlashError for FlashError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            Self::NotAligned => NorFlashErrorKind::NotAligned,
+            Self::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            Self::Host | Self::NotErased => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+impl From<NorFlashErrorKind> for FlashError {
+    fn from(kind: NorFlashErrorKind) -> Self {
+        match kind {
+            NorFlashErrorKind::NotAligned => Self::NotAligned,
+            _ => Self::OutOfBounds,
+        }
+    }
+}
+
+/// The emulated NOR flash (see the crate documentation).
+pub struct Flash {
+    file: usize,
+}
+
+impl Flash {
+    /// Opens `flash.bin` and loads the journal and slots from it into the memory the
+    /// CPU executes from: what the bootloader does first on every boot.
+    pub fn load() -> Result<Self, FlashError> {
+        let flash = Self::attach()?;
+        host::seek(flash.file, FIRST as usize).map_err(|_| FlashError::Host)?;
+        host::read(flash.file, memory(FIRST, BOARD.flash_size - FIRST))
+            .map_err(|_| FlashError::Host)?;
+        Ok(flash)
+    }
+
+    /// Opens `flash.bin` whose contents are already in memory: what a booted
+    /// application does.
+    pub fn attach() -> Result<Self, FlashError> {
+        let file = host::open(b"flash.bin\0").map_err(|_| FlashError::Host)?;
+        if host::len(file) != Ok(BOARD.flash_size as usize) {
+            host::close(file);
+            return Err(FlashError::Host);
+        }
+        Ok(Self { file })
+    }
+
+    /// Persists `bytes` at `offset`: the file first (it is what survives power loss),
+    /// then the memory the CPU reads.
+    fn persist(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        host::seek(self.file, offset as usize).map_err(|_| FlashError::Host)?;
+        host::write(self.file, bytes).map_err(|_| FlashError::Host)?;
+        memory(offset, bytes.len() as u32).copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Drop for Flash {
+    fn drop(&mut self) {
+        host::close(self.file);
+    }
+}
+
+/// The flash contents at `offset`, as the CPU sees them.
+fn memory(offset: u32, len: u32) -> &'static mut [u8] {
+    debug_assert!(offset >= FIRST && offset + len <= BOARD.flash_size);
+    // SAFETY: [FIRST, flash_size) is ZBT SSRAM1 on mps2-an386, RAM that nothing else
+    // owns: the journal and the slots (the running application only writes the slot it
+    // does not run from, through this driver). Callers check bounds first.
+    unsafe { core::slice::from_raw_parts_mut(offset as usize as *mut u8, len as usize) }
+}
+
+fn check_region(offset: u32) -> Result<(), FlashError> {
+    if offset < FIRST {
+        Err(FlashError::OutOfBounds)
+    } else {
+        Ok(())
+    }
+}
+
+impl ErrorType for Flash {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for Flash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        check_read(self, offset, bytes.len())?;
+        check_region(offset)?;
+        bytes.copy_from_slice(memory(offset, bytes.len() as u32));
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        BOARD.flash_size as usize
+    }
+}
+
+impl NorFlash for Flash {
+    const WRITE_SIZE: usize = BOARD.write_size as usize;
+    const ERASE_SIZE: usize = BOARD.erase_size as usize;
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        check_write(self, offset, bytes.len())?;
+        check_region(offset)?;
+        if memory(offset, bytes.len() as u32)
+            .iter()
+            .any(|&b| b != ERASED)
+        {
+            return Err(FlashError::NotErased);
+        }
+        self.persist(offset, bytes)
+    }
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        check_erase(self, from, to)?;
+        check_region(from)?;
+        const BLANK: [u8; 256] = [ERASED; 256];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(BLANK.len() as u32);
+            self.persist(at, &BLANK[..n as usize])?;
+            at += n;
+        }
+        Ok(())
+    }
+}
+
+/// The emulated OTP: `otp.bin` in the working directory.
+pub struct OtpFile {
+    file: usize,
+}
+
+impl OtpFile {
+    pub fn open() -> Result<Self, host::HostError> {
+        Ok(Self {
+            file: host::open(b"otp.bin\0")?,
+        })
+    }
+}
+
+impl Drop for OtpFile {
+    fn drop(&mut self) {
+        host::close(self.file);
+    }
+}
+
+impl OtpCells for OtpFile {
+    type Error = host::HostError;
+
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), host::HostError> {
+        host::seek(self.file, offset)?;
+        host::read(self.file, buf)
+    }
+
+    /// OTP semantics: the new byte is the old one with more bits set, never fewer.
+    fn program(&mut self, offset: usize, mask: u8) -> Result<(), host::HostError> {
+        let mut byte = [0u8];
+        self.read(offset, &mut byte)?;
+        host::seek(self.file, offset)?;
+        host::write(self.file, &[byte[0] | mask])
+    }
+}
+
+/// Starts the image whose vector table is at `address`: points VTOR at it, loads its
+/// initial stack pointer and jumps to its reset handler. Interrupts were never enabled,
+/// and the caller has dropped (closed) every host handle, so the image starts clean.
+///
+/// # Safety
+/// `address` must hold a verified image's vector table.
+pub unsafe fn jump(address: u32) -> ! {
+    // SAFETY: single-threaded, before any other use of SCB; the caller guarantees the
+    // vector table.
+    unsafe {
+        (*cortex_m::peripheral::SCB::PTR).vtor.write(address);
+        cortex_m::asm::dsb();
+        cortex_m::asm::isb();
+        cortex_m::asm::bootload(address as *const u32)
+    }
+}

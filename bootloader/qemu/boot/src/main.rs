@@ -1,0 +1,76 @@
+//! rota's bootloader for QEMU mps2-an386: load the flash, let `rota-boot` decide, jump.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use rota_boot::header::FIXED_LEN;
+use rota_boot::otp_map::OtpRot;
+use rota_boot::{BootDecision, Bootloader, Error, RevertReason, Slot};
+use rota_qemu_board::{BOARD, Flash, OtpFile, console, jump};
+
+/// Holds an envelope while it is verified.
+const SCRATCH: usize = BOARD.layout.header_size as usize - FIXED_LEN;
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    fail(b"panic")
+}
+
+fn fail(why: &[u8]) -> ! {
+    console::line(&[b"rota-boot: ", why]);
+    console::exit(false)
+}
+
+#[entry]
+fn main() -> ! {
+    let mut scratch = [0u8; SCRATCH];
+    let address = decide(&mut scratch);
+    // SAFETY: `decide` returns only the address of an image rota-boot verified, after
+    // dropping (closing) the flash and OTP handles.
+    unsafe { jump(address) }
+}
+
+fn decide(scratch: &mut [u8]) -> u32 {
+    let Ok(flash) = Flash::load() else {
+        fail(b"flash.bin is missing or not the board's flash size")
+    };
+    let Ok(otp) = OtpFile::open() else {
+        fail(b"otp.bin is missing")
+    };
+    let Ok(otp) = OtpRot::open(otp) else {
+        fail(b"otp.bin is not a provisioned OTP map")
+    };
+    let Ok(mut bootloader) = Bootloader::new(flash, otp, BOARD.layout, scratch) else {
+        fail(b"the board layout does not fit the flash")
+    };
+    match bootloader.decide() {
+        Ok(BootDecision::Boot { image, trial }) => {
+            let (mut seq, mut sv) = ([0; 20], [0; 20]);
+            console::line(&[
+                b"rota-boot: booting slot ",
+                match image.slot {
+                    Slot::A => b"A",
+                    Slot::B => b"B",
+                },
+                b", sequence ",
+                console::decimal(image.sequence_number, &mut seq),
+                b", security version ",
+                console::decimal(image.security_version, &mut sv),
+                if trial { b", on trial" } else { b"" },
+            ]);
+            image.address
+        }
+        Ok(BootDecision::Recovery(why)) => {
+            fail_with(b"nothing bootable, recovery: ", RevertReason::from(&why))
+        }
+        Err(Error::Rejected(why)) => fail_with(b"rejected: ", RevertReason::from(&why)),
+        Err(Error::Flash(_)) => fail(b"flash error"),
+        Err(Error::Rot(_)) => fail(b"OTP error"),
+        Err(_) => fail(b"error"),
+    }
+}
+
+fn fail_with(what: &[u8], reason: RevertReason) -> ! {
+    console::line(&[b"rota-boot: ", what, reason.as_str().as_bytes()]);
+    console::exit(false)
+}

@@ -1,0 +1,222 @@
+//! `rota flash-image`: a device's complete flash contents and OTP map, ready to program.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use embedded_storage::nor_flash::NorFlash;
+use rota_boot::board::{BOARDS, Board};
+use rota_boot::header::{FIXED_LEN, SlotHeader};
+use rota_boot::otp_map::{self, OtpRot};
+use rota_boot::sim::SimFlash;
+use rota_boot::{Slot, verify_slot};
+use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey, public_key_from_pem};
+
+use crate::files;
+use crate::output;
+
+/// The emulated flash of every preset board: 4 KiB sectors, 4-byte words.
+type ImageFlash = SimFlash<4096, 4>;
+
+/// Assemble a device's flash image (bootloader, journal, slot A with the factory image)
+/// and its OTP map (trusted keys, vendor and class), for a board preset.
+///
+/// The factory image's envelope must be signed by one of the trust anchors, for its
+/// vendor and class (which the OTP map takes from it). Before anything is written the
+/// result is checked with the bootloader's own verification: a device programmed with
+/// it boots the factory image. Slot B is left erased and the journal blank (the
+/// factory state: slot A confirmed). The OTP map's format is documented in
+/// `rota_boot::otp_map`; on QEMU it is the file otp.bin.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The board preset.
+    #[arg(long, value_name = "NAME", default_value = "qemu-mps2-an386", value_parser = board_names())]
+    board: String,
+
+    /// The bootloader, as a raw binary (for example `llvm-objcopy -O binary`).
+    #[arg(long, value_name = "FILE")]
+    bootloader: PathBuf,
+
+    /// The factory image for slot A (raw binary, linked at slot A's image address).
+    #[arg(long, value_name = "FILE")]
+    image: PathBuf,
+
+    /// The factory image's signed envelope (`rota sign`).
+    #[arg(long, value_name = "ENVELOPE")]
+    envelope: PathBuf,
+
+    /// An Ed25519 public key the device trusts (PEM), in OTP key-slot order. Repeat for
+    /// up to four keys: spare slots let a device move to a new key after revoking one.
+    #[arg(long = "trust-anchor", value_name = "PUB.pem", required = true)]
+    trust_anchors: Vec<PathBuf>,
+
+    /// Where to write the flash image.
+    #[arg(long, value_name = "FILE")]
+    out_flash: PathBuf,
+
+    /// Where to write the OTP map.
+    #[arg(long, value_name = "FILE")]
+    out_otp: PathBuf,
+
+    /// Overwrite existing output files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn board_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(BOARDS.iter().map(|b| b.name))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let board = *BOARDS
+        .iter()
+        .find(|b| b.name == args.board)
+        .ok_or_else(|| anyhow!("unknown board {}", args.board))?;
+    if (board.erase_size as usize, board.write_size as usize)
+        != (ImageFlash::ERASE_SIZE, ImageFlash::WRITE_SIZE)
+    {
+        bail!(
+            "board {} has a flash geometry this tool cannot assemble yet",
+            board.name
+        );
+    }
+
+    let keys = args
+        .trust_anchors
+        .iter()
+        .map(|path| load_ed25519(path))
+        .collect::<Result<Vec<_>>>()?;
+    if keys.len() > otp_map::KEY_SLOTS {
+        bail!(
+            "the OTP map has {} key slots; {} trust anchors given",
+            otp_map::KEY_SLOTS,
+            keys.len()
+        );
+    }
+    let bootloader = files::read_limited(
+        &args.bootloader,
+        board.bootloader.size.into(),
+        "the bootloader of this board",
+    )?;
+    let envelope = files::read_envelope(&args.envelope)?;
+    let image = files::read_limited(
+        &args.image,
+        board.layout.image_capacity(Slot::A).into(),
+        "an image for slot A",
+    )?;
+
+    // Which anchor signed, and for which vendor and class.
+    let anchors: Vec<PublicKey> = keys.iter().map(|k| PublicKey::Ed25519(*k)).collect();
+    let policy = Policy::default();
+    let authenticated = Envelope::decode(&envelope, &policy)
+        .and_then(|e| e.authenticate(&anchors, &HostVerifier, &policy))
+        .map_err(|e| {
+            anyhow!(
+                "{} is not signed by a trust anchor: {e}",
+                args.envelope.display()
+            )
+        })?;
+    let claims = authenticated.claims(0, None).map_err(|e| {
+        anyhow!(
+            "cannot read the manifest of {}: {e}",
+            args.envelope.display()
+        )
+    })?;
+    let id = |claim: Option<&[u8]>, what| -> Result<[u8; 16]> {
+        claim.and_then(|id| id.try_into().ok()).ok_or_else(|| {
+            anyhow!(
+                "the manifest of {} names no 16-byte {what}",
+                args.envelope.display()
+            )
+        })
+    };
+    let vendor = id(claims.vendor_id, "vendor-id")?;
+    let class = id(claims.class_id, "class-id")?;
+    let signer = keys[authenticated.signer];
+
+    let hashes: Vec<_> = anchors.iter().map(|k| Some(k.key_id())).collect();
+    let mut otp = otp_map::provision(&hashes, &vendor, &class).expect("at most KEY_SLOTS keys");
+    let flash = assemble(&board, &bootloader, &signer, &envelope, &image)?;
+
+    // The device's own check, on the device's own bytes.
+    let mut check = flash.fork(rota_boot::sim::PowerRail::new());
+    let mut rot = OtpRot::open(&mut otp).expect("just provisioned");
+    let mut scratch = vec![0u8; board.layout.header_size as usize - FIXED_LEN];
+    let verified = verify_slot(&mut check, &mut rot, &board.layout, Slot::A, &mut scratch)
+        .map_err(|e| anyhow!("a device programmed with this image would not boot it: {e}"))?;
+
+    files::write_atomically(&args.out_flash, flash.contents(), args.force)?;
+    files::write_atomically(&args.out_otp, &otp, args.force)?;
+    output::print(&format!(
+        "{}: {} bytes for {} (bootloader {} bytes at {:#x}; slot A: sequence {}, security version {}, {} image bytes)\n\
+         {}: OTP map, {} trusted keys (the signer in slot {}), vendor and class from the manifest\n",
+        args.out_flash.display(),
+        flash.contents().len(),
+        board.name,
+        bootloader.len(),
+        board.bootloader.offset,
+        verified.sequence_number,
+        verified.security_version,
+        verified.size,
+        args.out_otp.display(),
+        keys.len(),
+        authenticated.signer,
+    ))
+}
+
+/// The whole flash: the bootloader, a blank journal, slot A with the factory image.
+fn assemble(
+    board: &Board,
+    bootloader: &[u8],
+    signer: &[u8; 32],
+    envelope: &[u8],
+    image: &[u8],
+) -> Result<ImageFlash> {
+    let layout = &board.layout;
+    let mut flash = ImageFlash::new(
+        (board.flash_size / board.erase_size) as usize,
+        layout.erased,
+    );
+    let header = SlotHeader {
+        key: *signer,
+        envelope,
+    };
+    if !header.fits(layout) {
+        bail!(
+            "the envelope ({} bytes) does not fit the slot header area",
+            envelope.len()
+        );
+    }
+    let program = |flash: &mut ImageFlash, at: u32, bytes: &[u8]| -> Result<()> {
+        let mut padded = bytes.to_vec();
+        padded.resize(
+            bytes.len().next_multiple_of(ImageFlash::WRITE_SIZE),
+            layout.erased,
+        );
+        if padded.is_empty() {
+            return Ok(());
+        }
+        flash
+            .write(at, &padded)
+            .map_err(|e| anyhow!("assembling the flash image failed: {e:?}"))
+    };
+    program(&mut flash, board.bootloader.offset, bootloader)?;
+    header
+        .write(&mut flash, layout, Slot::A)
+        .map_err(|e| anyhow!("assembling the flash image failed: {e:?}"))?;
+    program(&mut flash, layout.image_address(Slot::A), image)?;
+    Ok(flash)
+}
+
+/// Reads a trust anchor that the bootloader can use: an Ed25519 public key.
+fn load_ed25519(path: &Path) -> Result<[u8; 32]> {
+    let pem = files::read_key_file(path)?;
+    match public_key_from_pem(&pem)
+        .with_context(|| format!("cannot use {} as a trust anchor", path.display()))?
+    {
+        PublicKey::Ed25519(key) => Ok(key),
+        _ => bail!(
+            "{} is not an Ed25519 key: the bootloader verifies Ed25519 signatures only",
+            path.display()
+        ),
+    }
+}
