@@ -571,6 +571,19 @@ fn help_explains_every_flag() {
             &["--trust-anchor", "--allow-eddsa-8", "--image", "<ENVELOPE>"][..],
         ),
         ("inspect", &["--json", "<ENVELOPE>"][..]),
+        (
+            "flash-image",
+            &[
+                "--board",
+                "--bootloader",
+                "--image",
+                "--envelope",
+                "--trust-anchor",
+                "--out-flash",
+                "--out-otp",
+                "--force",
+            ][..],
+        ),
     ] {
         let run = rota(dir.path(), &[command, "--help"]).ok();
         let lines: Vec<&str> = run.stdout.lines().collect();
@@ -596,4 +609,127 @@ fn help_explains_every_flag() {
     // Usage errors are clap's: exit code 2.
     assert_eq!(rota(dir.path(), &["sign"]).code, 2);
     assert_eq!(rota(dir.path(), &["frobnicate"]).code, 2);
+}
+
+/// `rota flash-image` for the QEMU board with a 1000-byte stand-in bootloader.
+fn flash_image(dir: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "flash-image",
+        "--bootloader",
+        "boot.bin",
+        "--image",
+        "fw.bin",
+        "--envelope",
+        "fw.suit",
+        "--trust-anchor",
+        "release.pub",
+        "--out-flash",
+        "flash.bin",
+        "--out-otp",
+        "otp.bin",
+    ];
+    args.extend_from_slice(extra);
+    rota(dir, &args)
+}
+
+#[test]
+fn flash_image_lays_out_a_device_that_boots_its_factory_image() {
+    use rota_boot::board::QEMU_MPS2_AN386 as BOARD;
+    use rota_boot::{Bootloader, Slot, otp_map::OtpRot, sim::SimFlash};
+
+    let dir = setup();
+    let d = dir.path();
+    sign(d, &[]).ok();
+    fs::write(d.join("boot.bin"), [0xB0u8; 1000]).unwrap();
+    let run = flash_image(d, &[]).ok();
+    assert!(
+        run.stdout
+            .contains("slot A: sequence 7, security version 2"),
+        "{}",
+        run.stdout
+    );
+
+    let flash = fs::read(d.join("flash.bin")).unwrap();
+    assert_eq!(flash.len(), BOARD.flash_size as usize);
+    assert_eq!(&flash[..1000], &[0xB0; 1000][..]);
+    let image = fs::read(d.join("fw.bin")).unwrap();
+    let at = BOARD.layout.image_address(Slot::A) as usize;
+    assert_eq!(&flash[at..at + image.len()], &image[..]);
+    let journal = BOARD.layout.journal;
+    assert!(
+        flash[journal.offset as usize..journal.end() as usize]
+            .iter()
+            .all(|&b| b == 0xFF),
+        "a blank journal: the factory state"
+    );
+
+    // The bootloader, given these bytes, boots slot A.
+    let mut otp: [u8; rota_boot::otp_map::OTP_LEN] =
+        fs::read(d.join("otp.bin")).unwrap().try_into().unwrap();
+    let mut device = SimFlash::<4096, 4>::new(flash.len() / 4096, 0xFF);
+    device.overwrite(&flash);
+    let mut scratch = [0u8; 1024];
+    let decision = Bootloader::new(
+        &mut device,
+        OtpRot::open(&mut otp).unwrap(),
+        BOARD.layout,
+        &mut scratch,
+    )
+    .unwrap()
+    .decide()
+    .unwrap();
+    assert!(
+        matches!(decision, rota_boot::BootDecision::Boot { image, trial: false } if image.slot == Slot::A && image.sequence_number == 7),
+        "{decision:?}"
+    );
+
+    // Never overwritten without --force.
+    flash_image(d, &[]).fails_with("already exists");
+    flash_image(d, &["--force"]).ok();
+}
+
+#[test]
+fn flash_image_refuses_what_would_not_boot() {
+    let dir = setup();
+    let d = dir.path();
+    sign(d, &[]).ok();
+    fs::write(d.join("boot.bin"), [0xB0u8; 1000]).unwrap();
+    rota(d, &["keygen", "--out", "other"]).ok();
+    let p256 = draft37("example_public_key_p256.pem");
+
+    rota(
+        d,
+        &[
+            "flash-image",
+            "--bootloader",
+            "boot.bin",
+            "--image",
+            "fw.bin",
+            "--envelope",
+            "fw.suit",
+            "--trust-anchor",
+            "other.pub",
+            "--out-flash",
+            "flash.bin",
+            "--out-otp",
+            "otp.bin",
+        ],
+    )
+    .fails_with("is not signed by a trust anchor");
+    flash_image(d, &["--trust-anchor", p256.to_str().unwrap()]).fails_with("is not an Ed25519 key");
+    fs::write(d.join("boot.bin"), vec![0u8; 64 * 1024 + 1]).unwrap();
+    flash_image(d, &[]).fails_with("too large to be the bootloader of this board");
+    fs::write(d.join("boot.bin"), [0xB0u8; 1000]).unwrap();
+    // An image that is not the one the envelope signs.
+    let mut image = fs::read(d.join("fw.bin")).unwrap();
+    image[10] ^= 1;
+    fs::write(d.join("fw.bin"), &image).unwrap();
+    flash_image(d, &[]).fails_with("would not boot it");
+    // An image larger than the slot.
+    fs::write(d.join("fw.bin"), vec![0u8; 300 * 1024]).unwrap();
+    flash_image(d, &[]).fails_with("too large to be an image for slot A");
+    assert!(
+        !d.join("flash.bin").exists() && !d.join("otp.bin").exists(),
+        "nothing written on refusal"
+    );
 }
