@@ -30,7 +30,10 @@ const SECTOR: u32 = 4096;
 /// A journal, slot A with room for a 256 KiB image after the header, and slot B.
 const LAYOUT: Layout = Layout {
     journal: Region::new(0, 2 * SECTOR),
-    slots: [Region::new(2 * SECTOR, 66 * SECTOR), Region::new(68 * SECTOR, 66 * SECTOR)],
+    slots: [
+        Region::new(2 * SECTOR, 66 * SECTOR),
+        Region::new(68 * SECTOR, 66 * SECTOR),
+    ],
     header_size: 1024,
     erased: 0xFF,
     max_trial_boots: 3,
@@ -55,7 +58,11 @@ impl ReadNorFlash for RamFlash {
     const READ_SIZE: usize = 1;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         let at = offset as usize;
-        bytes.copy_from_slice(ram().get(at..at + bytes.len()).ok_or(NorFlashErrorKind::OutOfBounds)?);
+        bytes.copy_from_slice(
+            ram()
+                .get(at..at + bytes.len())
+                .ok_or(NorFlashErrorKind::OutOfBounds)?,
+        );
         Ok(())
     }
     fn capacity(&self) -> usize {
@@ -110,6 +117,36 @@ fn instructions(from: u32, to: u32) -> u64 {
     u64::from(from.wrapping_sub(to) & 0x00FF_FFFF) * INSTRUCTIONS_PER_TICK
 }
 
+const PAINT: u32 = 0xC0FF_EE55;
+
+unsafe extern "C" {
+    /// The end of .bss/.uninit: the lowest address the stack may grow to (cortex-m-rt).
+    static mut __sheap: u32;
+    /// The initial stack pointer (cortex-m-rt).
+    static _stack_start: u32;
+}
+
+/// Paints the free RAM below the current stack pointer.
+fn paint_stack() {
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut at = (&raw mut __sheap) as usize;
+    while at < sp - 64 {
+        // SAFETY: [__sheap, sp - 64) is free RAM below the live stack.
+        unsafe { core::ptr::write_volatile(at as *mut u32, PAINT) };
+        at += 4;
+    }
+}
+
+/// Bytes of stack ever used: from the top down to the lowest overwritten paint.
+fn stack_used() -> usize {
+    let mut at = (&raw mut __sheap) as usize;
+    // SAFETY: reads of RAM between the heap start and the stack top.
+    while unsafe { core::ptr::read_volatile(at as *const u32) } == PAINT {
+        at += 4;
+    }
+    (&raw const _stack_start) as usize - at
+}
+
 fn fail(why: &[u8]) -> ! {
     console::line(&[b"bench: ", why]);
     console::exit(false)
@@ -122,7 +159,9 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 
 /// Reads host file `name` (NUL-terminated) into `buf`; returns its length.
 fn load(name: &[u8], buf: &mut [u8]) -> usize {
-    let Ok(file) = host::open(name) else { fail(b"missing input file") };
+    let Ok(file) = host::open(name) else {
+        fail(b"missing input file")
+    };
     let len = host::len(file).unwrap_or(usize::MAX);
     if len > buf.len() || host::read(file, &mut buf[..len]).is_err() {
         fail(b"input file too large or unreadable");
@@ -144,24 +183,33 @@ fn main() -> ! {
     let mut flash = RamFlash;
     flash.erase(0, CAPACITY as u32).unwrap();
     let image_len = load(b"bench.img\0", &mut ram()[image_at..image_at + IMAGE_MAX]);
-    SlotHeader { key, envelope: &envelope[..envelope_len] }
-        .write(&mut flash, &LAYOUT, Slot::A)
-        .unwrap();
-    let Some(mut otp) = otp_map::provision(&[Some(PublicKey::Ed25519(key).key_id())], &VENDOR, &CLASS) else {
+    SlotHeader {
+        key,
+        envelope: &envelope[..envelope_len],
+    }
+    .write(&mut flash, &LAYOUT, Slot::A)
+    .unwrap();
+    let Some(mut otp) =
+        otp_map::provision(&[Some(PublicKey::Ed25519(key).key_id())], &VENDOR, &CLASS)
+    else {
         fail(b"provisioning failed")
     };
     let mut rot = OtpRot::open(&mut otp).unwrap();
     let mut scratch = [0u8; 960];
 
+    paint_stack();
     start_clock();
     // Bare SHA-256 of the same bytes, read in one piece from memory.
     let start = now();
-    let digest = Sha256::digest(core::hint::black_box(&ram()[image_at..image_at + image_len]));
+    let digest = Sha256::digest(core::hint::black_box(
+        &ram()[image_at..image_at + image_len],
+    ));
     let hashed = now();
     core::hint::black_box(digest);
     // The bootloader's whole check of the slot.
     let verified = verify_slot(&mut flash, &mut rot, &LAYOUT, Slot::A, &mut scratch);
     let done = now();
+    let stack = stack_used();
 
     if verified.is_err() {
         fail(b"the image does not verify");
@@ -175,6 +223,11 @@ fn main() -> ! {
         b" instructions, verify_slot ",
         console::decimal(instructions(hashed, done), &mut c),
         b" instructions",
+    ]);
+    console::line(&[
+        b"bench: stack high-water mark of the bench, verify_slot included: ",
+        console::decimal(stack as u64, &mut a),
+        b" bytes",
     ]);
     console::exit(true)
 }
