@@ -9,7 +9,7 @@
 
 use crate::command::{Command, CommandSequence, Condition, Parameter, Parameters};
 use crate::digest::SuitDigest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, msg};
 
 /// The parameters a manifest sets for one component.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl<'a> State<'a> {
         if depth > crate::command::MAX_SEQUENCE_DEPTH {
             return Err(Error::LimitExceeded {
                 offset: 0,
-                limit: "nested command sequences",
+                limit: msg!("nested command sequences"),
             });
         }
         for command in seq.iter() {

@@ -7,12 +7,9 @@
 //! - every `crit` label is one this verifier understands (RFC 9052 §3.1 "crit");
 //! - the signed bytes use the protected header exactly as received (RFC 9052 §4.4).
 
-use minicbor::Encoder;
-use minicbor::encode::write::Cursor;
-
-use crate::cbor::{BytesItem, Key, KeySet, MAX_MAP_ENTRIES, Reader};
+use crate::cbor::{BytesItem, Key, KeySet, MAX_MAP_ENTRIES, Reader, major, put_item};
 use crate::crypto::{PublicKey, SignatureAlgorithm, Verifier};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, msg};
 use crate::labels::{TAG_COSE_SIGN1, cose_header};
 
 /// Header labels this verifier understands, so may appear in `crit` (RFC 9052 §3.1).
@@ -25,7 +22,7 @@ const UNDERSTOOD_LABELS: [i64; 4] = [
 
 /// The largest Sig_structure rota builds, on the stack: SUIT signs a SUIT_Digest, so
 /// the payload is tens of bytes; this leaves room for generous protected headers.
-/// Stack: live through the Ed25519 check, whose 9492 B is verify()'s peak (Cortex-M4, sha2-compact).
+/// Stack: live through the Ed25519 check, whose 9452 B is verify()'s peak (Cortex-M4, sha2-compact).
 pub const MAX_SIG_STRUCTURE: usize = 512;
 
 /// A decoded COSE_Sign1, borrowing from its input.
@@ -60,17 +57,17 @@ impl<'a> CoseSign1<'a> {
         }
         r.array_of(
             4,
-            "a COSE_Sign1 [protected, unprotected, payload, signature]",
+            msg!("a COSE_Sign1 [protected, unprotected, payload, signature]"),
         )?;
-        let protected_item = r.bytes_item("the protected header (bstr)")?;
+        let protected_item = r.bytes_item(msg!("the protected header (bstr)"))?;
         let protected = Header::read_protected(&r, protected_item)?;
         let unprotected = Header::read(&mut r, false)?;
         let payload = if r.null()? {
             None
         } else {
-            Some(r.bytes("the payload (bstr or nil)")?)
+            Some(r.bytes(msg!("the payload (bstr or nil)"))?)
         };
-        let signature = r.bytes("the signature (bstr)")?;
+        let signature = r.bytes(msg!("the signature (bstr)"))?;
         r.finish()?;
 
         // RFC 9052 §3: a label appears in at most one bucket.
@@ -121,7 +118,7 @@ impl<'a> CoseSign1<'a> {
     ) -> Result<usize> {
         let payload = payload.or(self.payload).ok_or(Error::Malformed {
             offset: 0,
-            expected: "a payload to verify",
+            expected: msg!("a payload to verify"),
         })?;
         let mut buf = [0u8; MAX_SIG_STRUCTURE];
         let message = self.to_be_signed(payload, external_aad, &mut buf)?;
@@ -159,16 +156,18 @@ pub fn sig_structure<'b>(
 ) -> Result<&'b [u8]> {
     let too_big = Error::LimitExceeded {
         offset: 0,
-        limit: "bytes in the signed structure",
+        limit: msg!("bytes in the signed structure"),
     };
-    let mut enc = Encoder::new(Cursor::new(&mut buf[..]));
-    enc.array(4)
-        .and_then(|e| e.str("Signature1"))
-        .and_then(|e| e.bytes(protected))
-        .and_then(|e| e.bytes(external_aad))
-        .and_then(|e| e.bytes(payload))
-        .map_err(|_| too_big)?;
-    let len = enc.into_writer().position();
+    let mut len = put_item(buf, 0, major::ARRAY, 4, &[]).ok_or(too_big)?;
+    let items: [(u8, &[u8]); 4] = [
+        (major::TEXT, b"Signature1"),
+        (major::BYTES, protected),
+        (major::BYTES, external_aad),
+        (major::BYTES, payload),
+    ];
+    for (major, content) in items {
+        len = put_item(buf, len, major, content.len() as u64, content).ok_or(too_big)?;
+    }
     Ok(&buf[..len])
 }
 
@@ -203,7 +202,7 @@ impl<'a> Header<'a> {
         let mut header = Self::default();
         let mut keys = KeySet::new();
         let mut crit: Option<Reader<'a>> = None;
-        for _ in 0..r.map("a COSE header map")? {
+        for _ in 0..r.map(msg!("a COSE header map"))? {
             let (key, offset) = r.map_key(&mut keys)?;
             let label = match key {
                 Key::Int(label) => label,
@@ -219,20 +218,20 @@ impl<'a> Header<'a> {
             match label {
                 cose_header::ALG => {
                     let at = r.offset();
-                    header.alg = Some(r.int("an integer algorithm id").map_err(|_| {
+                    header.alg = Some(r.int(msg!("an integer algorithm id")).map_err(|_| {
                         Error::InvalidMember {
                             offset: at,
-                            member: "COSE alg (rota knows only integer algorithm ids)",
+                            member: msg!("COSE alg (rota knows only integer algorithm ids)"),
                         }
                     })?);
                 }
-                cose_header::KID => header.kid = Some(r.bytes("a kid (bstr)")?),
+                cose_header::KID => header.kid = Some(r.bytes(msg!("a kid (bstr)"))?),
                 cose_header::CRIT => {
                     // RFC 9052 §3.1: crit MUST be in the protected bucket.
                     if !protected {
                         return Err(Error::InvalidMember {
                             offset,
-                            member: "crit in the unprotected header",
+                            member: msg!("crit in the unprotected header"),
                         });
                     }
                     crit = Some(r.clone());
@@ -253,11 +252,11 @@ impl<'a> Header<'a> {
 /// `crit`: a non-empty array of labels, each one the verifier understands (RFC 9052 §3.1).
 fn check_crit(r: &mut Reader<'_>) -> Result<()> {
     let at = r.offset();
-    let n = r.array("crit (an array of labels)")?;
+    let n = r.array(msg!("crit (an array of labels)"))?;
     if n == 0 {
         return Err(Error::InvalidMember {
             offset: at,
-            member: "crit (it must not be empty)",
+            member: msg!("crit (it must not be empty)"),
         });
     }
     for _ in 0..n {

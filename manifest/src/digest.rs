@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::cbor::Reader;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, msg};
 use crate::labels::alg;
 
 /// `SUIT_Digest = [ algorithm-id, digest-bytes, * extensions ]`.
@@ -31,15 +31,15 @@ impl<'a> SuitDigest<'a> {
     /// (a SHA-256 id with 31 bytes is refused here, not at comparison time).
     pub fn read(r: &mut Reader<'a>) -> Result<Self> {
         let at = r.offset();
-        let len = r.array("a SUIT_Digest array")?;
+        let len = r.array(msg!("a SUIT_Digest array"))?;
         if len < 2 {
             return Err(Error::Malformed {
                 offset: at,
-                expected: "a SUIT_Digest [algorithm-id, digest-bytes]",
+                expected: msg!("a SUIT_Digest [algorithm-id, digest-bytes]"),
             });
         }
-        let alg = r.int("a digest algorithm id")?;
-        let bytes = r.bytes("digest bytes")?;
+        let alg = r.int(msg!("a digest algorithm id"))?;
+        let bytes = r.bytes(msg!("digest bytes"))?;
         // `* $$SUIT_Digest-extensions`: allowed by the CDDL, meaningless to rota.
         for _ in 2..len {
             r.item()?;

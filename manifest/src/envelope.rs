@@ -33,7 +33,7 @@ use crate::command::CommandSequence;
 use crate::cose::CoseSign1;
 use crate::crypto::{PublicKey, SignatureAlgorithm, Verifier};
 use crate::digest::SuitDigest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, msg};
 use crate::labels::{TAG_ENVELOPE, envelope as env, manifest as mf};
 use crate::manifest::{Manifest, Severable};
 
@@ -102,51 +102,51 @@ impl<'a> Envelope<'a> {
             if *n > MAX_ENVELOPE_MEMBERS {
                 return Err(Error::LimitExceeded {
                     offset,
-                    limit: "envelope members",
+                    limit: msg!("envelope members"),
                 });
             }
             Ok(())
         };
-        for _ in 0..r.map("a SUIT envelope (map)")? {
+        for _ in 0..r.map(msg!("a SUIT envelope (map)"))? {
             let (key, offset) = r.map_key(&mut keys)?;
             match key {
                 Key::Int(env::AUTHENTICATION_WRAPPER) => {
-                    authentication = Some(r.bytes_item("authentication-wrapper (bstr)")?)
+                    authentication = Some(r.bytes_item(msg!("authentication-wrapper (bstr)"))?)
                 }
-                Key::Int(env::MANIFEST) => manifest = Some(r.bytes_item("manifest (bstr)")?),
+                Key::Int(env::MANIFEST) => manifest = Some(r.bytes_item(msg!("manifest (bstr)"))?),
                 // Delegation chains (Appendix C.1) extend trust; rota trusts only its
                 // anchors, so it checks the member's shape and otherwise ignores it.
                 Key::Int(env::DELEGATION) => {
-                    r.bytes_item("delegation (bstr)")?;
+                    r.bytes_item(msg!("delegation (bstr)"))?;
                 }
                 // Integer-keyed members besides 1, 2 and 3: severed members (§8.4.11).
                 Key::Int(_) => {
                     count(&mut n_severed, offset)?;
-                    r.bytes_item("a severed member (bstr)")?;
+                    r.bytes_item(msg!("a severed member (bstr)"))?;
                 }
                 // Text-keyed members: integrated payloads (§7.6).
                 Key::Text(_) => {
                     count(&mut n_integrated, offset)?;
-                    r.bytes("an integrated payload (bstr)")?;
+                    r.bytes(msg!("an integrated payload (bstr)"))?;
                 }
                 _ => {
                     return Err(Error::InvalidMember {
                         offset,
-                        member: "envelope key (integer or text)",
+                        member: msg!("envelope key (integer or text)"),
                     });
                 }
             }
         }
         r.finish()?;
         let missing = |member| Error::MissingMember {
-            structure: "envelope",
+            structure: msg!("envelope"),
             member,
         };
         let envelope = Self {
             bytes,
             map_offset,
-            authentication: authentication.ok_or(missing("authentication-wrapper"))?,
-            manifest: manifest.ok_or(missing("manifest"))?,
+            authentication: authentication.ok_or(missing(msg!("authentication-wrapper")))?,
+            manifest: manifest.ok_or(missing(msg!("manifest")))?,
         };
         // The wrapper's shape is checked now, so that every later step can rely on it.
         envelope.authentication_wrapper()?;
@@ -201,21 +201,21 @@ impl<'a> Envelope<'a> {
             self.authentication.content_offset,
         );
         let at = r.offset();
-        let n = r.array("the authentication wrapper (array)")?;
+        let n = r.array(msg!("the authentication wrapper (array)"))?;
         if n == 0 {
             return Err(Error::Malformed {
                 offset: at,
-                expected: "an authentication wrapper starting with the manifest digest",
+                expected: msg!("an authentication wrapper starting with the manifest digest"),
             });
         }
-        let digest_item = r.bytes_item("the manifest digest (bstr .cbor SUIT_Digest)")?;
+        let digest_item = r.bytes_item(msg!("the manifest digest (bstr .cbor SUIT_Digest)"))?;
         let digest = SuitDigest::read_whole(r.nested(digest_item))?;
         let blocks = AuthBlocks {
             r: r.clone(),
             remaining: n - 1,
         };
         for _ in 1..n {
-            r.bytes_item("an authentication block (bstr)")?;
+            r.bytes_item(msg!("an authentication block (bstr)"))?;
         }
         r.finish()?;
         Ok((digest_item, digest, blocks))
@@ -323,10 +323,10 @@ fn verify_block(
 /// The name of a severable member, for messages.
 fn member_name(key: i64) -> &'static str {
     match key {
-        mf::PAYLOAD_FETCH => "payload-fetch sequence",
-        mf::INSTALL => "install sequence",
-        mf::TEXT => "text",
-        _ => "extension member",
+        mf::PAYLOAD_FETCH => msg!("payload-fetch sequence"),
+        mf::INSTALL => msg!("install sequence"),
+        mf::TEXT => msg!("text"),
+        _ => msg!("extension member"),
     }
 }
 
@@ -334,7 +334,7 @@ fn member_name(key: i64) -> &'static str {
 #[derive(Clone)]
 pub struct AuthBlocks<'a> {
     r: Reader<'a>,
-    remaining: u64,
+    remaining: usize,
 }
 
 impl<'a> Iterator for AuthBlocks<'a> {
@@ -347,7 +347,7 @@ impl<'a> Iterator for AuthBlocks<'a> {
         self.remaining -= 1;
         Some(
             self.r
-                .bytes_item("an authentication block (bstr)")
+                .bytes_item(msg!("an authentication block (bstr)"))
                 .and_then(|item| CoseSign1::decode(self.r.nested(item))),
         )
     }

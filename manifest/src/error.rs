@@ -11,6 +11,19 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 /// A SUIT member, named for error messages.
 pub type Member = &'static str;
 
+/// Whether errors go without their names (`expected`, `member`, `limit`, `structure`):
+/// set by `--cfg rota_terse_errors` in firmware that maps every error to a reason code
+/// and prints none (rota's bootloader), where the names cost ~3 KB of flash.
+pub(crate) const TERSE: bool = cfg!(rota_terse_errors);
+
+/// A name for an error: the literal, or `""` when [`TERSE`].
+macro_rules! msg {
+    ($name:literal) => {
+        if crate::error::TERSE { "" } else { $name }
+    };
+}
+pub(crate) use msg;
+
 /// Why an envelope was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

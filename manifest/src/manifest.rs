@@ -3,7 +3,7 @@
 use crate::cbor::{BytesItem, Key, KeySet, Reader, checked_entries};
 use crate::command::CommandSequence;
 use crate::digest::SuitDigest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, msg};
 use crate::labels::{common as cm, manifest as mf};
 
 /// How many components a manifest may list (bounded for the no-heap evaluator).
@@ -79,7 +79,7 @@ impl<'a> Manifest<'a> {
         };
         // Sequences are validated after `suit-common`, whose component count they need,
         // wherever the map happens to place it.
-        for _ in 0..r.map("the manifest (map)")? {
+        for _ in 0..r.map(msg!("the manifest (map)"))? {
             let (key, _) = r.map_key(&mut keys)?;
             let Key::Int(label) = key else {
                 // `$$SUIT_Manifest_Extensions` with non-integer keys: opaque.
@@ -87,18 +87,20 @@ impl<'a> Manifest<'a> {
                 continue;
             };
             match label {
-                mf::VERSION => version = Some(r.uint("manifest-version (uint)")?),
+                mf::VERSION => version = Some(r.uint(msg!("manifest-version (uint)"))?),
                 mf::SEQUENCE_NUMBER => {
-                    sequence_number = Some(r.uint("manifest-sequence-number (uint)")?)
+                    sequence_number = Some(r.uint(msg!("manifest-sequence-number (uint)"))?)
                 }
-                mf::COMMON => common = Some(Common::decode(r.bytes_item("common (bstr)")?)?),
-                mf::REFERENCE_URI => m.reference_uri = Some(r.text("reference-uri (tstr)")?),
-                mf::VALIDATE => m.validate = Some(sequence(&mut r, "validate")?),
-                mf::LOAD => m.load = Some(sequence(&mut r, "load")?),
-                mf::INVOKE => m.invoke = Some(sequence(&mut r, "invoke")?),
-                mf::PAYLOAD_FETCH => m.payload_fetch = Some(severable(&mut r, "payload-fetch")?),
-                mf::INSTALL => m.install = Some(severable(&mut r, "install")?),
-                mf::TEXT => m.text = Some(severable(&mut r, "text")?),
+                mf::COMMON => common = Some(Common::decode(r.bytes_item(msg!("common (bstr)"))?)?),
+                mf::REFERENCE_URI => m.reference_uri = Some(r.text(msg!("reference-uri (tstr)"))?),
+                mf::VALIDATE => m.validate = Some(sequence(&mut r, msg!("validate"))?),
+                mf::LOAD => m.load = Some(sequence(&mut r, msg!("load"))?),
+                mf::INVOKE => m.invoke = Some(sequence(&mut r, msg!("invoke"))?),
+                mf::PAYLOAD_FETCH => {
+                    m.payload_fetch = Some(severable(&mut r, msg!("payload-fetch"))?)
+                }
+                mf::INSTALL => m.install = Some(severable(&mut r, msg!("install"))?),
+                mf::TEXT => m.text = Some(severable(&mut r, msg!("text"))?),
                 // Members of companion drafts (trust domains, update management, …):
                 // well-formed, otherwise opaque to rota.
                 _ => {
@@ -109,16 +111,16 @@ impl<'a> Manifest<'a> {
         r.finish()?;
 
         let missing = |member| Error::MissingMember {
-            structure: "manifest",
+            structure: msg!("manifest"),
             member,
         };
         // §8.4.1: the only defined version is 1.
-        match version.ok_or(missing("manifest-version"))? {
+        match version.ok_or(missing(msg!("manifest-version")))? {
             1 => {}
             version => return Err(Error::UnsupportedManifestVersion { version }),
         }
-        m.sequence_number = sequence_number.ok_or(missing("manifest-sequence-number"))?;
-        m.common = common.ok_or(missing("common"))?;
+        m.sequence_number = sequence_number.ok_or(missing(msg!("manifest-sequence-number")))?;
+        m.common = common.ok_or(missing(msg!("common")))?;
         if m.common.has_dependencies {
             return Err(Error::UnsupportedDependencies);
         }
@@ -192,7 +194,7 @@ fn severable<'a>(r: &mut Reader<'a>, member: &'static str) -> Result<Severable<'
 pub(crate) fn validate_text(item: BytesItem<'_>) -> Result<()> {
     let mut r = Reader::at(item.content, item.content_offset);
     let mut keys = KeySet::new();
-    for _ in 0..r.map("a text map")? {
+    for _ in 0..r.map(msg!("a text map"))? {
         r.map_key(&mut keys)?;
         r.item()?;
     }
@@ -211,29 +213,29 @@ impl<'a> Common<'a> {
         let mut r = Reader::at(item.content, item.content_offset);
         let mut keys = KeySet::new();
         let mut common = Self::EMPTY;
-        for _ in 0..r.map("common (map)")? {
+        for _ in 0..r.map(msg!("common (map)"))? {
             let (key, _) = r.map_key(&mut keys)?;
             match key {
                 Key::Int(cm::COMPONENTS) => {
                     let at = r.offset();
                     let encoded = r.clone().item()?;
-                    let count = r.array("components (array)")?;
-                    if count == 0 || count > MAX_COMPONENTS as u64 {
+                    let count = r.array(msg!("components (array)"))?;
+                    if count == 0 || count > MAX_COMPONENTS {
                         return Err(Error::InvalidMember {
                             offset: at,
-                            member: "components (1 to 32 component identifiers)",
+                            member: msg!("components (1 to 32 component identifiers)"),
                         });
                     }
                     for _ in 0..count {
-                        for _ in 0..r.array("a component identifier (array of bstr)")? {
-                            r.bytes("a component identifier segment (bstr)")?;
+                        for _ in 0..r.array(msg!("a component identifier (array of bstr)"))? {
+                            r.bytes(msg!("a component identifier segment (bstr)"))?;
                         }
                     }
                     common.components = Some((encoded, at));
-                    common.component_count = count as usize;
+                    common.component_count = count;
                 }
                 Key::Int(cm::SHARED_SEQUENCE) => {
-                    common.shared_sequence = Some(sequence(&mut r, "shared-sequence")?);
+                    common.shared_sequence = Some(sequence(&mut r, msg!("shared-sequence"))?);
                 }
                 Key::Int(cm::DEPENDENCIES) => {
                     r.item()?;
@@ -261,7 +263,7 @@ impl<'a> Common<'a> {
         let mut remaining = if encoded.is_empty() {
             0
         } else {
-            r.array("components").unwrap_or(0)
+            r.array(msg!("components")).unwrap_or(0)
         };
         core::iter::from_fn(move || {
             if remaining == 0 {
@@ -280,13 +282,13 @@ impl<'a> ComponentId<'a> {
     /// The identifier's byte-string segments.
     pub fn segments(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let mut r = Reader::at(self.encoded, self.base);
-        let mut remaining = r.array("a component identifier").unwrap_or(0);
+        let mut remaining = r.array(msg!("a component identifier")).unwrap_or(0);
         core::iter::from_fn(move || {
             if remaining == 0 {
                 return None;
             }
             remaining -= 1;
-            r.bytes("a segment").ok()
+            r.bytes(msg!("a segment")).ok()
         })
     }
 }

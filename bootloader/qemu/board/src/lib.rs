@@ -113,9 +113,17 @@ pub mod console {
     pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
         let mut at = buf.len();
         loop {
+            // Long division by 10 in 16-bit steps: the Cortex-M4 divides 32-bit numbers
+            // itself, while `n % 10` on a u64 links compiler-builtins' ~900-byte division.
+            let (mut rem, mut quotient) = (0u32, 0u64);
+            for shift in [48, 32, 16, 0] {
+                let part = (rem << 16) | ((n >> shift) as u32 & 0xffff);
+                quotient |= u64::from(part / 10) << shift;
+                rem = part % 10;
+            }
+            n = quotient;
             at -= 1;
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
+            buf[at] = b'0' + rem as u8;
             if n == 0 {
                 return &buf[at..];
             }
@@ -264,11 +272,12 @@ impl NorFlash for Flash {
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         check_erase(self, from, to)?;
         check_region(from)?;
-        const BLANK: [u8; 256] = [ERASED; 256];
+        // Filled at run time: a constant would cost 256 bytes of flash.
+        let blank = [ERASED; 256];
         let mut at = from;
         while at < to {
-            let n = (to - at).min(BLANK.len() as u32);
-            self.persist(at, &BLANK[..n as usize])?;
+            let n = (to - at).min(blank.len() as u32);
+            self.persist(at, &blank[..n as usize])?;
             at += n;
         }
         Ok(())

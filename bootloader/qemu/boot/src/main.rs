@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+mod mem;
+
 use cortex_m_rt::entry;
 use rota_boot::header::FIXED_LEN;
 use rota_boot::otp_map::OtpRot;
