@@ -65,6 +65,8 @@ pub use cbor::{BytesItem, Key, MAX_DEPTH, MAX_MAP_ENTRIES};
 pub use claims::ComponentClaims;
 pub use command::{Command, CommandSequence, Condition, Directive, IndexArg, Parameter};
 pub use cose::CoseSign1;
+#[cfg(feature = "compact-ed25519")]
+pub use crypto::CompactEd25519Verifier;
 #[cfg(feature = "std")]
 pub use crypto::HostVerifier;
 pub use crypto::{Ed25519Verifier, PublicKey, SignatureAlgorithm, Verifier};
