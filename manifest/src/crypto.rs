@@ -151,12 +151,16 @@ impl Verifier for Ed25519Verifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<()> {
-        match (alg, key) {
-            (SignatureAlgorithm::Ed25519 | SignatureAlgorithm::EdDsa, PublicKey::Ed25519(k)) => {
-                Self::verify_raw(k, message, signature)
-            }
-            _ => Err(Error::UnsupportedAlgorithm { alg: alg.cose_id() }),
-        }
+        Self::verify_raw(ed25519_key(alg, key)?, message, signature)
+    }
+}
+
+/// The raw key of an Ed25519 signature check: Ed25519 (-19) or, when
+/// `Policy::allow_eddsa_8` let it through, EdDSA (-8), with an Ed25519 key.
+fn ed25519_key(alg: SignatureAlgorithm, key: &PublicKey) -> Result<&[u8; ED25519_KEY_LEN]> {
+    match (alg, key) {
+        (SignatureAlgorithm::Ed25519 | SignatureAlgorithm::EdDsa, PublicKey::Ed25519(k)) => Ok(k),
+        _ => Err(Error::UnsupportedAlgorithm { alg: alg.cose_id() }),
     }
 }
 
@@ -299,14 +303,7 @@ impl Verifier for CompactEd25519Verifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<()> {
-        // As `Ed25519Verifier`: EdDSA (-8) is let through to here only under
-        // `Policy::allow_eddsa_8`, and then it is Ed25519.
-        match (alg, key) {
-            (SignatureAlgorithm::Ed25519 | SignatureAlgorithm::EdDsa, PublicKey::Ed25519(k)) => {
-                Self::verify_raw(k, message, signature)
-            }
-            _ => Err(Error::UnsupportedAlgorithm { alg: alg.cose_id() }),
-        }
+        Self::verify_raw(ed25519_key(alg, key)?, message, signature)
     }
 }
 
