@@ -268,6 +268,39 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Consumes `expected` when the input continues with exactly those bytes; for
+    /// layouts fixed byte for byte ([`crate::profile`]). Leaves the position unchanged
+    /// otherwise.
+    pub(crate) fn literal_if(&mut self, expected: &[u8]) -> bool {
+        let end = self.pos + expected.len();
+        let matches = self.input.get(self.pos..end) == Some(expected);
+        if matches {
+            self.pos = end;
+        }
+        matches
+    }
+
+    /// Consumes `expected`, or fails with [`Error::NotBootProfile`] at this position.
+    pub(crate) fn literal(&mut self, expected: &[u8]) -> Result<()> {
+        if self.literal_if(expected) {
+            Ok(())
+        } else {
+            Err(Error::NotBootProfile {
+                offset: self.offset(),
+            })
+        }
+    }
+
+    /// The next `N` bytes, raw: the content of a byte string whose head a
+    /// [`Reader::literal`] just consumed.
+    pub(crate) fn raw<const N: usize>(&mut self) -> Result<&'a [u8; N]> {
+        let at = self.clone();
+        self.take(N)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| at.truncated())
+    }
+
     /// An unsigned integer.
     pub fn uint(&mut self, what: &'static str) -> Result<u64> {
         let at = self.clone();

@@ -67,6 +67,9 @@ pub enum Error {
     /// not process dependency manifests, and that draft requires aborting rather than
     /// ignoring them.
     UnsupportedDependencies,
+    /// The envelope departs, at `offset`, from the one layout rota's boot profile
+    /// accepts (what `rota sign` writes; [`crate::profile`]). It may be valid SUIT.
+    NotBootProfile { offset: usize },
     /// A severable member is in the envelope but the manifest holds no digest for it (§8.4.11).
     SeverableMemberWithoutDigest { member: Member },
     /// A severable member is both inline in the manifest and in the envelope.
@@ -171,6 +174,10 @@ impl fmt::Display for Error {
             }
             UnsupportedDependencies => f.write_str(
                 "the manifest depends on other manifests (SUIT trust domains), which rota does not process",
+            ),
+            NotBootProfile { offset } => write!(
+                f,
+                "the envelope departs from rota's boot profile at byte {offset} (the bootloader accepts only the layout `rota sign` writes)"
             ),
             SeverableMemberWithoutDigest { member } => write!(
                 f,

@@ -56,6 +56,7 @@ pub mod envelope;
 pub mod error;
 pub mod labels;
 pub mod manifest;
+pub mod profile;
 #[cfg(feature = "builder")]
 pub mod signer;
 
@@ -74,5 +75,6 @@ pub use digest::{ImageDigest, SuitDigest};
 pub use envelope::{Authenticated, Envelope, Policy};
 pub use error::{Error, Result};
 pub use manifest::{ComponentId, Manifest, Severable};
+pub use profile::{BootClaims, verify_boot_envelope};
 #[cfg(feature = "builder")]
 pub use signer::{Ed25519Signer, KeyError, SignError, Signer, public_key_from_pem};
