@@ -7,6 +7,8 @@
 //!    slot holding that hash is revoked (rota trust model: the RoT anchor);
 //! 3. the envelope decodes and a COSE_Sign1 by that key authenticates the manifest
 //!    (draft-ietf-suit-manifest §8.3, RFC 9052 §4.4; `rota-manifest`'s strict Ed25519);
+//!    with the `boot-profile` feature, only in the layout `rota sign` writes
+//!    (`rota_manifest::profile`), which needs a fraction of the general decoder's flash;
 //! 4. the manifest describes one component, whose vendor-id and class-id are present
 //!    and equal the device's (§8.4.8.3 condition-vendor-identifier, §8.4.8.4
 //!    condition-class-identifier);
@@ -16,7 +18,8 @@
 //!    and size (§8.4.9.2 condition-image-match), read once, in one pass.
 
 use embedded_storage::nor_flash::NorFlash;
-use rota_manifest::{Envelope, ImageDigest, Policy, PublicKey, digest::SuitDigest};
+use rota_manifest::claims::ComponentClaims;
+use rota_manifest::{ImageDigest, PublicKey, digest::SuitDigest};
 // The signature check of step 3. Both are strict Ed25519 with the same verdicts and
 // errors; the compact one (salty) costs ~5.5 KB less flash on a Cortex-M4, so a
 // bootloader short of flash picks it with the `compact-ed25519` feature.
@@ -176,17 +179,8 @@ pub(crate) fn check_envelope<'e, FE, R: RootOfTrust>(
     let key = PublicKey::Ed25519(*key);
     let key_slot = trusted_key_slot(rot, &key.key_id())?;
 
-    let policy = Policy::default();
-    let authenticated = Envelope::decode(envelope, &policy)
-        .and_then(|e| e.authenticate(&[key], &ImageVerifier, &policy))
-        .map_err(|e| Error::Rejected(Rejection::Manifest(e)))?;
-    // A slot holds one image: a manifest describing several components is not for it.
-    if authenticated.manifest.common.component_count() != 1 {
-        return reject(Rejection::NotOneComponent);
-    }
-    let claims = authenticated
-        .claims(0, None)
-        .map_err(|e| Error::Rejected(Rejection::Manifest(e)))?;
+    let (claims, sequence_number) =
+        authenticated_claims(&key, envelope).map_err(Error::Rejected)?;
 
     // §8.4.8.3 / §8.4.8.4: rota requires both identifiers, so that an image is never
     // accepted by a device it does not name.
@@ -236,9 +230,41 @@ pub(crate) fn check_envelope<'e, FE, R: RootOfTrust>(
         size: image_size as u32,
         digest,
         security_version,
-        sequence_number: authenticated.manifest.sequence_number,
+        sequence_number,
         key_slot,
     })
+}
+
+/// Check 3 and the one-component part of 4: the envelope authenticated by `key`, as the
+/// claims of its component and its sequence number. Through the general SUIT path.
+#[cfg(not(feature = "boot-profile"))]
+fn authenticated_claims<'e>(
+    key: &PublicKey,
+    envelope: &'e [u8],
+) -> Result<(ComponentClaims<'e>, u64), Rejection> {
+    let policy = rota_manifest::Policy::default();
+    let authenticated = rota_manifest::Envelope::decode(envelope, &policy)
+        .and_then(|e| e.authenticate(&[*key], &ImageVerifier, &policy))
+        .map_err(Rejection::Manifest)?;
+    // A slot holds one image: a manifest describing several components is not for it.
+    if authenticated.manifest.common.component_count() != 1 {
+        return Err(Rejection::NotOneComponent);
+    }
+    let claims = authenticated.claims(0, None).map_err(Rejection::Manifest)?;
+    Ok((claims, authenticated.manifest.sequence_number))
+}
+
+/// As above, through rota-manifest's boot profile: only the layout `rota sign` writes
+/// (one component, every claim present), accepted only where the general path accepts
+/// it with the same claims.
+#[cfg(feature = "boot-profile")]
+fn authenticated_claims<'e>(
+    key: &PublicKey,
+    envelope: &'e [u8],
+) -> Result<(ComponentClaims<'e>, u64), Rejection> {
+    let claims = rota_manifest::verify_boot_envelope(envelope, key, &ImageVerifier)
+        .map_err(Rejection::Manifest)?;
+    Ok((claims.into(), claims.sequence_number))
 }
 
 /// The key slot holding `key_id`, if one does and no slot holding it is revoked.
