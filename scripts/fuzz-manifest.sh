@@ -3,7 +3,7 @@
 #
 # Usage: scripts/fuzz-manifest.sh [SECONDS] [TARGET...]
 #   SECONDS  time per target (default 300)
-#   TARGET   envelope_decode and/or cose_sign1_decode (default: both)
+#   TARGET   envelope_decode, cose_sign1_decode and/or boot_profile (default: all)
 # Environment: ROTA_VECTORS (default: shared/vectors beside the repository),
 #              FUZZ_JOBS (parallel libFuzzer jobs per target, default 1).
 #
@@ -11,7 +11,8 @@
 #   envelope_decode   every .suit of the draft-37 examples and of libcsuit, and
 #                     manifest/testdata/ed25519-envelope.suit;
 #   cose_sign1_decode the COSE authentication blocks of those envelopes, and the
-#                     COSE_Sign1 messages of the cose-wg examples.
+#                     COSE_Sign1 messages of the cose-wg examples;
+#   boot_profile      each envelope behind a 0 byte, and its manifest behind a 1 byte.
 # Crashes land in manifest/fuzz/artifacts/<target>/; replay one with
 #   (cd manifest && cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>)
 # Needs the nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
@@ -21,11 +22,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-300}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(envelope_decode cose_sign1_decode)
+((${#targets[@]})) || targets=(envelope_decode cose_sign1_decode boot_profile)
 vectors="${ROTA_VECTORS:-$root/../shared/vectors}"
 fuzz="$root/manifest/fuzz"
 
-mkdir -p "$fuzz/corpus/envelope_decode" "$fuzz/corpus/cose_sign1_decode"
+mkdir -p "$fuzz/corpus/envelope_decode" "$fuzz/corpus/cose_sign1_decode" "$fuzz/corpus/boot_profile"
 envelopes=("$root/manifest/testdata/ed25519-envelope.suit")
 if [[ -d "$vectors" ]]; then
   for f in "$vectors"/suit-manifest-draft37/*.suit "$vectors"/libcsuit/*.suit; do
@@ -101,6 +102,44 @@ for path in sorted(glob.glob(os.path.join(vectors, "cose-wg", "*", "*.json"))):
             bytes.fromhex(cbor))
         n += 1
 print(f"cose_sign1_decode: {n} seeds", file=sys.stderr)
+PY
+
+# boot_profile: mode byte 0 + the envelope, mode byte 1 + its manifest (key 3's bstr content).
+python3 - "$fuzz/corpus/boot_profile" "${envelopes[@]}" <<'PY'
+import os, sys
+
+out, envelopes = sys.argv[1], sys.argv[2:]
+
+def head(b, i):
+    major, info = b[i] >> 5, b[i] & 31
+    i += 1
+    if info < 24:
+        return major, info, i
+    n = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+    return major, int.from_bytes(b[i:i + n], "big"), i + n
+
+def manifest(b):
+    major, arg, i = head(b, 0)
+    if major == 6:
+        major, arg, i = head(b, i)
+    for _ in range(arg):
+        _, key, i = head(b, i)
+        _, n, i = head(b, i)          # every envelope member is a bstr
+        if key == 3:
+            return b[i:i + n]
+        i += n
+
+n = 0
+for path in envelopes:
+    b = open(path, "rb").read()
+    name = os.path.basename(path)
+    open(os.path.join(out, f"seed-{name}"), "wb").write(b"\x00" + b)
+    try:
+        open(os.path.join(out, f"seed-{name}-manifest"), "wb").write(b"\x01" + manifest(b))
+        n += 1
+    except Exception as e:
+        print(f"note: {path}: {e}", file=sys.stderr)
+print(f"boot_profile: {len(envelopes) + n} seeds", file=sys.stderr)
 PY
 echo "envelope_decode: ${#envelopes[@]} seeds" >&2
 
