@@ -143,6 +143,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut scratch = vec![0u8; board.layout.header_size as usize - FIXED_LEN];
     let verified = verify_slot(&mut check, &mut rot, &board.layout, Slot::A, &mut scratch)
         .map_err(|e| anyhow!("a device programmed with this image would not boot it: {e}"))?;
+    // The board's bootloader is built with rota-boot's `boot-profile` feature: it reads
+    // only envelopes in the layout `rota sign` writes, a subset of what `verify_slot`
+    // accepts here (unless this build has the feature too).
+    rota_manifest::verify_boot_envelope(&envelope, &PublicKey::Ed25519(signer), &HostVerifier)
+        .map_err(|e| {
+            anyhow!(
+                "a device programmed with this image would not boot it: its bootloader reads only envelopes as `rota sign` writes them: {e}"
+            )
+        })?;
 
     files::write_atomically(&args.out_flash, flash.contents(), args.force)?;
     files::write_atomically(&args.out_otp, &otp, args.force)?;
