@@ -14,7 +14,7 @@
 //!
 //! `…` marks the only variable parts; every other byte is compared literally. Byte
 //! strings (`<< >>`) and integers may use any definite-length head, as the general path
-//! reads them with the same [`Reader`].
+//! reads them with the same `cbor::Reader`.
 //!
 //! ```text
 //! d8 6b a2                              107({                  SUIT_Envelope_Tagged (§8.2)
@@ -47,9 +47,9 @@
 //!   the bootloader does not set), there is no `crit` and nothing unprotected
 //!   (RFC 9052 §3), the payload is detached (SUIT §8.3), and every SUIT_Digest is
 //!   SHA-256 with 32 bytes (SUIT §10);
-//! - every byte string must be filled exactly by its content ([`Reader::finish`]), and so
+//! - every byte string must be filled exactly by its content (`Reader::finish`), and so
 //!   must the envelope (RFC 8949 §5.3);
-//! - the variable parts are read by the general path's own [`Reader`] methods: integers
+//! - the variable parts are read by the general path's own `cbor::Reader` methods: integers
 //!   as `uint`, text as UTF-8 (the URI and the description are checked although unused);
 //! - the manifest digest is checked over the manifest bstr, header included (SUIT §8.3),
 //!   and the signature over the Sig_structure built from the protected header as
