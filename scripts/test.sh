@@ -44,10 +44,11 @@ step "tests (all crates, all features)"
 # rota-boot apart: its compact-ed25519 feature swaps in salty, whose portable host
 # backend is far slower than its Cortex-M4 assembly, and the power-cut sweep boots
 # thousands of times. The sweep tests power-cut semantics, not the verifier, so it runs
-# with the default verifier, and everything else in rota-boot with both.
+# with the default verifier and parser, and everything else in rota-boot with both
+# (and with the QEMU bootloader's: compact-ed25519 and boot-profile).
 cargo test --workspace --all-features --exclude rota-boot
 cargo test -p rota-boot
-cargo test -p rota-boot --features compact-ed25519 --lib --test boot_decision --test hostile_flash
+cargo test -p rota-boot --features compact-ed25519,boot-profile --lib --test boot_decision --test hostile_flash
 
 step "rota-manifest and rota-boot build for a bare-metal Cortex-M without std or alloc"
 cargo build -p rota-manifest -p rota-boot --target thumbv7em-none-eabihf --no-default-features
