@@ -6,7 +6,7 @@
 mod assemble;
 mod subset;
 
-use assemble::{IMAGE, Parts, V, public_key, sha256, wrap};
+use assemble::{IMAGE, Parts, V, install_sequence, public_key, sha256, wrap};
 use ed25519_dalek::Signer as _;
 use rota_manifest::{Ed25519Verifier, Envelope, Error, Policy, verify_boot_envelope};
 use subset::assert_subset;
@@ -30,17 +30,6 @@ fn with_protected(protected: Vec<u8>) -> Parts {
 
 fn kid() -> Vec<u8> {
     public_key().key_id().to_vec()
-}
-
-fn install_sequence() -> V {
-    wrap(&V::A(vec![
-        V::U(20),
-        V::M(vec![(V::U(21), V::T("https://updates.example/fw.bin"))]),
-        V::U(21),
-        V::U(2),
-        V::U(3),
-        V::U(15),
-    ]))
 }
 
 /// The assembler's default envelope is in the profile: the rules below are what refuses.

@@ -3,7 +3,7 @@
 
 mod assemble;
 
-use assemble::{IMAGE, Parts, V, public_key, sha256, verify, verify_with, wrap};
+use assemble::{IMAGE, Parts, V, install_sequence, public_key, sha256, verify, verify_with, wrap};
 use ed25519_dalek::Signer as _;
 use rota_manifest::{Ed25519Verifier, Envelope, Error, ImageDigest, Policy};
 
@@ -417,17 +417,6 @@ fn rejects_unsupported_manifest_digest_algorithm() {
 }
 
 // ---- severable members (SUIT §8.4.11) ----
-
-fn install_sequence() -> V {
-    wrap(&V::A(vec![
-        V::U(20),
-        V::M(vec![(V::U(21), V::T("https://updates.example/fw.bin"))]),
-        V::U(21),
-        V::U(2),
-        V::U(3),
-        V::U(15),
-    ]))
-}
 
 #[test]
 fn severed_install_verifies_and_yields_uri() {

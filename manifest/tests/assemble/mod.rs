@@ -265,3 +265,16 @@ pub fn verify_with(
     env.authenticate(&[public_key()], &rota_manifest::Ed25519Verifier, policy)
         .map(|_| ())
 }
+
+/// The install sequence rota's builder writes for a URI (SUIT §8.4.6): set the URI,
+/// fetch, then check the image.
+pub fn install_sequence() -> V {
+    wrap(&V::A(vec![
+        V::U(20),
+        V::M(vec![(V::U(21), V::T("https://updates.example/fw.bin"))]),
+        V::U(21),
+        V::U(2),
+        V::U(3),
+        V::U(15),
+    ]))
+}
