@@ -196,9 +196,8 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
         if st.tail_len > 0 && st.written + st.tail_len as u32 == st.size {
             st.tail[st.tail_len..word].fill(self.layout.erased);
             self.write_in_sectors(base + st.written, &st.tail[..word])?;
-            st.written += word as u32;
             st.tail_len = 0;
-            // `written` now covers the padding; report progress in image bytes.
+            // The padded last word is on flash: progress is the whole image.
             st.written = st.size;
         }
         self.staging = Some(st);

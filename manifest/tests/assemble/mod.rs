@@ -278,3 +278,15 @@ pub fn install_sequence() -> V {
         V::U(15),
     ]))
 }
+
+/// Every single-byte change of `bytes` (each byte xored with 0x01, 0x80 and 0xff), with
+/// where it was made.
+pub fn single_byte_mutations(bytes: &[u8]) -> impl Iterator<Item = (usize, u8, Vec<u8>)> + '_ {
+    (0..bytes.len()).flat_map(move |i| {
+        [0x01u8, 0x80, 0xff].into_iter().map(move |flip| {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= flip;
+            (i, flip, bad)
+        })
+    })
+}
