@@ -1,0 +1,728 @@
+//! The HTTP API's wire types: the device API (check-in, report, enrollment), the
+//! management API (tokens, devices, releases, rollouts), and the deterministic
+//! stage membership of staged rollouts ([`rollout_bucket`], [`stage_targets`]).
+//!
+//! Bodies are JSON; every 4xx and 5xx answer is an [`ErrorBody`]. Inputs (what the server
+//! accepts) refuse unknown fields; outputs may gain fields, which clients ignore. Times are
+//! unix seconds; digests lowercase hex; ids opaque strings except where a type says.
+//!
+//! Device requests are signed ([`crate::auth`]); management requests carry
+//! `Authorization: Bearer <token>` of a [`Role`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::identity::{DeviceCertificate, valid_uuid, validate_tags};
+use crate::{RandomError, random_bytes};
+
+/// `GET`: the device's check-in, with a [`CheckInQuery`]; answers a [`CheckInResponse`].
+pub const CHECKIN_PATH: &str = "/api/v1/device/checkin";
+/// `POST`: a device [`Report`]; answers a [`ReportAck`].
+pub const REPORT_PATH: &str = "/api/v1/device/report";
+/// `POST`: device self-enrollment with an [`Enroll`] body.
+pub const ENROLL_PATH: &str = "/api/v1/device/enroll";
+
+/// Longest [`Report::reason`], in characters.
+pub const MAX_REASON_LEN: usize = 512;
+/// Longest [`TokenCreate::name`], in characters.
+pub const MAX_TOKEN_NAME_LEN: usize = 64;
+/// Most stages in one rollout.
+pub const MAX_STAGES: usize = 100;
+
+/// A text value that is not one of an enumeration's names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {kind}; expected one of: {}", expected.join(", "))]
+pub struct ParseEnumError {
+    kind: &'static str,
+    value: String,
+    expected: &'static [&'static str],
+}
+
+/// An enumeration written as snake_case text: serde, `Display`, `FromStr` and `as_str`
+/// (also the form the server stores) all use the names given.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($kind:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        // Not a per-variant `rename = $text`: utoipa cannot read a macro-expanded literal
+        // there. The tests check that serde's names and `as_str` agree.
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+            const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The wire name.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseEnumError;
+
+            fn from_str(text: &str) -> Result<Self, ParseEnumError> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(ParseEnumError {
+                        kind: $kind,
+                        value: text.to_owned(),
+                        expected: Self::NAMES,
+                    }),
+                }
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Device API
+// ---------------------------------------------------------------------------------------
+
+text_enum! {
+    /// Which slot the device runs from.
+    pub enum SlotState ("slot state") {
+        /// A confirmed image.
+        Confirmed = "confirmed",
+        /// A new image on trial, not yet confirmed.
+        Trial = "trial",
+    }
+}
+
+text_enum! {
+    /// The outcome of the device's last update attempt.
+    pub enum LastResult ("last result") {
+        /// No update attempted yet.
+        None = "none",
+        /// The last update was confirmed.
+        Confirmed = "confirmed",
+        /// The last update's trial failed and the bootloader went back.
+        Reverted = "reverted",
+        /// The last update failed before its trial (download, verification, install).
+        Failed = "failed",
+    }
+}
+
+/// The query of `GET /api/v1/device/checkin`:
+/// `?version=<u64>&slot=<confirmed|trial>[&last=<none|confirmed|reverted|failed>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema, utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInQuery {
+    /// The running firmware's version (its SUIT sequence number).
+    pub version: u64,
+    pub slot: SlotState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<LastResult>,
+}
+
+impl CheckInQuery {
+    /// The query string, without `?`: `version=3&slot=confirmed&last=none`.
+    pub fn to_query_string(&self) -> String {
+        let mut query = format!("version={}&slot={}", self.version, self.slot);
+        if let Some(last) = self.last {
+            query.push_str("&last=");
+            query.push_str(last.as_str());
+        }
+        query
+    }
+
+    /// The request target the device sends and signs: [`CHECKIN_PATH`]`?`query.
+    pub fn path_and_query(&self) -> String {
+        format!("{CHECKIN_PATH}?{}", self.to_query_string())
+    }
+}
+
+/// The answer to a check-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckInResponse {
+    /// Seconds until the next check-in.
+    pub poll_after_s: u32,
+    /// The update to install, or `null` for "nothing new".
+    #[serde(default)]
+    pub assignment: Option<Assignment>,
+}
+
+/// An update the server assigns to a device. The agent trusts none of it on its own: it
+/// checks the target against signed TUF metadata and the envelope against its trust anchors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Assignment {
+    pub rollout_id: String,
+    pub release_id: String,
+    /// The TUF target name of the image.
+    pub target: String,
+    /// The TUF target name of the image's SUIT envelope.
+    pub envelope_target: String,
+    /// The image's version (SUIT sequence number).
+    pub version: u64,
+    pub security_version: u64,
+    /// The image length in bytes.
+    pub length: u64,
+    /// SHA-256 of the image, lowercase hex.
+    pub sha256: String,
+}
+
+text_enum! {
+    /// What a device reports.
+    pub enum ReportKind ("report kind") {
+        Downloading = "downloading",
+        Downloaded = "downloaded",
+        Installed = "installed",
+        /// Booted the new image on trial.
+        Trial = "trial",
+        /// Confirmed the new image: the only report that counts as success.
+        Confirmed = "confirmed",
+        /// The trial failed and the bootloader went back to the previous image.
+        Reverted = "reverted",
+        Failed = "failed",
+    }
+}
+
+/// The body of `POST /api/v1/device/report`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// A UUID chosen by the device, lowercase hyphenated: the idempotency key, so a retried
+    /// or replayed report is stored once ([`ReportAck::duplicate`]).
+    pub event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_id: Option<String>,
+    pub kind: ReportKind,
+    /// The version the report is about.
+    pub version: u64,
+    /// Why, for `failed` and `reverted`: at most 512 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Report {
+    /// A report with a fresh [`new_event_id`].
+    pub fn new(
+        kind: ReportKind,
+        version: u64,
+        rollout_id: Option<String>,
+        reason: Option<String>,
+    ) -> Result<Self, RandomError> {
+        Ok(Self {
+            event_id: new_event_id()?,
+            rollout_id,
+            kind,
+            version,
+            reason,
+        })
+    }
+
+    /// Checks the rules serde cannot: a canonical UUID event id, a reason of at most
+    /// [`MAX_REASON_LEN`] characters.
+    pub fn validate(&self) -> Result<(), String> {
+        if !valid_uuid(&self.event_id) {
+            return Err(format!(
+                "event_id {:?} is not a UUID in lowercase hyphenated form",
+                self.event_id
+            ));
+        }
+        if let Some(reason) = &self.reason {
+            let len = reason.chars().count();
+            if len > MAX_REASON_LEN {
+                return Err(format!(
+                    "reason is {len} characters long, more than the {MAX_REASON_LEN} allowed"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A random (version 4) UUID, lowercase hyphenated: a new [`Report::event_id`].
+pub fn new_event_id() -> Result<String, RandomError> {
+    let id = uuid::Builder::from_random_bytes(random_bytes()?).into_uuid();
+    Ok(id.hyphenated().to_string())
+}
+
+/// The answer to a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportAck {
+    /// The event id was already stored; this report changed nothing.
+    pub duplicate: bool,
+}
+
+/// The body of `POST /api/v1/device/enroll`: a device registers itself with its
+/// certificate, in a request signed by the key the certificate names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Enroll {
+    pub certificate: DeviceCertificate,
+}
+
+// ---------------------------------------------------------------------------------------
+// Management API
+// ---------------------------------------------------------------------------------------
+
+text_enum! {
+    /// What a management token may do.
+    pub enum Role ("role") {
+        /// Everything, including tokens.
+        Admin = "admin",
+        /// Publish releases (and read).
+        Release = "release",
+        /// Devices and rollouts (and read).
+        Operator = "operator",
+        /// Read only.
+        Viewer = "viewer",
+    }
+}
+
+impl Role {
+    /// Whether a token of this role may do what `needed` may: admin may do everything,
+    /// release and operator each their own and what viewer may, viewer only its own.
+    pub fn allows(self, needed: Role) -> bool {
+        match (self, needed) {
+            (Role::Admin, _) => true,
+            (Role::Release | Role::Operator, Role::Viewer) => true,
+            (have, needed) => have == needed,
+        }
+    }
+}
+
+/// The body of creating a management token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// What the token is for: 1 to 64 characters, no control characters.
+    pub name: String,
+    pub role: Role,
+}
+
+impl TokenCreate {
+    /// Checks the name.
+    pub fn validate(&self) -> Result<(), String> {
+        let len = self.name.chars().count();
+        if !(1..=MAX_TOKEN_NAME_LEN).contains(&len) || self.name.chars().any(char::is_control) {
+            return Err(format!(
+                "the token name must be 1 to {MAX_TOKEN_NAME_LEN} characters without control characters"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A new token: the secret is shown this once and stored only hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenCreated {
+    pub id: String,
+    /// The bearer token; it cannot be shown again.
+    pub token: String,
+    pub role: Role,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: u64,
+    pub revoked: bool,
+}
+
+/// The body of registering a device (by an operator, from its certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRegister {
+    pub certificate: DeviceCertificate,
+}
+
+text_enum! {
+    /// A device's lifecycle state.
+    pub enum DeviceState ("device state") {
+        /// Registered, never checked in.
+        Provisioned = "provisioned",
+        /// Checking in and eligible for rollouts.
+        Active = "active",
+        /// Refused by the device API until made active again.
+        Suspended = "suspended",
+        /// Retired for good: terminal.
+        Decommissioned = "decommissioned",
+    }
+}
+
+impl DeviceState {
+    /// Whether a device may go from `from` to `to`: provisioned → active,
+    /// active ⇄ suspended, and any state but decommissioned → decommissioned.
+    pub fn can_transition(from: DeviceState, to: DeviceState) -> bool {
+        use DeviceState::*;
+        match (from, to) {
+            (Decommissioned, _) => false,
+            (_, Decommissioned) => true,
+            (Provisioned, Active) | (Active, Suspended) | (Suspended, Active) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The body of changing a device's state (checked with [`DeviceState::can_transition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceStateChange {
+    pub state: DeviceState,
+}
+
+/// A device as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceInfo {
+    /// The device id of its certificate.
+    pub id: String,
+    pub class_id: String,
+    pub tags: Vec<String>,
+    pub state: DeviceState,
+    pub created_at: u64,
+    pub last_seen_at: Option<u64>,
+    /// The version of the last check-in.
+    pub running_version: Option<u64>,
+    pub slot: Option<SlotState>,
+    pub last_result: Option<LastResult>,
+}
+
+/// A published release: an image and its SUIT envelope, both TUF targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseInfo {
+    pub id: String,
+    /// The TUF target name of the image.
+    pub target: String,
+    /// The TUF target name of the SUIT envelope.
+    pub envelope_target: String,
+    /// The device class UUID, lowercase hyphenated.
+    pub class_id: String,
+    pub version: u64,
+    pub security_version: u64,
+    pub length: u64,
+    /// SHA-256 of the image, lowercase hex.
+    pub sha256: String,
+    pub created_at: u64,
+}
+
+/// The answer to `PUT /api/v1/repo/targets`: the targets metadata the server accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublishResult {
+    pub targets_version: u64,
+    /// Every target the new targets metadata lists.
+    pub targets: Vec<String>,
+}
+
+/// One record of the management audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Unix milliseconds.
+    pub at: u64,
+    /// The token that acted; `null` when no valid token was presented.
+    pub token_id: Option<String>,
+    pub role: Option<String>,
+    /// The HTTP method.
+    pub action: String,
+    /// The request path.
+    pub subject: Option<String>,
+    /// `ok`, or `refused <status>`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// Which devices a rollout is for: all conditions must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// The device class UUID (lowercase hyphenated); required.
+    pub class_id: String,
+    /// Tags a device must all have; empty matches any.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Versions a device may run now; empty matches any.
+    #[serde(default)]
+    pub versions: Vec<u64>,
+}
+
+impl Selector {
+    /// Whether a device of this class, with these tags, running this version, is selected.
+    pub fn matches(&self, class_id: &str, tags: &[String], version: Option<u64>) -> bool {
+        self.class_id == class_id
+            && self.tags.iter().all(|t| tags.contains(t))
+            && (self.versions.is_empty() || version.is_some_and(|v| self.versions.contains(&v)))
+    }
+}
+
+/// One rollout stage, as the cumulative total of the selected devices it reaches:
+/// `{"percent": 10}` (of the selected devices) or `{"count": 5}` (devices).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Stage {
+    /// Greater than 0, at most 100.
+    Percent(f64),
+    /// At least 1.
+    Count(u64),
+}
+
+impl Stage {
+    /// How many of `members` selected devices this stage reaches on its own: a percent
+    /// rounded up (1% of 50 devices is 1 device), at most `members`.
+    pub fn target(self, members: u64) -> u64 {
+        match self {
+            // In millionths of a percent, so 7.3% of 1000 is exactly 73, not 74.
+            Stage::Percent(p) => {
+                let micro = (p.clamp(0.0, 100.0) * 1e6).round() as u128;
+                let target = (u128::from(members) * micro).div_ceil(100_000_000);
+                u64::try_from(target).unwrap_or(u64::MAX).min(members)
+            }
+            Stage::Count(n) => n.min(members),
+        }
+    }
+}
+
+/// Each stage's cumulative target out of `members` selected devices: [`Stage::target`],
+/// never below an earlier stage's. The devices in a stage with target `n` are the `n`
+/// selected devices with the lowest [`rollout_bucket`], so stages only ever add devices.
+pub fn stage_targets(stages: &[Stage], members: u64) -> Vec<u64> {
+    let mut reached = 0;
+    stages
+        .iter()
+        .map(|stage| {
+            reached = reached.max(stage.target(members));
+            reached
+        })
+        .collect()
+}
+
+/// The body of creating a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RolloutCreate {
+    pub release_id: String,
+    pub selector: Selector,
+    /// Cumulative stages: count stages first, then percent stages, each larger than the one
+    /// before it of its kind.
+    pub stages: Vec<Stage>,
+    /// The fraction of a stage's devices that must confirm before the next stage starts:
+    /// greater than 0, at most 1.
+    pub success_gate: f64,
+    /// The failed fraction of completed devices (confirmed + failed) that halts the
+    /// rollout: at least 0, less than 1.
+    pub failure_threshold: f64,
+    /// Completed devices needed before the failure threshold applies.
+    pub min_sample: u32,
+    /// Seconds a device may take from assignment to confirmation before it counts as timed out.
+    pub device_timeout_s: u64,
+    /// Seconds to wait after a stage passes its gate before the next starts.
+    pub soak_s: u64,
+    /// How many times a device that failed is assigned the release again.
+    pub max_retries: u32,
+}
+
+impl RolloutCreate {
+    /// Checks every rule in one pass, returning the first broken one as one sentence.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.release_id.is_empty() {
+            return Err("release_id must not be empty".into());
+        }
+        if !valid_uuid(&self.selector.class_id) {
+            return Err(format!(
+                "selector.class_id {:?} is not a UUID in lowercase hyphenated form",
+                self.selector.class_id
+            ));
+        }
+        validate_tags(&self.selector.tags).map_err(|e| format!("in selector.tags, {e}"))?;
+        self.validate_stages()?;
+        if !(self.success_gate > 0.0 && self.success_gate <= 1.0) {
+            return Err(format!(
+                "success_gate is {}, but it must be greater than 0 and at most 1",
+                self.success_gate
+            ));
+        }
+        if !(self.failure_threshold >= 0.0 && self.failure_threshold < 1.0) {
+            return Err(format!(
+                "failure_threshold is {}, but it must be at least 0 and less than 1",
+                self.failure_threshold
+            ));
+        }
+        if self.device_timeout_s == 0 {
+            return Err("device_timeout_s must be greater than 0".into());
+        }
+        Ok(())
+    }
+
+    fn validate_stages(&self) -> Result<(), String> {
+        if self.stages.is_empty() {
+            return Err("a rollout needs at least one stage".into());
+        }
+        if self.stages.len() > MAX_STAGES {
+            return Err(format!(
+                "a rollout has at most {MAX_STAGES} stages, not {}",
+                self.stages.len()
+            ));
+        }
+        let mut previous: Option<Stage> = None;
+        for (i, &stage) in self.stages.iter().enumerate() {
+            let n = i + 1;
+            match (previous, stage) {
+                (_, Stage::Percent(p)) if !(p > 0.0 && p <= 100.0) => {
+                    return Err(format!(
+                        "stage {n} is {p} percent, but a percent stage must be greater than 0 and at most 100"
+                    ));
+                }
+                (_, Stage::Count(0)) => {
+                    return Err(format!(
+                        "stage {n} has count 0, but a count must be at least 1"
+                    ));
+                }
+                (Some(Stage::Percent(_)), Stage::Count(c)) => {
+                    return Err(format!(
+                        "stage {n} (count {c}) follows a percent stage, but count stages must come before percent stages"
+                    ));
+                }
+                (Some(Stage::Percent(before)), Stage::Percent(p)) if p <= before => {
+                    return Err(format!(
+                        "stage {n} ({p} percent) is not larger than the stage before it ({before} percent), but stages are cumulative"
+                    ));
+                }
+                (Some(Stage::Count(before)), Stage::Count(c)) if c <= before => {
+                    return Err(format!(
+                        "stage {n} (count {c}) is not larger than the stage before it (count {before}), but stages are cumulative"
+                    ));
+                }
+                _ => {}
+            }
+            previous = Some(stage);
+        }
+        Ok(())
+    }
+}
+
+text_enum! {
+    /// A rollout's state.
+    pub enum RolloutState ("rollout state") {
+        /// Assigning and advancing through its stages.
+        Active = "active",
+        /// Stopped by an operator; assigns nothing until resumed.
+        Paused = "paused",
+        /// Stopped automatically by the failure threshold; see `halted_reason`.
+        Halted = "halted",
+        /// Ended by an operator: terminal.
+        Aborted = "aborted",
+        /// Passed its last stage: terminal.
+        Completed = "completed",
+    }
+}
+
+/// Device counts of a stage, or of a whole rollout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StageCounts {
+    /// Selected devices in the stage.
+    pub members: u64,
+    /// Devices that were given the assignment.
+    pub assigned: u64,
+    /// Assigned devices that have not finished.
+    pub in_progress: u64,
+    pub confirmed: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+}
+
+/// A rollout's counts per stage (in stage order) and in total.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutCounts {
+    pub stages: Vec<StageCounts>,
+    pub total: StageCounts,
+}
+
+/// A rollout as the server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutStatus {
+    pub id: String,
+    pub release_id: String,
+    pub state: RolloutState,
+    /// Index into `stages` of the stage in progress.
+    pub current_stage: u32,
+    pub stages: Vec<Stage>,
+    pub selector: Selector,
+    pub counts: RolloutCounts,
+    pub halted_reason: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// The body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// What went wrong, as one sentence.
+    pub error: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+        }
+    }
+}
+
+/// A device's position in a rollout, in `[0, 1)`: the first 8 bytes, big-endian, of
+/// SHA-256(`"rota-rollout-bucket\0"` `rollout_id` `"\0"` `device_id`), divided by 2^64.
+///
+/// Deterministic, so every server replica (and every test) puts a device in the same
+/// stage; keyed by the rollout, so the same devices are not always first.
+pub fn rollout_bucket(rollout_id: &str, device_id: &str) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(b"rota-rollout-bucket\0")
+        .chain_update(rollout_id.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(device_id.as_bytes())
+        .finalize();
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&digest[..8]);
+    // Exact division by 2^64; the conversion rounds to 53 bits, and the `min` keeps the
+    // bucket of prefixes just below 2^64 (which round up to 1.0) inside [0, 1).
+    (u64::from_be_bytes(prefix) as f64 / 18_446_744_073_709_551_616.0).min(1.0 - f64::EPSILON / 2.0)
+}

@@ -1,0 +1,561 @@
+//! Signed device requests: how a device authenticates each HTTP request with its identity
+//! key, and how the server verifies it ([`RequestVerifier`]).
+//!
+//! # Format (version 1)
+//!
+//! Every device request carries four headers:
+//!
+//! | header           | value |
+//! |------------------|-------|
+//! | `Rota-Device`    | the device id ([`valid_device_id`]) |
+//! | `Rota-Timestamp` | the device's clock, unix milliseconds, decimal without leading zeros |
+//! | `Rota-Nonce`     | 16 random bytes, 32 lowercase hex characters ([`Nonce`]) |
+//! | `Rota-Signature` | standard padded base64 of the 64-byte Ed25519 signature |
+//!
+//! The signature is over the UTF-8 text ([`signed_message`]):
+//!
+//! ```text
+//! "rota-request-v1\n" METHOD "\n" path_and_query "\n" timestamp "\n" nonce "\n" hex(sha256(body))
+//! ```
+//!
+//! where `METHOD` is the request method as sent (upper case), `path_and_query` the request
+//! target exactly as sent in origin form (`/api/v1/device/checkin?version=3&slot=confirmed`),
+//! and the body hash is lowercase hex (of the empty string for a request without a body).
+//! A proxy in front of the server must forward the path and query unchanged.
+//!
+//! # Why signatures and not mutual TLS
+//!
+//! The signature travels with the request, so it survives any TLS terminator, load balancer
+//! or CDN between the device and the server, and the server needs no client-certificate
+//! plumbing. The device key never has to be usable for a TLS handshake: a secure element
+//! or TPM that can only "sign these bytes" is enough ([`sign_request_with`]); the message
+//! is short (under 2 KiB for any path this API uses), since the body enters only by hash.
+//!
+//! # Threat model
+//!
+//! - Forgery: without the device key, no request verifies ([`ed25519_dalek::VerifyingKey::verify_strict`],
+//!   which also refuses malleable signatures and small-order keys). The device key is bound
+//!   to the device id by its [certificate](crate::identity).
+//! - Tampering: the method, path, query, timestamp, nonce and body hash are all signed, so
+//!   a changed request fails verification.
+//! - Replay: a request is accepted only while its timestamp is within `max_skew_ms`
+//!   (default 5 minutes) of the server's clock, and only once per (device, nonce) while it
+//!   is within that window. The nonce cache lives in the memory of one server process: with
+//!   several replicas, a captured request could be replayed to another replica within the
+//!   skew window. That is harmless by design, because every device request is either a
+//!   read-only check-in or a report carrying an idempotency `event_id` that the server
+//!   stores under a unique key, so a replay changes nothing.
+//! - Memory: a nonce is recorded only after its signature verified, so forged requests can
+//!   neither fill the cache nor spend a device's nonces. The cache has a hard capacity;
+//!   when it is full of unexpired entries (a flood of validly signed requests, which only a
+//!   device key holder can make), the entry closest to expiry is dropped. Availability
+//!   wins over replay protection there, which the previous point shows is safe.
+//! - Confidentiality: none here. Use TLS: check-ins and reports reveal a device's firmware
+//!   version and state.
+//! - Clocks: a device needs a clock within the skew of the server's (from NTP, or from
+//!   the HTTP `Date` header of an earlier response).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use sha2::{Digest as _, Sha256};
+
+use crate::encoding;
+use crate::identity::valid_device_id;
+use crate::{RandomError, random_bytes};
+
+/// The header naming the device.
+pub const DEVICE_HEADER: &str = "Rota-Device";
+/// The header with the device's clock, unix milliseconds.
+pub const TIMESTAMP_HEADER: &str = "Rota-Timestamp";
+/// The header with the request's random nonce.
+pub const NONCE_HEADER: &str = "Rota-Nonce";
+/// The header with the request signature.
+pub const SIGNATURE_HEADER: &str = "Rota-Signature";
+/// The first line of every signed message.
+pub const REQUEST_SIGNING_CONTEXT: &str = "rota-request-v1";
+/// How far a request's timestamp may be from the server's clock by default: 5 minutes.
+pub const DEFAULT_MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+/// How many (device, nonce) pairs the replay cache holds by default (about 20 MiB at most).
+pub const DEFAULT_REPLAY_CAPACITY: usize = 256 * 1024;
+
+/// Why a device request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// A `Rota-*` header is absent.
+    #[error("the request has no {0} header")]
+    MissingHeader(&'static str),
+    /// `Rota-Device` is not a valid device id.
+    #[error(
+        "the Rota-Device header is not a valid device id (1 to 64 characters of A-Z a-z 0-9 . _ -)"
+    )]
+    InvalidDeviceId,
+    /// `Rota-Timestamp` is not a canonical decimal `u64`.
+    #[error(
+        "the Rota-Timestamp header is not a unix time in milliseconds (decimal digits without leading zeros)"
+    )]
+    InvalidTimestamp,
+    /// `Rota-Nonce` is not 32 lowercase hex characters.
+    #[error("the Rota-Nonce header is not 32 lowercase hex characters")]
+    InvalidNonce,
+    /// `Rota-Signature` is not standard padded base64 of 64 bytes.
+    #[error("the Rota-Signature header is not the standard base64 of a 64-byte Ed25519 signature")]
+    InvalidSignatureEncoding,
+    /// The timestamp is outside the accepted window around the server's clock.
+    #[error(
+        "the request timestamp is more than {} away from the server's clock",
+        describe_ms(*max_skew_ms)
+    )]
+    ClockSkew { max_skew_ms: u64 },
+    /// The (device, nonce) pair was already accepted within the window.
+    #[error("the request nonce was already used, so the request is refused as a replay")]
+    Replayed,
+    /// The signature does not verify with the device's key over this request.
+    #[error("the request signature does not verify with the device's key")]
+    BadSignature,
+}
+
+fn describe_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} seconds", ms / 1000)
+    } else {
+        format!("{ms} milliseconds")
+    }
+}
+
+/// A request nonce: 16 random bytes, written as 32 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Nonce([u8; Nonce::LEN]);
+
+impl Nonce {
+    /// Length in bytes.
+    pub const LEN: usize = 16;
+
+    /// A fresh nonce from the operating system's random number generator.
+    pub fn random() -> Result<Self, RandomError> {
+        random_bytes().map(Self)
+    }
+
+    /// The nonce with these bytes (for tests and for callers with their own RNG).
+    pub const fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The nonce's bytes.
+    pub const fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Nonce({self})")
+    }
+}
+
+impl FromStr for Nonce {
+    type Err = AuthError;
+
+    /// Exactly 32 lowercase hex characters.
+    fn from_str(text: &str) -> Result<Self, AuthError> {
+        encoding::lower_hex_decode(text)
+            .map(Self)
+            .ok_or(AuthError::InvalidNonce)
+    }
+}
+
+/// The text a device signs for one request; see the [module docs](self).
+pub fn signed_message(
+    method: &str,
+    path_and_query: &str,
+    timestamp_ms: u64,
+    nonce: &Nonce,
+    body: &[u8],
+) -> String {
+    format!(
+        "{REQUEST_SIGNING_CONTEXT}\n{method}\n{path_and_query}\n{timestamp_ms}\n{nonce}\n{}",
+        hex::encode(Sha256::digest(body))
+    )
+}
+
+/// The four `Rota-*` header values of a signed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    /// `Rota-Device`.
+    pub device_id: String,
+    /// `Rota-Timestamp`: unix milliseconds on the device's clock.
+    pub timestamp_ms: u64,
+    /// `Rota-Nonce`.
+    pub nonce: Nonce,
+    /// `Rota-Signature`.
+    pub signature: Signature,
+}
+
+impl SignedHeaders {
+    /// The headers as (name, value) pairs, in the order of the module docs' table.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, String)> {
+        [
+            (DEVICE_HEADER, self.device_id.clone()),
+            (TIMESTAMP_HEADER, self.timestamp_ms.to_string()),
+            (NONCE_HEADER, self.nonce.to_string()),
+            (
+                SIGNATURE_HEADER,
+                encoding::base64_encode(&self.signature.to_bytes()),
+            ),
+        ]
+        .into_iter()
+    }
+
+    /// Checks the signature alone (no clock or replay check: [`RequestVerifier::verify`]
+    /// does all three).
+    pub fn verify_signature(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        device_key: &VerifyingKey,
+    ) -> Result<(), AuthError> {
+        let message = signed_message(method, path_and_query, self.timestamp_ms, &self.nonce, body);
+        device_key
+            .verify_strict(message.as_bytes(), &self.signature)
+            .map_err(|_| AuthError::BadSignature)
+    }
+}
+
+/// Signs a request with a device key in memory. `now_ms` is the device's clock (unix
+/// milliseconds) and `nonce` a fresh [`Nonce::random`]; `device_id` must be
+/// [valid](crate::valid_device_id) or the server refuses the request.
+pub fn sign_request(
+    key: &SigningKey,
+    device_id: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now_ms: u64,
+    nonce: Nonce,
+) -> SignedHeaders {
+    let Ok(headers) = sign_request_with(
+        |message| Ok::<_, std::convert::Infallible>(key.sign(message)),
+        device_id,
+        method,
+        path_and_query,
+        body,
+        now_ms,
+        nonce,
+    );
+    headers
+}
+
+/// Like [`sign_request`], for a key held elsewhere (a secure element, a TPM): `sign` is
+/// given the message bytes and returns their Ed25519 signature.
+pub fn sign_request_with<E>(
+    sign: impl FnOnce(&[u8]) -> Result<Signature, E>,
+    device_id: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now_ms: u64,
+    nonce: Nonce,
+) -> Result<SignedHeaders, E> {
+    let message = signed_message(method, path_and_query, now_ms, &nonce, body);
+    Ok(SignedHeaders {
+        device_id: device_id.to_owned(),
+        timestamp_ms: now_ms,
+        nonce,
+        signature: sign(message.as_bytes())?,
+    })
+}
+
+/// Reads and strictly checks the four `Rota-*` headers. `get` returns a header's value by
+/// name (the server's header map is case-insensitive; a value that is not valid text
+/// should be returned as absent).
+pub fn parse_headers<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<SignedHeaders, AuthError> {
+    let header = |name: &'static str| get(name).ok_or(AuthError::MissingHeader(name));
+    let device_id = header(DEVICE_HEADER)?;
+    if !valid_device_id(device_id) {
+        return Err(AuthError::InvalidDeviceId);
+    }
+    let timestamp_ms = parse_timestamp(header(TIMESTAMP_HEADER)?)?;
+    let nonce = header(NONCE_HEADER)?.parse()?;
+    let signature = encoding::decode_signature(header(SIGNATURE_HEADER)?)
+        .ok_or(AuthError::InvalidSignatureEncoding)?;
+    Ok(SignedHeaders {
+        device_id: device_id.to_owned(),
+        timestamp_ms,
+        nonce,
+        signature,
+    })
+}
+
+/// Decimal digits without sign or leading zeros, so a timestamp has one spelling and the
+/// server re-creates exactly the text the device signed.
+fn parse_timestamp(text: &str) -> Result<u64, AuthError> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if !canonical {
+        return Err(AuthError::InvalidTimestamp);
+    }
+    text.parse().map_err(|_| AuthError::InvalidTimestamp)
+}
+
+/// Verifies signed device requests: clock window, signature, then replay (in that
+/// order, so only authentic requests reach the replay cache). One per server process,
+/// shared by all request handlers.
+#[derive(Debug)]
+pub struct RequestVerifier {
+    max_skew_ms: u64,
+    replay: ReplayCache,
+}
+
+impl Default for RequestVerifier {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_SKEW_MS, DEFAULT_REPLAY_CAPACITY)
+    }
+}
+
+impl RequestVerifier {
+    /// A verifier accepting timestamps within `max_skew_ms` of the server's clock and
+    /// remembering about `replay_capacity` nonces (see [`ReplayCache::new`]).
+    pub fn new(max_skew_ms: u64, replay_capacity: usize) -> Self {
+        Self {
+            max_skew_ms,
+            replay: ReplayCache::new(replay_capacity),
+        }
+    }
+
+    /// The accepted distance between a request's timestamp and the server's clock.
+    pub fn max_skew_ms(&self) -> u64 {
+        self.max_skew_ms
+    }
+
+    /// The nonce cache (for metrics).
+    pub fn replay_cache(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// Accepts the request if its timestamp is within the window of `now_ms` (the
+    /// server's clock, unix milliseconds), its signature verifies with `device_key` over
+    /// this method, path and query and body, and its nonce was not accepted before.
+    pub fn verify(
+        &self,
+        headers: &SignedHeaders,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        device_key: &VerifyingKey,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
+        if now_ms.abs_diff(headers.timestamp_ms) > self.max_skew_ms {
+            return Err(AuthError::ClockSkew {
+                max_skew_ms: self.max_skew_ms,
+            });
+        }
+        headers.verify_signature(method, path_and_query, body, device_key)?;
+        // Acceptable until the server's clock passes timestamp + skew; remembered as long.
+        let expires_ms = headers.timestamp_ms.saturating_add(self.max_skew_ms);
+        if self
+            .replay
+            .insert(&headers.device_id, &headers.nonce, now_ms, expires_ms)
+        {
+            Ok(())
+        } else {
+            Err(AuthError::Replayed)
+        }
+    }
+}
+
+const REPLAY_SHARDS: usize = 16;
+
+/// A bounded, thread-safe set of recently accepted (device, nonce) pairs, each kept until
+/// its request could no longer pass the clock check.
+///
+/// Entries are 16-byte SHA-256 prefixes of (device, nonce), in 16 independently locked
+/// shards. Expired entries are dropped on every insert into their shard; a full shard drops
+/// its entry closest to expiry (see the threat model in the [module docs](self)).
+#[derive(Debug)]
+pub struct ReplayCache {
+    shards: Box<[Mutex<ReplayShard>]>,
+    shard_capacity: usize,
+    forced_evictions: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct ReplayShard {
+    expiry: HashMap<[u8; 16], u64>,
+    by_expiry: BinaryHeap<Reverse<(u64, [u8; 16])>>,
+}
+
+impl ReplayShard {
+    fn pop_soonest(&mut self) {
+        if let Some(Reverse((_, key))) = self.by_expiry.pop() {
+            self.expiry.remove(&key);
+        }
+    }
+}
+
+impl ReplayCache {
+    /// A cache holding at most `capacity` entries, rounded up to a multiple of 16 (and at
+    /// least 16).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..REPLAY_SHARDS).map(|_| Mutex::default()).collect(),
+            shard_capacity: capacity.div_ceil(REPLAY_SHARDS).max(1),
+            forced_evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The most entries the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.shard_capacity * REPLAY_SHARDS
+    }
+
+    /// The entries held now (expired ones included until their shard's next insert).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).expiry.len()).sum()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many unexpired entries were dropped because the cache was full: non-zero means
+    /// the capacity is too small for the request rate (or a device key is being abused).
+    pub fn forced_evictions(&self) -> u64 {
+        self.forced_evictions.load(Ordering::Relaxed)
+    }
+
+    /// Records (device, nonce) until `expires_ms`; `false` if it is already recorded and
+    /// not expired at `now_ms` (a replay).
+    pub fn insert(&self, device_id: &str, nonce: &Nonce, now_ms: u64, expires_ms: u64) -> bool {
+        let key = replay_key(device_id, nonce);
+        let mut shard = lock(&self.shards[usize::from(key[0]) % REPLAY_SHARDS]);
+        while shard
+            .by_expiry
+            .peek()
+            .is_some_and(|Reverse((expiry, _))| *expiry < now_ms)
+        {
+            shard.pop_soonest();
+        }
+        if shard.expiry.contains_key(&key) {
+            return false;
+        }
+        if shard.expiry.len() >= self.shard_capacity {
+            shard.pop_soonest();
+            self.forced_evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.expiry.insert(key, expires_ms);
+        shard.by_expiry.push(Reverse((expires_ms, key)));
+        true
+    }
+}
+
+/// A panic elsewhere while holding the lock leaves the shard consistent (each update is
+/// a map and a heap change that cannot panic half-way), so poisoning is ignored.
+fn lock(shard: &Mutex<ReplayShard>) -> std::sync::MutexGuard<'_, ReplayShard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn replay_key(device_id: &str, nonce: &Nonce) -> [u8; 16] {
+    let digest = Sha256::new()
+        .chain_update(b"rota-replay\0")
+        .chain_update(device_id.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(nonce.as_bytes())
+        .finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_one_spelling() {
+        assert_eq!(parse_timestamp("0"), Ok(0));
+        assert_eq!(parse_timestamp("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_timestamp("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1.0",
+            "1e3",
+            "18446744073709551616",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad),
+                Err(AuthError::InvalidTimestamp),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn skew_message_is_in_seconds() {
+        let e = AuthError::ClockSkew {
+            max_skew_ms: DEFAULT_MAX_SKEW_MS,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the request timestamp is more than 300 seconds away from the server's clock"
+        );
+        let e = AuthError::ClockSkew { max_skew_ms: 1500 };
+        assert!(e.to_string().contains("1500 milliseconds"));
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_on_insert() {
+        let cache = ReplayCache::new(16);
+        let nonce = Nonce::from_bytes([7; 16]);
+        assert!(cache.insert("d", &nonce, 0, 10));
+        assert!(
+            !cache.insert("d", &nonce, 10, 20),
+            "still live at its expiry"
+        );
+        assert!(
+            cache.insert("d", &nonce, 11, 21),
+            "expired, so accepted again"
+        );
+        assert_eq!(cache.forced_evictions(), 0);
+    }
+
+    #[test]
+    fn full_shard_drops_the_entry_closest_to_expiry() {
+        // Capacity 16: one entry per shard. Two nonces landing in one shard evict.
+        let cache = ReplayCache::new(16);
+        let mut in_shard = Vec::new();
+        let target = replay_key("d", &Nonce::from_bytes([0; 16]))[0] as usize % REPLAY_SHARDS;
+        for i in 0u8..=255 {
+            let n = Nonce::from_bytes([i; 16]);
+            if replay_key("d", &n)[0] as usize % REPLAY_SHARDS == target {
+                in_shard.push(n);
+            }
+        }
+        let (a, b) = (in_shard[0], in_shard[1]);
+        assert!(cache.insert("d", &a, 0, 100));
+        assert!(cache.insert("d", &b, 0, 200));
+        assert_eq!(cache.forced_evictions(), 1);
+        assert!(!cache.insert("d", &b, 0, 200), "the newer entry stayed");
+    }
+}

@@ -1,0 +1,85 @@
+//! Strict text encodings shared by the certificate and request formats.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Standard padded base64, refusing missing padding, whitespace and non-zero trailing
+/// bits, so every byte string has exactly one accepted text.
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
+}
+
+/// Lowercase hex of exactly `N` bytes (`2 * N` characters); uppercase is refused so each
+/// value has one spelling (they are compared and indexed as text).
+pub(crate) fn lower_hex_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}
+
+/// serde for a byte string as standard padded base64 text.
+pub(crate) mod base64_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::base64_encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        super::base64_decode(&text).ok_or_else(|| D::Error::custom("not standard padded base64"))
+    }
+}
+
+/// serde for an Ed25519 signature as standard padded base64 text of its 64 bytes.
+pub(crate) mod base64_signature {
+    use ed25519_dalek::Signature;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(sig: &Signature, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::base64_encode(&sig.to_bytes()))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Signature, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        super::decode_signature(&text)
+            .ok_or_else(|| D::Error::custom("not the base64 of a 64-byte Ed25519 signature"))
+    }
+}
+
+/// An Ed25519 signature from standard padded base64 of exactly 64 bytes.
+pub(crate) fn decode_signature(text: &str) -> Option<ed25519_dalek::Signature> {
+    let bytes: [u8; ed25519_dalek::SIGNATURE_LENGTH] = base64_decode(text)?.try_into().ok()?;
+    Some(ed25519_dalek::Signature::from_bytes(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_refuses_non_canonical_text() {
+        assert_eq!(base64_decode("AAE=").as_deref(), Some(&[0u8, 1][..]));
+        assert!(base64_decode("AAE").is_none(), "missing padding");
+        assert!(base64_decode("AAF=").is_none(), "non-zero trailing bits");
+        assert!(base64_decode("AA E=").is_none(), "whitespace");
+        assert!(base64_decode("AA-_").is_none(), "url-safe alphabet");
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_exact_length() {
+        assert_eq!(lower_hex_decode::<2>("0aff"), Some([0x0a, 0xff]));
+        assert!(lower_hex_decode::<2>("0AFF").is_none());
+        assert!(lower_hex_decode::<2>("0af").is_none());
+        assert!(lower_hex_decode::<2>("0aff00").is_none());
+        assert!(lower_hex_decode::<2>("0afg").is_none());
+    }
+}

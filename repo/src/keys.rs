@@ -1,0 +1,253 @@
+//! Ed25519 keys for the TUF roles: private keys as PKCS#8 PEM files (as `rota keygen`
+//! writes them), public keys as TUF `KEY` objects with their key ids.
+//!
+//! TUF 1.0.34 §4.2: an Ed25519 `KEY` is `{"keytype": "ed25519", "scheme": "ed25519",
+//! "keyval": {"public": HEX}}` and its `KEYID` is the hex SHA-256 of the key's canonical
+//! JSON, exactly as tough computes it ([`tough::schema::key::Key::key_id`]).
+//!
+//! rota signs with ed25519-dalek rather than through tough's `parse_keypair`: tough reads
+//! only DER (not PEM) and hands it to aws-lc-rs, whereas rota's key files are PEM and may
+//! be PKCS#8 version 1 (no embedded public key, as `rota keygen` writes) or version 2.
+//! [`RepoKey`] still implements [`tough::sign::Sign`], so tough's own repository editor
+//! can sign with it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ed25519_dalek::Signer as _;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use tough::schema::decoded::{Decoded, Hex};
+use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// An Ed25519 public key as TUF lists it, with its key id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    bytes: [u8; 32],
+    key_id: String,
+}
+
+impl PublicKey {
+    /// The key from its 32 raw bytes; fails when they are not a valid Ed25519 point.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self> {
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| Error::InvalidPublicKey)?;
+        let key_id = hex::encode(key_id_bytes(&bytes));
+        Ok(Self { bytes, key_id })
+    }
+
+    /// The key from a TUF `KEY` (TUF 1.0.34 §4.2); only Ed25519 keys with the "ed25519"
+    /// scheme and no extra fields are accepted (the key id covers every field).
+    pub fn from_tuf_key(key: &Key) -> Result<Self> {
+        let unsupported = || Error::UnsupportedKey {
+            key_id: key
+                .key_id()
+                .map(|id| hex::encode(&*id))
+                .unwrap_or_else(|_| "(unknown)".into()),
+        };
+        match key {
+            Key::Ed25519 {
+                keyval,
+                scheme: Ed25519Scheme::Ed25519,
+                _extra,
+            } if _extra.is_empty() && keyval._extra.is_empty() => {
+                let bytes: [u8; 32] = keyval.public.as_ref().try_into().map_err(|_| unsupported())?;
+                Self::from_bytes(bytes).map_err(|_| unsupported())
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// The TUF key id: lowercase hex of SHA-256 over the key's canonical JSON.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The TUF `KEY` object.
+    pub fn tuf_key(&self) -> Key {
+        tuf_key(&self.bytes)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.key_id)
+    }
+}
+
+/// The TUF `KEY` for raw Ed25519 public key bytes.
+fn tuf_key(bytes: &[u8; 32]) -> Key {
+    Key::Ed25519 {
+        keyval: Ed25519Key {
+            public: Decoded::<Hex>::from(bytes.to_vec()),
+            _extra: HashMap::new(),
+        },
+        scheme: Ed25519Scheme::Ed25519,
+        _extra: HashMap::new(),
+    }
+}
+
+/// The key id of raw Ed25519 public key bytes, computed by tough (canonical JSON, SHA-256).
+fn key_id_bytes(bytes: &[u8; 32]) -> Vec<u8> {
+    // Serializing a key built from bytes cannot fail (no floats, no non-string map keys).
+    tuf_key(bytes)
+        .key_id()
+        .map(|id| id.to_vec())
+        .unwrap_or_default()
+}
+
+/// An Ed25519 private key that signs TUF metadata for one role.
+///
+/// Its `Debug` shows the key id only.
+pub struct RepoKey {
+    signing: ed25519_dalek::SigningKey,
+    public: PublicKey,
+}
+
+impl RepoKey {
+    /// A new random key, from the operating system's random number generator.
+    pub fn generate() -> Result<Self> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut seed[..]).map_err(|e| Error::Random(e.to_string()))?;
+        Ok(Self::from_signing_key(ed25519_dalek::SigningKey::from_bytes(
+            &seed,
+        )))
+    }
+
+    /// The key from a 32-byte Ed25519 seed (RFC 8032 secret key); for tests and vectors.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self::from_signing_key(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    fn from_signing_key(signing: ed25519_dalek::SigningKey) -> Self {
+        let bytes = signing.verifying_key().to_bytes();
+        let public = PublicKey {
+            key_id: hex::encode(key_id_bytes(&bytes)),
+            bytes,
+        };
+        Self { signing, public }
+    }
+
+    /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`), either version 1
+    /// (as `rota keygen` writes) or version 2 with the public key, which must then match.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
+        if pem.contains("-----BEGIN PUBLIC KEY-----") {
+            return Err(Error::PublicKeyGiven);
+        }
+        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
+            .map_err(|e| Error::InvalidPrivateKey(e.to_string()))?;
+        Ok(Self::from_signing_key(signing))
+    }
+
+    /// The key as PKCS#8 version 2 PEM (with the public key, which every PKCS#8 reader
+    /// accepts, `rota` and aws-lc-rs/ring included).
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>> {
+        self.signing
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| Error::InvalidPrivateKey(e.to_string()))
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The TUF key id.
+    pub fn key_id(&self) -> &str {
+        self.public.key_id()
+    }
+
+    /// The Ed25519 signature of `msg` (deterministic, RFC 8032).
+    pub(crate) fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        self.signing.sign(msg).to_bytes()
+    }
+}
+
+impl fmt::Debug for RepoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RepoKey({})", self.public.key_id)
+    }
+}
+
+#[tough::async_trait]
+impl tough::sign::Sign for RepoKey {
+    fn tuf_key(&self) -> Key {
+        self.public.tuf_key()
+    }
+
+    async fn sign(
+        &self,
+        msg: &[u8],
+        _rng: &(dyn aws_lc_rs::rand::SecureRandom + Sync),
+    ) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Ok(self.sign_bytes(msg).to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8032 §7.1 TEST 1 (a public test key).
+    const SEED: [u8; 32] = [
+        0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c,
+        0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae,
+        0x7f, 0x60,
+    ];
+
+    #[test]
+    fn key_id_is_sha256_of_the_canonical_key() {
+        use sha2::Digest as _;
+        let key = RepoKey::from_seed(&SEED);
+        let canonical = format!(
+            r#"{{"keytype":"ed25519","keyval":{{"public":"{}"}},"scheme":"ed25519"}}"#,
+            hex::encode(key.public().as_bytes())
+        );
+        assert_eq!(
+            key.key_id(),
+            hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+        );
+    }
+
+    #[test]
+    fn pem_round_trip_and_v1() {
+        let key = RepoKey::from_seed(&SEED);
+        let pem = key.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(RepoKey::from_pkcs8_pem(&pem).unwrap().key_id(), key.key_id());
+        // PKCS#8 v1 (RFC 8410 §10.3's example layout, no public key), as `rota keygen` writes.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&SEED);
+        let v1 = ed25519_dalek::pkcs8::spki::der::pem::encode_string(
+            "PRIVATE KEY",
+            LineEnding::LF,
+            &der,
+        )
+        .unwrap();
+        assert_eq!(RepoKey::from_pkcs8_pem(&v1).unwrap().key_id(), key.key_id());
+    }
+
+    #[test]
+    fn refuses_public_and_garbage() {
+        let public = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
+        assert!(matches!(
+            RepoKey::from_pkcs8_pem(public),
+            Err(Error::PublicKeyGiven)
+        ));
+        assert!(matches!(
+            RepoKey::from_pkcs8_pem("hello"),
+            Err(Error::InvalidPrivateKey(_))
+        ));
+    }
+}

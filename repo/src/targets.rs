@@ -1,0 +1,559 @@
+//! Targets metadata: the released files, signed offline by the targets keys
+//! (TUF 1.0.34 §4.5), and the server's checks of an upload.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::num::NonZeroU64;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Digest as _;
+use tough::TargetName;
+use tough::schema::{Hashes, Signed, Target, Targets};
+use uuid::Uuid;
+
+use crate::encoding::{self, check_not_expired, decoded, from_tuf_time, to_tuf_time};
+use crate::error::{Error, Result};
+use crate::keys::RepoKey;
+use crate::{RoleName, SPEC_VERSION, SignedBytes, layout, root};
+
+/// The longest target name rota publishes, in bytes.
+const MAX_NAME_LEN: usize = 1024;
+
+/// The longest path segment of a target name, in bytes: with the 64-digit hash prefix
+/// and its dot, a stored file name stays within the usual 255-byte limit.
+const MAX_SEGMENT_LEN: usize = 180;
+
+/// A file to list in targets metadata: its name, length, hashes and custom field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFile {
+    /// The target path clients ask for (TUF 1.0.34 §4.5 TARGETPATH): segments of
+    /// letters, digits, `.`, `_`, `-` and `+`, separated by `/`, none empty or starting
+    /// with a dot.
+    pub name: String,
+    /// The file's length in bytes.
+    pub length: u64,
+    /// The file's SHA-256 (its consistent-snapshot name, and what tough checks).
+    pub sha256: [u8; 32],
+    /// The file's SHA-512 (python-tuf checks every listed hash).
+    pub sha512: [u8; 64],
+    /// The target's `custom` field: a JSON object (or `null` for none). For rota's
+    /// images and envelopes it holds `{"rota": ...}`, see [`RotaTarget`].
+    pub custom: Value,
+}
+
+impl TargetFile {
+    /// The target for the file contents `data`.
+    pub fn from_bytes(name: impl Into<String>, data: &[u8], custom: Value) -> Self {
+        Self {
+            name: name.into(),
+            length: data.len() as u64,
+            sha256: sha2::Sha256::digest(data).into(),
+            sha512: sha2::Sha512::digest(data).into(),
+            custom,
+        }
+    }
+
+    /// The target for the file read from `reader`, hashed as it streams.
+    pub fn from_reader(
+        name: impl Into<String>,
+        mut reader: impl Read,
+        custom: Value,
+    ) -> io::Result<Self> {
+        let mut sha256 = sha2::Sha256::new();
+        let mut sha512 = sha2::Sha512::new();
+        let mut length = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            sha256.update(&buf[..n]);
+            sha512.update(&buf[..n]);
+            length += n as u64;
+        }
+        Ok(Self {
+            name: name.into(),
+            length,
+            sha256: sha256.finalize().into(),
+            sha512: sha512.finalize().into(),
+            custom,
+        })
+    }
+}
+
+/// rota's part of a target's `custom` field, under the key `"rota"`: what the server
+/// and agents read to tie a firmware image to its SUIT envelope.
+///
+/// ```json
+/// {"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+///           "version": 7, "security_version": 2, "envelope": "fw-7.suit"}}
+/// {"rota": {"kind": "envelope", "image": "fw-7.bin"}}
+/// ```
+///
+/// An image and its envelope must name each other, and both must be listed in the same
+/// targets metadata; unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RotaTarget {
+    /// A firmware image.
+    Image {
+        /// The device class it is for (the SUIT class id).
+        class_id: Uuid,
+        /// Its version (the SUIT sequence number).
+        version: u64,
+        /// Its security version (the anti-rollback floor it raises devices to).
+        security_version: u64,
+        /// The name of the target holding its SUIT envelope.
+        envelope: String,
+    },
+    /// The SUIT envelope of a firmware image.
+    Envelope {
+        /// The name of the image target it describes.
+        image: String,
+    },
+}
+
+impl RotaTarget {
+    /// The key of rota's entry in a target's `custom` object.
+    pub const CUSTOM_KEY: &'static str = "rota";
+
+    /// The `custom` object holding just this entry: `{"rota": {...}}`.
+    pub fn to_custom(&self) -> Value {
+        let mut object = serde_json::Map::new();
+        // Serializing a plain enum of strings and integers cannot fail.
+        object.insert(
+            Self::CUSTOM_KEY.to_owned(),
+            serde_json::to_value(self).unwrap_or(Value::Null),
+        );
+        Value::Object(object)
+    }
+
+    /// rota's entry in the `custom` value of a target, if it has one; the error says
+    /// what is wrong with it in words.
+    pub fn from_custom(custom: &Value) -> std::result::Result<Option<Self>, String> {
+        match custom.get(Self::CUSTOM_KEY) {
+            None => Ok(None),
+            Some(entry) => Self::deserialize(entry).map(Some).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// One target of checked targets metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetEntry {
+    /// The target path.
+    pub name: String,
+    /// Its length in bytes.
+    pub length: u64,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+    /// Its SHA-512, when listed (rota always lists it).
+    pub sha512: Option<[u8; 64]>,
+    /// Its `custom` object (`{}` when absent).
+    pub custom: Value,
+    /// rota's entry in `custom`, when present.
+    pub rota: Option<RotaTarget>,
+}
+
+impl TargetEntry {
+    /// Where the file is stored under the targets base URL ([`layout::target_path`]).
+    pub fn path(&self) -> String {
+        layout::target_path(&self.name, &self.sha256)
+    }
+}
+
+/// Targets metadata that passed [`verify_targets_upload`].
+#[derive(Debug, Clone)]
+pub struct VerifiedTargets {
+    /// Its version.
+    pub version: u64,
+    /// Its expiry.
+    pub expires: SystemTime,
+    /// Every target it lists, by name.
+    pub targets: Vec<TargetEntry>,
+    /// The names of the targets that the previous targets metadata did not list (all of
+    /// them when there was none), by name: the files the server must now receive.
+    pub added: Vec<String>,
+}
+
+/// Refuses target names that could escape a directory, hide, or need quoting in a URL.
+///
+/// TUF 1.0.34 §4.5 RECOMMENDS "/" as the only separator and no leading separator;
+/// rota allows only the characters that need no escaping in a URL or file system.
+pub(crate) fn check_target_name(name: &str) -> Result<()> {
+    let refuse = |reason: &'static str| {
+        Err(Error::TargetName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return refuse("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return refuse("it is longer than 1024 bytes");
+    }
+    for segment in name.split('/') {
+        if segment.is_empty() {
+            return refuse("it has an empty path segment (a leading, trailing or double '/')");
+        }
+        if segment.starts_with('.') {
+            return refuse("a path segment starts with '.'");
+        }
+        if segment.len() > MAX_SEGMENT_LEN {
+            return refuse("a path segment is longer than 180 bytes");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+        {
+            return refuse("only letters, digits, '.', '_', '-', '+' and '/' are allowed");
+        }
+    }
+    Ok(())
+}
+
+/// Checks every target of `targets` as rota requires and returns them by name:
+/// - no fields beyond TUF 1.0.34 §4.5 (`length`, `hashes`, `custom`), no delegations
+///   (rota has no delegated roles);
+/// - names per [`check_target_name`];
+/// - §4.5 HASHES: a lowercase-hex SHA-256 (required by tough, and the consistent-snapshot
+///   file name), optionally a SHA-512, and no other algorithm (a client that cannot check
+///   a listed hash refuses the file);
+/// - `custom` is an object whose `"rota"` entry, if any, is a valid [`RotaTarget`], and
+///   every rota image and envelope name each other.
+pub(crate) fn check_targets(targets: &Targets) -> Result<Vec<TargetEntry>> {
+    if let Some(field) = targets._extra.keys().next() {
+        return Err(Error::UnknownField {
+            role: RoleName::Targets,
+            field: format!("signed.{field}"),
+        });
+    }
+    if let Some(delegations) = &targets.delegations
+        && (!delegations.keys.is_empty() || !delegations.roles.is_empty())
+    {
+        return Err(Error::Delegations);
+    }
+    let mut entries = Vec::with_capacity(targets.targets.len());
+    for (name, target) in &targets.targets {
+        let name = name.raw();
+        check_target_name(name)?;
+        if let Some(field) = target._extra.keys().next() {
+            return Err(Error::UnknownField {
+                role: RoleName::Targets,
+                field: format!("signed.targets.{name}.{field}"),
+            });
+        }
+        let bad_hashes = |reason: String| Error::TargetHashes {
+            name: name.to_owned(),
+            reason,
+        };
+        let sha256: [u8; 32] = target
+            .hashes
+            .sha256
+            .as_ref()
+            .try_into()
+            .map_err(|_| bad_hashes("the sha256 hash is not 32 bytes".into()))?;
+        let written = serde_json::to_value(&target.hashes.sha256).unwrap_or(Value::Null);
+        if written.as_str() != Some(hex::encode(sha256).as_str()) {
+            return Err(bad_hashes("the sha256 hash is not lowercase hex".into()));
+        }
+        let mut sha512 = None;
+        for (alg, value) in &target.hashes._extra {
+            if alg != "sha512" {
+                return Err(bad_hashes(format!(
+                    "rota lists only sha256 and sha512, not {alg:?}"
+                )));
+            }
+            let text = value.as_str().unwrap_or_default();
+            let bytes = hex::decode(text).ok().filter(|_| text == text.to_lowercase());
+            sha512 = Some(
+                bytes
+                    .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        bad_hashes("the sha512 hash is not 64 bytes of lowercase hex".into())
+                    })?,
+            );
+        }
+        let custom = Value::Object(
+            target
+                .custom
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let rota = RotaTarget::from_custom(&custom).map_err(|reason| Error::TargetCustom {
+            name: name.to_owned(),
+            reason,
+        })?;
+        entries.push(TargetEntry {
+            name: name.to_owned(),
+            length: target.length,
+            sha256,
+            sha512,
+            custom,
+            rota,
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    check_links(&entries)?;
+    Ok(entries)
+}
+
+/// Every rota image names an envelope target that names it back, and vice versa.
+fn check_links(entries: &[TargetEntry]) -> Result<()> {
+    let by_name: HashMap<&str, &TargetEntry> =
+        entries.iter().map(|e| (e.name.as_str(), e)).collect();
+    let rota_of = |name: &str| by_name.get(name).and_then(|e| e.rota.as_ref());
+    for entry in entries {
+        match &entry.rota {
+            Some(RotaTarget::Image { envelope, .. }) => match rota_of(envelope) {
+                Some(RotaTarget::Envelope { image }) if *image == entry.name => {}
+                _ => {
+                    return Err(Error::TargetLink {
+                        name: entry.name.clone(),
+                        reason: format!(
+                            "names the envelope {envelope:?}, which is not listed as a rota envelope of this image"
+                        ),
+                    });
+                }
+            },
+            Some(RotaTarget::Envelope { image }) => match rota_of(image) {
+                Some(RotaTarget::Image { envelope, .. }) if *envelope == entry.name => {}
+                _ => {
+                    return Err(Error::TargetLink {
+                        name: entry.name.clone(),
+                        reason: format!(
+                            "names the image {image:?}, which is not listed as a rota image with this envelope"
+                        ),
+                    });
+                }
+            },
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses targets metadata strictly and checks its targets (not its signatures).
+fn parse(bytes: &[u8]) -> Result<(Signed<Targets>, Vec<TargetEntry>)> {
+    let targets: Signed<Targets> = encoding::parse(bytes, RoleName::Targets)?;
+    let entries = check_targets(&targets.signed)?;
+    Ok((targets, entries))
+}
+
+/// New targets metadata: the targets of `current_targets` (if any) plus `add`, at the
+/// next version (1 when there is none), expiring at `expires`, signed by each of
+/// `targets_keys` (at least the root's targets threshold of them, for clients to accept
+/// it: [`verify_targets_upload`] checks that against the root).
+///
+/// Adding a target that is already listed with the same length, hashes and custom field
+/// changes nothing; with different content it is refused ([`Error::TargetChanged`]):
+/// a published name always means the same bytes.
+pub fn sign_targets(
+    current_targets: Option<&[u8]>,
+    add: &[TargetFile],
+    targets_keys: &[&RepoKey],
+    expires: SystemTime,
+) -> Result<SignedBytes> {
+    if targets_keys.is_empty() {
+        return Err(Error::TooFewSigners {
+            role: RoleName::Targets,
+            threshold: 1,
+            given: 0,
+        });
+    }
+    let (mut listed, version) = match current_targets {
+        Some(bytes) => {
+            let (current, _) = parse(bytes)?;
+            let current_version = current.signed.version.get();
+            let version = current_version
+                .checked_add(1)
+                .ok_or(Error::VersionOverflow {
+                    role: RoleName::Targets,
+                    current: current_version,
+                })?;
+            (current.signed.targets, version)
+        }
+        None => (HashMap::new(), 1),
+    };
+    for file in add {
+        check_target_name(&file.name)?;
+        let custom = match &file.custom {
+            Value::Null => HashMap::new(),
+            Value::Object(object) => object.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => {
+                return Err(Error::TargetCustom {
+                    name: file.name.clone(),
+                    reason: "it is not a JSON object".into(),
+                });
+            }
+        };
+        let mut other_hashes = HashMap::new();
+        other_hashes.insert("sha512".to_owned(), Value::String(hex::encode(file.sha512)));
+        let target = Target {
+            length: file.length,
+            hashes: Hashes {
+                sha256: decoded(&file.sha256),
+                _extra: other_hashes,
+            },
+            custom,
+            _extra: HashMap::new(),
+        };
+        let name = TargetName::new(file.name.as_str()).map_err(|_| Error::TargetName {
+            name: file.name.clone(),
+            reason: "tough refuses it",
+        })?;
+        match listed.get(&name) {
+            Some(existing) if *existing != target => {
+                return Err(Error::TargetChanged {
+                    name: file.name.clone(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                listed.insert(name, target);
+            }
+        }
+    }
+    let targets = Targets {
+        spec_version: SPEC_VERSION.to_owned(),
+        version: NonZeroU64::new(version).ok_or(Error::VersionOverflow {
+            role: RoleName::Targets,
+            current: 0,
+        })?,
+        expires: to_tuf_time(expires)?,
+        targets: listed,
+        delegations: None,
+        _extra: HashMap::new(),
+    };
+    check_targets(&targets)?;
+    let bytes = encoding::sign(&targets, RoleName::Targets, targets_keys)?;
+    // Read back what was written, as the server will.
+    let (written, _) = parse(&bytes)?;
+    Ok(SignedBytes {
+        role: RoleName::Targets,
+        version: written.signed.version.get(),
+        expires: from_tuf_time(written.signed.expires),
+        bytes,
+    })
+}
+
+/// The server's check of targets metadata uploaded by the CLI, before it records it and
+/// signs a snapshot listing it. `root` is the trusted (latest) root, `previous_targets`
+/// the targets metadata the server serves now, if any.
+///
+/// - parsed strictly: `_type` "targets", no unknown fields or duplicate keys, no
+///   delegations, rota's names, hashes and custom fields (TUF 1.0.34 §4.5);
+/// - TUF 1.0.34 §5.6.3: signed by a threshold of the targets keys of `root` (distinct key
+///   ids, only keys the root lists for the role count);
+/// - its version is greater than the previous one: clients refuse a snapshot whose targets
+///   version goes down (TUF 1.0.34 §5.5.5), so a lower one could never be published;
+/// - a target already listed keeps its content ([`Error::TargetChanged`]);
+/// - TUF 1.0.34 §5.6.5: not expired at `now`.
+pub fn verify_targets_upload(
+    root: &[u8],
+    previous_targets: Option<&[u8]>,
+    new_targets: &[u8],
+    now: SystemTime,
+) -> Result<VerifiedTargets> {
+    let (trusted_root, _) = root::parse_trusted(root)?;
+    let (new, entries) = parse(new_targets)?;
+    trusted_root
+        .signed
+        .verify_role(&new)
+        .map_err(|_| Error::Signatures {
+            role: RoleName::Targets,
+        })?;
+    let version = new.signed.version.get();
+    let mut added = Vec::new();
+    match previous_targets {
+        Some(previous) => {
+            let (previous, previous_entries) = parse(previous)?;
+            let current = previous.signed.version.get();
+            if version <= current {
+                return Err(Error::VersionNotIncreasing {
+                    role: RoleName::Targets,
+                    current,
+                    version,
+                });
+            }
+            let before: HashMap<&str, &TargetEntry> = previous_entries
+                .iter()
+                .map(|e| (e.name.as_str(), e))
+                .collect();
+            for entry in &entries {
+                match before.get(entry.name.as_str()) {
+                    Some(old) if *old != entry => {
+                        return Err(Error::TargetChanged {
+                            name: entry.name.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => added.push(entry.name.clone()),
+                }
+            }
+        }
+        None => added.extend(entries.iter().map(|e| e.name.clone())),
+    }
+    check_not_expired(RoleName::Targets, version, new.signed.expires, now)?;
+    Ok(VerifiedTargets {
+        version,
+        expires: from_tuf_time(new.signed.expires),
+        targets: entries,
+        added,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn target_names() {
+        for ok in ["fw.bin", "class-a/fw_1.2+b.bin", "a/b/c"] {
+            check_target_name(ok).unwrap();
+        }
+        for bad in [
+            "", "/fw", "fw/", "a//b", "../x", "a/./b", ".hidden", "a b", "fw?.bin", "é",
+        ] {
+            assert!(check_target_name(bad).is_err(), "{bad:?} accepted");
+        }
+        check_target_name(&"a".repeat(180)).unwrap();
+        assert!(check_target_name(&"a".repeat(181)).is_err());
+    }
+
+    #[test]
+    fn rota_custom_round_trip_and_strictness() {
+        let image = RotaTarget::Image {
+            class_id: "1492af14-2569-5e48-bf42-9b2d51f2ab45".parse().unwrap(),
+            version: 7,
+            security_version: 2,
+            envelope: "fw-7.suit".into(),
+        };
+        let custom = image.to_custom();
+        assert_eq!(
+            custom,
+            json!({"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+                "version": 7, "security_version": 2, "envelope": "fw-7.suit"}})
+        );
+        assert_eq!(RotaTarget::from_custom(&custom).unwrap(), Some(image));
+        assert_eq!(RotaTarget::from_custom(&json!({"other": 1})).unwrap(), None);
+        for bad in [
+            json!({"rota": {"kind": "envelope", "image": "x", "extra": 1}}),
+            json!({"rota": {"kind": "firmware", "image": "x"}}),
+            json!({"rota": {"kind": "image", "class_id": "not-a-uuid", "version": 1,
+                "security_version": 0, "envelope": "e"}}),
+            json!({"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+                "version": -1, "security_version": 0, "envelope": "e"}}),
+        ] {
+            assert!(RotaTarget::from_custom(&bad).is_err(), "{bad} accepted");
+        }
+    }
+}

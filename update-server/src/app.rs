@@ -1,0 +1,195 @@
+//! The server's shared state and its HTTP routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use rota_protocol::{RequestVerifier, VerifyingKey};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::artifacts::Artifacts;
+use crate::config::Config;
+use crate::db::Db;
+use crate::device::directory::Directory;
+use crate::live::LiveRollouts;
+use crate::rollout::Engine;
+use crate::tuf::Repository;
+use crate::{device, manage, ops, tuf};
+
+/// Everything a request handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub artifacts: Artifacts,
+    pub engine: Arc<Engine>,
+    pub repo: Arc<Repository>,
+    pub devices: Arc<Directory>,
+    pub live: Arc<LiveRollouts>,
+    pub verifier: Arc<RequestVerifier>,
+    /// The manufacturer CA keys whose device certificates the server accepts.
+    pub device_cas: Arc<Vec<VerifyingKey>>,
+}
+
+/// The largest JSON body of a management request (signed metadata, rollouts).
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+impl AppState {
+    /// Opens the database and the artifact store and loads the keys the config names.
+    pub async fn open(config: Config) -> Result<AppState> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let db = Db::connect(&config.database_url).await?;
+        let artifacts = Artifacts::open(&config.artifacts)?;
+        let device_cas = load_device_cas(&config)?;
+        let repo = Repository::open(db.clone(), &config)?;
+        let engine = Arc::new(Engine::new(db.clone()));
+        let live = Arc::new(LiveRollouts::default());
+        live.refresh(&engine).await?;
+        Ok(AppState {
+            config: Arc::new(config),
+            db,
+            artifacts,
+            engine,
+            repo: Arc::new(repo),
+            devices: Arc::new(Directory::default()),
+            live,
+            verifier: Arc::new(RequestVerifier::default()),
+            device_cas: Arc::new(device_cas),
+        })
+    }
+}
+
+/// Every `*.pub` in the device CA directory (missing directory: no CAs yet, so no device
+/// can register until one is added).
+fn load_device_cas(config: &Config) -> Result<Vec<VerifyingKey>> {
+    let dir = &config.device_ca_dir;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::warn!(dir = %dir.display(), "no device CA directory: devices cannot register");
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pub") {
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let key = rota_protocol::identity::verifying_key_from_pem(&pem)
+                .with_context(|| format!("{} is not an Ed25519 public key", path.display()))?;
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.config.request_timeout_s);
+    let management = Router::new()
+        .route(
+            "/api/v1/tokens",
+            post(manage::tokens::create).get(manage::tokens::list),
+        )
+        .route("/api/v1/tokens/{id}", delete(manage::tokens::revoke))
+        .route("/api/v1/audit", get(manage::tokens::audit_log))
+        .route("/api/v1/repo/root", put(manage::releases::put_root))
+        .route("/api/v1/repo/targets", put(manage::releases::put_targets))
+        .route("/api/v1/releases", get(manage::releases::list))
+        .route(
+            "/api/v1/devices",
+            post(manage::devices::register).get(manage::devices::list),
+        )
+        .route("/api/v1/devices/{id}", get(manage::devices::get))
+        .route(
+            "/api/v1/devices/{id}/{action}",
+            post(manage::devices::lifecycle),
+        )
+        .route(
+            "/api/v1/rollouts",
+            post(manage::rollouts::create).get(manage::rollouts::list),
+        )
+        .route("/api/v1/rollouts/{id}", get(manage::rollouts::get))
+        .route(
+            "/api/v1/rollouts/{id}/{action}",
+            post(manage::rollouts::action),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    // Artifact uploads stream any size up to the configured limit, for as long as it takes.
+    let uploads = Router::new()
+        .route(
+            "/api/v1/artifacts/{sha256}",
+            put(manage::releases::put_artifact),
+        )
+        .layer(DefaultBodyLimit::disable());
+    let management = management
+        .merge(uploads)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            manage::authorize,
+        ));
+    let devices = Router::new()
+        .route(
+            rota_protocol::api::CHECKIN_PATH,
+            get(device::checkin::checkin),
+        )
+        .route(
+            rota_protocol::api::REPORT_PATH,
+            post(device::checkin::report),
+        )
+        .route(rota_protocol::api::ENROLL_PATH, post(device::enroll))
+        .route("/api/v1/device/self", get(device::whoami))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+    let public = Router::new()
+        .route("/tuf/metadata/{file}", get(tuf::serve_metadata))
+        .route("/tuf/targets/{*path}", get(tuf::serve_target))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi));
+    Router::new()
+        .merge(management)
+        .merge(devices)
+        .merge(public)
+        // A route layer, so that the matched route (not the raw path) labels the metric.
+        .route_layer(middleware::from_fn(count_requests))
+        .fallback(ops::not_found)
+        .layer(middleware::from_fn(crate::error::json_errors))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// `rota_http_requests_total{route, status}` and the latency histogram.
+async fn count_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("rota_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("rota_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

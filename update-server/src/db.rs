@@ -1,0 +1,134 @@
+//! The database: SQLite on embedded defaults, PostgreSQL at scale, one code path.
+//!
+//! Queries go through sqlx's `Any` driver with `$N` placeholders, which both SQLite and
+//! PostgreSQL accept, and the schema in `migrations/` uses only portable types, so the same
+//! migrations and the same queries serve both.
+//!
+//! SQLite allows one writer at a time, and a deferred transaction that reads before it
+//! writes fails with SQLITE_BUSY instead of waiting when another writer got there first.
+//! So on SQLite all writes go through a pool of one connection (they queue in the pool,
+//! never fail), while reads use a pool of their own; WAL mode lets those run beside the
+//! writer. On PostgreSQL both are the same pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database's pools; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// Every statement that writes, and transactions.
+    pub write: AnyPool,
+    /// Plain reads.
+    pub read: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            bail!("the database URL must start with sqlite:// or postgres://");
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .with_context(|| format!("cannot parse the database URL {}", redact(url)))?;
+        let db = match backend {
+            Backend::Sqlite => {
+                let write = sqlite_pool(options.clone(), 1).await?;
+                let read = sqlite_pool(options, 8).await?;
+                Db {
+                    write,
+                    read,
+                    backend,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact(url)))?;
+                Db {
+                    write: pool.clone(),
+                    read: pool,
+                    backend,
+                }
+            }
+        };
+        MIGRATOR
+            .run(&db.write)
+            .await
+            .context("cannot apply the database migrations")?;
+        Ok(db)
+    }
+
+    /// The embedded default: `DIR/rota.db`, created if missing.
+    pub async fn open_sqlite_in(dir: &Path) -> Result<Db> {
+        let path = dir.join("rota.db");
+        Db::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+}
+
+async fn sqlite_pool(options: AnyConnectOptions, size: u32) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets reads run beside the writer; synchronous=FULL makes every
+                // acknowledged commit survive a power cut, not only a process crash.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .context("cannot open the SQLite database")
+}
+
+/// The URL without its password, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time column.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new random identifier (UUID v4 text).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

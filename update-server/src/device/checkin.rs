@@ -1,0 +1,123 @@
+//! Check-in and reports.
+//!
+//! A check-in is a conditional GET: the answer's entity tag names the assignment (or its
+//! absence), so a device that already knows the answer gets `304 Not Modified`. The
+//! "nothing new" answer is computed from the in-memory view of live rollouts without a
+//! database write (last-seen is batched, see [`super::directory`]); only a device that a
+//! rollout may actually take reaches the rollout engine, whose database transaction makes
+//! the final decision.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rota_protocol::api::{Assignment, CheckInQuery, CheckInResponse, Report, ReportAck};
+use sha2::{Digest, Sha256};
+
+use super::SignedByDevice;
+use super::directory::Seen;
+use crate::app::AppState;
+use crate::db::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::rollout::DeviceView;
+
+/// The header that carries the jittered poll hint, also on a 304.
+pub const POLL_AFTER_HEADER: &str = "rota-poll-after";
+
+/// `GET /api/v1/device/checkin?version=…&slot=…&last=…`
+#[utoipa::path(get, path = "/api/v1/device/checkin", params(CheckInQuery),
+    responses((status = 200, body = CheckInResponse), (status = 304)), tag = "device")]
+pub async fn checkin(
+    State(state): State<AppState>,
+    Query(query): Query<CheckInQuery>,
+    headers: HeaderMap,
+    signed: SignedByDevice,
+) -> ApiResult<Response> {
+    let device = signed.device;
+    let now = now_ms();
+    metrics::counter!("rota_checkins_total").increment(1);
+    state.devices.saw(
+        &device.id,
+        Seen {
+            at: now,
+            running_version: query.version,
+            slot: query.slot,
+            last_result: query.last,
+        },
+    );
+    let view = DeviceView {
+        id: device.id,
+        class_id: device.class_id,
+        tags: device.tags,
+        running_version: query.version,
+    };
+    let assignment = if state.live.may_offer(&view) {
+        state.engine.offer(&view, now).await?
+    } else {
+        None
+    };
+    let tag = entity_tag(assignment.as_ref());
+    let poll_after = jittered(state.config.poll_interval_s);
+    let known = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut response = if known {
+        metrics::counter!("rota_checkins_not_modified_total").increment(1);
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(CheckInResponse {
+            poll_after_s: poll_after,
+            assignment,
+        })
+        .into_response()
+    };
+    set_headers(&mut response, &tag, poll_after);
+    Ok(response)
+}
+
+fn set_headers(response: &mut Response, tag: &str, poll_after: u32) {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(tag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(POLL_AFTER_HEADER, HeaderValue::from(poll_after));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+}
+
+/// A weak entity tag over the assignment: equal answers, equal tags.
+pub fn entity_tag(assignment: Option<&Assignment>) -> String {
+    let canonical = serde_json::to_vec(&assignment).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    format!("W/\"{}\"", hex::encode(&digest[..12]))
+}
+
+/// `base` seconds ±20 %, so a fleet that rebooted together spreads its check-ins out.
+pub fn jittered(base: u32) -> u32 {
+    let mut byte = [0u8; 2];
+    let _ = getrandom::fill(&mut byte);
+    let unit = u16::from_le_bytes(byte) as f64 / u16::MAX as f64; // [0, 1]
+    let factor = 0.8 + 0.4 * unit;
+    ((base as f64 * factor).round() as u32).max(1)
+}
+
+/// `POST /api/v1/device/report`: a status event. Idempotent by `event_id`.
+#[utoipa::path(post, path = "/api/v1/device/report", request_body = Report,
+    responses((status = 200, body = ReportAck)), tag = "device")]
+pub async fn report(
+    State(state): State<AppState>,
+    signed: SignedByDevice,
+) -> ApiResult<Json<ReportAck>> {
+    let report: Report = serde_json::from_slice(&signed.body)
+        .map_err(|e| ApiError::bad_request(format!("the report is not valid: {e}")))?;
+    report.validate().map_err(ApiError::bad_request)?;
+    let ack = state
+        .engine
+        .report(&signed.device.id, &report, now_ms())
+        .await?;
+    metrics::counter!("rota_reports_total", "kind" => report.kind.as_str()).increment(1);
+    Ok(Json(ack))
+}

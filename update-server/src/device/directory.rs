@@ -1,0 +1,304 @@
+//! The device registry: rows in `devices`, a short-lived read cache in front of them for
+//! the check-in path, and the batched last-seen writes.
+//!
+//! Cache entries live [`CACHE_TTL_MS`]; a suspension or decommission made through any
+//! replica therefore takes effect on every replica within that time. Last-seen data is
+//! collected in memory and written in one transaction per tick, so a check-in costs no
+//! synchronous database write; a crash loses at most one tick of last-seen times, which
+//! were never acknowledged as stored.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use anyhow::Result;
+use rota_protocol::api::{DeviceInfo, DeviceState, LastResult, SlotState};
+use rota_protocol::{CertBody, DeviceCertificate, VerifyingKey};
+
+use crate::db::{Db, now_ms};
+use crate::error::ApiError;
+
+pub const CACHE_TTL_MS: i64 = 1000;
+
+/// What the check-in path needs to know about a device.
+#[derive(Debug, Clone)]
+pub struct KnownDevice {
+    pub id: String,
+    pub public_key: VerifyingKey,
+    pub class_id: String,
+    pub tags: Vec<String>,
+    pub state: DeviceState,
+}
+
+/// The latest check-in of a device, waiting to be written.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: i64,
+    pub running_version: u64,
+    pub slot: SlotState,
+    pub last_result: Option<LastResult>,
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    cache: Mutex<HashMap<String, (KnownDevice, i64)>>,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+type DeviceRow = (String, String, String, String, String);
+
+impl Directory {
+    /// The device `id`, from the cache if fresh, else from the database.
+    pub async fn get(&self, db: &Db, id: &str) -> Result<Option<KnownDevice>, ApiError> {
+        let now = now_ms();
+        if let Some((device, fetched)) = self.cache.lock().unwrap().get(id) {
+            if now - fetched < CACHE_TTL_MS {
+                return Ok(Some(device.clone()));
+            }
+        }
+        let row: Option<DeviceRow> = sqlx::query_as(
+            "SELECT id, public_key, class_id, tags, state FROM devices WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let device = known_device(row)?;
+        let mut cache = self.cache.lock().unwrap();
+        // Bounded: a cache of every device is the fleet size; evict wholesale past it.
+        if cache.len() >= 1_000_000 {
+            cache.clear();
+        }
+        cache.insert(id.to_string(), (device.clone(), now));
+        Ok(Some(device))
+    }
+
+    /// Forgets the cached copy of `id` (after a state change through this replica).
+    pub fn invalidate(&self, id: &str) {
+        self.cache.lock().unwrap().remove(id);
+    }
+
+    /// provisioned → active, on the device's first authenticated request.
+    pub async fn activate(&self, db: &Db, id: &str) -> Result<(), ApiError> {
+        sqlx::query("UPDATE devices SET state = 'active', updated_at = $1 WHERE id = $2 AND state = 'provisioned'")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&db.write)
+            .await?;
+        self.invalidate(id);
+        Ok(())
+    }
+
+    /// Registers the device a verified certificate describes, as provisioned. Returns
+    /// whether it was new; the same certificate again is a no-op, a different key or
+    /// class for a known id is a conflict.
+    pub async fn register(
+        &self,
+        db: &Db,
+        certificate: &DeviceCertificate,
+        cert: &CertBody,
+    ) -> Result<bool, ApiError> {
+        let now = now_ms();
+        let tags = serde_json::to_string(&cert.tags).map_err(ApiError::internal)?;
+        let certificate_json = serde_json::to_string(certificate).map_err(ApiError::internal)?;
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&cert.device_id)
+        .bind(&cert.public_key)
+        .bind(&cert.class_id)
+        .bind(&tags)
+        .bind(&certificate_json)
+        .bind(now)
+        .execute(&db.write)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let (key, class, state): (String, String, String) =
+            sqlx::query_as("SELECT public_key, class_id, state FROM devices WHERE id = $1")
+                .bind(&cert.device_id)
+                .fetch_one(&db.read)
+                .await?;
+        if state == DeviceState::Decommissioned.as_str() {
+            return Err(ApiError::forbidden(format!(
+                "device {} is decommissioned and cannot be registered again",
+                cert.device_id
+            )));
+        }
+        if key != cert.public_key || class != cert.class_id {
+            return Err(ApiError::conflict(format!(
+                "device {} is already registered with a different key or class",
+                cert.device_id
+            )));
+        }
+        Ok(false)
+    }
+
+    /// Moves a device to `to` if its lifecycle allows it.
+    pub async fn transition(
+        &self,
+        db: &Db,
+        id: &str,
+        to: DeviceState,
+    ) -> Result<DeviceInfo, ApiError> {
+        let current: Option<(String,)> = sqlx::query_as("SELECT state FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.read)
+            .await?;
+        let Some((current,)) = current else {
+            return Err(ApiError::not_found(format!("there is no device {id}")));
+        };
+        let from = current
+            .parse::<DeviceState>()
+            .ok()
+            .ok_or_else(|| ApiError::internal(format!("device {id} has state {current}")))?;
+        if from != to {
+            if !DeviceState::can_transition(from, to) {
+                return Err(ApiError::conflict(format!(
+                    "a {} device cannot become {}",
+                    from.as_str(),
+                    to.as_str()
+                )));
+            }
+            // Compare-and-set on the state read above, so concurrent changes cannot skip
+            // the lifecycle (e.g. un-decommission a device).
+            let done = sqlx::query(
+                "UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+            )
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&db.write)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(ApiError::conflict(format!(
+                    "device {id} changed state meanwhile; try again"
+                )));
+            }
+        }
+        self.invalidate(id);
+        device_info(db, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("there is no device {id}")))
+    }
+
+    /// Notes a check-in, to be written by the next [`Directory::flush_seen`].
+    pub fn saw(&self, id: &str, seen: Seen) {
+        self.seen.lock().unwrap().insert(id.to_string(), seen);
+    }
+
+    /// Writes the collected check-ins in one transaction.
+    pub async fn flush_seen(&self, db: &Db) -> Result<usize> {
+        let batch: Vec<(String, Seen)> = std::mem::take(&mut *self.seen.lock().unwrap())
+            .into_iter()
+            .collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = db.write.begin().await?;
+        for (id, seen) in &batch {
+            sqlx::query(
+                "UPDATE devices SET last_seen_at = $1, running_version = $2, slot = $3, \
+                 last_result = COALESCE($4, last_result) WHERE id = $5 AND \
+                 (last_seen_at IS NULL OR last_seen_at <= $1)",
+            )
+            .bind(seen.at)
+            .bind(seen.running_version as i64)
+            .bind(seen.slot.as_str())
+            .bind(seen.last_result.map(|r| r.as_str()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(batch.len())
+    }
+}
+
+fn known_device((id, key, class_id, tags, state): DeviceRow) -> Result<KnownDevice, ApiError> {
+    let bytes: [u8; 32] = hex::decode(&key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::internal(format!("device {id} has a malformed key")))?;
+    let public_key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| ApiError::internal(format!("device {id} has an invalid key")))?;
+    let tags = serde_json::from_str(&tags).map_err(ApiError::internal)?;
+    let state = state
+        .parse::<DeviceState>()
+        .ok()
+        .ok_or_else(|| ApiError::internal(format!("device {id} has state {state}")))?;
+    Ok(KnownDevice {
+        id,
+        public_key,
+        class_id,
+        tags,
+        state,
+    })
+}
+
+type InfoRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+const INFO_COLUMNS: &str =
+    "id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result";
+
+fn info(row: InfoRow) -> Result<DeviceInfo, ApiError> {
+    let (id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result) =
+        row;
+    Ok(DeviceInfo {
+        tags: serde_json::from_str(&tags).map_err(ApiError::internal)?,
+        state: state
+            .parse::<DeviceState>()
+            .ok()
+            .ok_or_else(|| ApiError::internal(format!("device {id} has state {state}")))?,
+        created_at: created_at as u64,
+        last_seen_at: last_seen_at.map(|t| t as u64),
+        running_version: running_version.map(|v| v as u64),
+        slot: slot.as_deref().and_then(|s| s.parse::<SlotState>().ok()),
+        last_result: last_result
+            .as_deref()
+            .and_then(|s| s.parse::<LastResult>().ok()),
+        id,
+        class_id,
+    })
+}
+
+/// One device's record.
+pub async fn device_info(db: &Db, id: &str) -> Result<Option<DeviceInfo>, ApiError> {
+    let row: Option<InfoRow> =
+        sqlx::query_as(&format!("SELECT {INFO_COLUMNS} FROM devices WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&db.read)
+            .await?;
+    row.map(info).transpose()
+}
+
+/// Devices, optionally of one class, in id order, one page at a time.
+pub async fn list_devices(
+    db: &Db,
+    class_id: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeviceInfo>, ApiError> {
+    let rows: Vec<InfoRow> = sqlx::query_as(&format!(
+        "SELECT {INFO_COLUMNS} FROM devices WHERE ($1 IS NULL OR class_id = $1) \
+         AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(class_id)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(&db.read)
+    .await?;
+    rows.into_iter().map(info).collect()
+}

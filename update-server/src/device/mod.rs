@@ -1,0 +1,156 @@
+//! The device API: every request is signed with the device's identity key
+//! (`rota_protocol::auth`); the certificate that binds that key to the device id, class
+//! and tags was issued by a manufacturer CA the server trusts.
+//!
+//! Lifecycle (`DeviceState`): provisioned → active (its first authenticated request) →
+//! suspended ↔ active → decommissioned. Suspended and decommissioned devices are refused
+//! everything.
+
+pub mod checkin;
+pub mod directory;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use rota_protocol::api::{DeviceState, Enroll};
+use rota_protocol::{AuthError, parse_headers};
+
+use crate::app::AppState;
+use crate::db::now_ms;
+use crate::error::{ApiError, ApiResult};
+use directory::KnownDevice;
+
+/// The largest body a device sends (a report or an enrolment).
+pub const MAX_DEVICE_BODY: usize = 16 * 1024;
+
+/// A request whose signature verified, from a device allowed to make it.
+pub struct SignedByDevice {
+    pub device: KnownDevice,
+    pub body: Bytes,
+}
+
+fn auth_error(err: AuthError) -> ApiError {
+    ApiError::unauthorized(err.to_string())
+}
+
+impl FromRequest<AppState> for SignedByDevice {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let headers =
+            parse_headers(|name| parts.headers.get(name)?.to_str().ok()).map_err(auth_error)?;
+        let body = axum::body::to_bytes(body, MAX_DEVICE_BODY)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                )
+            })?;
+        let device = state
+            .devices
+            .get(&state.db, &headers.device_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the device is not registered"))?;
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        state
+            .verifier
+            .verify(
+                &headers,
+                parts.method.as_str(),
+                path_and_query,
+                &body,
+                &device.public_key,
+                now_ms() as u64,
+            )
+            .map_err(auth_error)?;
+        match device.state {
+            DeviceState::Suspended => {
+                return Err(ApiError::forbidden("the device is suspended"));
+            }
+            DeviceState::Decommissioned => {
+                return Err(ApiError::forbidden("the device is decommissioned"));
+            }
+            DeviceState::Provisioned => state.devices.activate(&state.db, &device.id).await?,
+            DeviceState::Active => {}
+        }
+        Ok(SignedByDevice { device, body })
+    }
+}
+
+/// `POST /api/v1/device/enroll`: a device the server has not heard of presents its
+/// certificate, and proves it holds the certified key by signing the request with it.
+/// Enrolling again with the same certificate is a no-op.
+#[utoipa::path(post, path = "/api/v1/device/enroll", request_body = Enroll,
+    responses((status = 201), (status = 200)), tag = "device")]
+pub async fn enroll(State(state): State<AppState>, req: Request) -> ApiResult<impl IntoResponse> {
+    let (parts, body) = req.into_parts();
+    let headers =
+        parse_headers(|name| parts.headers.get(name)?.to_str().ok()).map_err(auth_error)?;
+    let body = axum::body::to_bytes(body, MAX_DEVICE_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )
+        })?;
+    let Enroll { certificate } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the enrolment is not valid JSON: {e}")))?;
+    let cert = certificate
+        .verify(&state.device_cas)
+        .map_err(|e| ApiError::forbidden(e.to_string()))?;
+    if cert.device_id != headers.device_id {
+        return Err(ApiError::forbidden(
+            "the request is signed for a different device than the certificate names",
+        ));
+    }
+    let key = cert
+        .device_key()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    state
+        .verifier
+        .verify(
+            &headers,
+            parts.method.as_str(),
+            path_and_query,
+            &body,
+            &key,
+            now_ms() as u64,
+        )
+        .map_err(auth_error)?;
+    let created = state
+        .devices
+        .register(&state.db, &certificate, &cert)
+        .await?;
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
+}
+
+/// `GET /api/v1/device/self`: the device's own record, as the server holds it.
+#[utoipa::path(get, path = "/api/v1/device/self",
+    responses((status = 200, body = rota_protocol::api::DeviceInfo)), tag = "device")]
+pub async fn whoami(
+    State(state): State<AppState>,
+    signed: SignedByDevice,
+) -> ApiResult<Json<rota_protocol::api::DeviceInfo>> {
+    directory::device_info(&state.db, &signed.device.id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("the device is not registered"))
+}

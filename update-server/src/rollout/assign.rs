@@ -1,0 +1,124 @@
+//! Offering a checking-in device its release.
+//!
+//! The checks that only read (selector, version, stage) run first on the read pool; the
+//! decision that matters against a concurrent halt — the rollout is still active — is
+//! taken in the same write transaction as the assignment, behind the rollout's lock, so
+//! once a halting report commits no replica assigns again.
+
+use std::cmp::Reverse;
+
+use rota_protocol::api::{Assignment, RolloutState, rollout_bucket};
+
+use super::membership::{self, Population};
+use super::store::{self, DeviceStatus, Filter, RolloutRow};
+use super::{DeviceView, RolloutError};
+use crate::db::Db;
+
+/// The release `device` should install now, if any. A device with an open assignment
+/// (assigned or in progress) gets that same assignment again, so re-check-ins are
+/// idempotent; otherwise the highest release version whose active rollout takes it.
+pub(super) async fn offer(
+    db: &Db,
+    device: &DeviceView,
+    now_ms: i64,
+) -> Result<Option<Assignment>, RolloutError> {
+    let mut rollouts =
+        store::load_rollouts(&db.read, Filter::ActiveOfClass(&device.class_id)).await?;
+    if rollouts.is_empty() {
+        return Ok(None);
+    }
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT rollout_id FROM rollout_devices \
+         WHERE device_id = $1 AND status IN ('assigned', 'in_progress')",
+    )
+    .bind(&device.id)
+    .fetch_all(&db.read)
+    .await?;
+    // The store lists newest first; reversed, the stable sort breaks ties oldest first.
+    rollouts.reverse();
+    rollouts.sort_by_key(|r| (!open.contains(&r.id), Reverse(r.release.version)));
+    for rollout in &rollouts {
+        if let Some(assignment) = offer_one(db, rollout, device, now_ms).await? {
+            return Ok(Some(assignment));
+        }
+    }
+    Ok(None)
+}
+
+async fn offer_one(
+    db: &Db,
+    rollout: &RolloutRow,
+    device: &DeviceView,
+    now_ms: i64,
+) -> Result<Option<Assignment>, RolloutError> {
+    // Rules "selector" and "newer only", evaluated at each check-in.
+    if !membership::selected(&rollout.policy.selector, rollout.release.version, device) {
+        return Ok(None);
+    }
+    let stage = match store::device_row(&db.read, &rollout.id, &device.id).await? {
+        // Rule "not already done with this rollout": confirmed, failed, timed out.
+        Some(row) if !row.status.is_open() => return Ok(None),
+        Some(row) => row.stage,
+        None => {
+            let stages = &rollout.policy.stages;
+            // Rule "stage membership": the rank is read only when a count stage needs it.
+            let rank = if membership::needs_rank(stages, rollout.current_stage) {
+                Population::load(&db.read, rollout, Some(device))
+                    .await?
+                    .rank_of(&device.id)
+            } else {
+                None
+            };
+            let bucket = rollout_bucket(&rollout.id, &device.id);
+            match membership::stage_of(stages, bucket, rank) {
+                Some(stage) => stage,
+                None => return Ok(None),
+            }
+        }
+    };
+    // Rule "stage <= current stage". The stage only grows, so a stale read can only
+    // refuse too early, never assign too early.
+    if stage > rollout.current_stage {
+        return Ok(None);
+    }
+
+    let mut tx = db.write.begin().await?;
+    // Rule "only an active rollout assigns", atomic with the insert below.
+    if !store::lock(&mut tx, &rollout.id, &[RolloutState::Active]).await? {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    // A row that exists already (open, or made final meanwhile) is left as it is.
+    sqlx::query(
+        "INSERT INTO rollout_devices \
+         (rollout_id, device_id, stage, status, attempts, assigned_at, updated_at, reason) \
+         VALUES ($1, $2, $3, $4, 0, $5, $5, NULL) \
+         ON CONFLICT (rollout_id, device_id) DO NOTHING",
+    )
+    .bind(&rollout.id)
+    .bind(&device.id)
+    .bind(i64::from(stage))
+    .bind(DeviceStatus::Assigned.as_str())
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    let row = store::device_row(&mut *tx, &rollout.id, &device.id).await?;
+    tx.commit().await?;
+    Ok(row
+        .filter(|row| row.status.is_open())
+        .map(|_| assignment(rollout)))
+}
+
+fn assignment(rollout: &RolloutRow) -> Assignment {
+    let release = &rollout.release;
+    Assignment {
+        rollout_id: rollout.id.clone(),
+        release_id: release.id.clone(),
+        target: release.target.clone(),
+        envelope_target: release.envelope_target.clone(),
+        version: release.version,
+        security_version: release.security_version,
+        length: release.length,
+        sha256: release.sha256.clone(),
+    }
+}

@@ -1,0 +1,495 @@
+//! The HTTP API end to end over loopback, on SQLite and on PostgreSQL: device
+//! authentication and lifecycle, check-in with ETags, idempotent reports, the
+//! authorization matrix, the audit log, and bad input.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use rota_protocol::api::{ReportKind, Role};
+use rota_server::db::Backend;
+use rota_server::manage::ENDPOINTS;
+use serde_json::json;
+use support::server::{CLASS, Keys, OTHER_CLASS, TestDevice, TestServer};
+
+async fn start(backend: Backend) -> (Keys, TestServer) {
+    let keys = Keys::new();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(support::postgres_schema_url().await),
+    };
+    let server = TestServer::start(&keys, url).await;
+    server.init_repo(&keys).await;
+    (keys, server)
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(rota_server::db::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(rota_server::db::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    checkin_answers_nothing_new_then_304_then_an_assignment,
+    reports_are_idempotent_and_count_once,
+    device_requests_must_be_signed_by_the_device,
+    lifecycle_suspend_resume_decommission,
+    authorization_matrix_every_role_every_endpoint,
+    management_actions_are_audited,
+    bad_input_gets_a_4xx_with_a_reason,
+    ops_endpoints_answer,
+);
+
+fn rollout_body(release: &str, class: &str) -> serde_json::Value {
+    json!({
+        "release_id": release,
+        "selector": {"class_id": class, "tags": [], "versions": []},
+        "stages": [{"percent": 100.0}],
+        "success_gate": 0.9,
+        "failure_threshold": 0.5,
+        "min_sample": 1,
+        "device_timeout_s": 3600,
+        "soak_s": 0,
+        "max_retries": 0
+    })
+}
+
+async fn checkin_answers_nothing_new_then_304_then_an_assignment(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &["eu"]);
+    server.register(&device).await;
+
+    let (status, tag, body) = device.checkin(&server, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = body.unwrap();
+    assert!(body.assignment.is_none());
+    assert!(
+        body.poll_after_s >= 240 && body.poll_after_s <= 360,
+        "jittered ±20 % of 300"
+    );
+    let (status, tag_again, body) = device.checkin(&server, Some(&tag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(tag_again, tag);
+    assert!(body.is_none());
+
+    let release = server.publish(&keys, CLASS, 2, b"firmware two").await;
+    server
+        .admin(
+            Method::POST,
+            "/api/v1/rollouts",
+            Some(rollout_body(&release, CLASS)),
+        )
+        .await;
+    // The live-rollout view refreshes on create; the old tag no longer matches.
+    let (status, new_tag, body) = device.checkin(&server, Some(&tag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(new_tag, tag);
+    let assignment = body.unwrap().assignment.expect("an assignment");
+    assert_eq!(assignment.version, 2);
+    assert_eq!(assignment.release_id, release);
+    assert_eq!(assignment.length, b"firmware two".len() as u64);
+
+    // The assigned target is served under its consistent-snapshot name.
+    let path = format!("/tuf/targets/{}.{}", assignment.sha256, assignment.target);
+    let bytes = server
+        .http
+        .get(server.url(&path))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"firmware two");
+
+    // Another class's device is not offered this class's release.
+    let other = TestDevice::new(&keys, "dev-other", OTHER_CLASS, &[]);
+    server.register(&other).await;
+    let (_, _, body) = other.checkin(&server, None).await;
+    assert!(body.unwrap().assignment.is_none());
+    server.stop().await;
+}
+
+async fn reports_are_idempotent_and_count_once(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    server.register(&device).await;
+    let release = server.publish(&keys, CLASS, 2, b"fw2").await;
+    let rollout = server
+        .admin(
+            Method::POST,
+            "/api/v1/rollouts",
+            Some(rollout_body(&release, CLASS)),
+        )
+        .await;
+    let rollout_id = rollout["id"].as_str().unwrap();
+    let (_, _, body) = device.checkin(&server, None).await;
+    assert!(body.unwrap().assignment.is_some());
+
+    let confirmed = TestDevice::event(ReportKind::Confirmed, 2, rollout_id, None);
+    let (status, ack) = device.report(&server, &confirmed).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    assert_eq!(ack["duplicate"], false);
+    // A retry of the same event (new signature, new nonce) is acknowledged as a duplicate.
+    let (status, ack) = device.report(&server, &confirmed).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ack["duplicate"], true);
+    let status = server
+        .admin(Method::GET, &format!("/api/v1/rollouts/{rollout_id}"), None)
+        .await;
+    assert_eq!(status["counts"]["total"]["confirmed"], 1, "{status}");
+    server.stop().await;
+}
+
+async fn device_requests_must_be_signed_by_the_device(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    let victim = TestDevice::new(&keys, "dev-2", CLASS, &[]);
+    server.register(&device).await;
+    server.register(&victim).await;
+
+    // Unsigned.
+    let resp = server
+        .http
+        .get(server.url("/api/v1/device/self"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Signed by dev-1's key but claiming to be dev-2: a device cannot read another's data.
+    let impostor = TestDevice {
+        id: victim.id.clone(),
+        ..device.clone()
+    };
+    let resp = impostor
+        .send(&server, Method::GET, "/api/v1/device/self", vec![], &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Its own record it may read.
+    let resp = device
+        .send(&server, Method::GET, "/api/v1/device/self", vec![], &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let me: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(me["id"], "dev-1");
+    assert_eq!(
+        me["state"], "active",
+        "the first authenticated request activates"
+    );
+    // A device's signature is no management credential.
+    let resp = device
+        .send(&server, Method::GET, "/api/v1/devices/dev-2", vec![], &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // An unregistered device (valid certificate, never registered) is refused.
+    let stranger = TestDevice::new(&keys, "dev-3", CLASS, &[]);
+    let (status, _, _) = stranger.checkin(&server, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // …until it enrols itself with its certificate.
+    let body = serde_json::to_vec(&json!({"certificate": stranger.certificate})).unwrap();
+    let resp = stranger
+        .send(
+            &server,
+            Method::POST,
+            rota_protocol::api::ENROLL_PATH,
+            body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (status, _, _) = stranger.checkin(&server, None).await;
+    assert_eq!(status, StatusCode::OK);
+    // A certificate from another CA is refused at enrolment.
+    let foreign = TestDevice::new(&Keys::new(), "dev-4", CLASS, &[]);
+    let body = serde_json::to_vec(&json!({"certificate": foreign.certificate})).unwrap();
+    let resp = foreign
+        .send(
+            &server,
+            Method::POST,
+            rota_protocol::api::ENROLL_PATH,
+            body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    server.stop().await;
+}
+
+async fn lifecycle_suspend_resume_decommission(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    server.register(&device).await;
+    let info = server
+        .admin(Method::GET, "/api/v1/devices/dev-1", None)
+        .await;
+    assert_eq!(info["state"], "provisioned");
+    assert_eq!(device.checkin(&server, None).await.0, StatusCode::OK);
+
+    server
+        .admin(Method::POST, "/api/v1/devices/dev-1/suspend", None)
+        .await;
+    assert_eq!(device.checkin(&server, None).await.0, StatusCode::FORBIDDEN);
+    server
+        .admin(Method::POST, "/api/v1/devices/dev-1/resume", None)
+        .await;
+    assert_eq!(device.checkin(&server, None).await.0, StatusCode::OK);
+    server
+        .admin(Method::POST, "/api/v1/devices/dev-1/decommission", None)
+        .await;
+    assert_eq!(device.checkin(&server, None).await.0, StatusCode::FORBIDDEN);
+    let report = TestDevice::event(ReportKind::Failed, 1, "none", Some("x"));
+    assert_eq!(
+        device.report(&server, &report).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // Decommissioned is final: no resume, no re-registration.
+    let (status, body) = server
+        .call(
+            &server.admin,
+            Method::POST,
+            "/api/v1/devices/dev-1/resume",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let register = json!({"certificate": device.certificate});
+    let (status, _) = server
+        .call(
+            &server.admin,
+            Method::POST,
+            "/api/v1/devices",
+            Some(register),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    server.stop().await;
+}
+
+/// Every role against every management endpoint: allowed roles get past authorization
+/// (any answer but 401/403), the others get 403, and no token gets 401.
+async fn authorization_matrix_every_role_every_endpoint(backend: Backend) {
+    let (_keys, server) = start(backend).await;
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((*role, server.token(role.as_str()).await));
+    }
+    for (method, route, needed) in ENDPOINTS {
+        // Concrete paths; the ids need not exist (allowed → 404 or 400, not 403).
+        let path = route
+            .replace("{id}", "no-such-id")
+            .replace("{action}", "pause")
+            .replace("{sha256}", &"0".repeat(64));
+        let resp = server
+            .http
+            .request(method.clone(), server.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
+        for (role, token) in &tokens {
+            let resp = server
+                .http
+                .request(method.clone(), server.url(&path))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            if role.allows(*needed) {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{role} must be allowed {method} {path}, got {status}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role} must be refused {method} {path}"
+                );
+                let body: serde_json::Value = resp.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains(needed.as_str()));
+            }
+        }
+    }
+    // A revoked token is refused.
+    let viewer = &tokens.iter().find(|(r, _)| *r == Role::Viewer).unwrap().1;
+    let list = server.admin(Method::GET, "/api/v1/tokens", None).await;
+    let viewer_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{viewer_id}"), None)
+        .await;
+    let (status, _) = server
+        .call(viewer, Method::GET, "/api/v1/releases", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+async fn management_actions_are_audited(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let viewer = server.token("viewer").await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    server.register(&device).await;
+    assert_eq!(device.checkin(&server, None).await.0, StatusCode::OK);
+    server
+        .admin(Method::POST, "/api/v1/devices/dev-1/suspend", None)
+        .await;
+    let (status, _) = server
+        .call(&viewer, Method::POST, "/api/v1/devices/dev-1/resume", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let log = server.admin(Method::GET, "/api/v1/audit", None).await;
+    let entries = log.as_array().unwrap();
+    let find = |subject: &str, outcome: &str| {
+        entries
+            .iter()
+            .any(|e| e["subject"] == subject && e["outcome"].as_str().unwrap().starts_with(outcome))
+    };
+    assert!(find("/api/v1/repo/root", "ok"));
+    assert!(find("/api/v1/repo/targets", "ok"));
+    assert!(find("/api/v1/devices", "ok"));
+    assert!(find("/api/v1/devices/dev-1/suspend", "ok"));
+    assert!(
+        find("/api/v1/devices/dev-1/resume", "refused 403"),
+        "refusals are audited too"
+    );
+    server.stop().await;
+}
+
+async fn bad_input_gets_a_4xx_with_a_reason(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let cases: Vec<(Method, &str, Vec<u8>)> = vec![
+        (Method::POST, "/api/v1/rollouts", b"not json".to_vec()),
+        (
+            Method::POST,
+            "/api/v1/rollouts",
+            br#"{"release_id": "x", "surprise": 1}"#.to_vec(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            br#"{"name": "x", "role": "emperor"}"#.to_vec(),
+        ),
+        (Method::PUT, "/api/v1/repo/targets", b"{}".to_vec()),
+        (Method::PUT, "/api/v1/repo/root", b"[1,2,3]".to_vec()),
+        (Method::PUT, "/api/v1/artifacts/not-a-hash", b"abc".to_vec()),
+        (
+            Method::POST,
+            "/api/v1/devices",
+            br#"{"certificate": {"body": "", "signature": ""}}"#.to_vec(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/rollouts",
+            vec![b' '; 2 * 1024 * 1024],
+        ),
+    ];
+    for (method, path, body) in cases {
+        let resp = server
+            .http
+            .request(method.clone(), server.url(path))
+            .bearer_auth(&server.admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(status.is_client_error(), "{method} {path}: {status}");
+        let text = resp.text().await.unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"));
+        let reason = body["error"].as_str().unwrap();
+        assert!(!reason.is_empty() && !reason.contains('\n'), "{reason}");
+    }
+    // An artifact whose bytes do not hash to its name is refused and not kept.
+    let resp = server
+        .http
+        .put(server.url(&format!("/api/v1/artifacts/{}", "a".repeat(64))))
+        .bearer_auth(&server.admin)
+        .body(b"some bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = server
+        .http
+        .get(server.url(&format!("/tuf/targets/{}.x", "a".repeat(64))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // A report with a malformed event id.
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    server.register(&device).await;
+    let resp = device
+        .send(
+            &server,
+            Method::POST,
+            rota_protocol::api::REPORT_PATH,
+            br#"{"event_id":"1","kind":"confirmed","version":1}"#.to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+async fn ops_endpoints_answer(backend: Backend) {
+    let (_keys, server) = start(backend).await;
+    let resp = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: serde_json::Value = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (_, route, _) in ENDPOINTS {
+        assert!(
+            doc["paths"].get(*route).is_some(),
+            "{route} missing from /openapi.json"
+        );
+    }
+    assert!(doc["paths"].get(rota_protocol::api::CHECKIN_PATH).is_some());
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("rota_http_requests_total"), "{metrics}");
+    assert!(metrics.contains("rota_rollouts"), "{metrics}");
+    server.stop().await;
+}

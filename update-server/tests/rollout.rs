@@ -1,0 +1,919 @@
+//! The staged-rollout engine against both databases: stage membership, gates and soak,
+//! the failure threshold and its minimum sample, timeouts, retries, idempotent reports,
+//! operator state changes, dynamic membership, and replicas acting at the same time.
+//!
+//! Every test passes explicit times and never sleeps.
+
+mod support;
+
+use futures::future::join_all;
+use rota_protocol::api::{
+    Assignment, Report, ReportAck, ReportKind, RolloutCreate, RolloutState, RolloutStatus,
+    Selector, Stage, new_event_id, rollout_bucket,
+};
+use rota_server::db::{Backend, Db};
+use rota_server::rollout::{DeviceView, Engine, RolloutError};
+use support::TestDb;
+
+/// Generates `NAME::sqlite` and `NAME::postgres` tests from `async fn NAME(Backend)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(rota_server::db::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(rota_server::db::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    percent_stage_membership_is_deterministic_and_near_the_percentages,
+    count_stages_take_exactly_their_counts,
+    stage_waits_for_success_gate_and_soak_and_advances_once,
+    failures_below_min_sample_never_halt_and_the_crossing_report_halts,
+    failure_threshold_counts_completed_devices_only,
+    timeout_counts_as_failure_and_can_halt,
+    revert_fails_and_confirming_another_version_is_not_success,
+    failed_device_is_retried_until_retries_run_out,
+    duplicate_reports_count_once,
+    pause_stops_offers_resume_restores_abort_is_terminal,
+    resume_from_halted_starts_a_new_failure_window,
+    devices_registered_after_creation_join_their_stage,
+    concurrent_reports_crossing_the_threshold_halt_exactly,
+    selector_filters_by_tags_and_versions,
+    create_checks_release_class_and_one_live_rollout_per_release,
+);
+
+const CLASS: &str = "5b1f3a0e-8c2d-4e7f-9a6b-1c2d3e4f5a6b";
+const OTHER_CLASS: &str = "0f0e0d0c-0b0a-4908-8706-050403020100";
+const T0: i64 = 1_700_000_000_000;
+const SOAK_S: u64 = 60;
+const SOAK_MS: i64 = SOAK_S as i64 * 1000;
+const TIMEOUT_S: u64 = 3_600;
+
+// ---------------------------------------------------------------------------------------
+// Seeding and helpers
+// ---------------------------------------------------------------------------------------
+
+async fn seed_release(db: &Db, id: &str, class_id: &str, version: u64) {
+    sqlx::query(
+        "INSERT INTO releases (id, target, envelope_target, class_id, version, \
+         security_version, length, sha256, targets_version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 1, 4096, $6, 1, 0)",
+    )
+    .bind(id)
+    .bind(format!("{id}.bin"))
+    .bind(format!("{id}.suit"))
+    .bind(class_id)
+    .bind(version as i64)
+    .bind("ab".repeat(32))
+    .execute(&db.write)
+    .await
+    .unwrap();
+}
+
+/// A device of `CLASS` in state active.
+async fn seed_device(db: &Db, id: &str, tags: &[&str], running_version: Option<u64>) {
+    seed_device_of(db, id, CLASS, tags, running_version, "active").await;
+}
+
+async fn seed_device_of(
+    db: &Db,
+    id: &str,
+    class_id: &str,
+    tags: &[&str],
+    running_version: Option<u64>,
+    state: &str,
+) {
+    sqlx::query(
+        "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, \
+         created_at, updated_at, running_version) VALUES ($1, 'pk', $2, $3, $4, 'cert', 0, 0, $5)",
+    )
+    .bind(id)
+    .bind(class_id)
+    .bind(serde_json::to_string(tags).unwrap())
+    .bind(state)
+    .bind(running_version.map(|v| v as i64))
+    .execute(&db.write)
+    .await
+    .unwrap();
+}
+
+/// `n` untagged devices running version 1, named `dev-0000`…
+async fn seed_fleet(db: &Db, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| format!("dev-{i:04}")).collect();
+    let mut tx = db.write.begin().await.unwrap();
+    for id in &ids {
+        sqlx::query(
+            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, \
+             created_at, updated_at, running_version) VALUES ($1, 'pk', $2, '[]', 'active', 'cert', 0, 0, 1)",
+        )
+        .bind(id)
+        .bind(CLASS)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+/// A rollout of release `rel-2` (version 2) to every device of `CLASS`.
+fn policy(stages: Vec<Stage>) -> RolloutCreate {
+    RolloutCreate {
+        release_id: "rel-2".into(),
+        selector: Selector {
+            class_id: CLASS.into(),
+            tags: vec![],
+            versions: vec![],
+        },
+        stages,
+        success_gate: 1.0,
+        failure_threshold: 0.2,
+        min_sample: 5,
+        device_timeout_s: TIMEOUT_S,
+        soak_s: SOAK_S,
+        max_retries: 0,
+    }
+}
+
+/// A database with release `rel-2` (version 2) and `fleet` devices running version 1.
+async fn setup(backend: Backend, fleet: usize) -> (TestDb, Engine, Vec<String>) {
+    let t = TestDb::new(backend).await;
+    seed_release(&t.db, "rel-2", CLASS, 2).await;
+    let ids = seed_fleet(&t.db, fleet).await;
+    let engine = Engine::new(t.db.clone());
+    (t, engine, ids)
+}
+
+/// Another server replica: its own pools on the same database.
+async fn replica(t: &TestDb) -> Engine {
+    Engine::new(Db::connect(&t.url).await.unwrap())
+}
+
+fn view(id: &str, running_version: u64) -> DeviceView {
+    DeviceView {
+        id: id.into(),
+        class_id: CLASS.into(),
+        tags: vec![],
+        running_version,
+    }
+}
+
+async fn offer(engine: &Engine, id: &str, now: i64) -> Option<Assignment> {
+    engine.offer(&view(id, 1), now).await.unwrap()
+}
+
+fn event(rollout: &RolloutStatus, kind: ReportKind, version: u64) -> Report {
+    Report {
+        event_id: new_event_id().unwrap(),
+        rollout_id: Some(rollout.id.clone()),
+        kind,
+        version,
+        reason: None,
+    }
+}
+
+async fn send(engine: &Engine, device: &str, report: &Report, now: i64) -> ReportAck {
+    engine.report(device, report, now).await.unwrap()
+}
+
+/// Reports the full successful path of `device` (downloading … confirmed of version 2).
+async fn succeed(engine: &Engine, rollout: &RolloutStatus, device: &str, now: i64) {
+    for kind in [
+        ReportKind::Downloading,
+        ReportKind::Trial,
+        ReportKind::Confirmed,
+    ] {
+        send(engine, device, &event(rollout, kind, 2), now).await;
+    }
+}
+
+async fn fail(engine: &Engine, rollout: &RolloutStatus, device: &str, now: i64) -> ReportAck {
+    send(engine, device, &event(rollout, ReportKind::Failed, 2), now).await
+}
+
+async fn status(engine: &Engine, rollout: &RolloutStatus) -> RolloutStatus {
+    engine.status(&rollout.id).await.unwrap()
+}
+
+/// The devices whose bucket puts them below `percent`.
+fn below(rollout: &RolloutStatus, ids: &[String], percent: f64) -> Vec<String> {
+    ids.iter()
+        .filter(|id| rollout_bucket(&rollout.id, id) * 100.0 < percent)
+        .cloned()
+        .collect()
+}
+
+/// The ids `offer` assigns, in order, among `ids`.
+async fn offered(engine: &Engine, ids: &[String], now: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in ids {
+        if offer(engine, id, now).await.is_some() {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Stage membership
+// ---------------------------------------------------------------------------------------
+
+async fn percent_stage_membership_is_deterministic_and_near_the_percentages(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 1000).await;
+    let stages = vec![
+        Stage::Percent(10.0),
+        Stage::Percent(50.0),
+        Stage::Percent(100.0),
+    ];
+    let rollout = engine.create(&policy(stages), T0).await.unwrap();
+
+    let expected0 = below(&rollout, &ids, 10.0);
+    let expected1 = below(&rollout, &ids, 50.0).len() - expected0.len();
+    // Binomial over 1,000 devices: five standard deviations are 47 around 100 and 77
+    // around 400 (the rollout id, and so the buckets, are new each run).
+    assert!(
+        (53..=147).contains(&expected0.len()),
+        "stage 0 has {}",
+        expected0.len()
+    );
+    assert!((323..=477).contains(&expected1), "stage 1 has {expected1}");
+
+    // The cached view agrees with the engine, device by device.
+    let live = engine.live_rollouts().await.unwrap();
+    assert_eq!(live.len(), 1);
+    let got = offered(&engine, &ids, T0).await;
+    assert_eq!(got, expected0);
+    for id in &ids {
+        assert_eq!(
+            live[0].may_offer(&view(id, 1)),
+            expected0.contains(id),
+            "{id}"
+        );
+    }
+    // Another replica decides the same, and a re-check-in gets the same assignment.
+    let other = replica(&t).await;
+    assert_eq!(offered(&other, &ids, T0 + 1).await, expected0);
+
+    let s = status(&engine, &rollout).await;
+    let members: Vec<u64> = s.counts.stages.iter().map(|c| c.members).collect();
+    assert_eq!(
+        members,
+        vec![
+            expected0.len() as u64,
+            expected1 as u64,
+            (1000 - expected0.len() - expected1) as u64
+        ]
+    );
+    assert_eq!(s.counts.total.members, 1000);
+    assert_eq!(s.counts.stages[0].assigned, expected0.len() as u64);
+    assert_eq!(s.counts.stages[0].in_progress, expected0.len() as u64);
+    assert_eq!(s.counts.stages[1].assigned, 0);
+}
+
+async fn count_stages_take_exactly_their_counts(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 50).await;
+    let stages = vec![Stage::Count(3), Stage::Count(10), Stage::Percent(100.0)];
+    let rollout = engine.create(&policy(stages), T0).await.unwrap();
+    let mut ranked = ids.clone();
+    ranked
+        .sort_by(|a, b| rollout_bucket(&rollout.id, a).total_cmp(&rollout_bucket(&rollout.id, b)));
+
+    let mut first = offered(&engine, &ids, T0).await;
+    first.sort_by_key(|id| ranked.iter().position(|r| r == id));
+    assert_eq!(first, ranked[..3]);
+    let s = status(&engine, &rollout).await;
+    let members: Vec<u64> = s.counts.stages.iter().map(|c| c.members).collect();
+    assert_eq!(members, vec![3, 7, 40]);
+
+    for id in &first {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    engine.tick(T0 + 2).await.unwrap();
+    engine.tick(T0 + 2 + SOAK_MS).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.current_stage, 1);
+    let mut second = offered(&engine, &ids, T0 + 3 + SOAK_MS).await;
+    second.retain(|id| !first.contains(id));
+    second.sort_by_key(|id| ranked.iter().position(|r| r == id));
+    assert_eq!(second, ranked[3..10]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Success gate and soak
+// ---------------------------------------------------------------------------------------
+
+async fn stage_waits_for_success_gate_and_soak_and_advances_once(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 40).await;
+    let mut req = policy(vec![Stage::Percent(50.0), Stage::Percent(100.0)]);
+    req.success_gate = 0.75;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    let stage0 = offered(&engine, &ids, T0).await;
+    assert_eq!(stage0, below(&rollout, &ids, 50.0));
+    let needed = (stage0.len() * 3).div_ceil(4);
+    assert!(needed >= 2 && needed < stage0.len());
+
+    // One confirmation short of the gate: no stage change, however long we wait.
+    for id in &stage0[..needed - 1] {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    // The others are busy, not failed: assigned-but-unfinished devices do not count.
+    send(
+        &engine,
+        &stage0[needed - 1],
+        &event(&rollout, ReportKind::Downloading, 2),
+        T0 + 1,
+    )
+    .await;
+    engine.tick(T0 + 2).await.unwrap();
+    engine.tick(T0 + 2 + 10 * SOAK_MS).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.current_stage, 0);
+
+    // The gate is met at t1; the soak runs from there.
+    let t1 = T0 + 3 + 10 * SOAK_MS;
+    succeed(&engine, &rollout, &stage0[needed - 1], t1).await;
+    engine.tick(t1).await.unwrap();
+    engine.tick(t1 + SOAK_MS - 1).await.unwrap();
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.current_stage, 0);
+    assert_eq!(s.state, RolloutState::Active);
+    assert!(
+        offer(&engine, &below_not(&rollout, &ids, 50.0)[0], t1)
+            .await
+            .is_none()
+    );
+
+    // Two replicas tick at the same moment after the soak: the stage advances once.
+    let other = replica(&t).await;
+    let (a, b) = tokio::join!(engine.tick(t1 + SOAK_MS), other.tick(t1 + SOAK_MS));
+    a.unwrap();
+    b.unwrap();
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.current_stage, 1);
+    assert_eq!(s.state, RolloutState::Active);
+    let stage1 = offered(&engine, &below_not(&rollout, &ids, 50.0), t1 + SOAK_MS).await;
+    assert_eq!(stage1.len(), ids.len() - stage0.len());
+
+    // The last stage's gate and soak complete the rollout, once.
+    let t2 = t1 + 2 * SOAK_MS;
+    for id in &stage1 {
+        succeed(&engine, &rollout, id, t2).await;
+    }
+    engine.tick(t2).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Active);
+    let (a, b) = tokio::join!(engine.tick(t2 + SOAK_MS), other.tick(t2 + SOAK_MS));
+    a.unwrap();
+    b.unwrap();
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Completed);
+    assert_eq!(s.current_stage, 1);
+    assert_eq!(s.counts.total.confirmed, (needed + stage1.len()) as u64);
+}
+
+/// The devices at or above `percent`.
+fn below_not(rollout: &RolloutStatus, ids: &[String], percent: f64) -> Vec<String> {
+    let low = below(rollout, ids, percent);
+    ids.iter().filter(|id| !low.contains(id)).cloned().collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Failure threshold
+// ---------------------------------------------------------------------------------------
+
+async fn failures_below_min_sample_never_halt_and_the_crossing_report_halts(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 30).await;
+    let rollout = engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0)
+        .await
+        .unwrap();
+    for id in &ids[..10] {
+        assert!(offer(&engine, id, T0).await.is_some());
+    }
+    // 4 completed (min_sample is 5), even at 100% failures: no halt.
+    for id in &ids[..4] {
+        fail(&engine, &rollout, id, T0 + 1).await;
+    }
+    engine.tick(T0 + 2).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Active);
+    assert!(offer(&engine, &ids[10], T0 + 2).await.is_some());
+
+    // The fifth completion crosses min_sample with 4/5 > 20%: that report halts.
+    succeed(&engine, &rollout, &ids[4], T0 + 3).await;
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Halted);
+    let reason = s.halted_reason.unwrap();
+    assert!(reason.contains("4 of 5 completed devices"), "{reason}");
+    // The very next offer, to a device never assigned, gets nothing.
+    assert!(offer(&engine, &ids[11], T0 + 3).await.is_none());
+    // Nor does a device that had an assignment.
+    assert!(offer(&engine, &ids[5], T0 + 3).await.is_none());
+    assert!(
+        engine
+            .live_rollouts()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| !r.may_offer(&view(&ids[12], 1)))
+    );
+}
+
+async fn failure_threshold_counts_completed_devices_only(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 100).await;
+    let mut req = policy(vec![Stage::Percent(100.0)]);
+    req.failure_threshold = 0.5;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    assert_eq!(offered(&engine, &ids, T0).await.len(), 100);
+    succeed(&engine, &rollout, &ids[0], T0 + 1).await;
+    succeed(&engine, &rollout, &ids[1], T0 + 1).await;
+    fail(&engine, &rollout, &ids[2], T0 + 1).await;
+    fail(&engine, &rollout, &ids[3], T0 + 1).await;
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Active);
+    // 3 of 5 completed failed; the 95 silent assigned devices do not dilute it to 3%.
+    fail(&engine, &rollout, &ids[4], T0 + 1).await;
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Halted);
+    assert_eq!(s.counts.total.in_progress, 95);
+    assert_eq!(s.counts.total.failed, 3);
+}
+
+async fn timeout_counts_as_failure_and_can_halt(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 10).await;
+    let rollout = engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0)
+        .await
+        .unwrap();
+    for id in &ids[..6] {
+        assert!(offer(&engine, id, T0).await.is_some());
+    }
+    for id in &ids[..3] {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    send(
+        &engine,
+        &ids[3],
+        &event(&rollout, ReportKind::Downloading, 2),
+        T0 + 1,
+    )
+    .await;
+    let deadline = T0 + TIMEOUT_S as i64 * 1000;
+    engine.tick(deadline - 1).await.unwrap();
+    let s = status(&engine, &rollout).await;
+    assert_eq!(
+        (s.state, s.counts.total.timed_out),
+        (RolloutState::Active, 0)
+    );
+
+    // Assigned and in-progress devices alike time out; 3 of 6 completed failed: halt.
+    engine.tick(deadline).await.unwrap();
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.counts.total.timed_out, 3);
+    assert_eq!(s.counts.total.confirmed, 3);
+    assert_eq!(s.state, RolloutState::Halted);
+    assert!(offer(&engine, &ids[7], deadline).await.is_none());
+    // A timed-out device is done with the rollout: a late confirmation changes nothing.
+    let late = send(
+        &engine,
+        &ids[3],
+        &event(&rollout, ReportKind::Confirmed, 2),
+        deadline + 1,
+    )
+    .await;
+    assert!(!late.duplicate);
+    assert_eq!(status(&engine, &rollout).await.counts.total.timed_out, 3);
+}
+
+async fn revert_fails_and_confirming_another_version_is_not_success(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 10).await;
+    let mut req = policy(vec![Stage::Percent(100.0)]);
+    req.max_retries = 3;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    assert!(offer(&engine, &ids[0], T0).await.is_some());
+    assert!(offer(&engine, &ids[1], T0).await.is_some());
+
+    // A revert is a failure even with retries left, and is not offered again.
+    send(
+        &engine,
+        &ids[0],
+        &event(&rollout, ReportKind::Trial, 2),
+        T0 + 1,
+    )
+    .await;
+    send(
+        &engine,
+        &ids[0],
+        &event(&rollout, ReportKind::Reverted, 2),
+        T0 + 2,
+    )
+    .await;
+    assert!(offer(&engine, &ids[0], T0 + 3).await.is_none());
+
+    // Confirming version 1 (the old image) is not a success of version 2.
+    send(
+        &engine,
+        &ids[1],
+        &event(&rollout, ReportKind::Confirmed, 1),
+        T0 + 2,
+    )
+    .await;
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.counts.total.failed, 1);
+    assert_eq!(s.counts.total.confirmed, 0);
+    assert_eq!(s.counts.total.in_progress, 1);
+    assert_eq!(offer(&engine, &ids[1], T0 + 3).await.unwrap().version, 2);
+}
+
+async fn failed_device_is_retried_until_retries_run_out(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 10).await;
+    let mut req = policy(vec![Stage::Percent(100.0)]);
+    req.max_retries = 1;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    let first = offer(&engine, &ids[0], T0).await.unwrap();
+
+    // One retry left: assigned again, not counted as failed.
+    fail(&engine, &rollout, &ids[0], T0 + 1).await;
+    assert_eq!(offer(&engine, &ids[0], T0 + 2).await, Some(first));
+    let s = status(&engine, &rollout).await;
+    assert_eq!((s.counts.total.failed, s.counts.total.in_progress), (0, 1));
+
+    // The retry's timeout runs from the failure, not from the first assignment.
+    engine.tick(T0 + TIMEOUT_S as i64 * 1000).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.counts.total.timed_out, 0);
+
+    // Retries exhausted: failed, and not offered again.
+    fail(&engine, &rollout, &ids[0], T0 + 3).await;
+    assert!(offer(&engine, &ids[0], T0 + 4).await.is_none());
+    let s = status(&engine, &rollout).await;
+    assert_eq!((s.counts.total.failed, s.counts.total.in_progress), (1, 0));
+}
+
+async fn duplicate_reports_count_once(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 10).await;
+    let mut req = policy(vec![Stage::Percent(100.0)]);
+    // Applied twice, a failure would use up both retries and fail the device.
+    req.max_retries = 2;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    assert!(offer(&engine, &ids[0], T0).await.is_some());
+
+    let retried = event(&rollout, ReportKind::Failed, 2);
+    assert!(!send(&engine, &ids[0], &retried, T0 + 1).await.duplicate);
+    assert!(send(&engine, &ids[0], &retried, T0 + 2).await.duplicate);
+
+    // The same event at the same time through two replicas: stored and applied once.
+    let other = replica(&t).await;
+    let racing = event(&rollout, ReportKind::Failed, 2);
+    let (a, b) = tokio::join!(
+        engine.report(&ids[0], &racing, T0 + 3),
+        other.report(&ids[0], &racing, T0 + 3)
+    );
+    let mut dups = [a.unwrap().duplicate, b.unwrap().duplicate];
+    dups.sort();
+    assert_eq!(dups, [false, true]);
+
+    let s = status(&engine, &rollout).await;
+    assert_eq!((s.counts.total.failed, s.counts.total.in_progress), (0, 1));
+    assert!(offer(&engine, &ids[0], T0 + 4).await.is_some());
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_events WHERE device_id = $1")
+        .bind(&ids[0])
+        .fetch_one(&t.db.read)
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Operator state changes
+// ---------------------------------------------------------------------------------------
+
+async fn pause_stops_offers_resume_restores_abort_is_terminal(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 10).await;
+    let rollout = engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0)
+        .await
+        .unwrap();
+    let first = offer(&engine, &ids[0], T0).await.unwrap();
+    // A re-check-in gets the same assignment.
+    assert_eq!(offer(&engine, &ids[0], T0 + 1).await.as_ref(), Some(&first));
+
+    let s = engine.pause(&rollout.id, T0 + 2).await.unwrap();
+    assert_eq!(s.state, RolloutState::Paused);
+    assert_eq!(
+        engine.pause(&rollout.id, T0 + 2).await.unwrap().state,
+        RolloutState::Paused
+    );
+    assert!(offer(&engine, &ids[1], T0 + 3).await.is_none());
+    assert!(offer(&engine, &ids[0], T0 + 3).await.is_none());
+
+    let s = engine.resume(&rollout.id, T0 + 4).await.unwrap();
+    assert_eq!(s.state, RolloutState::Active);
+    assert!(offer(&engine, &ids[1], T0 + 5).await.is_some());
+    assert_eq!(offer(&engine, &ids[0], T0 + 5).await, Some(first));
+
+    let s = engine.abort(&rollout.id, T0 + 6).await.unwrap();
+    assert_eq!(s.state, RolloutState::Aborted);
+    assert!(offer(&engine, &ids[2], T0 + 7).await.is_none());
+    assert!(offer(&engine, &ids[0], T0 + 7).await.is_none());
+    assert_eq!(
+        engine.abort(&rollout.id, T0 + 8).await.unwrap().state,
+        RolloutState::Aborted
+    );
+    match engine.resume(&rollout.id, T0 + 8).await {
+        Err(RolloutError::Conflict(m)) => {
+            assert_eq!(m, "the rollout is aborted and cannot be resumed")
+        }
+        other => panic!("resuming an aborted rollout gave {other:?}"),
+    }
+    assert!(matches!(
+        engine.pause(&rollout.id, T0 + 8).await,
+        Err(RolloutError::Conflict(_))
+    ));
+    engine.tick(T0 + 10 * SOAK_MS).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Aborted);
+    assert!(engine.live_rollouts().await.unwrap().is_empty());
+    assert!(matches!(
+        engine.pause("no-such-rollout", T0).await,
+        Err(RolloutError::NotFound(_))
+    ));
+}
+
+async fn resume_from_halted_starts_a_new_failure_window(backend: Backend) {
+    let (_t, engine, ids) = setup(backend, 20).await;
+    let rollout = engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0)
+        .await
+        .unwrap();
+    for id in &ids[..10] {
+        assert!(offer(&engine, id, T0).await.is_some());
+    }
+    for id in &ids[..5] {
+        fail(&engine, &rollout, id, T0 + 1).await;
+    }
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Halted);
+    assert!(matches!(
+        engine.pause(&rollout.id, T0 + 2).await,
+        Err(RolloutError::Conflict(_))
+    ));
+
+    let s = engine.resume(&rollout.id, T0 + 2).await.unwrap();
+    assert_eq!(s.state, RolloutState::Active);
+    assert_eq!(s.halted_reason, None);
+    // The old failures do not halt it again, on a report or a tick.
+    succeed(&engine, &rollout, &ids[5], T0 + 3).await;
+    engine.tick(T0 + 4).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Active);
+    assert!(offer(&engine, &ids[10], T0 + 4).await.is_some());
+    // New failures do: 4 successes and 1 failure (20%) hold, a second failure (2 of 6) halts.
+    for id in &ids[6..9] {
+        succeed(&engine, &rollout, id, T0 + 5).await;
+    }
+    fail(&engine, &rollout, &ids[9], T0 + 5).await;
+    assert_eq!(status(&engine, &rollout).await.state, RolloutState::Active);
+    fail(&engine, &rollout, &ids[10], T0 + 6).await;
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Halted);
+    let reason = s.halted_reason.unwrap();
+    assert!(
+        reason.contains("2 of 6 completed devices since the rollout was last resumed"),
+        "{reason}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership over time, replicas, selectors
+// ---------------------------------------------------------------------------------------
+
+async fn devices_registered_after_creation_join_their_stage(backend: Backend) {
+    let (t, engine, _) = setup(backend, 0).await;
+    let rollout = engine
+        .create(
+            &policy(vec![Stage::Percent(50.0), Stage::Percent(100.0)]),
+            T0,
+        )
+        .await
+        .unwrap();
+    let candidates: Vec<String> = (0..100).map(|i| format!("late-{i}")).collect();
+    let low = below(&rollout, &candidates, 50.0)[0].clone();
+    let high = below_not(&rollout, &candidates, 50.0)[0].clone();
+    seed_device(&t.db, &low, &[], Some(1)).await;
+    seed_device(&t.db, &high, &[], Some(1)).await;
+
+    let s = status(&engine, &rollout).await;
+    assert_eq!(
+        (s.counts.stages[0].members, s.counts.stages[1].members),
+        (1, 1)
+    );
+    assert!(offer(&engine, &low, T0 + 1).await.is_some());
+    assert!(offer(&engine, &high, T0 + 1).await.is_none());
+    // Stage 0's gate now waits for the late device.
+    engine.tick(T0 + 2).await.unwrap();
+    engine.tick(T0 + 2 + SOAK_MS).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.current_stage, 0);
+    succeed(&engine, &rollout, &low, T0 + 3).await;
+    engine.tick(T0 + 4).await.unwrap();
+    engine.tick(T0 + 4 + SOAK_MS).await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.current_stage, 1);
+    assert!(offer(&engine, &high, T0 + 5 + SOAK_MS).await.is_some());
+}
+
+async fn concurrent_reports_crossing_the_threshold_halt_exactly(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 60).await;
+    let mut req = policy(vec![Stage::Percent(100.0)]);
+    req.min_sample = 10;
+    req.failure_threshold = 0.5;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    assert_eq!(offered(&engine, &ids[..38], T0).await.len(), 38);
+    for id in &ids[..8] {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    // 30 failures at once through two replicas, with offers to new devices racing them.
+    let other = replica(&t).await;
+    let reports: Vec<(String, Report)> = ids[8..38]
+        .iter()
+        .map(|id| (id.clone(), event(&rollout, ReportKind::Failed, 2)))
+        .collect();
+    let engines = [&engine, &other];
+    let report_futures = reports
+        .iter()
+        .enumerate()
+        .map(|(i, (id, r))| engines[i % 2].report(id, r, T0 + 2));
+    let views: Vec<DeviceView> = ids[38..].iter().map(|id| view(id, 1)).collect();
+    let offer_futures = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| engines[i % 2].offer(v, T0 + 2));
+    let (acks, offers) = tokio::join!(join_all(report_futures), join_all(offer_futures));
+    assert!(acks.into_iter().all(|a| !a.unwrap().duplicate));
+    let offers: Vec<_> = offers.into_iter().map(Result::unwrap).collect();
+
+    // Serialized behind the rollout's lock, the 9th failure (9 of 17 > 50%) halted it;
+    // the 8th (8 of 16) did not. Reports after the halt still count.
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Halted);
+    let reason = s.halted_reason.unwrap();
+    assert!(reason.contains("9 of 17 completed devices"), "{reason}");
+    assert_eq!((s.counts.total.confirmed, s.counts.total.failed), (8, 30));
+    // Every offer that got an assignment committed before the halt: assigned and counted.
+    let assigned = offers.iter().filter(|a| a.is_some()).count() as u64;
+    assert_eq!(s.counts.total.assigned, 38 + assigned);
+    assert_eq!(s.counts.total.in_progress, assigned);
+    assert!(offer(&engine, &ids[59], T0 + 3).await.is_none());
+}
+
+async fn selector_filters_by_tags_and_versions(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    seed_release(&t.db, "rel-3", CLASS, 3).await;
+    seed_release(&t.db, "rel-other", OTHER_CLASS, 3).await;
+    let engine = Engine::new(t.db.clone());
+    let tagged = RolloutCreate {
+        release_id: "rel-3".into(),
+        selector: Selector {
+            class_id: CLASS.into(),
+            tags: vec!["eu".into(), "beta".into()],
+            versions: vec![1, 2],
+        },
+        ..policy(vec![Stage::Percent(100.0)])
+    };
+    engine.create(&tagged, T0).await.unwrap();
+    // Any tags, any version: only "newer only" filters.
+    let open = RolloutCreate {
+        release_id: "rel-other".into(),
+        selector: Selector {
+            class_id: OTHER_CLASS.into(),
+            tags: vec![],
+            versions: vec![],
+        },
+        ..policy(vec![Stage::Percent(100.0)])
+    };
+    engine.create(&open, T0).await.unwrap();
+    let live = engine.live_rollouts().await.unwrap();
+
+    // (device id, class, tags, running version, the release it is offered)
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], u64, Option<&'a str>);
+    let cases: [Case; 8] = [
+        ("both-tags-v1", CLASS, &["eu", "beta"], 1, Some("rel-3")),
+        (
+            "more-tags-v2",
+            CLASS,
+            &["beta", "x", "eu"],
+            2,
+            Some("rel-3"),
+        ),
+        ("one-tag", CLASS, &["eu"], 1, None),
+        ("no-tags", CLASS, &[], 1, None),
+        ("unlisted-version", CLASS, &["eu", "beta"], 0, None),
+        (
+            "other-class",
+            OTHER_CLASS,
+            &["eu", "beta"],
+            1,
+            Some("rel-other"),
+        ),
+        ("already-on-release", OTHER_CLASS, &[], 3, None),
+        ("newer-than-release", OTHER_CLASS, &[], 4, None),
+    ];
+    for (id, class_id, tags, version, expected) in cases {
+        seed_device_of(&t.db, id, class_id, tags, Some(version), "active").await;
+        let device = DeviceView {
+            id: id.into(),
+            class_id: class_id.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            running_version: version,
+        };
+        assert_eq!(
+            live.iter().any(|r| r.may_offer(&device)),
+            expected.is_some(),
+            "{id}"
+        );
+        let got = engine.offer(&device, T0 + 1).await.unwrap();
+        assert_eq!(
+            got.as_ref().map(|a| a.release_id.as_str()),
+            expected,
+            "{id}"
+        );
+        if let Some(a) = got {
+            assert_eq!((a.version, a.target), (3, format!("{}.bin", a.release_id)));
+        }
+    }
+    // Only selected devices are members; a suspended one is not.
+    seed_device_of(
+        &t.db,
+        "suspended",
+        CLASS,
+        &["eu", "beta"],
+        Some(1),
+        "suspended",
+    )
+    .await;
+    let all = engine.list().await.unwrap();
+    let members = |release: &str| {
+        all.iter()
+            .find(|s| s.release_id == release)
+            .unwrap()
+            .counts
+            .total
+            .members
+    };
+    assert_eq!((members("rel-3"), members("rel-other")), (2, 1));
+}
+
+async fn create_checks_release_class_and_one_live_rollout_per_release(backend: Backend) {
+    let (t, engine, _) = setup(backend, 0).await;
+    let mut missing = policy(vec![Stage::Percent(100.0)]);
+    missing.release_id = "rel-none".into();
+    assert!(matches!(
+        engine.create(&missing, T0).await,
+        Err(RolloutError::Invalid(_))
+    ));
+    let mut other_class = policy(vec![Stage::Percent(100.0)]);
+    other_class.selector.class_id = OTHER_CLASS.into();
+    assert!(matches!(
+        engine.create(&other_class, T0).await,
+        Err(RolloutError::Invalid(_))
+    ));
+    let mut invalid = policy(vec![Stage::Percent(100.0)]);
+    invalid.success_gate = 0.0;
+    assert!(matches!(
+        engine.create(&invalid, T0).await,
+        Err(RolloutError::Invalid(_))
+    ));
+
+    let first = engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.state, first.current_stage),
+        (RolloutState::Active, 0)
+    );
+    assert_eq!(first.created_at, (T0 / 1000) as u64);
+    let again = engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0 + 1)
+        .await;
+    match again {
+        Err(RolloutError::Conflict(m)) => assert!(m.contains(&first.id), "{m}"),
+        other => panic!("a second live rollout of the release gave {other:?}"),
+    }
+    // Once it is over, a new one may start; two at once through two replicas: one wins.
+    engine.abort(&first.id, T0 + 2).await.unwrap();
+    let other = replica(&t).await;
+    let req = policy(vec![Stage::Percent(100.0)]);
+    let (a, b) = tokio::join!(engine.create(&req, T0 + 3), other.create(&req, T0 + 3));
+    let (second, lost) = match (a, b) {
+        (Ok(s), Err(e)) | (Err(e), Ok(s)) => (s, e),
+        other => panic!("two concurrent creates gave {other:?}"),
+    };
+    assert!(matches!(lost, RolloutError::Conflict(_)), "{lost:?}");
+    let all = engine.list().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [second.id.as_str(), first.id.as_str()]
+    );
+    assert!(matches!(
+        engine.status("no-such-rollout").await,
+        Err(RolloutError::NotFound(_))
+    ));
+}
