@@ -399,8 +399,8 @@ mod tests {
         parse::<Timestamp>(meta(good, "").as_bytes(), RoleName::Timestamp).unwrap();
         let err = parse::<Timestamp>(meta(good, "").as_bytes(), RoleName::Snapshot).unwrap_err();
         assert!(matches!(err, Error::WrongType { .. }), "{err}");
-        let err =
-            parse::<Timestamp>(meta(good, r#", "x": 1"#).as_bytes(), RoleName::Timestamp).unwrap_err();
+        let err = parse::<Timestamp>(meta(good, r#", "x": 1"#).as_bytes(), RoleName::Timestamp)
+            .unwrap_err();
         assert!(matches!(err, Error::UnknownField { .. }), "{err}");
         let extra = good.replace(r#""meta""#, r#""mirrors": 1, "meta""#);
         let err = parse::<Timestamp>(meta(&extra, "").as_bytes(), RoleName::Timestamp).unwrap_err();

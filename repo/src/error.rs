@@ -28,7 +28,9 @@ pub enum Error {
     PublicKeyGiven,
 
     /// A key listed in metadata is not the kind rota uses.
-    #[error("key {key_id} is not an Ed25519 key with the \"ed25519\" scheme, the only kind rota accepts")]
+    #[error(
+        "key {key_id} is not an Ed25519 key with the \"ed25519\" scheme, the only kind rota accepts"
+    )]
     UnsupportedKey {
         /// The key's id (hex).
         key_id: String,
@@ -123,7 +125,9 @@ pub enum Error {
     },
 
     /// One key would serve an offline and an online role.
-    #[error("key {key_id} is both a {offline} key (offline) and a {online} key (online); each needs its own keys")]
+    #[error(
+        "key {key_id} is both a {offline} key (offline) and a {online} key (online); each needs its own keys"
+    )]
     OfflineKeyOnline {
         /// The key's id (hex).
         key_id: String,
@@ -143,7 +147,9 @@ pub enum Error {
     },
 
     /// Fewer signing keys than the role's threshold.
-    #[error("the {role} role needs {threshold} signatures, but only {given} of its keys were given")]
+    #[error(
+        "the {role} role needs {threshold} signatures, but only {given} of its keys were given"
+    )]
     TooFewSigners {
         /// The role.
         role: RoleName,
@@ -154,14 +160,18 @@ pub enum Error {
     },
 
     /// Metadata is not signed by a threshold of the trusted keys for its role.
-    #[error("the {role} metadata is not signed by a threshold of the {role} keys of the trusted root")]
+    #[error(
+        "the {role} metadata is not signed by a threshold of the {role} keys of the trusted root"
+    )]
     Signatures {
         /// The role.
         role: RoleName,
     },
 
     /// A new root lacks a threshold of signatures by the previous root's root keys.
-    #[error("root version {version} is not signed by a threshold of the root keys of version {trusted}")]
+    #[error(
+        "root version {version} is not signed by a threshold of the root keys of version {trusted}"
+    )]
     RootNotSignedByTrusted {
         /// The new root's version.
         version: u64,
@@ -186,7 +196,9 @@ pub enum Error {
     },
 
     /// New metadata does not have a version greater than the current one.
-    #[error("the new {role} metadata has version {version}, which is not greater than the current version {current}")]
+    #[error(
+        "the new {role} metadata has version {version}, which is not greater than the current version {current}"
+    )]
     VersionNotIncreasing {
         /// The role.
         role: RoleName,
@@ -233,7 +245,9 @@ pub enum Error {
     },
 
     /// A target would change its content under the same name.
-    #[error("target {name:?} is already published with different content; publish it under a new name")]
+    #[error(
+        "target {name:?} is already published with different content; publish it under a new name"
+    )]
     TargetChanged {
         /// The target's name.
         name: String,

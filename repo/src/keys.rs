@@ -33,8 +33,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// The key from its 32 raw bytes; fails when they are not a valid Ed25519 point.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| Error::InvalidPublicKey)?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| Error::InvalidPublicKey)?;
         let key_id = hex::encode(key_id_bytes(&bytes));
         Ok(Self { bytes, key_id })
     }
@@ -54,7 +53,11 @@ impl PublicKey {
                 scheme: Ed25519Scheme::Ed25519,
                 _extra,
             } if _extra.is_empty() && keyval._extra.is_empty() => {
-                let bytes: [u8; 32] = keyval.public.as_ref().try_into().map_err(|_| unsupported())?;
+                let bytes: [u8; 32] = keyval
+                    .public
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| unsupported())?;
                 Self::from_bytes(bytes).map_err(|_| unsupported())
             }
             _ => Err(unsupported()),
@@ -117,9 +120,9 @@ impl RepoKey {
     pub fn generate() -> Result<Self> {
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(&mut seed[..]).map_err(|e| Error::Random(e.to_string()))?;
-        Ok(Self::from_signing_key(ed25519_dalek::SigningKey::from_bytes(
-            &seed,
-        )))
+        Ok(Self::from_signing_key(
+            ed25519_dalek::SigningKey::from_bytes(&seed),
+        ))
     }
 
     /// The key from a 32-byte Ed25519 seed (RFC 8032 secret key); for tests and vectors.
@@ -222,7 +225,10 @@ mod tests {
         let key = RepoKey::from_seed(&SEED);
         let pem = key.to_pkcs8_pem().unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        assert_eq!(RepoKey::from_pkcs8_pem(&pem).unwrap().key_id(), key.key_id());
+        assert_eq!(
+            RepoKey::from_pkcs8_pem(&pem).unwrap().key_id(),
+            key.key_id()
+        );
         // PKCS#8 v1 (RFC 8410 §10.3's example layout, no public key), as `rota keygen` writes.
         let mut der = vec![
             0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,

@@ -12,7 +12,13 @@
 //!
 //! The spec allows any listed hash as the prefix; tough always uses SHA-256, and
 //! python-tuf uses the first hash listed, which is SHA-256 because rota writes keys in
-//! sorted order (`sha256` before `sha512`). So one copy, under the SHA-256, serves both.
+//! sorted order (`sha256` before `sha512`).
+//!
+//! For a name with directories, tough 0.24 departs from the spec: it prefixes the hash to
+//! the whole name (`{sha256}.dir/file`, tough's `cache.rs`,
+//! `Repository::target_digest_and_filename`), where the spec and python-tuf put it on the
+//! file name (`dir/{sha256}.file`). [`target_paths`] gives both, and a server serves the
+//! same bytes under each.
 
 /// The file name of root metadata version `version`.
 pub fn root_file_name(version: u64) -> String {
@@ -42,6 +48,16 @@ pub fn target_path(name: &str, sha256: &[u8; 32]) -> String {
     }
 }
 
+/// Every path under which clients ask for target `name`: [`target_path`] first, then,
+/// for a name with directories, the path tough 0.24 asks for (`{sha256}.dir/file`).
+pub fn target_paths(name: &str, sha256: &[u8; 32]) -> Vec<String> {
+    let mut paths = vec![target_path(name, sha256)];
+    if name.contains('/') {
+        paths.push(format!("{}.{name}", hex::encode(sha256)));
+    }
+    paths
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +70,14 @@ mod tests {
         let hash = [0xab; 32];
         let hex = "ab".repeat(32);
         assert_eq!(target_path("fw.bin", &hash), format!("{hex}.fw.bin"));
-        assert_eq!(target_path("a/b/fw.bin", &hash), format!("a/b/{hex}.fw.bin"));
+        assert_eq!(
+            target_path("a/b/fw.bin", &hash),
+            format!("a/b/{hex}.fw.bin")
+        );
+        assert_eq!(target_paths("fw.bin", &hash), vec![format!("{hex}.fw.bin")]);
+        assert_eq!(
+            target_paths("a/fw.bin", &hash),
+            vec![format!("a/{hex}.fw.bin"), format!("{hex}.a/fw.bin")]
+        );
     }
 }

@@ -82,7 +82,9 @@ pub use encoding::tuf_date_time;
 pub use error::{Error, Result};
 pub use keys::{PublicKey, RepoKey};
 pub use online::OnlineSigner;
-pub use root::{RoleKeys, RootInfo, RootParams, init_root, rotate_root, verify_root_update};
+pub use root::{
+    RoleKeys, RootInfo, RootParams, init_root, rotate_root, verify_root_chain, verify_root_update,
+};
 pub use targets::{
     RotaTarget, TargetEntry, TargetFile, VerifiedTargets, sign_targets, verify_targets_upload,
 };

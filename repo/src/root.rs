@@ -295,8 +295,8 @@ fn check_signers(role: RoleName, keys: &RoleKeys, signers: &[&RepoKey]) -> Resul
 /// Consistent snapshots are on and `spec_version` is [`SPEC_VERSION`]. The result is
 /// checked as a client checks a trusted root (TUF 1.0.34 §5.2) before it is returned.
 pub fn init_root(params: &RootParams, signers: &[&RepoKey]) -> Result<SignedBytes> {
-    check_signers(RoleName::Root, &params.root, signers)?;
     let root = build(params, 1)?;
+    check_signers(RoleName::Root, &params.root, signers)?;
     let bytes = encoding::sign(&root, RoleName::Root, signers)?;
     let (_, info) = parse_trusted(&bytes)?;
     Ok(SignedBytes {
@@ -320,13 +320,13 @@ pub fn rotate_root(
     new_signers: &[&RepoKey],
 ) -> Result<SignedBytes> {
     let (_, old) = parse_trusted(old_root)?;
-    check_signers(RoleName::Root, &old.root, old_signers)?;
-    check_signers(RoleName::Root, &params.root, new_signers)?;
     let version = old.version.checked_add(1).ok_or(Error::VersionOverflow {
         role: RoleName::Root,
         current: old.version,
     })?;
     let root = build(params, version)?;
+    check_signers(RoleName::Root, &old.root, old_signers)?;
+    check_signers(RoleName::Root, &params.root, new_signers)?;
     let signers: Vec<&RepoKey> = old_signers.iter().chain(new_signers).copied().collect();
     let bytes = encoding::sign(&root, RoleName::Root, &signers)?;
     let info = check_update(old_root, &bytes)?;
@@ -354,6 +354,24 @@ pub fn verify_root_update(
     let info = check_update(trusted_root, new_root)?;
     let expires = to_tuf_time(info.expires)?;
     check_not_expired(RoleName::Root, info.version, expires, now)?;
+    Ok(info)
+}
+
+/// Checks a chain of root versions from `trusted_root` through `newer_roots` (in version
+/// order), each against the one before as [`verify_root_update`] does, as a client walks
+/// them (TUF 1.0.34 §5.3.3–§5.3.9). Returns what the last root says (or `trusted_root`,
+/// when `newer_roots` is empty).
+///
+/// No expiry is checked: intermediate roots may have expired (TUF 1.0.34 §5.3.6), and a
+/// repository whose latest root expired is repaired by rotating it. Clients refuse to go
+/// on from an expired final root (§5.3.10): check [`RootInfo::expires`] before publishing.
+pub fn verify_root_chain(trusted_root: &[u8], newer_roots: &[&[u8]]) -> Result<RootInfo> {
+    let mut info = RootInfo::parse(trusted_root)?;
+    let mut trusted = trusted_root;
+    for new_root in newer_roots {
+        info = check_update(trusted, new_root)?;
+        trusted = new_root;
+    }
     Ok(info)
 }
 

@@ -138,7 +138,9 @@ impl RotaTarget {
     pub fn from_custom(custom: &Value) -> std::result::Result<Option<Self>, String> {
         match custom.get(Self::CUSTOM_KEY) {
             None => Ok(None),
-            Some(entry) => Self::deserialize(entry).map(Some).map_err(|e| e.to_string()),
+            Some(entry) => Self::deserialize(entry)
+                .map(Some)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -164,6 +166,11 @@ impl TargetEntry {
     /// Where the file is stored under the targets base URL ([`layout::target_path`]).
     pub fn path(&self) -> String {
         layout::target_path(&self.name, &self.sha256)
+    }
+
+    /// Every path clients ask for the file under ([`layout::target_paths`]).
+    pub fn paths(&self) -> Vec<String> {
+        layout::target_paths(&self.name, &self.sha256)
     }
 }
 
@@ -271,7 +278,9 @@ pub(crate) fn check_targets(targets: &Targets) -> Result<Vec<TargetEntry>> {
                 )));
             }
             let text = value.as_str().unwrap_or_default();
-            let bytes = hex::decode(text).ok().filter(|_| text == text.to_lowercase());
+            let bytes = hex::decode(text)
+                .ok()
+                .filter(|_| text == text.to_lowercase());
             sha512 = Some(
                 bytes
                     .and_then(|b| <[u8; 64]>::try_from(b).ok())

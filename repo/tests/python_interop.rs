@@ -26,7 +26,9 @@ fn python_tuf_available() -> bool {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("python3 with python-tuf is needed for this test in CI (pip install tuf)");
         }
-        eprintln!("NOTICE: python3 with python-tuf (pip install tuf) not found; skipping the python-tuf interop test");
+        eprintln!(
+            "NOTICE: python3 with python-tuf (pip install tuf) not found; skipping the python-tuf interop test"
+        );
     }
     ok
 }
@@ -40,7 +42,15 @@ struct Server {
 impl Server {
     fn start(dir: &Path) -> Server {
         let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -163,13 +173,11 @@ fn python_tuf_refuses_an_expired_timestamp_and_a_swapped_target() {
     // A fresh timestamp, but the server serves other bytes under the image's hash name.
     Repo::write_timestamp(dir.path(), &good_timestamp);
     let (name, bytes) = &repo.files[0];
-    let path = dir
-        .path()
-        .join("targets")
-        .join(rota_repo::layout::target_path(name, &common::sha256(bytes)));
     let mut evil = bytes.clone();
     evil[0] ^= 1;
-    std::fs::write(path, evil).unwrap();
+    for path in rota_repo::layout::target_paths(name, &common::sha256(bytes)) {
+        std::fs::write(dir.path().join("targets").join(path), &evil).unwrap();
+    }
     let result = python_client(dir.path(), repo.root(), IMAGE);
     assert_eq!(result["ok"], false, "{result}");
     let error = result["error"].as_str().unwrap();

@@ -102,7 +102,10 @@ fn upload_is_verified_and_reports_new_targets() {
     assert_eq!(verified.targets.len(), 4);
     assert_eq!(
         verified.added,
-        vec!["class-a/fw-2.bin".to_owned(), "class-a/fw-2.suit".to_owned()]
+        vec![
+            "class-a/fw-2.bin".to_owned(),
+            "class-a/fw-2.suit".to_owned()
+        ]
     );
 }
 
@@ -110,13 +113,17 @@ fn upload_is_verified_and_reports_new_targets() {
 fn targets_signed_by_a_key_the_root_does_not_trust_are_refused() {
     let repo = Repo::build();
     let stranger = RepoKey::generate().unwrap();
-    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1).into_iter().map(|(t, _)| t).collect();
+    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let forged = sign_targets(None, &add, &[&stranger], in_days(30)).unwrap();
-    let err = verify_targets_upload(repo.root(), None, &forged.bytes, SystemTime::now()).unwrap_err();
+    let err =
+        verify_targets_upload(repo.root(), None, &forged.bytes, SystemTime::now()).unwrap_err();
     assert!(matches!(err, Error::Signatures { .. }), "{err}");
     // An online key is not a targets key either: a compromised server cannot list targets.
-    let online_key = RepoKey::from_pkcs8_pem(&RepoKey::generate().unwrap().to_pkcs8_pem().unwrap())
-        .unwrap();
+    let online_key =
+        RepoKey::from_pkcs8_pem(&RepoKey::generate().unwrap().to_pkcs8_pem().unwrap()).unwrap();
     let forged = sign_targets(None, &add, &[&online_key], in_days(30)).unwrap();
     assert!(verify_targets_upload(repo.root(), None, &forged.bytes, SystemTime::now()).is_err());
 }
@@ -146,7 +153,10 @@ fn a_threshold_is_not_met_by_one_key_signing_twice() {
     let mut p = params(&root_keys, 1, &targets_keys[0], &online);
     p.targets = common::role(&targets_keys, 2);
     let root = rota_repo::init_root(&p, &[&root_keys[0]]).unwrap();
-    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1).into_iter().map(|(t, _)| t).collect();
+    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let now = SystemTime::now();
 
     let one = sign_targets(None, &add, &[&targets_keys[0]], in_days(30)).unwrap();
@@ -156,11 +166,20 @@ fn a_threshold_is_not_met_by_one_key_signing_twice() {
     // The same signature listed twice (TUF 1.0.34 §4.2: a key id appears at most once).
     let mut doubled: Value = serde_json::from_slice(&one.bytes).unwrap();
     let signature = doubled["signatures"][0].clone();
-    doubled["signatures"].as_array_mut().unwrap().push(signature);
+    doubled["signatures"]
+        .as_array_mut()
+        .unwrap()
+        .push(signature);
     let doubled = serde_json::to_vec(&doubled).unwrap();
     assert!(verify_targets_upload(&root.bytes, None, &doubled, now).is_err());
 
-    let both = sign_targets(None, &add, &[&targets_keys[0], &targets_keys[1]], in_days(30)).unwrap();
+    let both = sign_targets(
+        None,
+        &add,
+        &[&targets_keys[0], &targets_keys[1]],
+        in_days(30),
+    )
+    .unwrap();
     verify_targets_upload(&root.bytes, None, &both.bytes, now).unwrap();
 }
 
@@ -169,19 +188,43 @@ fn targets_version_must_increase() {
     let repo = Repo::build();
     let now = SystemTime::now();
     // The same version again (a replay of the current targets).
-    let err = verify_targets_upload(repo.root(), Some(&repo.targets.bytes), &repo.targets.bytes, now)
-        .unwrap_err();
+    let err = verify_targets_upload(
+        repo.root(),
+        Some(&repo.targets.bytes),
+        &repo.targets.bytes,
+        now,
+    )
+    .unwrap_err();
     assert!(
-        matches!(err, Error::VersionNotIncreasing { current: 1, version: 1, .. }),
+        matches!(
+            err,
+            Error::VersionNotIncreasing {
+                current: 1,
+                version: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     // An older version after a newer one.
-    let newer = sign_targets(Some(&repo.targets.bytes), &[], &[&repo.targets_key], in_days(30))
-        .unwrap();
-    let err =
-        verify_targets_upload(repo.root(), Some(&newer.bytes), &repo.targets.bytes, now).unwrap_err();
+    let newer = sign_targets(
+        Some(&repo.targets.bytes),
+        &[],
+        &[&repo.targets_key],
+        in_days(30),
+    )
+    .unwrap();
+    let err = verify_targets_upload(repo.root(), Some(&newer.bytes), &repo.targets.bytes, now)
+        .unwrap_err();
     assert!(
-        matches!(err, Error::VersionNotIncreasing { current: 2, version: 1, .. }),
+        matches!(
+            err,
+            Error::VersionNotIncreasing {
+                current: 2,
+                version: 1,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -189,7 +232,10 @@ fn targets_version_must_increase() {
 #[test]
 fn expired_targets_are_refused() {
     let repo = Repo::build();
-    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1).into_iter().map(|(t, _)| t).collect();
+    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let expired = sign_targets(
         None,
         &add,
@@ -197,10 +243,13 @@ fn expired_targets_are_refused() {
         SystemTime::now() - Duration::from_secs(60),
     )
     .unwrap();
-    let err = verify_targets_upload(repo.root(), None, &expired.bytes, SystemTime::now())
-        .unwrap_err();
+    let err =
+        verify_targets_upload(repo.root(), None, &expired.bytes, SystemTime::now()).unwrap_err();
     assert!(matches!(err, Error::Expired { .. }), "{err}");
-    assert!(err.to_string().starts_with("the targets metadata version 1 expired at "));
+    assert!(
+        err.to_string()
+            .starts_with("the targets metadata version 1 expired at ")
+    );
 }
 
 #[test]
@@ -220,7 +269,13 @@ fn a_published_target_keeps_its_content() {
     // The same change made from scratch and uploaded as the next version.
     let add: Vec<TargetFile> = changed.into_iter().map(|(t, _)| t).collect();
     let other_v1 = sign_targets(None, &add, &[&repo.targets_key], in_days(30)).unwrap();
-    let v2 = sign_targets(Some(&other_v1.bytes), &[], &[&repo.targets_key], in_days(30)).unwrap();
+    let v2 = sign_targets(
+        Some(&other_v1.bytes),
+        &[],
+        &[&repo.targets_key],
+        in_days(30),
+    )
+    .unwrap();
     let err = verify_targets_upload(
         repo.root(),
         Some(&repo.targets.bytes),
@@ -230,9 +285,17 @@ fn a_published_target_keeps_its_content() {
     .unwrap_err();
     assert!(matches!(err, Error::TargetChanged { .. }), "{err}");
     // Re-adding identical targets is no change.
-    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1).into_iter().map(|(t, _)| t).collect();
-    let v2 = sign_targets(Some(&repo.targets.bytes), &add, &[&repo.targets_key], in_days(30))
-        .unwrap();
+    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let v2 = sign_targets(
+        Some(&repo.targets.bytes),
+        &add,
+        &[&repo.targets_key],
+        in_days(30),
+    )
+    .unwrap();
     let verified = verify_targets_upload(
         repo.root(),
         Some(&repo.targets.bytes),
@@ -283,7 +346,8 @@ fn metadata_of_another_type_or_with_unknown_fields_is_refused() {
         err.to_string(),
         "expected targets metadata, but its \"_type\" is \"timestamp\""
     );
-    let err = verify_targets_upload(&repo.targets.bytes, None, &repo.targets.bytes, now).unwrap_err();
+    let err =
+        verify_targets_upload(&repo.targets.bytes, None, &repo.targets.bytes, now).unwrap_err();
     assert!(matches!(err, Error::WrongType { .. }), "{err}");
 
     let mut extra: Value = serde_json::from_slice(&repo.targets.bytes).unwrap();
@@ -303,16 +367,25 @@ fn metadata_of_another_type_or_with_unknown_fields_is_refused() {
 #[test]
 fn metadata_files_are_deterministic_and_list_sha256_first() {
     let repo = Repo::build();
-    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1).into_iter().map(|(t, _)| t).collect();
+    let add: Vec<TargetFile> = release(IMAGE, ENVELOPE, 1)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let again = sign_targets(None, &add, &[&repo.targets_key], repo.targets.expires).unwrap();
     assert_eq!(again.bytes, repo.targets.bytes);
     let text = String::from_utf8(repo.targets.bytes.clone()).unwrap();
     let sha256 = text.find("\"sha256\"").unwrap();
     let sha512 = text.find("\"sha512\"").unwrap();
-    assert!(sha256 < sha512, "python-tuf names a target by its first hash");
+    assert!(
+        sha256 < sha512,
+        "python-tuf names a target by its first hash"
+    );
     assert!(text.contains("\"spec_version\": \"1.0.34\""));
     let expires = rota_repo::tuf_date_time(repo.targets.expires).unwrap();
-    assert!(text.contains(&format!("\"expires\": \"{expires}\"")), "{text}");
+    assert!(
+        text.contains(&format!("\"expires\": \"{expires}\"")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -351,15 +424,24 @@ fn root_rotation_is_signed_by_old_and_new_thresholds() {
     let new_ids: Vec<&str> = new_keys.iter().map(|k| k.key_id()).collect();
     let old_ids: Vec<&str> = repo.root_keys.iter().map(|k| k.key_id()).collect();
     let err = verify_root_update(repo.root(), &without(&new_ids), SystemTime::now()).unwrap_err();
-    assert!(matches!(err, Error::RootNotSelfSigned { version: 2 }), "{err}");
+    assert!(
+        matches!(err, Error::RootNotSelfSigned { version: 2 }),
+        "{err}"
+    );
     let err = verify_root_update(repo.root(), &without(&old_ids), SystemTime::now()).unwrap_err();
     assert!(
-        matches!(err, Error::RootNotSignedByTrusted { version: 2, trusted: 1 }),
+        matches!(
+            err,
+            Error::RootNotSignedByTrusted {
+                version: 2,
+                trusted: 1
+            }
+        ),
         "{err}"
     );
     // Only one old key left: below the old threshold of 2.
-    let err = verify_root_update(repo.root(), &without(&old_ids[..1]), SystemTime::now())
-        .unwrap_err();
+    let err =
+        verify_root_update(repo.root(), &without(&old_ids[..1]), SystemTime::now()).unwrap_err();
     assert!(matches!(err, Error::RootNotSignedByTrusted { .. }), "{err}");
 }
 
@@ -374,9 +456,27 @@ fn root_versions_must_follow_one_another() {
     let now = SystemTime::now();
     verify_root_update(&v2.bytes, &v3.bytes, now).unwrap();
     let err = verify_root_update(repo.root(), &v3.bytes, now).unwrap_err();
-    assert!(matches!(err, Error::RootVersion { trusted: 1, version: 3 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::RootVersion {
+                trusted: 1,
+                version: 3
+            }
+        ),
+        "{err}"
+    );
     let err = verify_root_update(&v2.bytes, repo.root(), now).unwrap_err();
-    assert!(matches!(err, Error::RootVersion { trusted: 2, version: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::RootVersion {
+                trusted: 2,
+                version: 1
+            }
+        ),
+        "{err}"
+    );
     let err = verify_root_update(&v2.bytes, &v3.bytes, in_days(400)).unwrap_err();
     assert!(matches!(err, Error::Expired { .. }), "{err}");
 }
@@ -406,7 +506,10 @@ fn roots_that_break_rotas_rules_are_refused() {
     // consistent_snapshot off: rota's layout would not match.
     let root = rota_repo::init_root(&p, &signers).unwrap();
     let text = String::from_utf8(root.bytes).unwrap();
-    let off = text.replace("\"consistent_snapshot\": true", "\"consistent_snapshot\": false");
+    let off = text.replace(
+        "\"consistent_snapshot\": true",
+        "\"consistent_snapshot\": false",
+    );
     let err = rota_repo::RootInfo::parse(off.as_bytes()).unwrap_err();
     assert!(matches!(err, Error::NotConsistentSnapshot), "{err}");
 }
@@ -489,13 +592,11 @@ async fn tough_client_refuses_a_swapped_target() {
     let dir = tempfile::tempdir().unwrap();
     repo.write(dir.path());
     let (name, bytes) = &repo.files[0];
-    let path = dir
-        .path()
-        .join("targets")
-        .join(rota_repo::layout::target_path(name, &common::sha256(bytes)));
     let mut evil = bytes.clone();
     evil[0] ^= 1;
-    std::fs::write(path, evil).unwrap();
+    for path in rota_repo::layout::target_paths(name, &common::sha256(bytes)) {
+        std::fs::write(dir.path().join("targets").join(path), &evil).unwrap();
+    }
     let client = load(dir.path(), repo.root(), None).await.unwrap();
     use tough::IntoVec as _;
     let stream = client
@@ -514,17 +615,38 @@ fn online_signer_checks_its_keys_and_inputs() {
     let other = OnlineSigner::new(RepoKey::generate().unwrap(), RepoKey::generate().unwrap());
     let err = other.check_against_root(repo.root()).unwrap_err();
     assert!(
-        matches!(err, Error::OnlineKeyMismatch { role: rota_repo::RoleName::Snapshot, .. }),
+        matches!(
+            err,
+            Error::OnlineKeyMismatch {
+                role: rota_repo::RoleName::Snapshot,
+                ..
+            }
+        ),
         "{err}"
     );
     // Another server's snapshot is not timestamped.
     let foreign = other.snapshot(&repo.targets.bytes, 1, in_days(1)).unwrap();
-    let err = repo.online.timestamp(&foreign.bytes, 2, in_days(1)).unwrap_err();
+    let err = repo
+        .online
+        .timestamp(&foreign.bytes, 2, in_days(1))
+        .unwrap_err();
     assert!(matches!(err, Error::Meta { .. }), "{err}");
     // Inputs of the wrong kind.
-    assert!(repo.online.snapshot(&repo.snapshot.bytes, 2, in_days(1)).is_err());
-    assert!(repo.online.timestamp(&repo.targets.bytes, 2, in_days(1)).is_err());
-    assert!(repo.online.snapshot(&repo.targets.bytes, 0, in_days(1)).is_err());
+    assert!(
+        repo.online
+            .snapshot(&repo.snapshot.bytes, 2, in_days(1))
+            .is_err()
+    );
+    assert!(
+        repo.online
+            .timestamp(&repo.targets.bytes, 2, in_days(1))
+            .is_err()
+    );
+    assert!(
+        repo.online
+            .snapshot(&repo.targets.bytes, 0, in_days(1))
+            .is_err()
+    );
     // The timestamp lists exactly the snapshot, with its length and both hashes.
     let timestamp: Value = serde_json::from_slice(&repo.timestamp.bytes).unwrap();
     let meta = &timestamp["signed"]["meta"];
@@ -563,7 +685,9 @@ fn mutated_metadata_never_panics() {
         &[&repo.root_keys[0], &repo.root_keys[1]],
     )
     .unwrap();
-    for (i, replacement) in (0..repo.targets.bytes.len()).zip([b'0', b'"', b'}', b'x'].iter().cycle()) {
+    for (i, replacement) in
+        (0..repo.targets.bytes.len()).zip([b'0', b'"', b'}', b'x'].iter().cycle())
+    {
         let mut bytes = repo.targets.bytes.clone();
         bytes[i] = *replacement;
         let _ = verify_targets_upload(repo.root(), None, &bytes, now);
@@ -575,7 +699,13 @@ fn mutated_metadata_never_panics() {
         let _ = verify_root_update(repo.root(), &bytes, now);
         let _ = rota_repo::RootInfo::parse(&bytes);
     }
-    for bytes in [&b""[..], b"null", b"{}", b"[]", b"{\"signed\": 1, \"signatures\": 2}"] {
+    for bytes in [
+        &b""[..],
+        b"null",
+        b"{}",
+        b"[]",
+        b"{\"signed\": 1, \"signatures\": 2}",
+    ] {
         assert!(verify_targets_upload(repo.root(), None, bytes, now).is_err());
         assert!(verify_root_update(repo.root(), bytes, now).is_err());
     }

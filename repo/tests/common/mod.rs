@@ -7,9 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use rota_repo::{
-    OnlineSigner, RepoKey, RoleKeys, RootParams, RotaTarget, SignedBytes, TargetFile,
-};
+use rota_repo::{OnlineSigner, RepoKey, RoleKeys, RootParams, RotaTarget, SignedBytes, TargetFile};
 
 pub const DAY: Duration = Duration::from_secs(86400);
 pub const CLASS: &str = "1492af14-2569-5e48-bf42-9b2d51f2ab45";
@@ -59,7 +57,9 @@ pub fn params(
 
 /// The image and envelope targets of one firmware release.
 pub fn release(image_name: &str, envelope_name: &str, version: u64) -> Vec<(TargetFile, Vec<u8>)> {
-    let image = format!("firmware image {version} ").repeat(100).into_bytes();
+    let image = format!("firmware image {version} ")
+        .repeat(100)
+        .into_bytes();
     let envelope = format!("suit envelope {version}").into_bytes();
     let image_custom = RotaTarget::Image {
         class_id: CLASS.parse().unwrap(),
@@ -137,9 +137,11 @@ impl Repo {
         let targets = dir.join("targets");
         for (name, bytes) in &self.files {
             let sha256: [u8; 32] = sha256(bytes);
-            let path = targets.join(rota_repo::layout::target_path(name, &sha256));
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, bytes).unwrap();
+            for path in rota_repo::layout::target_paths(name, &sha256) {
+                let path = targets.join(path);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(path, bytes).unwrap();
+            }
         }
     }
 

@@ -133,6 +133,17 @@ pub async fn revoke(
     ))
 }
 
+/// at, token id, role, action, subject, outcome, detail.
+type AuditRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    String,
+);
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
@@ -149,15 +160,7 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<String>,
-        String,
-        String,
-    )> = sqlx::query_as(
+    let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT at, token_id, role, action, subject, outcome, detail FROM audit_log \
              WHERE at >= $1 ORDER BY at DESC LIMIT $2",
     )

@@ -324,7 +324,11 @@ impl Engine {
             .collect())
     }
 
-    /// The release `device` should install now, if any; see [`assign`].
+    /// The release `device` should install now, if any. A device with an open assignment
+    /// gets the same one again (re-check-ins are idempotent); otherwise the highest release
+    /// version whose active rollout selects it and has reached its stage. The rollout's
+    /// state is checked in the transaction that records the assignment, behind the
+    /// rollout's lock, so once a halting report commits no replica assigns again.
     pub async fn offer(
         &self,
         device: &DeviceView,
@@ -333,7 +337,9 @@ impl Engine {
         assign::offer(&self.db, device, now_ms).await
     }
 
-    /// Records a device's report and applies it to the device's rollout; see [`report`].
+    /// Stores a device's report once per `(device, event_id)` and, in the same
+    /// transaction, applies it to the device's status in the rollout and applies the
+    /// failure threshold. A duplicate answers `duplicate: true` and changes nothing.
     pub async fn report(
         &self,
         device_id: &str,
@@ -343,8 +349,9 @@ impl Engine {
         report::report(&self.db, device_id, report, now_ms).await
     }
 
-    /// Per-device timeouts, the failure threshold, stage gates and soak, completion; see
-    /// [`tick`]. Safe to run at the same time on every replica.
+    /// Per-device timeouts (and the failure threshold they may cross), the current stage's
+    /// success gate and soak, stage advancement and completion. Safe to run at the same
+    /// time on every replica: each step is a compare-and-set behind the rollout's lock.
     pub async fn tick(&self, now_ms: i64) -> Result<(), RolloutError> {
         tick::tick(&self.db, now_ms).await
     }

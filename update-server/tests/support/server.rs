@@ -197,13 +197,18 @@ impl TestServer {
         v["token"].as_str().unwrap().to_string()
     }
 
-    /// Uploads the root and an empty targets metadata.
+    /// Uploads a new root and an empty targets metadata.
     pub async fn init_repo(&self, keys: &Keys) {
+        self.init_repo_with_root(keys, &keys.root_v1()).await;
+    }
+
+    /// Uploads `root` (version 1) and an empty targets metadata.
+    pub async fn init_repo_with_root(&self, keys: &Keys, root: &[u8]) {
         let resp = self
             .http
             .put(self.url("/api/v1/repo/root"))
             .bearer_auth(&self.admin)
-            .body(keys.root_v1())
+            .body(root.to_vec())
             .send()
             .await
             .unwrap();
