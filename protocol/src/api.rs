@@ -1,6 +1,6 @@
 //! The HTTP API's wire types: the device API (check-in, report, enrollment), the
 //! management API (tokens, devices, releases, rollouts), and the deterministic
-//! stage membership of staged rollouts ([`rollout_bucket`], [`stage_targets`]).
+//! stage membership of staged rollouts ([`rollout_bucket`], [`Stage`]).
 //!
 //! Bodies are JSON; every 4xx and 5xx answer is an [`ErrorBody`]. Inputs (what the server
 //! accepts) refuse unknown fields; outputs may gain fields, which clients ignore. Times are
@@ -489,8 +489,13 @@ impl Selector {
     }
 }
 
-/// One rollout stage, as the cumulative total of the selected devices it reaches:
-/// `{"percent": 10}` (of the selected devices) or `{"count": 5}` (devices).
+/// One rollout stage, cumulative: `{"percent": 10}` or `{"count": 5}`.
+///
+/// Membership is deterministic, so every server replica agrees: a device is in the first
+/// stage that takes it. A percent stage takes the devices with
+/// `rollout_bucket(rollout, device) * 100 < percent`, which each device's bucket decides
+/// alone, however large the fleet grows; a count stage takes the first `count` selected
+/// devices in bucket order. Stages only ever add devices.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -499,36 +504,6 @@ pub enum Stage {
     Percent(f64),
     /// At least 1.
     Count(u64),
-}
-
-impl Stage {
-    /// How many of `members` selected devices this stage reaches on its own: a percent
-    /// rounded up (1% of 50 devices is 1 device), at most `members`.
-    pub fn target(self, members: u64) -> u64 {
-        match self {
-            // In millionths of a percent, so 7.3% of 1000 is exactly 73, not 74.
-            Stage::Percent(p) => {
-                let micro = (p.clamp(0.0, 100.0) * 1e6).round() as u128;
-                let target = (u128::from(members) * micro).div_ceil(100_000_000);
-                u64::try_from(target).unwrap_or(u64::MAX).min(members)
-            }
-            Stage::Count(n) => n.min(members),
-        }
-    }
-}
-
-/// Each stage's cumulative target out of `members` selected devices: [`Stage::target`],
-/// never below an earlier stage's. The devices in a stage with target `n` are the `n`
-/// selected devices with the lowest [`rollout_bucket`], so stages only ever add devices.
-pub fn stage_targets(stages: &[Stage], members: u64) -> Vec<u64> {
-    let mut reached = 0;
-    stages
-        .iter()
-        .map(|stage| {
-            reached = reached.max(stage.target(members));
-            reached
-        })
-        .collect()
 }
 
 /// The body of creating a rollout.

@@ -3,7 +3,7 @@
 
 mod support;
 
-use rota_protocol::api::{RolloutCreate, Selector, Stage, stage_targets};
+use rota_protocol::api::{RolloutCreate, Selector, Stage};
 use rota_protocol::rollout_bucket;
 use support::CLASS_ID;
 
@@ -54,25 +54,6 @@ fn buckets_are_roughly_uniform() {
             "decile {d} holds {count} of 10000: {deciles:?}"
         );
     }
-}
-
-#[test]
-fn stage_targets_are_cumulative_and_round_up() {
-    let stages = [
-        Stage::Count(5),
-        Stage::Percent(1.0),
-        Stage::Percent(7.3),
-        Stage::Percent(100.0),
-    ];
-    assert_eq!(stage_targets(&stages, 1000), [5, 10, 73, 1000]);
-    // A small fleet: 1% of 50 is 1, below the 5 already reached.
-    assert_eq!(stage_targets(&stages, 50), [5, 5, 5, 50]);
-    assert_eq!(stage_targets(&stages, 3), [3, 3, 3, 3]);
-    assert_eq!(stage_targets(&stages, 0), [0, 0, 0, 0]);
-    assert_eq!(Stage::Percent(1.0).target(50), 1);
-    assert_eq!(Stage::Percent(0.5).target(1), 1);
-    assert_eq!(Stage::Percent(50.0).target(u64::MAX), u64::MAX / 2 + 1);
-    assert_eq!(Stage::Percent(100.0).target(u64::MAX), u64::MAX);
 }
 
 fn valid() -> RolloutCreate {

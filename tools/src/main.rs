@@ -31,6 +31,7 @@ enum Command {
     Verify(commands::verify::Args),
     Inspect(commands::inspect::Args),
     FlashImage(commands::flash_image::Args),
+    Repo(commands::repo::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::FlashImage(args) => commands::flash_image::run(args),
+        Command::Repo(args) => commands::repo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,5 +3,6 @@
 pub mod flash_image;
 pub mod inspect;
 pub mod keygen;
+pub mod repo;
 pub mod sign;
 pub mod verify;
