@@ -28,6 +28,18 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
     fi
 fi
 command -v qemu-system-arm >/dev/null || { echo "qemu-system-arm is required" >&2; exit 1; }
+# The update server's tests: python-tuf is the reference TUF client they check the
+# repository against, moto the S3-compatible server for the object-storage backend.
+if ! python3 -c "import tuf.ngclient, moto.server" >/dev/null 2>&1; then
+    step "installing python-tuf and moto[server]"
+    python3 -m pip install -q tuf 'moto[server]'
+fi
+# ...and PostgreSQL on 127.0.0.1:5432 (database `test`); start the local cluster if it
+# stopped. The tests fail, never skip, when it is missing.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    step "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+fi
 
 step "format"
 cargo fmt --all --check
