@@ -256,6 +256,12 @@ pub(crate) fn canonical<T: Role>(signed: &T, role: RoleName) -> Result<Vec<u8>> 
 ///
 /// TUF 1.0.34 §4.2: each signature is the hex Ed25519 signature of the canonical form of
 /// `signed`, and a key id appears at most once in `signatures`.
+///
+/// rota signs here rather than through tough's `RepositoryEditor`: the editor builds and
+/// signs a whole repository (all four roles, async, keys from a `KeySource`), while rota
+/// signs one role at a time on different machines (root and targets offline, snapshot and
+/// timestamp on the server). The bytes signed are tough's own canonical form
+/// ([`Role::canonical_form`]), the same that `Root::verify_role` checks.
 pub(crate) fn sign<T: Role>(signed: &T, role: RoleName, signers: &[&RepoKey]) -> Result<Vec<u8>> {
     let message = canonical(signed, role)?;
     let mut seen = HashSet::new();

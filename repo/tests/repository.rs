@@ -479,6 +479,17 @@ fn root_versions_must_follow_one_another() {
     );
     let err = verify_root_update(&v2.bytes, &v3.bytes, in_days(400)).unwrap_err();
     assert!(matches!(err, Error::Expired { .. }), "{err}");
+    // A whole chain, as a device walks it from the root it shipped with.
+    let info = rota_repo::verify_root_chain(repo.root(), &[&v2.bytes, &v3.bytes]).unwrap();
+    assert_eq!(info.version, 3);
+    assert_eq!(
+        rota_repo::verify_root_chain(repo.root(), &[])
+            .unwrap()
+            .version,
+        1
+    );
+    let err = rota_repo::verify_root_chain(repo.root(), &[&v3.bytes]).unwrap_err();
+    assert!(matches!(err, Error::RootVersion { .. }), "{err}");
 }
 
 #[test]

@@ -158,3 +158,40 @@ impl Settings {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file: Settings = toml::from_str(
+            "data-dir = \"/from/file\"\nlisten = \"127.0.0.1:9000\"\npoll-interval = 60\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = flags.resolve(Some(file)).unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.poll_interval_s, 60);
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.database_url, "sqlite:///from/file/rota.db?mode=rwc");
+        assert_eq!(config.artifacts, "/from/file/artifacts");
+        assert_eq!(config.tick_ms, 250);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        assert!(toml::from_str::<Settings>("no-such-key = 1").is_err());
+        let err = Settings::default().resolve(None).unwrap_err();
+        assert!(err.to_string().contains("--data-dir"));
+        let zero = Settings {
+            data_dir: Some("/d".into()),
+            poll_interval: Some(0),
+            ..Default::default()
+        };
+        assert!(zero.resolve(None).is_err());
+    }
+}

@@ -307,9 +307,9 @@ impl Repository {
                 snapshot.version as u64 + 1,
                 now + self.snapshot_lifetime,
             )?;
-            insert_signed(&mut tx, &fresh)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+            if !insert_resigned(&mut tx, &fresh).await? {
+                return Ok(());
+            }
             snapshot_bytes = fresh.bytes;
             changed = true;
         }
@@ -319,9 +319,9 @@ impl Repository {
                 timestamp.version as u64 + 1,
                 now + self.timestamp_lifetime,
             )?;
-            insert_signed(&mut tx, &fresh)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+            if !insert_resigned(&mut tx, &fresh).await? {
+                return Ok(());
+            }
             changed = true;
         }
         if !changed {
@@ -336,6 +336,21 @@ impl Repository {
             Err(e) if is_unique_violation(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Records re-signed freshness metadata; `false` if another replica recorded that version
+/// first. On PostgreSQL the second of two racing inserts fails on the primary key as soon
+/// as the first commits (not at its own commit), so the race shows up here; the
+/// transaction is then dropped, and rolled back, with nothing of this pass written.
+async fn insert_resigned(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    signed: &SignedBytes,
+) -> Result<bool> {
+    match insert_signed(tx, signed).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.status == StatusCode::CONFLICT => Ok(false),
+        Err(e) => Err(anyhow::anyhow!(e.message)),
     }
 }
 
@@ -490,22 +505,21 @@ pub async fn serve_target(
     UrlPath(path): UrlPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let file = path.rsplit('/').next().unwrap_or(&path);
-    let sha256 = match file.split_once('.') {
-        Some((hash, _))
-            if hash.len() == 64
-                && hash
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) =>
-        {
-            hash
-        }
-        _ => {
-            return Err(ApiError::not_found(
-                "targets are served under consistent-snapshot names, SHA256.name",
-            ));
-        }
+    // The specification (and python-tuf) put the hash on the file name, `dir/HASH.file`;
+    // tough 0.24 puts it on the whole path, `HASH.dir/file`. Both name the same bytes.
+    let hash_of = |part: &str| {
+        part.split_once('.')
+            .map(|(hash, _)| hash)
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .map(str::to_string)
     };
+    let last = path.rsplit('/').next().unwrap_or(&path);
+    let Some(sha256) = hash_of(last).or_else(|| hash_of(&path)) else {
+        return Err(ApiError::not_found(
+            "targets are served under consistent-snapshot names, SHA256.name",
+        ));
+    };
+    let sha256 = sha256.as_str();
     let length = state
         .artifacts
         .len(sha256)

@@ -439,6 +439,7 @@ async fn halt_if_failing(
     .await?;
     if halted.rows_affected() > 0 {
         tracing::warn!(rollout = %rollout.id, failures, completed, "rollout halted");
+        metrics::counter!("rota_rollout_halts_total").increment(1);
     }
     Ok(halted.rows_affected() > 0)
 }

@@ -68,4 +68,5 @@ pub async fn postgres_schema_url() -> String {
 
 /// Both backends, for tests that must hold on each.
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+pub mod process;
 pub mod server;
