@@ -451,7 +451,7 @@ pub struct PublishResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
-    /// Unix milliseconds.
+    /// Unix seconds.
     pub at: u64,
     /// The token that acted; `null` when no valid token was presented.
     pub token_id: Option<String>,

@@ -4,6 +4,7 @@
 //! Every failure is reported as one line on stderr, `error: <what failed>`, with exit
 //! code 1; usage mistakes are clap's, with exit code 2.
 
+mod client;
 mod commands;
 mod files;
 mod output;
@@ -12,11 +13,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Sign firmware images as SUIT envelopes (draft-ietf-suit-manifest-37) and verify them.
+/// Sign firmware images as SUIT envelopes (draft-ietf-suit-manifest-37), verify them, and
+/// publish and roll them out through the rota update server.
 ///
 /// A typical release: `rota keygen --out release` once, then for every image
 /// `rota sign --key release.key --image fw.bin ... -o fw.suit`, and before shipping
 /// `rota verify --trust-anchor release.pub fw.suit --image fw.bin`.
+///
+/// With an update server (--server URL --token TOKEN, or ROTA_SERVER and ROTA_TOKEN):
+/// `rota repo init` and `rota repo push` once, `rota device provision` per device, then
+/// per release `rota release publish` and `rota rollout create`.
 #[derive(Debug, Parser)]
 #[command(name = "rota", version, propagate_version = true)]
 struct Cli {
@@ -32,6 +38,9 @@ enum Command {
     Inspect(commands::inspect::Args),
     FlashImage(commands::flash_image::Args),
     Repo(commands::repo::Args),
+    Release(commands::release::Args),
+    Rollout(commands::rollout::Args),
+    Device(commands::device::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +52,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::FlashImage(args) => commands::flash_image::run(args),
         Command::Repo(args) => commands::repo::run(args),
+        Command::Release(args) => commands::release::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
+        Command::Device(args) => commands::device::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -132,3 +132,8 @@ pub fn now_ms() -> i64 {
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// A stored time (unix milliseconds) as the API gives times: unix seconds.
+pub fn api_time(ms: i64) -> u64 {
+    (ms.max(0) / 1000) as u64
+}

@@ -46,6 +46,7 @@ pub struct Args {
 enum RepoCommand {
     Init(InitArgs),
     Rotate(RotateArgs),
+    Push(super::release::PushArgs),
 }
 
 /// Create a TUF repository: root, targets, snapshot and timestamp keys and root version 1.
@@ -124,6 +125,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         RepoCommand::Init(args) => init(args),
         RepoCommand::Rotate(args) => rotate(args),
+        RepoCommand::Push(args) => push(args),
     }
 }
 
@@ -219,9 +221,7 @@ fn generate(n: u64) -> Result<Vec<RepoKey>> {
 
 /// Writes `key` as a new PKCS#8 PEM file readable by its owner only.
 fn write_key(created: &mut Created, path: &Path, key: &RepoKey) -> Result<()> {
-    let pem = key
-        .to_pkcs8_pem()
-        .context("cannot encode a private key")?;
+    let pem = key.to_pkcs8_pem().context("cannot encode a private key")?;
     created.file(path, pem.as_bytes(), 0o600)
 }
 
@@ -234,8 +234,9 @@ fn init(args: InitArgs) -> Result<()> {
     let mut created = Created::default();
     match fs::symlink_metadata(&repo.dir) {
         Ok(meta) if meta.is_dir() => {
-            let mut entries = fs::read_dir(&repo.dir)
-                .map_err(|e| anyhow!("cannot read {}: {}", repo.dir.display(), files::reason(&e)))?;
+            let mut entries = fs::read_dir(&repo.dir).map_err(|e| {
+                anyhow!("cannot read {}: {}", repo.dir.display(), files::reason(&e))
+            })?;
             if entries.next().is_some() {
                 bail!(
                     "{} already exists and is not empty; rota repo init never overwrites a repository (choose a new --dir)",
@@ -535,7 +536,11 @@ fn rotate(args: RotateArgs) -> Result<()> {
     let mut created = Created::default();
     created.dir(&staging, 0o700)?;
     for (i, key) in new_root_keys.iter().enumerate() {
-        write_key(&mut created, &staging.join(format!("root-{}.key", i + 1)), key)?;
+        write_key(
+            &mut created,
+            &staging.join(format!("root-{}.key", i + 1)),
+            key,
+        )?;
     }
     if let Some(online) = &new_online {
         created.dir(&online_staging, 0o700)?;
@@ -568,9 +573,8 @@ fn rotate(args: RotateArgs) -> Result<()> {
             rename(&staging.join(&name), &to)?;
             new_paths.push(to);
         }
-        fs::remove_dir(&staging).map_err(|e| {
-            anyhow!("cannot remove {}: {}", staging.display(), files::reason(&e))
-        })?;
+        fs::remove_dir(&staging)
+            .map_err(|e| anyhow!("cannot remove {}: {}", staging.display(), files::reason(&e)))?;
         if new_online.is_some() {
             let old_dir = repo.online().join("old");
             if !old_dir.is_dir() {
@@ -620,7 +624,7 @@ fn rotate(args: RotateArgs) -> Result<()> {
         "wrote root version {next} (expires {expires}): {meta}\n\
          signed by {old_n} current root keys and {new_n} new ones\n\
          new root keys ({new_threshold} of {new_count} sign the next root): {list}\n\
-         the previous root keys are in {keys}/old/v{version}/\n\
+         {old_line}\
          {online_line}\
          {anchor} is unchanged: devices trust it and walk every N.root.json to version {next}\n\
          next:\n\
@@ -630,7 +634,14 @@ fn rotate(args: RotateArgs) -> Result<()> {
         meta = meta_path.display(),
         old_n = old_signers.len(),
         new_n = new_signers.len(),
-        keys = repo.keys().display(),
+        old_line = if in_keys_dir.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "the previous root keys are in {}/old/v{version}/\n",
+                repo.keys().display()
+            )
+        },
         anchor = repo.anchor().display(),
         online_hint = if new_online.is_some() {
             ", with the new online keys"
@@ -638,4 +649,9 @@ fn rotate(args: RotateArgs) -> Result<()> {
             ""
         },
     ))
+}
+
+/// `rota repo push`: in `release.rs`, beside publishing, which talks to the same server.
+fn push(args: super::release::PushArgs) -> Result<()> {
+    super::release::push(args)
 }

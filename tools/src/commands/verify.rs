@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
-use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey, public_key_from_pem};
+use rota_manifest::{
+    ComponentClaims, Envelope, HostVerifier, Policy, PublicKey, public_key_from_pem,
+};
 
 use crate::files;
 use crate::output;
@@ -72,30 +74,37 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     if let Some(image) = &args.image {
-        let expected = claims.image_digest.ok_or_else(|| {
-            anyhow!(
-                "cannot check {}: the manifest of {} names no image digest",
-                image.display(),
-                path.display()
-            )
-        })?;
-        let digest = files::digest_image(image)?;
-        let size = digest.len();
-        digest.check(&expected, claims.image_size).map_err(|e| {
-            anyhow!(
-                "{} is not the image {} signs: {e}",
-                image.display(),
-                path.display()
-            )
-        })?;
+        let size = check_image(image, path, &claims)?;
         summary.push_str(&format!("; image matches ({size} bytes)"));
     }
     summary.push('\n');
     output::print(&summary)
 }
 
+/// Checks that `image` is the image the manifest of `envelope` describes (component 0's
+/// `claims`): its SHA-256, streamed from the file, and its size. Returns the size.
+pub fn check_image(image: &Path, envelope: &Path, claims: &ComponentClaims<'_>) -> Result<u64> {
+    let expected = claims.image_digest.ok_or_else(|| {
+        anyhow!(
+            "cannot check {}: the manifest of {} names no image digest",
+            image.display(),
+            envelope.display()
+        )
+    })?;
+    let digest = files::digest_image(image)?;
+    let size = digest.len();
+    digest.check(&expected, claims.image_size).map_err(|e| {
+        anyhow!(
+            "{} is not the image {} signs: {e}",
+            image.display(),
+            envelope.display()
+        )
+    })?;
+    Ok(size)
+}
+
 /// Reads a trust anchor's PEM file.
-fn load_anchor(path: &Path) -> Result<PublicKey> {
+pub fn load_anchor(path: &Path) -> Result<PublicKey> {
     let pem = files::read_key_file(path)?;
     public_key_from_pem(&pem)
         .map_err(|e| anyhow!("cannot use {} as a trust anchor: {e}", path.display()))

@@ -262,8 +262,8 @@ fn info(row: InfoRow) -> Result<DeviceInfo, ApiError> {
             .parse::<DeviceState>()
             .ok()
             .ok_or_else(|| ApiError::internal(format!("device {id} has state {state}")))?,
-        created_at: created_at as u64,
-        last_seen_at: last_seen_at.map(|t| t as u64),
+        created_at: crate::db::api_time(created_at),
+        last_seen_at: last_seen_at.map(crate::db::api_time),
         running_version: running_version.map(|v| v as u64),
         slot: slot.as_deref().and_then(|s| s.parse::<SlotState>().ok()),
         last_result: last_result

@@ -150,7 +150,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ReleaseIn
                         security_version: security_version as u64,
                         length: length as u64,
                         sha256,
-                        created_at: created_at as u64,
+                        created_at: crate::db::api_time(created_at),
                     }
                 },
             )

@@ -98,7 +98,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<TokenInfo
                 id,
                 name,
                 role: role.parse::<Role>().ok()?,
-                created_at: created_at as u64,
+                created_at: crate::db::api_time(created_at),
                 revoked: revoked_at.is_some(),
             })
         })
@@ -147,7 +147,7 @@ type AuditRow = (
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// Only records at or after this time (unix milliseconds).
+    /// Only records at or after this time (unix seconds).
     pub since: Option<i64>,
     /// At most this many records (default 100, at most 1000).
     pub limit: Option<i64>,
@@ -172,7 +172,7 @@ pub async fn audit_log(
         rows.into_iter()
             .map(
                 |(at, token_id, role, action, subject, outcome, detail)| AuditEntry {
-                    at: at as u64,
+                    at: crate::db::api_time(at),
                     token_id,
                     role,
                     action,

@@ -247,6 +247,7 @@ pub async fn device_checkin(
 pub struct Moto {
     pub endpoint: String,
     child: Child,
+    log: tempfile::NamedTempFile,
 }
 
 impl Moto {
@@ -270,15 +271,17 @@ impl Moto {
             c.args(args);
             c
         };
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .ok()?;
         let mut moto = Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
             child,
+            log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -292,6 +295,13 @@ impl Moto {
             assert!(Instant::now() < deadline, "moto did not listen within 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Moto {
+    /// moto's log so far: one line per request it served.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }
 

@@ -1,0 +1,337 @@
+//! `rota device`: provision devices (a key and a certificate from the manufacturer CA),
+//! register them with the update server, list them and change their state.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+use rota_manifest::Ed25519Signer;
+use rota_protocol::api::{DeviceInfo, DeviceRegister};
+use rota_protocol::identity::{signing_key_from_pem, valid_device_id, validate_tags};
+use rota_protocol::{CertBody, DeviceCertificate, issue};
+
+use crate::client::{Client, ServerArgs, segment};
+use crate::commands::release::{table, time_text};
+use crate::files;
+use crate::output;
+
+/// The largest certificate file read.
+const MAX_CERT_FILE: u64 = 64 * 1024;
+/// Devices per page of `GET /api/v1/devices` (the server's maximum).
+const PAGE: usize = 1000;
+
+/// Provision devices and manage them on the update server.
+///
+/// The manufacturer CA key is made once with `rota keygen --out factory-ca`; its
+/// factory-ca.pub goes into the server's DATA_DIR/device-ca/ so that the server trusts
+/// the certificates it issues.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: DeviceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    Provision(ProvisionArgs),
+    Register(RegisterArgs),
+    List(ListArgs),
+    /// Suspend an active device: the server refuses its requests until it is resumed.
+    Suspend(StateArgs),
+    /// Resume a suspended device.
+    Resume(StateArgs),
+    /// Decommission a device, for good: it can never check in or be registered again.
+    Decommission(StateArgs),
+}
+
+/// Create a device's key and certificate, and register it with the server.
+///
+/// Writes DIR/ID.key, the device's new Ed25519 private key (PKCS#8 PEM, mode 0600: it
+/// goes onto the device and nowhere else), and DIR/ID.cert.json, its certificate signed
+/// by the manufacturer CA key, binding the id, class and tags to the key. Never
+/// overwrites either. With a server (--server or ROTA_SERVER), registers the device
+/// there (state provisioned until it first checks in).
+#[derive(Debug, clap::Args)]
+struct ProvisionArgs {
+    /// The manufacturer CA's private key (`rota keygen`).
+    #[arg(long, value_name = "CA.key")]
+    ca_key: PathBuf,
+
+    /// The device id: 1 to 64 of A-Z a-z 0-9 . _ -
+    #[arg(long, value_name = "ID")]
+    id: String,
+
+    /// The device class (a UUID, the class id its firmware envelopes name).
+    #[arg(long, value_name = "UUID", value_parser = uuid::Uuid::parse_str)]
+    class: uuid::Uuid,
+
+    /// A tag for rollout selectors (1 to 64 of A-Z a-z 0-9 . _ : -); repeat for several.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+
+    /// The directory to write ID.key and ID.cert.json into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Register a provisioned device with the server from its certificate.
+///
+/// For devices provisioned without a server; registering one that is already
+/// registered with the same certificate key and class changes nothing.
+#[derive(Debug, clap::Args)]
+struct RegisterArgs {
+    /// The device certificate (ID.cert.json of `rota device provision`).
+    #[arg(value_name = "CERT.json")]
+    certificate: PathBuf,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// List the devices the server knows.
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Only devices of this class (a UUID).
+    #[arg(long, value_name = "UUID", value_parser = uuid::Uuid::parse_str)]
+    class: Option<uuid::Uuid>,
+
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The device a state change is for.
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// The device id.
+    #[arg(value_name = "ID")]
+    id: String,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        DeviceCommand::Provision(args) => provision(args),
+        DeviceCommand::Register(args) => register_file(args),
+        DeviceCommand::List(args) => list(args),
+        DeviceCommand::Suspend(args) => change(args, "suspend", "suspended"),
+        DeviceCommand::Resume(args) => change(args, "resume", "resumed"),
+        DeviceCommand::Decommission(args) => change(args, "decommission", "decommissioned"),
+    }
+}
+
+/// Creates `dir` (mode 0700) if it does not exist.
+fn ensure_dir(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!("{} is not a directory", dir.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder
+                .create(dir)
+                .map_err(|e| anyhow!("cannot create {}: {}", dir.display(), files::reason(&e)))
+        }
+        Err(e) => bail!("cannot check {}: {}", dir.display(), files::reason(&e)),
+    }
+}
+
+fn register(client: &Client, certificate: &DeviceCertificate, id: &str) -> Result<DeviceInfo> {
+    client.post(
+        "/api/v1/devices",
+        &DeviceRegister {
+            certificate: certificate.clone(),
+        },
+        &format!("to register device {id}"),
+    )
+}
+
+fn provision(args: ProvisionArgs) -> Result<()> {
+    if !valid_device_id(&args.id) {
+        bail!(
+            "{:?} is not a valid device id: it must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            args.id
+        );
+    }
+    validate_tags(&args.tags).map_err(|e| anyhow!("{e}"))?;
+    // Everything that can fail before a file is written, is checked first.
+    let client = if args.server.is_given() {
+        Some(Client::connect(&args.server)?)
+    } else {
+        None
+    };
+    let ca_pem = files::read_key_file(&args.ca_key)?;
+    let ca = signing_key_from_pem(&ca_pem)
+        .map_err(|e| anyhow!("cannot use {} as the CA key: {e}", args.ca_key.display()))?;
+    let key_path = args.out.join(format!("{}.key", args.id));
+    let cert_path = args.out.join(format!("{}.cert.json", args.id));
+    let hint = "rota device provision never overwrites a device's key or certificate";
+    files::refuse_existing(&key_path, hint)?;
+    files::refuse_existing(&cert_path, hint)?;
+
+    let device = Ed25519Signer::generate().context("cannot generate a key")?;
+    let device_pem = device
+        .to_pkcs8_pem()
+        .context("cannot encode the device key")?;
+    let device_key = signing_key_from_pem(&device_pem).context("cannot read the new device key")?;
+    let issued_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let body = CertBody::new(
+        &ca.verifying_key(),
+        args.id.clone(),
+        &device_key.verifying_key(),
+        &args.class,
+        args.tags.clone(),
+        issued_at,
+    );
+    let certificate = issue(&ca, &body).context("cannot issue the certificate")?;
+    let mut cert_json = serde_json::to_vec_pretty(&certificate)?;
+    cert_json.push(b'\n');
+
+    ensure_dir(&args.out)?;
+    files::create_new(&key_path, device_pem.as_bytes(), 0o600)?;
+    if let Err(e) = files::create_new(&cert_path, &cert_json, 0o644) {
+        // No key without its certificate: the key was created just now, by us.
+        let _ = fs::remove_file(&key_path);
+        return Err(e);
+    }
+    let mut text = format!(
+        "wrote {} (the device's private key, mode 0600: install it on the device only)\n\
+         wrote {} (class {}, tags {}, issued by CA {})\n",
+        key_path.display(),
+        cert_path.display(),
+        args.class.hyphenated(),
+        if args.tags.is_empty() {
+            "none".to_string()
+        } else {
+            args.tags.join(", ")
+        },
+        &body.issuer[..16],
+    );
+    if let Some(client) = &client {
+        let info = register(client, &certificate, &args.id).with_context(|| {
+            format!(
+                "{} and {} were written, but not registered (run `rota device register {}` later)",
+                key_path.display(),
+                cert_path.display(),
+                cert_path.display()
+            )
+        })?;
+        text.push_str(&format!(
+            "registered device {} with {} (state {})\n",
+            info.id,
+            client.base(),
+            info.state
+        ));
+    }
+    output::print(&text)
+}
+
+fn register_file(args: RegisterArgs) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let path = &args.certificate;
+    let bytes = files::read_limited(path, MAX_CERT_FILE, "a device certificate")?;
+    let certificate: DeviceCertificate = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow!("{} is not a device certificate: {e}", path.display()))?;
+    let name = path.display().to_string();
+    let info = register(&client, &certificate, &name)?;
+    output::print(&format!(
+        "registered device {} (class {}) with {} (state {})\n",
+        info.id,
+        info.class_id,
+        client.base(),
+        info.state
+    ))
+}
+
+fn list(args: ListArgs) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let mut devices: Vec<DeviceInfo> = Vec::new();
+    loop {
+        let mut query = vec![("limit", PAGE.to_string())];
+        if let Some(class) = &args.class {
+            query.push(("class", class.hyphenated().to_string()));
+        }
+        if let Some(last) = devices.last() {
+            query.push(("after", last.id.clone()));
+        }
+        let page: Vec<DeviceInfo> =
+            client.get_query("/api/v1/devices", &query, "to list the devices")?;
+        let full = page.len() >= PAGE;
+        devices.extend(page);
+        if !full {
+            break;
+        }
+    }
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&devices)?;
+        text.push('\n');
+        return output::print(&text);
+    }
+    if devices.is_empty() {
+        return output::print("no devices\n");
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = devices
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                d.class_id.clone(),
+                d.state.to_string(),
+                or_dash(d.running_version.map(|v| v.to_string())),
+                or_dash(d.slot.map(|s| s.to_string())),
+                or_dash(d.last_result.map(|r| r.to_string())),
+                or_dash(d.last_seen_at.map(time_text)),
+                if d.tags.is_empty() {
+                    "-".into()
+                } else {
+                    d.tags.join(",")
+                },
+            ]
+        })
+        .collect();
+    let mut text = table(
+        &[
+            "ID",
+            "CLASS",
+            "STATE",
+            "VERSION",
+            "SLOT",
+            "LAST RESULT",
+            "LAST SEEN",
+            "TAGS",
+        ],
+        &rows,
+    );
+    text.push_str(&format!("{} devices\n", devices.len()));
+    output::print(&text)
+}
+
+fn change(args: StateArgs, action: &str, done: &str) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let id = &args.id;
+    let info: DeviceInfo = client.post_empty(
+        &format!("/api/v1/devices/{}/{action}", segment(id)),
+        &format!("to {action} device {id}"),
+    )?;
+    output::print(&format!("{done} device {id}: it is now {}\n", info.state))
+}

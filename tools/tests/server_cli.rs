@@ -1,0 +1,869 @@
+//! The `rota` commands that talk to the update server, run as a user runs them against a
+//! real rota-server on a loopback port (in this test process, on its own runtime):
+//! repository push, device provisioning, release publishing, rollouts, device lifecycle,
+//! and the refusals, each a one-line error.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use rota_protocol::api::{CheckInQuery, LastResult, SlotState};
+use rota_protocol::identity::signing_key_from_pem;
+use rota_protocol::{Nonce, sign_request};
+use rota_server::config::Settings;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const VENDOR: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe";
+const CLASS: &str = "8a1c3c1e-3b2a-4f5e-9d3a-0c1b2a3d4e5f";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `rota` with `args` in `dir`, without ROTA_SERVER or ROTA_TOKEN from outside.
+fn rota(dir: &Path, args: &[&str]) -> Run {
+    let output = assert_cmd::cargo::cargo_bin_cmd!("rota")
+        .current_dir(dir)
+        .env_remove("ROTA_SERVER")
+        .env_remove("ROTA_TOKEN")
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().expect("rota was killed by a signal"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Exit 1 with exactly one line on stderr, `error: …` containing `needle`.
+    #[track_caller]
+    fn fails_with(self, needle: &str) -> Self {
+        assert_eq!(
+            self.code, 1,
+            "expected exit 1\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.starts_with("error: ") && self.stderr.lines().count() == 1,
+            "expected one `error: ` line, got: {:?}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in {:?}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    fn has(self, needle: &str) -> Self {
+        assert!(
+            self.stdout.contains(needle),
+            "expected {needle:?} in:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap()
+    }
+}
+
+/// A rota-server in this process, on its own Tokio runtime in a thread, stopped on drop.
+struct Server {
+    base: String,
+    data: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves from `data` (which holds the online keys and the device CA), after waiting
+    /// for it to answer.
+    fn start(data: &Path) -> Server {
+        let settings = Settings {
+            data_dir: Some(data.to_path_buf()),
+            tick: Some(50),
+            ..Default::default()
+        };
+        let config = settings.resolve(None).unwrap();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                address_tx.send(listener.local_addr().unwrap()).unwrap();
+                rota_server::serve(config, listener, async move {
+                    let _ = stop.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let address = address_rx.recv().unwrap();
+        let base = format!("http://{address}");
+        let http = reqwest::blocking::Client::new();
+        let ready = (0..500).any(|_| {
+            let up = http
+                .get(format!("{base}/healthz"))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if !up {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            up
+        });
+        assert!(ready, "the server did not come up");
+        Server {
+            base,
+            data: data.to_path_buf(),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    fn token_file(&self) -> String {
+        self.data.join("admin.token").display().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A scratch directory with a TUF repository (REPO = repo), a factory CA (factory-ca.key),
+/// a signed release (fw.bin, fw.suit, by release.key) and a running server whose data
+/// directory (data/) holds the repository's online keys and the CA's public key.
+struct Setup {
+    dir: TempDir,
+    server: Server,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        rota(path, &["repo", "init", "--dir", "repo"]).ok();
+        rota(path, &["keygen", "--out", "factory-ca"]).ok();
+        let data = path.join("data");
+        std::fs::create_dir_all(data.join("tuf-online-keys")).unwrap();
+        std::fs::create_dir_all(data.join("device-ca")).unwrap();
+        for key in ["snapshot.key", "timestamp.key"] {
+            std::fs::copy(
+                path.join("repo/online").join(key),
+                data.join("tuf-online-keys").join(key),
+            )
+            .unwrap();
+        }
+        std::fs::copy(
+            path.join("factory-ca.pub"),
+            data.join("device-ca/factory-ca.pub"),
+        )
+        .unwrap();
+        rota(path, &["keygen", "--out", "release"]).ok();
+        let image: Vec<u8> = (0..300 * 1024 + 17).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(path.join("fw.bin"), image).unwrap();
+        sign(path, "fw.bin", "fw.suit", "7");
+        let server = Server::start(&data);
+        Setup { dir, server }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `rota ARGS --server URL --token-file DATA/admin.token`.
+    fn rota(&self, args: &[&str]) -> Run {
+        let token = self.server.token_file();
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &self.server.base, "--token-file", &token]);
+        rota(self.path(), &all)
+    }
+
+    fn push(&self) -> Run {
+        self.rota(&["repo", "push", "--dir", "repo"]).ok()
+    }
+
+    fn publish(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "release",
+            "publish",
+            "--repo",
+            "repo",
+            "--image",
+            "fw.bin",
+            "--envelope",
+            "fw.suit",
+        ];
+        args.extend_from_slice(extra);
+        self.rota(&args)
+    }
+
+    fn provision(&self, id: &str, tags: &[&str]) -> Run {
+        let mut args = vec![
+            "device",
+            "provision",
+            "--ca-key",
+            "factory-ca.key",
+            "--id",
+            id,
+            "--class",
+            CLASS,
+            "--out",
+            "devices",
+        ];
+        for tag in tags {
+            args.extend_from_slice(&["--tag", tag]);
+        }
+        self.rota(&args)
+    }
+
+    /// A check-in signed with the device key `rota device provision` wrote.
+    fn check_in(&self, id: &str) -> reqwest::StatusCode {
+        let pem =
+            std::fs::read_to_string(self.path().join("devices").join(format!("{id}.key"))).unwrap();
+        let key = signing_key_from_pem(&pem).unwrap();
+        let query = CheckInQuery {
+            version: 1,
+            slot: SlotState::Confirmed,
+            last: Some(LastResult::None),
+        };
+        let path = query.path_and_query();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let headers = sign_request(&key, id, "GET", &path, &[], now, Nonce::random().unwrap());
+        let mut request =
+            reqwest::blocking::Client::new().get(format!("{}{path}", self.server.base));
+        for (name, value) in headers.iter() {
+            request = request.header(name, value);
+        }
+        request.send().unwrap().status()
+    }
+}
+
+/// `rota sign` of `image` into `output` with sequence number `sequence`.
+fn sign(dir: &Path, image: &str, output: &str, sequence: &str) {
+    rota(
+        dir,
+        &[
+            "sign",
+            "--key",
+            "release.key",
+            "--image",
+            image,
+            "--vendor-id",
+            VENDOR,
+            "--class-id",
+            CLASS,
+            "--sequence",
+            sequence,
+            "--security-version",
+            "2",
+            "-o",
+            output,
+        ],
+    )
+    .ok();
+}
+
+/// The value after `label` on the line that starts with it.
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lifecycle() {
+    let setup = Setup::new();
+
+    // The repository goes live: root version 1, then an empty targets version 1.
+    setup
+        .push()
+        .has("uploaded root versions 1")
+        .has("published empty targets version 1")
+        .has("the repository is live");
+    // Pushing again changes nothing.
+    setup
+        .push()
+        .has("the server already had root versions 1")
+        .has("the server serves targets version 1 with 0 targets");
+    // After a root rotation, only the new version goes up.
+    rota(setup.path(), &["repo", "rotate", "--dir", "repo"]).ok();
+    setup
+        .push()
+        .has("uploaded root versions 2")
+        .has("the server already had root versions 1");
+
+    // Three devices, registered as they are provisioned.
+    for (id, tag) in [("dev-1", "eu"), ("dev-2", "eu"), ("dev-3", "us")] {
+        setup
+            .provision(id, &[tag])
+            .ok()
+            .has(&format!("registered device {id}"))
+            .has("state provisioned");
+        let key = setup.path().join(format!("devices/{id}.key"));
+        let pem = std::fs::read_to_string(&key).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{id}.key has mode {mode:o}");
+        }
+        let cert: Value = serde_json::from_str(
+            &std::fs::read_to_string(setup.path().join(format!("devices/{id}.cert.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(cert["body"].is_string() && cert["signature"].is_string());
+    }
+    // Never overwritten.
+    setup
+        .provision("dev-1", &[])
+        .fails_with("devices/dev-1.key already exists");
+    // The device key works: the device's signed check-in is accepted (and activates it).
+    assert_eq!(setup.check_in("dev-1"), reqwest::StatusCode::OK);
+
+    // The release: class, version and security version from the envelope.
+    let published = setup
+        .publish(&["--trust-anchor", "release.pub"])
+        .ok()
+        .has("published fw.bin (307217 bytes) and fw.bin.suit")
+        .has(&format!("class {CLASS}, version 7, security version 2"))
+        .has("targets version 2");
+    let release = field(&published.stdout, "release id:");
+    let listed = setup.rota(&["release", "list", "--json"]).ok().json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], release.as_str());
+    assert_eq!(listed[0]["target"], "fw.bin");
+    assert_eq!(listed[0]["envelope_target"], "fw.bin.suit");
+    assert_eq!(listed[0]["version"], 7);
+    assert_eq!(listed[0]["security_version"], 2);
+    assert_eq!(listed[0]["length"], 307217);
+    setup.rota(&["release", "list"]).ok().has("fw.bin");
+    // The targets are served as published: the envelope under its consistent name.
+    let envelope = std::fs::read(setup.path().join("fw.suit")).unwrap();
+    let sha = hex::encode(
+        rota_repo::TargetFile::from_bytes("fw.bin.suit", &envelope, Value::Null).sha256,
+    );
+    let served = reqwest::blocking::get(format!(
+        "{}/tuf/targets/{sha}.fw.bin.suit",
+        setup.server.base
+    ))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    assert_eq!(served.as_ref(), envelope.as_slice());
+
+    // A staged rollout of it.
+    let created = setup
+        .rota(&[
+            "rollout",
+            "create",
+            "--release",
+            &release,
+            "--stages",
+            "50%,100%",
+            "--soak",
+            "1d",
+            "--device-timeout",
+            "90m",
+        ])
+        .ok()
+        .has("created rollout")
+        // The soak keeps it at stage 1 for the test, even when stage 1 passes its gate.
+        .has("device timeout 90m, soak 1d, 2 retries")
+        .has("state     active at stage 1 of 2 (50%)");
+    let rollout = field(&created.stdout, "created rollout")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let status = setup.rota(&["rollout", "status", &rollout]).ok();
+    let status = status
+        .has(&format!("rollout   {rollout}"))
+        .has(&format!("release   {release}"))
+        .has("selector  class 8a1c3c1e-3b2a-4f5e-9d3a-0c1b2a3d4e5f")
+        .has("STAGE  TARGET")
+        .has("IN PROGRESS  CONFIRMED  FAILED  TIMED OUT");
+    assert!(
+        status.stdout.lines().any(|l| l.starts_with("1*")),
+        "{}",
+        status.stdout
+    );
+    let json = setup
+        .rota(&["rollout", "status", &rollout, "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["state"], "active");
+    assert_eq!(json["current_stage"], 0);
+    assert_eq!(
+        json["stages"],
+        serde_json::json!([{"percent": 50.0}, {"percent": 100.0}])
+    );
+    assert_eq!(json["selector"]["class_id"], CLASS);
+    // Every rollout, one line each.
+    setup
+        .rota(&["rollout", "status"])
+        .ok()
+        .has(&rollout)
+        .has("active");
+
+    setup
+        .rota(&["rollout", "pause", &rollout])
+        .ok()
+        .has(&format!("paused rollout {rollout}: it is now paused"));
+    setup
+        .rota(&["rollout", "status", &rollout])
+        .ok()
+        .has("state     paused");
+    setup
+        .rota(&["rollout", "resume", &rollout])
+        .ok()
+        .has("it is now active");
+    setup
+        .rota(&["rollout", "abort", &rollout])
+        .ok()
+        .has("it is now aborted");
+    setup
+        .rota(&["rollout", "status", &rollout])
+        .ok()
+        .has("state     aborted");
+    // Watching an aborted rollout ends at once, and not as a success.
+    setup
+        .rota(&["rollout", "status", &rollout, "--watch"])
+        .fails_with(&format!("rollout {rollout} was aborted"));
+    // An aborted rollout stays aborted.
+    setup
+        .rota(&["rollout", "resume", &rollout])
+        .fails_with(&format!("the server refused to resume rollout {rollout}: "));
+
+    // The fleet.
+    let devices = setup
+        .rota(&["device", "list", "--class", CLASS, "--json"])
+        .ok()
+        .json();
+    let devices = devices.as_array().unwrap();
+    assert_eq!(devices.len(), 3);
+    let state = |id: &str| {
+        devices.iter().find(|d| d["id"] == id).unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state("dev-1"), "active");
+    assert_eq!(state("dev-2"), "provisioned");
+    let table = setup.rota(&["device", "list"]).ok().has("3 devices");
+    assert!(table.stdout.contains("dev-3") && table.stdout.contains("us"));
+    setup
+        .rota(&[
+            "device",
+            "list",
+            "--class",
+            "0b2d4f6a-8c0e-4a1b-9c3d-5e7f9a1b3c5d",
+        ])
+        .ok()
+        .has("no devices");
+
+    setup
+        .rota(&["device", "suspend", "dev-1"])
+        .ok()
+        .has("suspended device dev-1: it is now suspended");
+    setup
+        .rota(&["device", "resume", "dev-1"])
+        .ok()
+        .has("it is now active");
+    // A device that never checked in cannot be suspended: the server says why.
+    setup
+        .rota(&["device", "suspend", "dev-2"])
+        .fails_with("the server refused to suspend device dev-2: ");
+    setup
+        .rota(&["device", "decommission", "dev-2"])
+        .ok()
+        .has("decommissioned device dev-2: it is now decommissioned");
+    setup
+        .rota(&["device", "resume", "dev-2"])
+        .fails_with("the server refused to resume device dev-2: ");
+    // A decommissioned device cannot come back, even with its certificate.
+    setup
+        .rota(&["device", "register", "devices/dev-2.cert.json"])
+        .fails_with("decommissioned and cannot be registered again (HTTP 403)");
+}
+
+#[test]
+fn publishing_refuses_names_already_published_and_images_the_envelope_does_not_sign() {
+    let setup = Setup::new();
+    // Nothing to publish into before the repository is pushed.
+    setup.publish(&[]).fails_with(
+        "does not have root version 1 of repo yet; run `rota repo push --dir repo` first",
+    );
+    setup.push();
+    setup.publish(&[]).ok().has("targets version 2");
+
+    setup
+        .publish(&[])
+        .fails_with("fw.bin is already published (targets version 2)");
+    // A new envelope for the same image, under a new name, is a new release.
+    sign(setup.path(), "fw.bin", "fw-8.suit", "8");
+    setup
+        .rota(&[
+            "release",
+            "publish",
+            "--repo",
+            "repo",
+            "--image",
+            "fw.bin",
+            "--envelope",
+            "fw-8.suit",
+            "--name",
+            "class-a/fw-8.bin",
+        ])
+        .ok()
+        .has("published class-a/fw-8.bin")
+        .has("version 8")
+        .has("targets version 3");
+    // An image the envelope does not sign.
+    std::fs::write(setup.path().join("other.bin"), b"not the firmware").unwrap();
+    setup
+        .rota(&[
+            "release",
+            "publish",
+            "--repo",
+            "repo",
+            "--image",
+            "other.bin",
+            "--envelope",
+            "fw.suit",
+        ])
+        .fails_with("other.bin is not the image fw.suit signs");
+    // An envelope signed by a key that is not trusted.
+    rota(setup.path(), &["keygen", "--out", "stranger"]).ok();
+    setup
+        .publish(&["--name", "fw-9.bin", "--trust-anchor", "stranger.pub"])
+        .fails_with("fw.suit is not authentic");
+    let releases = setup.rota(&["release", "list", "--json"]).ok().json();
+    assert_eq!(releases.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_server_s_refusals_and_an_unreachable_server_are_one_line_errors() {
+    let setup = Setup::new();
+    setup.push();
+    let base = setup.server.base.clone();
+
+    // A token the server does not know.
+    rota(
+        setup.path(),
+        &["rollout", "status", "--server", &base, "--token", "rota_nope"],
+    )
+    .fails_with(
+        "the server refused to list the rollouts: the bearer token is unknown or revoked (HTTP 401)",
+    );
+    // No token at all.
+    rota(setup.path(), &["device", "list", "--server", &base]).fails_with(
+        "no management token given: pass --token TOKEN or --token-file FILE, or set ROTA_TOKEN",
+    );
+    // From the environment.
+    let token = std::fs::read_to_string(setup.server.token_file()).unwrap();
+    let output = assert_cmd::cargo::cargo_bin_cmd!("rota")
+        .current_dir(setup.path())
+        .env("ROTA_SERVER", &base)
+        .env("ROTA_TOKEN", token.trim())
+        .args(["device", "list"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "no devices\n");
+
+    // What the server refuses, with its reason.
+    setup
+        .rota(&["rollout", "status", "no-such-rollout"])
+        .fails_with("the server refused to show rollout no-such-rollout: ")
+        .fails_with("(HTTP 404)");
+    setup
+        .rota(&[
+            "rollout",
+            "create",
+            "--release",
+            "nope",
+            "--class",
+            CLASS,
+            "--stages",
+            "100%",
+        ])
+        .fails_with("the server refused the rollout: ");
+    setup
+        .rota(&["rollout", "create", "--release", "nope", "--stages", "10%"])
+        .fails_with("the server has no release nope");
+    // What the CLI refuses before asking.
+    setup
+        .rota(&[
+            "rollout",
+            "create",
+            "--release",
+            "r",
+            "--class",
+            CLASS,
+            "--stages",
+            "50%,10%",
+        ])
+        .fails_with("cannot create this rollout: stage 2 (10 percent) is not larger");
+    setup
+        .provision("bad id", &[])
+        .fails_with("\"bad id\" is not a valid device id");
+    assert!(!setup.path().join("devices").exists());
+
+    // Nothing listens: the port of a listener just closed.
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let down = format!("http://127.0.0.1:{port}");
+    rota(
+        setup.path(),
+        &["rollout", "status", "--server", &down, "--token", "t"],
+    )
+    .fails_with(&format!(
+        "cannot reach the server at {down}: connection refused"
+    ));
+    // Provisioning with an unreachable server keeps the files and says how to register.
+    rota(
+        setup.path(),
+        &[
+            "device",
+            "provision",
+            "--ca-key",
+            "factory-ca.key",
+            "--id",
+            "dev-9",
+            "--class",
+            CLASS,
+            "--out",
+            "devices",
+            "--server",
+            &down,
+            "--token",
+            "t",
+        ],
+    )
+    .fails_with("run `rota device register devices/dev-9.cert.json` later")
+    .fails_with("connection refused");
+    setup
+        .rota(&["device", "register", "devices/dev-9.cert.json"])
+        .ok()
+        .has("registered device dev-9");
+    rota(
+        setup.path(),
+        &["device", "list", "--server", "ftp://x", "--token", "t"],
+    )
+    .fails_with("is not an http:// or https:// URL");
+}
+
+/// A fake update server: answers GETs from `files` (path → body), 404 otherwise, and
+/// records every request line.
+fn fake_server(files: Vec<(String, Vec<u8>)>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+            }
+            log.lock().unwrap().push(request_line.trim().to_string());
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let found = files.iter().find(|(p, _)| p == path && method == "GET");
+            let (status, body) = match found {
+                Some((_, body)) => ("200 OK", body.clone()),
+                None => ("404 Not Found", br#"{"error":"not here"}"#.to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (base, seen)
+}
+
+#[test]
+fn publishing_never_countersigns_targets_the_server_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    rota(path, &["repo", "init", "--dir", "repo"]).ok();
+    rota(path, &["keygen", "--out", "release"]).ok();
+    std::fs::write(path.join("fw.bin"), b"firmware image").unwrap();
+    sign(path, "fw.bin", "fw.suit", "3");
+    let root = std::fs::read(path.join("repo/metadata/1.root.json")).unwrap();
+    let expires = SystemTime::now() + Duration::from_secs(86400);
+
+    // Targets metadata signed by a key the root does not name (the server's own, say).
+    let impostor = rota_repo::RepoKey::generate().unwrap();
+    let forged = rota_repo::sign_targets(None, &[], &[&impostor], expires).unwrap();
+    // Real targets metadata, edited after it was signed (a target slipped in).
+    let targets_pem = std::fs::read_to_string(path.join("repo/keys/targets-1.key")).unwrap();
+    let targets_key = rota_repo::RepoKey::from_pkcs8_pem(&targets_pem).unwrap();
+    let genuine = rota_repo::sign_targets(None, &[], &[&targets_key], expires).unwrap();
+    let mut edited: Value = serde_json::from_slice(&genuine.bytes).unwrap();
+    edited["signed"]["targets"]["evil.bin"] = serde_json::json!({
+        "length": 4,
+        "hashes": {"sha256": hex::encode([7u8; 32])},
+    });
+    let edited = serde_json::to_vec(&edited).unwrap();
+
+    for targets in [forged.bytes, edited] {
+        let (base, seen) = fake_server(vec![
+            ("/tuf/metadata/1.root.json".into(), root.clone()),
+            ("/tuf/metadata/targets.json".into(), targets),
+        ]);
+        rota(
+            path,
+            &[
+                "release",
+                "publish",
+                "--repo",
+                "repo",
+                "--image",
+                "fw.bin",
+                "--envelope",
+                "fw.suit",
+                "--server",
+                &base,
+                "--token",
+                "t",
+            ],
+        )
+        .fails_with(
+            "the targets metadata the server serves does not verify against root version 1 of the repository, so it was not signed again",
+        );
+        // Nothing was uploaded or signed: only the two metadata files were read.
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            seen.iter()
+                .all(|line| line.starts_with("GET /tuf/metadata/")),
+            "{seen:?}"
+        );
+    }
+}
+
+/// Whether python-tuf can be imported; panics in CI when it cannot (as rota-repo's
+/// interop test does).
+fn python_tuf_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import tuf.ngclient"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("python3 with python-tuf is needed for this test in CI (pip install tuf)");
+        }
+        eprintln!("NOTICE: python3 with python-tuf (pip install tuf) not found; skipping");
+    }
+    ok
+}
+
+/// python-tuf's client, trusting `root.json` as shipped, refreshes from the server and
+/// downloads `target`; prints its length.
+const PYTHON_CLIENT: &str = r#"
+import sys
+from tuf.ngclient import Updater
+base, root, work, target = sys.argv[1:5]
+updater = Updater(
+    metadata_dir=work + "/meta",
+    metadata_base_url=base + "/tuf/metadata/",
+    target_base_url=base + "/tuf/targets/",
+    target_dir=work + "/download",
+    bootstrap=open(root, "rb").read(),
+)
+updater.refresh()
+info = updater.get_targetinfo(target)
+path = updater.download_target(info)
+print(info.length, open(path, "rb").read() == open(sys.argv[5], "rb").read())
+"#;
+
+#[test]
+fn python_tuf_refreshes_the_pushed_repository_through_a_rotation_and_downloads_a_release() {
+    if !python_tuf_available() {
+        return;
+    }
+    let setup = Setup::new();
+    setup.push();
+    rota(setup.path(), &["repo", "rotate", "--dir", "repo"]).ok();
+    setup.push().has("uploaded root versions 2");
+    setup.publish(&[]).ok();
+    let work = setup.path().join("tuf-client");
+    std::fs::create_dir_all(work.join("meta")).unwrap();
+    std::fs::create_dir_all(work.join("download")).unwrap();
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_CLIENT)
+        .arg(&setup.server.base)
+        .arg(setup.path().join("repo/root.json"))
+        .arg(&work)
+        .arg("fw.bin")
+        .arg(setup.path().join("fw.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python-tuf failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "307217 True"
+    );
+}
