@@ -149,6 +149,28 @@ impl Artifacts {
         result
     }
 
+    /// Deletes staging objects older than `age`: uploads a crash cut off. (They are never
+    /// served; this only returns their space.) The age is generous so that an upload still
+    /// streaming into another replica is never touched.
+    pub async fn sweep_stale_uploads(&self, age: std::time::Duration) -> Result<usize> {
+        let cutoff = std::time::SystemTime::now() - age;
+        let mut stale = Vec::new();
+        let mut listing = self.store.list(Some(&Path::from("uploads")));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.context("cannot list the artifact store")?;
+            if std::time::SystemTime::from(meta.last_modified) < cutoff {
+                stale.push(meta.location);
+            }
+        }
+        for location in &stale {
+            self.store
+                .delete(location)
+                .await
+                .context("cannot delete a stale upload")?;
+        }
+        Ok(stale.len())
+    }
+
     /// Whether the artifact is stored, and its length.
     pub async fn len(&self, sha256: &str) -> Result<Option<u64>> {
         match self.store.head(&Self::object(sha256)).await {
@@ -174,5 +196,47 @@ impl Artifacts {
             .await
             .context("cannot read the artifact store")?;
         Ok(result.into_stream())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cut_upload_is_never_served_and_is_swept_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = Artifacts::open(dir.path().to_str().unwrap()).unwrap();
+        let good = b"complete".to_vec();
+        let sha = hex::encode(Sha256::digest(&good));
+        let body = futures::stream::iter([Ok::<_, String>(Bytes::from(good.clone()))]);
+        artifacts
+            .upload(&sha, good.len() as u64, 1 << 20, body)
+            .await
+            .unwrap();
+        // A body that breaks off midway: refused, nothing stored under its name.
+        let cut =
+            futures::stream::iter([Ok(Bytes::from_static(b"half")), Err("reset".to_string())]);
+        let err = artifacts
+            .upload(&"b".repeat(64), 8, 1 << 20, cut)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UploadError::Body(_)), "{err}");
+        assert_eq!(artifacts.len(&"b".repeat(64)).await.unwrap(), None);
+        // What a crash leaves: a staging file nobody finished.
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        std::fs::write(dir.path().join("uploads/crashed"), b"partial").unwrap();
+        let young = artifacts
+            .sweep_stale_uploads(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(young, 0, "recent uploads may still be streaming");
+        let swept = artifacts
+            .sweep_stale_uploads(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(swept, 1);
+        assert!(!dir.path().join("uploads/crashed").exists());
+        assert_eq!(artifacts.len(&sha).await.unwrap(), Some(good.len() as u64));
     }
 }

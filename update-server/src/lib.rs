@@ -25,6 +25,9 @@ use tokio::net::TcpListener;
 use crate::app::AppState;
 use crate::config::Config;
 
+/// Uploads older than this at start-up were cut off by a crash.
+const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
@@ -43,6 +46,11 @@ pub async fn serve(
     let state = AppState::open(config).await?;
     if let Some(path) = manage::tokens::bootstrap_admin(&state.db, &state.config.data_dir).await? {
         tracing::info!(path = %path.display(), "created the first admin token");
+    }
+    match state.artifacts.sweep_stale_uploads(STALE_UPLOAD_AGE).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "deleted uploads a crash had cut off"),
+        Err(err) => tracing::warn!(error = %format!("{err:#}"), "cannot sweep stale uploads"),
     }
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %db::redact(&state.config.database_url), "rota-server listening");
