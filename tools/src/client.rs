@@ -180,13 +180,24 @@ impl Client {
         })
     }
 
-    /// `GET path`, decoded; `what` completes "the server refused ..." on failure.
-    pub fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
-        let response = self.send(self.http.get(self.url(path)))?;
+    /// Sends `request` (to `path`) and decodes the answer; `what` completes "the server
+    /// refused ..." on failure.
+    fn decoded<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        path: &str,
+        what: &str,
+    ) -> Result<T> {
+        let response = self.send(request)?;
         match self.answer(response)? {
             Ok(body) => self.decode(&body, path),
             Err(refusal) => Err(Self::refused(what, &refusal)),
         }
+    }
+
+    /// `GET path`, decoded; `what` completes "the server refused ..." on failure.
+    pub fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
+        self.decoded(self.http.get(self.url(path)), path, what)
     }
 
     /// `GET path` with a query, decoded.
@@ -196,11 +207,7 @@ impl Client {
         query: &[(&str, String)],
         what: &str,
     ) -> Result<T> {
-        let response = self.send(self.http.get(self.url(path)).query(query))?;
-        match self.answer(response)? {
-            Ok(body) => self.decode(&body, path),
-            Err(refusal) => Err(Self::refused(what, &refusal)),
-        }
+        self.decoded(self.http.get(self.url(path)).query(query), path, what)
     }
 
     /// `POST path` with a JSON body, decoded.
@@ -210,20 +217,12 @@ impl Client {
         body: &B,
         what: &str,
     ) -> Result<T> {
-        let response = self.send(self.http.post(self.url(path)).json(body))?;
-        match self.answer(response)? {
-            Ok(body) => self.decode(&body, path),
-            Err(refusal) => Err(Self::refused(what, &refusal)),
-        }
+        self.decoded(self.http.post(self.url(path)).json(body), path, what)
     }
 
     /// `POST path` without a body, decoded.
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
-        let response = self.send(self.http.post(self.url(path)))?;
-        match self.answer(response)? {
-            Ok(body) => self.decode(&body, path),
-            Err(refusal) => Err(Self::refused(what, &refusal)),
-        }
+        self.decoded(self.http.post(self.url(path)), path, what)
     }
 
     /// `PUT path` with a JSON document (signed TUF metadata), as the raw answer.

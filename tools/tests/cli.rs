@@ -7,6 +7,9 @@ use rota_manifest::{Ed25519Signer, ImageDigest, ImageManifest, SignatureAlgorith
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod common;
+use common::{Run, rota};
+
 const VENDOR: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe";
 const CLASS: &str = "1492af14-2569-5e48-bf42-9b2d51f2ab45";
 
@@ -23,60 +26,6 @@ fn vectors() -> PathBuf {
 
 fn draft37(name: &str) -> PathBuf {
     vectors().join("suit-manifest-draft37").join(name)
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `rota` with `args` in `dir`.
-fn rota(dir: &Path, args: &[&str]) -> Run {
-    let output = assert_cmd::cargo::cargo_bin_cmd!("rota")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().expect("rota was killed by a signal"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Exit 1 with exactly one line on stderr, `error: …` containing `needle`.
-    #[track_caller]
-    fn fails_with(self, needle: &str) -> Self {
-        assert_eq!(
-            self.code, 1,
-            "expected exit 1\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        assert!(
-            self.stderr.starts_with("error: ") && self.stderr.lines().count() == 1,
-            "expected one `error: ` line, got: {:?}",
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "expected {needle:?} in {:?}",
-            self.stderr
-        );
-        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
-        self
-    }
 }
 
 /// A scratch directory with a key pair `release` and a 200 KiB image (not a multiple
@@ -133,8 +82,7 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
     assert!(pub_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        let mode = common::mode(&key);
         assert_eq!(mode, 0o600, "release.key has mode {mode:o}");
     }
     // The key id printed is SHA-256 of the public key, as the COSE kid will be.

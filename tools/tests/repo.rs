@@ -7,64 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use rota_repo::{OnlineSigner, RepoKey, RootInfo};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `rota` with `args` in `dir`.
-fn rota(dir: &Path, args: &[&str]) -> Run {
-    let output = assert_cmd::cargo::cargo_bin_cmd!("rota")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().expect("rota was killed by a signal"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Exit 1 with exactly one line on stderr, `error: …` containing `needle`.
-    #[track_caller]
-    fn fails_with(self, needle: &str) -> Self {
-        assert_eq!(
-            self.code, 1,
-            "expected exit 1\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        assert!(
-            self.stderr.starts_with("error: ") && self.stderr.lines().count() == 1,
-            "expected one `error: ` line, got: {:?}",
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "expected {needle:?} in {:?}",
-            self.stderr
-        );
-        self
-    }
-}
-
+mod common;
 #[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
+use common::mode;
+use common::rota;
 
 fn key(path: &Path) -> RepoKey {
     RepoKey::from_pkcs8_pem(&fs::read_to_string(path).unwrap()).unwrap()

@@ -17,78 +17,11 @@ use rota_server::config::Settings;
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod common;
+use common::{Run, rota};
+
 const VENDOR: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe";
 const CLASS: &str = "8a1c3c1e-3b2a-4f5e-9d3a-0c1b2a3d4e5f";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `rota` with `args` in `dir`, without ROTA_SERVER or ROTA_TOKEN from outside.
-fn rota(dir: &Path, args: &[&str]) -> Run {
-    let output = assert_cmd::cargo::cargo_bin_cmd!("rota")
-        .current_dir(dir)
-        .env_remove("ROTA_SERVER")
-        .env_remove("ROTA_TOKEN")
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().expect("rota was killed by a signal"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Exit 1 with exactly one line on stderr, `error: …` containing `needle`.
-    #[track_caller]
-    fn fails_with(self, needle: &str) -> Self {
-        assert_eq!(
-            self.code, 1,
-            "expected exit 1\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        assert!(
-            self.stderr.starts_with("error: ") && self.stderr.lines().count() == 1,
-            "expected one `error: ` line, got: {:?}",
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "expected {needle:?} in {:?}",
-            self.stderr
-        );
-        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
-        self
-    }
-
-    #[track_caller]
-    fn has(self, needle: &str) -> Self {
-        assert!(
-            self.stdout.contains(needle),
-            "expected {needle:?} in:\n{}",
-            self.stdout
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap()
-    }
-}
 
 /// A rota-server in this process, on its own Tokio runtime in a thread, stopped on drop.
 struct Server {
@@ -344,8 +277,7 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            let mode = common::mode(&key);
             assert_eq!(mode, 0o600, "{id}.key has mode {mode:o}");
         }
         let cert: Value = serde_json::from_str(

@@ -33,7 +33,7 @@ pub struct Repository {
 }
 
 /// One stored metadata file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Stored {
     pub version: i64,
     pub body: String,
@@ -92,19 +92,13 @@ impl Repository {
 
     /// The newest version of `role`.
     pub async fn latest(&self, role: RoleName) -> Result<Option<Stored>, sqlx::Error> {
-        let row: Option<(i64, String, String, i64)> = sqlx::query_as(
+        sqlx::query_as(
             "SELECT version, body, sha256, expires_at FROM tuf_metadata WHERE role = $1 \
              ORDER BY version DESC LIMIT 1",
         )
         .bind(role.as_str())
         .fetch_optional(&self.db.read)
-        .await?;
-        Ok(row.map(|(version, body, sha256, expires_at)| Stored {
-            version,
-            body,
-            sha256,
-            expires_at,
-        }))
+        .await
     }
 
     /// Version `version` of `role`.
@@ -113,19 +107,13 @@ impl Repository {
         role: RoleName,
         version: i64,
     ) -> Result<Option<Stored>, sqlx::Error> {
-        let row: Option<(i64, String, String, i64)> = sqlx::query_as(
+        sqlx::query_as(
             "SELECT version, body, sha256, expires_at FROM tuf_metadata WHERE role = $1 AND version = $2",
         )
         .bind(role.as_str())
         .bind(version)
         .fetch_optional(&self.db.read)
-        .await?;
-        Ok(row.map(|(version, body, sha256, expires_at)| Stored {
-            version,
-            body,
-            sha256,
-            expires_at,
-        }))
+        .await
     }
 
     /// Accepts a root: the first one (trusted on first use by an admin), or version N+1

@@ -13,8 +13,10 @@ use reqwest::{Method, StatusCode};
 use rota_protocol::api::{DeviceRegister, Report, ReportKind, RolloutStatus};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::process::{ServerProcess, device_checkin, device_report, random_below};
-use support::server::{CLASS, Keys, TestDevice, TestServer};
+use support::process::{
+    ServerProcess, device_checkin, device_report, management_call, random_below, random_bytes,
+};
+use support::server::{CLASS, Keys, TestDevice, TestServer, put_created};
 use tokio::io::AsyncWriteExt;
 
 /// Devices in the rollout, each sending its reports from its own task.
@@ -77,6 +79,33 @@ impl Load {
             acknowledged.fetch_add(1, Ordering::SeqCst);
         }
         outcome
+    }
+
+    /// Sends `request` for each of `items` in turn, tracked and counted in `acknowledged`,
+    /// until the test stops the load or a request goes unanswered (the kill came): the
+    /// items sent, each with what became of it.
+    async fn send_each<T, F>(
+        &self,
+        acknowledged: &AtomicUsize,
+        items: impl IntoIterator<Item = T>,
+        request: impl Fn(&T) -> F,
+    ) -> Vec<(T, Outcome)>
+    where
+        F: Future<Output = reqwest::Result<(StatusCode, Value)>>,
+    {
+        let mut sent = Vec::new();
+        for item in items {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let outcome = self.track(acknowledged, request(&item)).await;
+            let answered = matches!(outcome, Outcome::Answered(..));
+            sent.push((item, outcome));
+            if !answered {
+                break;
+            }
+        }
+        sent
     }
 }
 
@@ -167,32 +196,30 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
         let base = server.base.clone();
         let rollout_id = rollout_id.clone();
         reporters.push(tokio::spawn(async move {
-            let mut sent: Vec<(Report, Outcome)> = Vec::new();
-            let steps = [
+            // The update's progress and confirmation, then a stream of reports that belong
+            // to no rollout (stored, counted nowhere).
+            let progress = [
                 ReportKind::Downloading,
                 ReportKind::Downloaded,
                 ReportKind::Installed,
                 ReportKind::Trial,
                 ReportKind::Confirmed,
-            ];
-            let mut step = 0;
-            while !load.stop.load(Ordering::SeqCst) {
-                // The update's progress and confirmation, then a stream of reports that
-                // belong to no rollout (stored, counted nowhere).
-                let report = match steps.get(step) {
-                    Some(kind) => TestDevice::event(*kind, 2, &rollout_id, None),
-                    None => Report::new(ReportKind::Confirmed, 2, None, None).unwrap(),
-                };
-                step += 1;
-                let outcome = load
-                    .track(&load.reports, device_report(&http, &base, &device, &report))
-                    .await;
-                let answered = matches!(outcome, Outcome::Answered(..));
-                sent.push((report, outcome));
-                if !answered {
-                    break;
-                }
-            }
+            ]
+            .map(|kind| TestDevice::event(kind, 2, &rollout_id, None));
+            let unrelated = std::iter::repeat_with(|| {
+                Report::new(ReportKind::Confirmed, 2, None, None).unwrap()
+            });
+            let (http, base, sender) = (&http, &base, &device);
+            let sent = load
+                .send_each(
+                    &load.reports,
+                    progress.into_iter().chain(unrelated),
+                    |report| {
+                        let report = report.clone();
+                        async move { device_report(http, base, sender, &report).await }
+                    },
+                )
+                .await;
             (device, sent)
         }));
     }
@@ -206,34 +233,21 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
             .map(|i| TestDevice::new(&keys, &format!("new-{worker}-{i:03}"), CLASS, &[]))
             .collect();
         registrars.push(tokio::spawn(async move {
-            let mut sent: Vec<(TestDevice, Outcome)> = Vec::new();
-            for device in newcomers {
-                if load.stop.load(Ordering::SeqCst) {
-                    break;
-                }
+            load.send_each(&load.devices, newcomers, |device| {
                 let body = serde_json::to_value(DeviceRegister {
                     certificate: device.certificate.clone(),
                 })
                 .unwrap();
-                let outcome = load
-                    .track(&load.devices, async {
-                        let resp = http
-                            .post(format!("{base}/api/v1/devices"))
-                            .bearer_auth(&admin)
-                            .json(&body)
-                            .send()
-                            .await?;
-                        let status = resp.status();
-                        Ok((status, resp.json().await.unwrap_or(Value::Null)))
-                    })
-                    .await;
-                let answered = matches!(outcome, Outcome::Answered(..));
-                sent.push((device, outcome));
-                if !answered {
-                    break;
-                }
-            }
-            sent
+                management_call(
+                    &http,
+                    &base,
+                    &admin,
+                    Method::POST,
+                    "/api/v1/devices",
+                    Some(body),
+                )
+            })
+            .await
         }));
     }
     let mut token_makers = Vec::new();
@@ -242,32 +256,20 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
         let http = server.http.clone();
         let base = server.base.clone();
         let admin = admin.clone();
+        let bodies = (0..300)
+            .map(move |i| json!({"name": format!("viewer-{worker}-{i}"), "role": "viewer"}));
         token_makers.push(tokio::spawn(async move {
-            let mut sent: Vec<Outcome> = Vec::new();
-            for i in 0..300 {
-                if load.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let body = json!({"name": format!("viewer-{worker}-{i}"), "role": "viewer"});
-                let outcome = load
-                    .track(&load.tokens, async {
-                        let resp = http
-                            .post(format!("{base}/api/v1/tokens"))
-                            .bearer_auth(&admin)
-                            .json(&body)
-                            .send()
-                            .await?;
-                        let status = resp.status();
-                        Ok((status, resp.json().await.unwrap_or(Value::Null)))
-                    })
-                    .await;
-                let answered = matches!(outcome, Outcome::Answered(..));
-                sent.push(outcome);
-                if !answered {
-                    break;
-                }
-            }
-            sent
+            load.send_each(&load.tokens, bodies, |body| {
+                management_call(
+                    &http,
+                    &base,
+                    &admin,
+                    Method::POST,
+                    "/api/v1/tokens",
+                    Some(body.clone()),
+                )
+            })
+            .await
         }));
     }
 
@@ -312,7 +314,8 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
             assert!(status.is_success(), "a report got {status} {body}");
         }
     }
-    for outcome in registrations.iter().map(|(_, o)| o).chain(tokens.iter()) {
+    let management = registrations.iter().map(|(_, o)| o);
+    for outcome in management.chain(tokens.iter().map(|(_, o)| o)) {
         if let Outcome::Answered(status, body) = outcome {
             assert!(
                 status.is_success(),
@@ -422,7 +425,7 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
     let audit = audit.as_array().unwrap();
     assert!(audit.len() < 1000, "the audit query must see every record");
     let mut acknowledged_tokens = 0;
-    for outcome in &tokens {
+    for (_, outcome) in &tokens {
         let Outcome::Answered(status, created) = outcome else {
             continue;
         };
@@ -456,20 +459,13 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
         "a cut upload is served"
     );
     assert!(!dir.join("artifacts/targets").join(&big_sha).exists());
-    let resp = server
-        .http
-        .put(server.url(&format!("/api/v1/artifacts/{big_sha}")))
-        .bearer_auth(&server.admin)
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    put_created(
+        &server.http,
+        server.url(&format!("/api/v1/artifacts/{big_sha}")),
+        &server.admin,
+        big.clone(),
+    )
+    .await;
     let resp = server.http.get(server.url(&target)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let served = resp.bytes().await.unwrap();
@@ -493,10 +489,4 @@ async fn poll(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes
 }

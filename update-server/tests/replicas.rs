@@ -13,7 +13,7 @@ use rota_repo::RoleName;
 use rota_server::app::AppState;
 use rota_server::config::Settings;
 use serde_json::{Value, json};
-use support::process::random_below;
+use support::process::{random_below, random_bytes};
 use support::server::{CLASS, Keys, TestDevice, TestServer};
 
 const DEVICES: usize = 200;
@@ -457,10 +457,4 @@ fn shuffle(items: &mut [usize]) {
         let j = random_below(i as u64 + 1) as usize;
         items.swap(i, j);
     }
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes
 }

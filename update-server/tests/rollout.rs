@@ -183,6 +183,17 @@ async fn send(engine: &Engine, device: &str, report: &Report, now: i64) -> Repor
     engine.report(device, report, now).await.unwrap()
 }
 
+/// A new event of `kind` for version 2, reported by `device` at `now`.
+async fn report(
+    engine: &Engine,
+    rollout: &RolloutStatus,
+    device: &str,
+    kind: ReportKind,
+    now: i64,
+) -> ReportAck {
+    send(engine, device, &event(rollout, kind, 2), now).await
+}
+
 /// Reports the full successful path of `device` (downloading … confirmed of version 2).
 async fn succeed(engine: &Engine, rollout: &RolloutStatus, device: &str, now: i64) {
     for kind in [
@@ -190,12 +201,20 @@ async fn succeed(engine: &Engine, rollout: &RolloutStatus, device: &str, now: i6
         ReportKind::Trial,
         ReportKind::Confirmed,
     ] {
-        send(engine, device, &event(rollout, kind, 2), now).await;
+        report(engine, rollout, device, kind, now).await;
     }
 }
 
 async fn fail(engine: &Engine, rollout: &RolloutStatus, device: &str, now: i64) -> ReportAck {
-    send(engine, device, &event(rollout, ReportKind::Failed, 2), now).await
+    report(engine, rollout, device, ReportKind::Failed, now).await
+}
+
+/// A single-stage rollout (every device at once), created at T0.
+async fn create_single_stage(engine: &Engine) -> RolloutStatus {
+    engine
+        .create(&policy(vec![Stage::Percent(100.0)]), T0)
+        .await
+        .unwrap()
 }
 
 async fn status(engine: &Engine, rollout: &RolloutStatus) -> RolloutStatus {
@@ -208,6 +227,13 @@ fn below(rollout: &RolloutStatus, ids: &[String], percent: f64) -> Vec<String> {
         .filter(|id| rollout_bucket(&rollout.id, id) * 100.0 < percent)
         .cloned()
         .collect()
+}
+
+/// Offers each of `ids` its assignment at `now`; each must get one.
+async fn assign(engine: &Engine, ids: &[String], now: i64) {
+    for id in ids {
+        assert!(offer(engine, id, now).await.is_some(), "{id} got no offer");
+    }
 }
 
 /// The ids `offer` assigns, in order, among `ids`.
@@ -323,10 +349,11 @@ async fn stage_waits_for_success_gate_and_soak_and_advances_once(backend: Backen
         succeed(&engine, &rollout, id, T0 + 1).await;
     }
     // The others are busy, not failed: assigned-but-unfinished devices do not count.
-    send(
+    report(
         &engine,
+        &rollout,
         &stage0[needed - 1],
-        &event(&rollout, ReportKind::Downloading, 2),
+        ReportKind::Downloading,
         T0 + 1,
     )
     .await;
@@ -387,13 +414,8 @@ fn below_not(rollout: &RolloutStatus, ids: &[String], percent: f64) -> Vec<Strin
 
 async fn failures_below_min_sample_never_halt_and_the_crossing_report_halts(backend: Backend) {
     let (_t, engine, ids) = setup(backend, 30).await;
-    let rollout = engine
-        .create(&policy(vec![Stage::Percent(100.0)]), T0)
-        .await
-        .unwrap();
-    for id in &ids[..10] {
-        assert!(offer(&engine, id, T0).await.is_some());
-    }
+    let rollout = create_single_stage(&engine).await;
+    assign(&engine, &ids[..10], T0).await;
     // 4 completed (min_sample is 5), even at 100% failures: no halt.
     for id in &ids[..4] {
         fail(&engine, &rollout, id, T0 + 1).await;
@@ -443,23 +465,12 @@ async fn failure_threshold_counts_completed_devices_only(backend: Backend) {
 
 async fn timeout_counts_as_failure_and_can_halt(backend: Backend) {
     let (_t, engine, ids) = setup(backend, 10).await;
-    let rollout = engine
-        .create(&policy(vec![Stage::Percent(100.0)]), T0)
-        .await
-        .unwrap();
-    for id in &ids[..6] {
-        assert!(offer(&engine, id, T0).await.is_some());
-    }
+    let rollout = create_single_stage(&engine).await;
+    assign(&engine, &ids[..6], T0).await;
     for id in &ids[..3] {
         succeed(&engine, &rollout, id, T0 + 1).await;
     }
-    send(
-        &engine,
-        &ids[3],
-        &event(&rollout, ReportKind::Downloading, 2),
-        T0 + 1,
-    )
-    .await;
+    report(&engine, &rollout, &ids[3], ReportKind::Downloading, T0 + 1).await;
     let deadline = T0 + TIMEOUT_S as i64 * 1000;
     engine.tick(deadline - 1).await.unwrap();
     let s = status(&engine, &rollout).await;
@@ -476,10 +487,11 @@ async fn timeout_counts_as_failure_and_can_halt(backend: Backend) {
     assert_eq!(s.state, RolloutState::Halted);
     assert!(offer(&engine, &ids[7], deadline).await.is_none());
     // A timed-out device is done with the rollout: a late confirmation changes nothing.
-    let late = send(
+    let late = report(
         &engine,
+        &rollout,
         &ids[3],
-        &event(&rollout, ReportKind::Confirmed, 2),
+        ReportKind::Confirmed,
         deadline + 1,
     )
     .await;
@@ -492,24 +504,11 @@ async fn revert_fails_and_confirming_another_version_is_not_success(backend: Bac
     let mut req = policy(vec![Stage::Percent(100.0)]);
     req.max_retries = 3;
     let rollout = engine.create(&req, T0).await.unwrap();
-    assert!(offer(&engine, &ids[0], T0).await.is_some());
-    assert!(offer(&engine, &ids[1], T0).await.is_some());
+    assign(&engine, &ids[..2], T0).await;
 
     // A revert is a failure even with retries left, and is not offered again.
-    send(
-        &engine,
-        &ids[0],
-        &event(&rollout, ReportKind::Trial, 2),
-        T0 + 1,
-    )
-    .await;
-    send(
-        &engine,
-        &ids[0],
-        &event(&rollout, ReportKind::Reverted, 2),
-        T0 + 2,
-    )
-    .await;
+    report(&engine, &rollout, &ids[0], ReportKind::Trial, T0 + 1).await;
+    report(&engine, &rollout, &ids[0], ReportKind::Reverted, T0 + 2).await;
     assert!(offer(&engine, &ids[0], T0 + 3).await.is_none());
 
     // Confirming version 1 (the old image) is not a success of version 2.
@@ -591,10 +590,7 @@ async fn duplicate_reports_count_once(backend: Backend) {
 
 async fn pause_stops_offers_resume_restores_abort_is_terminal(backend: Backend) {
     let (_t, engine, ids) = setup(backend, 10).await;
-    let rollout = engine
-        .create(&policy(vec![Stage::Percent(100.0)]), T0)
-        .await
-        .unwrap();
+    let rollout = create_single_stage(&engine).await;
     let first = offer(&engine, &ids[0], T0).await.unwrap();
     // A re-check-in gets the same assignment.
     assert_eq!(offer(&engine, &ids[0], T0 + 1).await.as_ref(), Some(&first));
@@ -642,13 +638,8 @@ async fn pause_stops_offers_resume_restores_abort_is_terminal(backend: Backend) 
 
 async fn resume_from_halted_starts_a_new_failure_window(backend: Backend) {
     let (_t, engine, ids) = setup(backend, 20).await;
-    let rollout = engine
-        .create(&policy(vec![Stage::Percent(100.0)]), T0)
-        .await
-        .unwrap();
-    for id in &ids[..10] {
-        assert!(offer(&engine, id, T0).await.is_some());
-    }
+    let rollout = create_single_stage(&engine).await;
+    assign(&engine, &ids[..10], T0).await;
     for id in &ids[..5] {
         fail(&engine, &rollout, id, T0 + 1).await;
     }
@@ -881,10 +872,7 @@ async fn create_checks_release_class_and_one_live_rollout_per_release(backend: B
         Err(RolloutError::Invalid(_))
     ));
 
-    let first = engine
-        .create(&policy(vec![Stage::Percent(100.0)]), T0)
-        .await
-        .unwrap();
+    let first = create_single_stage(&engine).await;
     assert_eq!(
         (first.state, first.current_stage),
         (RolloutState::Active, 0)

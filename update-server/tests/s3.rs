@@ -14,8 +14,8 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-use support::process::Moto;
-use support::server::{CLASS, Keys, TestServer};
+use support::process::{Moto, random_bytes};
+use support::server::{CLASS, Keys, TestServer, put_created};
 
 const BUCKET: &str = "rota-test";
 const PREFIX: &str = "prefix";
@@ -98,15 +98,13 @@ async fn artifacts_in_s3(moto: &Moto) {
     assert!(log.contains("partNumber=2"), "{log}");
     let plain = random_bytes(SINGLE_PUT);
     let plain_sha = sha256(&plain);
-    let resp = server
-        .http
-        .put(server.url(&format!("/api/v1/artifacts/{plain_sha}")))
-        .bearer_auth(&server.admin)
-        .body(plain.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    put_created(
+        &server.http,
+        server.url(&format!("/api/v1/artifacts/{plain_sha}")),
+        &server.admin,
+        plain.clone(),
+    )
+    .await;
 
     // Served whole and in ranges, from S3.
     for (sha, bytes) in [(&image_sha, &image), (&plain_sha, &plain)] {
@@ -251,10 +249,4 @@ async fn list(bucket: &impl ObjectStore) -> BTreeMap<String, u64> {
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes
 }

@@ -6,8 +6,6 @@
 //! new version of it, the version the server serves is checked against the repository's
 //! own latest root, so a server that altered it is refused rather than countersigned.
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -148,37 +146,11 @@ fn date(t: SystemTime) -> String {
     rota_repo::tuf_date_time(t).unwrap_or_else(|_| "(out of range)".into())
 }
 
-/// The `targets-N.key` files in REPO/keys, by name.
-fn targets_key_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let keys = dir.join("keys");
-    let entries = match fs::read_dir(&keys) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => bail!("cannot read {}: {}", keys.display(), files::reason(&e)),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| anyhow!("cannot read {}: {}", keys.display(), files::reason(&e)))?;
-        let name = entry.file_name();
-        let is_targets_key = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("targets-"))
-            .and_then(|n| n.strip_suffix(".key"))
-            .is_some_and(|n| n.parse::<u32>().is_ok());
-        if is_targets_key && entry.path().is_file() {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
-    Ok(paths)
-}
-
 /// The targets keys to sign with: `given`, or REPO/keys/targets-*.key; each must be a
 /// targets key of `root`, and together they must meet its threshold.
 fn load_targets_keys(dir: &Path, given: &[PathBuf], root: &RootInfo) -> Result<Vec<RepoKey>> {
     let paths = if given.is_empty() {
-        targets_key_files(dir)?
+        repo::role_key_files(&dir.join("keys"), "targets")?
     } else {
         given.to_vec()
     };

@@ -432,8 +432,9 @@ fn load_key(path: &Path) -> Result<RepoKey> {
     RepoKey::from_pkcs8_pem(&text).with_context(|| format!("cannot use {}", path.display()))
 }
 
-/// The `root-N.key` files in `dir`, by name.
-fn root_key_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The `ROLE-N.key` files in `dir` (`root-1.key`, `targets-2.key`, …), by name; none
+/// when `dir` does not exist.
+pub(crate) fn role_key_files(dir: &Path, role: &str) -> Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -444,12 +445,13 @@ fn root_key_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let entry =
             entry.map_err(|e| anyhow!("cannot read {}: {}", dir.display(), files::reason(&e)))?;
         let name = entry.file_name();
-        let is_root_key = name
+        let is_role_key = name
             .to_str()
-            .and_then(|n| n.strip_prefix("root-"))
+            .and_then(|n| n.strip_prefix(role))
+            .and_then(|n| n.strip_prefix('-'))
             .and_then(|n| n.strip_suffix(".key"))
             .is_some_and(|n| n.parse::<u32>().is_ok());
-        if is_root_key && entry.path().is_file() {
+        if is_role_key && entry.path().is_file() {
             paths.push(entry.path());
         }
     }
@@ -479,7 +481,7 @@ fn rotate(args: RotateArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("root version {version} cannot be rotated further"))?;
 
     // The current root keys: from --root-key, or REPO/keys/root-*.key.
-    let in_keys_dir = root_key_files(&repo.keys())?;
+    let in_keys_dir = role_key_files(&repo.keys(), "root")?;
     let key_files = if args.root_key_files.is_empty() {
         in_keys_dir.clone()
     } else {

@@ -13,9 +13,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use rota_protocol::api::{DeviceState, Enroll};
-use rota_protocol::{AuthError, parse_headers};
+use rota_protocol::{AuthError, SignedHeaders, VerifyingKey, parse_headers};
 
 use crate::app::AppState;
 use crate::db::now_ms;
@@ -35,10 +36,16 @@ fn auth_error(err: AuthError) -> ApiError {
     ApiError::unauthorized(err.to_string())
 }
 
-impl FromRequest<AppState> for SignedByDevice {
-    type Rejection = ApiError;
+/// A device request taken apart: its signature headers and its body (at most
+/// [`MAX_DEVICE_BODY`] bytes), not yet verified.
+struct DeviceRequest {
+    parts: Parts,
+    headers: SignedHeaders,
+    body: Bytes,
+}
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+impl DeviceRequest {
+    async fn read(req: Request) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
         let headers =
             parse_headers(|name| parts.headers.get(name)?.to_str().ok()).map_err(auth_error)?;
@@ -50,12 +57,18 @@ impl FromRequest<AppState> for SignedByDevice {
                     "the request body is too large",
                 )
             })?;
-        let device = state
-            .devices
-            .get(&state.db, &headers.device_id)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the device is not registered"))?;
-        let path_and_query = parts
+        Ok(DeviceRequest {
+            parts,
+            headers,
+            body,
+        })
+    }
+
+    /// Checks the clock, the signature with `key` over the method, path and query and
+    /// body, and the nonce.
+    fn verify(&self, state: &AppState, key: &VerifyingKey) -> Result<(), ApiError> {
+        let path_and_query = self
+            .parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
@@ -63,14 +76,28 @@ impl FromRequest<AppState> for SignedByDevice {
         state
             .verifier
             .verify(
-                &headers,
-                parts.method.as_str(),
+                &self.headers,
+                self.parts.method.as_str(),
                 path_and_query,
-                &body,
-                &device.public_key,
+                &self.body,
+                key,
                 now_ms() as u64,
             )
-            .map_err(auth_error)?;
+            .map_err(auth_error)
+    }
+}
+
+impl FromRequest<AppState> for SignedByDevice {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let request = DeviceRequest::read(req).await?;
+        let device = state
+            .devices
+            .get(&state.db, &request.headers.device_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the device is not registered"))?;
+        request.verify(state, &device.public_key)?;
         match device.state {
             DeviceState::Suspended => {
                 return Err(ApiError::forbidden("the device is suspended"));
@@ -81,7 +108,10 @@ impl FromRequest<AppState> for SignedByDevice {
             DeviceState::Provisioned => state.devices.activate(&state.db, &device.id).await?,
             DeviceState::Active => {}
         }
-        Ok(SignedByDevice { device, body })
+        Ok(SignedByDevice {
+            device,
+            body: request.body,
+        })
     }
 }
 
@@ -91,23 +121,13 @@ impl FromRequest<AppState> for SignedByDevice {
 #[utoipa::path(post, path = "/api/v1/device/enroll", request_body = Enroll,
     responses((status = 201), (status = 200)), tag = "device")]
 pub async fn enroll(State(state): State<AppState>, req: Request) -> ApiResult<impl IntoResponse> {
-    let (parts, body) = req.into_parts();
-    let headers =
-        parse_headers(|name| parts.headers.get(name)?.to_str().ok()).map_err(auth_error)?;
-    let body = axum::body::to_bytes(body, MAX_DEVICE_BODY)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large",
-            )
-        })?;
-    let Enroll { certificate } = serde_json::from_slice(&body)
+    let request = DeviceRequest::read(req).await?;
+    let Enroll { certificate } = serde_json::from_slice(&request.body)
         .map_err(|e| ApiError::bad_request(format!("the enrolment is not valid JSON: {e}")))?;
     let cert = certificate
         .verify(&state.device_cas)
         .map_err(|e| ApiError::forbidden(e.to_string()))?;
-    if cert.device_id != headers.device_id {
+    if cert.device_id != request.headers.device_id {
         return Err(ApiError::forbidden(
             "the request is signed for a different device than the certificate names",
         ));
@@ -115,22 +135,7 @@ pub async fn enroll(State(state): State<AppState>, req: Request) -> ApiResult<im
     let key = cert
         .device_key()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    state
-        .verifier
-        .verify(
-            &headers,
-            parts.method.as_str(),
-            path_and_query,
-            &body,
-            &key,
-            now_ms() as u64,
-        )
-        .map_err(auth_error)?;
+    request.verify(&state, &key)?;
     let created = state
         .devices
         .register(&state.db, &certificate, &cert)

@@ -173,16 +173,22 @@ fn decode_rollout(row: &AnyRow) -> Result<RolloutRow, sqlx::Error> {
         halt_base_failed: row.try_get(7)?,
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
-        release: ReleaseRow {
-            id: row.try_get(10)?,
-            target: row.try_get(11)?,
-            envelope_target: row.try_get(12)?,
-            class_id: row.try_get(13)?,
-            version: to_u64(row.try_get(14)?),
-            security_version: to_u64(row.try_get(15)?),
-            length: to_u64(row.try_get(16)?),
-            sha256: row.try_get(17)?,
-        },
+        release: decode_release(row, 10)?,
+    })
+}
+
+/// A release from `row`'s columns `first`… in the order id, target, envelope_target,
+/// class_id, version, security_version, length, sha256.
+fn decode_release(row: &AnyRow, first: usize) -> Result<ReleaseRow, sqlx::Error> {
+    Ok(ReleaseRow {
+        id: row.try_get(first)?,
+        target: row.try_get(first + 1)?,
+        envelope_target: row.try_get(first + 2)?,
+        class_id: row.try_get(first + 3)?,
+        version: to_u64(row.try_get(first + 4)?),
+        security_version: to_u64(row.try_get(first + 5)?),
+        length: to_u64(row.try_get(first + 6)?),
+        sha256: row.try_get(first + 7)?,
     })
 }
 
@@ -200,17 +206,7 @@ where
     .bind(id)
     .fetch_optional(exec)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(ReleaseRow {
-        id: row.try_get(0)?,
-        target: row.try_get(1)?,
-        envelope_target: row.try_get(2)?,
-        class_id: row.try_get(3)?,
-        version: to_u64(row.try_get(4)?),
-        security_version: to_u64(row.try_get(5)?),
-        length: to_u64(row.try_get(6)?),
-        sha256: row.try_get(7)?,
-    }))
+    Ok(row.as_ref().map(|row| decode_release(row, 0)).transpose()?)
 }
 
 /// The id of a rollout of `release_id` that is not over, if there is one.

@@ -29,6 +29,13 @@ pub fn random_below(bound: u64) -> u64 {
     u64::from_le_bytes(bytes) % bound.max(1)
 }
 
+/// `len` random bytes.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes
+}
+
 /// The `rota-server` binary running as a child process on a loopback port.
 pub struct ServerProcess {
     pub base: String,
@@ -127,17 +134,7 @@ impl ServerProcess {
         path: &str,
         body: Option<Value>,
     ) -> reqwest::Result<(StatusCode, Value)> {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        management_call(&self.http, &self.base, token, method, path, body).await
     }
 
     /// A management request with the admin token that must succeed.
@@ -155,6 +152,31 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill_9();
     }
+}
+
+/// A management request with `token` to `base`: the status and the body (as JSON, or as
+/// a string when it is not); `Err` when no answer came (connection refused or cut).
+pub async fn management_call(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Result<(StatusCode, Value)> {
+    let mut req = http
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 /// A request signed by `device`, sent to `base`.

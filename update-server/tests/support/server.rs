@@ -9,10 +9,12 @@ use reqwest::{Method, StatusCode};
 use rota_protocol::api::{
     CheckInQuery, CheckInResponse, DeviceRegister, LastResult, Report, ReportKind, SlotState,
 };
-use rota_protocol::{CertBody, DeviceCertificate, Nonce, SigningKey, issue, sign_request};
+use rota_protocol::{CertBody, DeviceCertificate, SigningKey, issue};
 use rota_repo::{RepoKey, RoleKeys, RootParams, RotaTarget, TargetFile};
 use rota_server::config::Settings;
 use serde_json::Value;
+
+use super::process::{device_report, device_send, management_call};
 
 pub const CLASS: &str = "8a1c3c1e-3b2a-4f5e-9d3a-0c1b2a3d4e5f";
 pub const OTHER_CLASS: &str = "0b2d4f6a-8c0e-4a1b-9c3d-5e7f9a1b3c5d";
@@ -166,17 +168,9 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        management_call(&self.http, &self.base, token, method, path, body)
+            .await
+            .unwrap()
     }
 
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -204,20 +198,13 @@ impl TestServer {
 
     /// Uploads `root` (version 1) and an empty targets metadata.
     pub async fn init_repo_with_root(&self, keys: &Keys, root: &[u8]) {
-        let resp = self
-            .http
-            .put(self.url("/api/v1/repo/root"))
-            .bearer_auth(&self.admin)
-            .body(root.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::CREATED,
-            "{}",
-            resp.text().await.unwrap()
-        );
+        put_created(
+            &self.http,
+            self.url("/api/v1/repo/root"),
+            &self.admin,
+            root.to_vec(),
+        )
+        .await;
         let targets = rota_repo::sign_targets(None, &[], &[&keys.targets], far_future()).unwrap();
         self.put_targets(&targets.bytes).await;
     }
@@ -234,20 +221,13 @@ impl TestServer {
     }
 
     pub async fn put_targets(&self, bytes: &[u8]) {
-        let resp = self
-            .http
-            .put(self.url("/api/v1/repo/targets"))
-            .bearer_auth(&self.admin)
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::CREATED,
-            "{}",
-            resp.text().await.unwrap()
-        );
+        put_created(
+            &self.http,
+            self.url("/api/v1/repo/targets"),
+            &self.admin,
+            bytes.to_vec(),
+        )
+        .await;
     }
 
     pub async fn upload(&self, bytes: &[u8]) {
@@ -330,6 +310,24 @@ impl Drop for TestServer {
     }
 }
 
+/// A PUT of `body` to `url` with `token` that must be answered 201 Created (a new root,
+/// targets or artifact, not one already stored).
+pub async fn put_created(http: &reqwest::Client, url: String, token: &str, body: Vec<u8>) {
+    let resp = http
+        .put(url)
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+}
+
 pub fn far_future() -> SystemTime {
     SystemTime::now() + Duration::from_secs(180 * 86400)
 }
@@ -379,27 +377,17 @@ impl TestDevice {
         body: Vec<u8>,
         extra: &[(&str, &str)],
     ) -> reqwest::Response {
-        let now = rota_server::db::now_ms() as u64;
-        let headers = sign_request(
-            &self.key,
-            &self.id,
-            method.as_str(),
+        device_send(
+            &server.http,
+            &server.base,
+            self,
+            method,
             path_and_query,
-            &body,
-            now,
-            Nonce::random().unwrap(),
-        );
-        let mut req = server
-            .http
-            .request(method, server.url(path_and_query))
-            .body(body);
-        for (name, value) in headers.iter() {
-            req = req.header(name, value);
-        }
-        for (name, value) in extra {
-            req = req.header(*name, *value);
-        }
-        req.send().await.unwrap()
+            body,
+            extra,
+        )
+        .await
+        .unwrap()
     }
 
     /// A check-in; returns the status, the entity tag and the answer (None on 304).
@@ -439,17 +427,9 @@ impl TestDevice {
 
     /// A report; returns the status and the parsed body.
     pub async fn report(&self, server: &TestServer, report: &Report) -> (StatusCode, Value) {
-        let resp = self
-            .send(
-                server,
-                Method::POST,
-                rota_protocol::api::REPORT_PATH,
-                serde_json::to_vec(report).unwrap(),
-                &[("content-type", "application/json")],
-            )
-            .await;
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        device_report(&server.http, &server.base, self, report)
+            .await
+            .unwrap()
     }
 
     pub fn event(kind: ReportKind, version: u64, rollout: &str, reason: Option<&str>) -> Report {
