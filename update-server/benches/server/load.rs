@@ -37,8 +37,13 @@ pub fn get(addr: SocketAddr, path_and_query: &str, headers: &HeaderMap) -> Req {
     req
 }
 
-/// A new keep-alive connection.
-pub async fn connect(addr: SocketAddr) -> Result<Sender> {
+/// A new keep-alive connection sending bodies of type `B`.
+pub async fn connect<B>(addr: SocketAddr) -> Result<SendRequest<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -65,14 +70,19 @@ pub async fn exchange(sender: &mut Sender, req: Req) -> Result<(StatusCode, u64)
     Ok((status, len))
 }
 
-/// Sends `req` and returns the status, headers and body.
-pub async fn exchange_full(sender: &mut Sender, req: Req) -> Result<(StatusCode, HeaderMap, Bytes)> {
+/// Sends `req` and returns the status and the body.
+pub async fn exchange_full<B>(
+    sender: &mut SendRequest<B>,
+    req: Request<B>,
+) -> Result<(StatusCode, Bytes)>
+where
+    B: hyper::body::Body + Send + 'static,
+{
     sender.ready().await?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
-    let headers = resp.headers().clone();
     let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, headers, body))
+    Ok((status, body))
 }
 
 pub struct LoadSpec {
@@ -108,7 +118,8 @@ pub struct LoadResult {
     pub first_problem: Option<String>,
     /// Whether the pre-signed request pool ran out before the window ended.
     pub pool_exhausted: bool,
-    /// CPU cores each watched process used over the window (CPU seconds / window).
+    /// CPU cores each watched process used over the window (CPU seconds / window), then
+    /// those all other processes on the machine used.
     pub cpu_cores: Vec<(String, f64)>,
 }
 
@@ -139,7 +150,7 @@ pub async fn run(spec: LoadSpec) -> Result<LoadResult> {
                 ..Default::default()
             };
             let mut sender: Option<Sender> = None;
-            let mut problem = |stats: &mut WorkerStats, what: String| {
+            let problem = |stats: &mut WorkerStats, what: String| {
                 if stats.first_problem.is_none() {
                     stats.first_problem = Some(what);
                 }
@@ -198,12 +209,14 @@ pub async fn run(spec: LoadSpec) -> Result<LoadResult> {
     }
     // CPU time of the watched processes over the window.
     tokio::time::sleep_until(window_start.into()).await;
+    let machine_before = super::procs::machine_busy_seconds();
     let cpu_before: Vec<f64> = spec
         .cpu
         .iter()
         .map(|(_, pid, children)| super::procs::cpu_seconds(*pid, *children))
         .collect();
     tokio::time::sleep_until(end.into()).await;
+    let machine_after = super::procs::machine_busy_seconds();
     let cpu_after: Vec<f64> = spec
         .cpu
         .iter()
@@ -238,19 +251,23 @@ pub async fn run(spec: LoadSpec) -> Result<LoadResult> {
         let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
         lat[i] as f64 / 1000.0
     };
-    let cpu_cores = spec
+    let cores = |seconds: f64| {
+        if pool_exhausted {
+            f64::NAN
+        } else {
+            seconds / spec.duration.as_secs_f64()
+        }
+    };
+    let mut cpu_cores: Vec<(String, f64)> = spec
         .cpu
         .iter()
         .zip(cpu_before.iter().zip(&cpu_after))
-        .map(|((label, _, _), (before, after))| {
-            let cores = if pool_exhausted {
-                f64::NAN
-            } else {
-                (after - before) / spec.duration.as_secs_f64()
-            };
-            (label.clone(), cores)
-        })
+        .map(|((label, _, _), (before, after))| (label.clone(), cores(after - before)))
         .collect();
+    // Everything else on the machine: other work competing for the same CPUs.
+    let watched: f64 = cpu_cores.iter().map(|(_, c)| c).sum();
+    let machine = cores(machine_after - machine_before);
+    cpu_cores.push(("rest of machine".into(), (machine - watched).max(0.0)));
     Ok(LoadResult {
         connections: spec.connections,
         window_s,
@@ -278,16 +295,20 @@ pub struct DownloadResult {
     /// Median and slowest time of one download, in milliseconds.
     pub median_ms: f64,
     pub max_ms: f64,
+    /// CPU cores the server used while the downloads ran.
+    pub server_cores: f64,
 }
 
 /// `clients` connections each GET `path` `per_client` times in a row (after one
-/// unmeasured download each); every answer must be 200 with `length` bytes.
+/// unmeasured download each); every answer must be 200 with `length` bytes. `server` is
+/// the (pid, with children) whose CPU time is reported.
 pub async fn download(
     addr: SocketAddr,
     path: &str,
     length: u64,
     clients: usize,
     per_client: usize,
+    server: (u32, bool),
 ) -> Result<DownloadResult> {
     let mut senders = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -298,6 +319,7 @@ pub async fn download(
         }
         senders.push(sender);
     }
+    let cpu = super::procs::cpu_seconds(server.0, server.1);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for mut sender in senders {
@@ -321,6 +343,7 @@ pub async fn download(
         times.extend(task.await.context("a download client panicked")??);
     }
     let wall = start.elapsed();
+    let cpu = super::procs::cpu_seconds(server.0, server.1) - cpu;
     times.sort_unstable();
     let bytes = length * times.len() as u64;
     Ok(DownloadResult {
@@ -331,5 +354,6 @@ pub async fn download(
         mib_per_s: bytes as f64 / (1024.0 * 1024.0) / wall.as_secs_f64(),
         median_ms: times[times.len() / 2].as_secs_f64() * 1000.0,
         max_ms: times.last().map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0),
+        server_cores: cpu / wall.as_secs_f64(),
     })
 }

@@ -121,7 +121,13 @@ where
 }
 
 /// nginx serving `www` on `addr`, in the foreground, with a config written to `dir`.
-pub fn start_nginx(nginx: &Path, dir: &Path, www: &Path, addr: SocketAddr, workers: usize) -> Result<Child> {
+pub fn start_nginx(
+    nginx: &Path,
+    dir: &Path,
+    www: &Path,
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<Child> {
     // Workers run as an unprivileged user when the master is root: they must be able to
     // reach the files.
     use std::os::unix::fs::PermissionsExt;
@@ -205,7 +211,11 @@ pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
         None
     };
     for entry in entries.into_iter().flatten().flatten() {
-        let Some(other) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(other) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         match stat_ticks(other) {
@@ -229,9 +239,37 @@ fn stat_ticks(pid: u32) -> Option<(u64, u32)> {
     Some((utime + stime, ppid))
 }
 
-/// The bench's own CPU time, in seconds.
-pub fn self_cpu_seconds() -> f64 {
-    cpu_seconds(std::process::id(), false)
+/// CPU time all processes on the machine have used since boot (user, nice, system, irq,
+/// softirq, steal), in seconds.
+pub fn machine_busy_seconds() -> f64 {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
+        return f64::NAN;
+    };
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return f64::NAN;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy as f64 / ticks
+}
+
+/// The CPU time of the calling thread, in seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec that we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// The 1-minute load average.
