@@ -11,15 +11,22 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+/// Read size for artifacts on the local file system.
+const LOCAL_READ_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Artifacts {
@@ -185,7 +192,7 @@ impl Artifacts {
         &self,
         sha256: &str,
         range: Option<Range<u64>>,
-    ) -> Result<impl Stream<Item = object_store::Result<Bytes>> + Send + 'static + use<>> {
+    ) -> Result<BoxStream<'static, object_store::Result<Bytes>>> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..Default::default()
@@ -195,7 +202,26 @@ impl Artifacts {
             .get_opts(&Self::object(sha256), options)
             .await
             .context("cannot read the artifact store")?;
-        Ok(result.into_stream())
+        let range = result.range.clone();
+        Ok(match result.payload {
+            // object_store reads local files in 8 KiB blocking reads, one thread hop
+            // each, which caps a download far below the disk and the network; read the
+            // file asynchronously in large chunks instead.
+            GetResultPayload::File(file, path) => {
+                let mut file = tokio::fs::File::from_std(file);
+                file.seek(std::io::SeekFrom::Start(range.start))
+                    .await
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let body = file.take(range.end - range.start);
+                ReaderStream::with_capacity(body, LOCAL_READ_CHUNK)
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "local",
+                        source: Box::new(e),
+                    })
+                    .boxed()
+            }
+            GetResultPayload::Stream(stream) => stream,
+        })
     }
 }
 
