@@ -44,6 +44,7 @@ on_both_backends!(
     management_actions_are_audited,
     bad_input_gets_a_4xx_with_a_reason,
     ops_endpoints_answer,
+    re_uploading_an_artifact_is_idempotent,
 );
 
 fn rollout_body(release: &str, class: &str) -> serde_json::Value {
@@ -491,5 +492,31 @@ async fn ops_endpoints_answer(backend: Backend) {
         .unwrap();
     assert!(metrics.contains("rota_http_requests_total"), "{metrics}");
     assert!(metrics.contains("rota_rollouts"), "{metrics}");
+    server.stop().await;
+}
+
+/// An artifact uploaded again is acknowledged as already stored, after the server has
+/// read the body (answering early would cut the connection under the sending client).
+async fn re_uploading_an_artifact_is_idempotent(backend: Backend) {
+    let (_keys, server) = start(backend).await;
+    let bytes: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let url = server.url(&format!("/api/v1/artifacts/{sha}"));
+    for round in 0..10 {
+        let resp = server
+            .http
+            .put(&url)
+            .bearer_auth(&server.admin)
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        let expected = if round == 0 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(resp.status(), expected, "round {round}");
+    }
     server.stop().await;
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rota_protocol::api::{PublishResult, ReleaseInfo};
 
 use super::AuditDetail;
@@ -46,6 +46,10 @@ pub async fn put_artifact(
         })?;
     if let Some(existing) = state.artifacts.len(&sha256).await? {
         if existing == length {
+            // Read the body anyway: answering before it is sent makes the connection
+            // close under a client still sending, which then sees a failed upload.
+            let mut body = body.into_data_stream();
+            while let Some(Ok(_)) = body.next().await {}
             return Ok((
                 StatusCode::OK,
                 Extension(AuditDetail(format!("artifact {sha256} already stored"))),
