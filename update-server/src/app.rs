@@ -176,6 +176,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Whether the request's `If-None-Match` names `etag` (or `*`): the client already holds
+/// this representation and gets `304 Not Modified`.
+pub fn if_none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
 /// `rota_http_requests_total{route, status}` and the latency histogram.
 async fn count_requests(req: Request, next: Next) -> Response {
     let route = req

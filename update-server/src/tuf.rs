@@ -185,7 +185,15 @@ impl Repository {
             now,
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        for target in &verified.targets {
+        // Targets listed before were checked when they were published, and a published
+        // name never changes content (rota_repo enforces it): only new ones need a look.
+        let added = || {
+            verified
+                .targets
+                .iter()
+                .filter(|t| verified.added.contains(&t.name))
+        };
+        for target in added() {
             let sha256 = hex::encode(target.sha256);
             match artifacts.len(&sha256).await? {
                 Some(len) if len == target.length => {}
@@ -233,7 +241,7 @@ impl Repository {
             to_ms(verified.expires),
         )
         .await?;
-        for target in &verified.targets {
+        for target in added() {
             let Some(RotaTarget::Image {
                 class_id,
                 version,
@@ -461,7 +469,7 @@ pub async fn serve_metadata(
     } else {
         "no-cache"
     };
-    if matches_etag(&headers, &etag) {
+    if crate::app::if_none_match(&headers, &etag) {
         return Ok((
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag), (header::CACHE_CONTROL, cache.into())],
@@ -477,13 +485,6 @@ pub async fn serve_metadata(
         stored.body,
     )
         .into_response())
-}
-
-fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
 }
 
 /// `GET /tuf/targets/{path}`: a target by its consistent-snapshot name
@@ -514,7 +515,7 @@ pub async fn serve_target(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("there is no target {path}")))?;
     let etag = format!("\"{sha256}\"");
-    if matches_etag(&headers, &etag) {
+    if crate::app::if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     // If-Range with another validator: the client's partial copy is stale, send it all.

@@ -58,10 +58,7 @@ pub async fn checkin(
     };
     let tag = entity_tag(assignment.as_ref());
     let poll_after = jittered(state.config.poll_interval_s);
-    let known = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let known = crate::app::if_none_match(&headers, &tag);
     let mut response = if known {
         metrics::counter!("rota_checkins_not_modified_total").increment(1);
         StatusCode::NOT_MODIFIED.into_response()
