@@ -204,6 +204,47 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
         Ok(())
     }
 
+    /// Reads `buf.len()` bytes of the staged image from image offset `offset`: bytes
+    /// already written, so that a resumed download can hash what the interrupted one
+    /// wrote before it continues.
+    pub fn read_staged(
+        &mut self,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Error<F::Error, R::Error>> {
+        let st = self.staging.ok_or(Error::NotStaged)?;
+        if u64::from(offset) + buf.len() as u64 > u64::from(st.written) {
+            return Err(Error::PastEnd);
+        }
+        let at = self.layout.image_address(st.slot) + offset;
+        self.flash.read(at, buf).map_err(Error::Flash)
+    }
+
+    /// Discards whatever the inactive slot holds (its header sector is erased), so that
+    /// staging a release again starts the download over instead of resuming on top of
+    /// bytes known to be wrong. Refused while on trial: the inactive slot is the fallback.
+    pub fn discard(&mut self) -> Result<(), Error<F::Error, R::Error>> {
+        let state = self.journal.state();
+        if state.on_trial() {
+            return Err(Error::OnTrial);
+        }
+        self.staging = None;
+        if state.pending {
+            let unmarked = BootState {
+                pending: false,
+                trial_boots: 0,
+                ..state
+            };
+            self.journal
+                .commit(&mut self.flash, unmarked)
+                .map_err(Error::Flash)?;
+        }
+        let base = self.layout.slot(state.confirmed.other()).offset;
+        self.flash
+            .erase(base, base + F::ERASE_SIZE as u32)
+            .map_err(Error::Flash)
+    }
+
     /// Marks the inactive slot pending, so the next boot starts it on trial. The slot is
     /// verified in full first, exactly as the bootloader will. A slot that fails is
     /// discarded (its header sector erased), so that staging the release again starts
@@ -220,11 +261,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
         }) {
             Ok(image) => image,
             Err(rejected @ Error::Rejected(_)) => {
-                self.staging = None;
-                let base = self.layout.slot(slot).offset;
-                self.flash
-                    .erase(base, base + F::ERASE_SIZE as u32)
-                    .map_err(Error::Flash)?;
+                self.discard()?;
                 return Err(rejected);
             }
             Err(e) => return Err(e),

@@ -158,6 +158,10 @@ impl CheckInQuery {
     }
 }
 
+/// The check-in answer's header (also on a 304) with the seconds until the next
+/// check-in, jittered by the server so that a fleet spreads out.
+pub const POLL_AFTER_HEADER: &str = "rota-poll-after";
+
 /// The answer to a check-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -233,6 +233,14 @@ impl DeviceCertificate {
         &self.signature
     }
 
+    /// The claims as written, without checking who signed them: for the device that
+    /// holds its own certificate and needs its id from it (the server verifies).
+    pub fn claims_unverified(&self) -> Result<CertBody, IdentityError> {
+        let body = parse_body(&self.body)?;
+        body.validate()?;
+        Ok(body)
+    }
+
     /// The certified claims, if one of `trusted_cas` issued and signed this certificate
     /// and every field follows the rules in the [module docs](self).
     ///

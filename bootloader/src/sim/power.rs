@@ -2,8 +2,8 @@
 //! write-once and rewritable store of a device: operation N may be a flash write, a
 //! flash erase or an OTP burn, and a cut stops all of them at once.
 
-use alloc::rc::Rc;
-use core::cell::Cell;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 /// How the power fails at the chosen operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,23 +30,49 @@ pub struct PowerCut {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PowerLoss;
 
-/// A shared power supply: cloning it gives another handle to the same rail.
+/// A shared power supply: cloning it gives another handle to the same rail. It is
+/// `Send` and `Sync`, so a simulated device can run on a thread of its own (a fleet).
 #[derive(Clone, Debug, Default)]
-pub struct PowerRail(Rc<Rail>);
+pub struct PowerRail(Arc<Rail>);
 
 #[derive(Debug)]
 struct Rail {
-    operations: Cell<u64>,
-    cut: Cell<Option<PowerCut>>,
-    powered: Cell<bool>,
+    operations: AtomicU64,
+    powered: AtomicBool,
+    /// The scheduled cut's operation index; `NO_CUT` when none is scheduled.
+    cut_at: AtomicU64,
+    cut_kind: AtomicU8,
+    cut_seed: AtomicU64,
 }
+
+const NO_CUT: u64 = u64::MAX;
 
 impl Default for Rail {
     fn default() -> Self {
         Self {
-            operations: Cell::new(0),
-            cut: Cell::new(None),
-            powered: Cell::new(true),
+            operations: AtomicU64::new(0),
+            powered: AtomicBool::new(true),
+            cut_at: AtomicU64::new(NO_CUT),
+            cut_kind: AtomicU8::new(0),
+            cut_seed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CutKind {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Before => 0,
+            Self::After => 1,
+            Self::Torn => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Before,
+            1 => Self::After,
+            _ => Self::Torn,
         }
     }
 }
@@ -59,23 +85,26 @@ impl PowerRail {
 
     /// Schedules a power cut (replacing any earlier one).
     pub fn schedule_cut(&self, cut: PowerCut) {
-        self.0.cut.set(Some(cut));
+        self.0.cut_at.store(NO_CUT, Ordering::SeqCst);
+        self.0.cut_kind.store(cut.kind.to_u8(), Ordering::SeqCst);
+        self.0.cut_seed.store(cut.seed, Ordering::SeqCst);
+        self.0.cut_at.store(cut.at, Ordering::SeqCst);
     }
 
     /// Restores power, as a reboot does; every part keeps whatever the cut left.
     pub fn power_on(&self) {
-        self.0.cut.set(None);
-        self.0.powered.set(true);
+        self.0.cut_at.store(NO_CUT, Ordering::SeqCst);
+        self.0.powered.store(true, Ordering::SeqCst);
     }
 
     /// Whether the power is on (no cut has happened since the last [`Self::power_on`]).
     pub fn is_powered(&self) -> bool {
-        self.0.powered.get()
+        self.0.powered.load(Ordering::SeqCst)
     }
 
     /// How many operations have been started so far (the index the next one gets).
     pub fn operations(&self) -> u64 {
-        self.0.operations.get()
+        self.0.operations.load(Ordering::SeqCst)
     }
 
     /// Fails when the power is off: reads need power too.
@@ -92,17 +121,19 @@ impl PowerRail {
     /// `Err`: the operation does not happen.
     pub fn begin_operation(&self) -> Result<Option<PowerCut>, PowerLoss> {
         self.check()?;
-        let index = self.0.operations.get();
-        self.0.operations.set(index + 1);
-        match self.0.cut.get() {
-            Some(cut) if cut.at == index => {
-                self.0.powered.set(false);
-                match cut.kind {
-                    CutKind::Before => Err(PowerLoss),
-                    CutKind::After | CutKind::Torn => Ok(Some(cut)),
-                }
-            }
-            _ => Ok(None),
+        let index = self.0.operations.fetch_add(1, Ordering::SeqCst);
+        if self.0.cut_at.load(Ordering::SeqCst) != index {
+            return Ok(None);
+        }
+        let cut = PowerCut {
+            at: index,
+            kind: CutKind::from_u8(self.0.cut_kind.load(Ordering::SeqCst)),
+            seed: self.0.cut_seed.load(Ordering::SeqCst),
+        };
+        self.0.powered.store(false, Ordering::SeqCst);
+        match cut.kind {
+            CutKind::Before => Err(PowerLoss),
+            CutKind::After | CutKind::Torn => Ok(Some(cut)),
         }
     }
 }

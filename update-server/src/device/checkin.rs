@@ -21,8 +21,7 @@ use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::rollout::DeviceView;
 
-/// The header that carries the jittered poll hint, also on a 304.
-pub const POLL_AFTER_HEADER: &str = "rota-poll-after";
+pub use rota_protocol::api::POLL_AFTER_HEADER;
 
 /// `GET /api/v1/device/checkin?version=…&slot=…&last=…`
 #[utoipa::path(get, path = "/api/v1/device/checkin", params(CheckInQuery),
