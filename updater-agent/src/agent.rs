@@ -1,0 +1,489 @@
+//! The agent's loop: settle what the last boot means, deliver queued reports, check in,
+//! and install what is assigned — then wait as long as the server or the backoff says.
+//!
+//! Every state change is made on the device first and recorded after, and every record
+//! can be re-derived from the device: a power cut anywhere leaves the agent able to
+//! finish the job, with reports that the server counts once (their event ids are kept).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use rota_boot::RootOfTrust;
+use rota_protocol::DeviceCertificate;
+use rota_protocol::api::{Assignment, CheckInQuery, LastResult, Report, ReportKind, SlotState};
+
+use crate::backoff::Backoff;
+use crate::device::{Device, Running};
+use crate::install::{Failure, Transfer, install};
+use crate::release::{self, Trust};
+use crate::server::{CheckIn, ServerClient, ServerError};
+use crate::state::{AgentState, Job, Phase};
+
+/// How the agent talks to the server and paces itself.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// rota-server's base URL, `http://host:port`.
+    pub server: String,
+    /// Bytes per read from the network and write to flash: the agent's memory for the image.
+    pub chunk_size: usize,
+    pub backoff: Backoff,
+    /// Bounds on the server's poll hint.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+}
+
+impl Config {
+    /// Field defaults: 16 KiB chunks, retries from 1 s up to 5 min, polls of 10 s to 1 h.
+    pub fn new(server: &str) -> Self {
+        Self {
+            server: server.trim_end_matches('/').to_string(),
+            chunk_size: 16 * 1024,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+            },
+            poll_min: Duration::from_secs(10),
+            poll_max: Duration::from_secs(3600),
+        }
+    }
+
+    /// The TUF repository rota-server serves (metadata and targets).
+    pub fn tuf(&self) -> rota_tuf::Config {
+        rota_tuf::Config::new(
+            &format!("{}/tuf/metadata/", self.server),
+            &format!("{}/tuf/targets/", self.server),
+        )
+    }
+}
+
+/// What one pass of the loop did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to install.
+    UpToDate,
+    /// A new version passed its health check and is confirmed.
+    Confirmed(u64),
+    /// A new version failed its trial; the previous one runs again.
+    Reverted { version: u64, reason: String },
+    /// An assignment was refused, and reported as failed; nothing was installed.
+    Refused(String),
+    /// The network or the server failed; progress is kept for the retry.
+    Retrying(String),
+}
+
+/// Something happened that the fleet view may show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Downloading { version: u64, at: u64, of: u64 },
+    Outcome(Outcome),
+}
+
+pub struct Agent<D: Device> {
+    device: D,
+    config: Config,
+    http: Client,
+    server: ServerClient,
+    certificate: Option<DeviceCertificate>,
+    state: AgentState,
+    class_id: [u8; 16],
+    last_check_in: Option<CheckIn>,
+    failures: u32,
+    on_event: Box<dyn FnMut(&Event) + Send>,
+}
+
+/// The device failed (flash error, power loss): the agent stops until it restarts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DeviceFailure(pub String);
+
+impl<D: Device> Agent<D> {
+    /// An agent for `device`; `certificate` lets it enrol itself with the server.
+    pub fn new(
+        mut device: D,
+        config: Config,
+        http: Client,
+        certificate: Option<DeviceCertificate>,
+    ) -> Result<Self, String> {
+        let class_id =
+            device.boot_parts().rot.class_id().map_err(|e| {
+                format!("cannot read the device class from the root of trust: {e:?}")
+            })?;
+        let state = AgentState::load(device.state_dir())?;
+        Ok(Self {
+            server: ServerClient::new(http.clone(), &config.server),
+            device,
+            config,
+            http,
+            certificate,
+            state,
+            class_id,
+            last_check_in: None,
+            failures: 0,
+            on_event: Box::new(|_| {}),
+        })
+    }
+
+    /// Calls `f` on every [`Event`].
+    pub fn on_event(&mut self, f: impl FnMut(&Event) + Send + 'static) {
+        self.on_event = Box::new(f);
+    }
+
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    pub fn into_device(self) -> D {
+        self.device
+    }
+
+    /// Reloads the persisted state: what a restarted agent knows.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.state = AgentState::load(self.device.state_dir())?;
+        self.last_check_in = None;
+        Ok(())
+    }
+
+    /// One pass; returns what happened and how long to wait before the next.
+    pub fn cycle(&mut self) -> Result<(Outcome, Duration), DeviceFailure> {
+        let outcome = self.pass()?;
+        let wait = match &outcome {
+            Outcome::Retrying(_) => {
+                let wait = self.config.backoff.delay(self.failures);
+                self.failures += 1;
+                wait
+            }
+            _ => {
+                self.failures = 0;
+                let hint = self
+                    .last_check_in
+                    .as_ref()
+                    .map(|c| Duration::from_secs(c.answer.poll_after_s.into()))
+                    .unwrap_or(self.config.poll_min);
+                hint.clamp(self.config.poll_min, self.config.poll_max)
+            }
+        };
+        (self.on_event)(&Event::Outcome(outcome.clone()));
+        Ok((outcome, wait))
+    }
+
+    fn pass(&mut self) -> Result<Outcome, DeviceFailure> {
+        let settled = self.settle_boot()?;
+        if let Err(e) = self.deliver() {
+            return Ok(Outcome::Retrying(e.to_string()));
+        }
+        if let Some(outcome) = settled {
+            return Ok(outcome);
+        }
+        let running = self.running()?;
+        let query = CheckInQuery {
+            version: running.version,
+            slot: SlotState::Confirmed,
+            last: self.state.last,
+        };
+        let check_in =
+            match self
+                .server
+                .check_in(self.device.identity(), &query, self.last_check_in.as_ref())
+            {
+                Ok(c) => c,
+                Err(e) => return Ok(Outcome::Retrying(e.to_string())),
+            };
+        let assignment = check_in.answer.assignment.clone();
+        self.last_check_in = Some(check_in);
+        let Some(assignment) = assignment else {
+            // No assignment: whatever was in progress is no longer wanted (the rollout
+            // was paused, halted or aborted). The partial slot stays until the next stage.
+            if self.state.job.take().is_some() {
+                self.save()?;
+            }
+            return Ok(Outcome::UpToDate);
+        };
+        let outcome = self.update(assignment, running)?;
+        if let Err(e) = self.deliver() {
+            tracing::debug!(error = %e, "reports stay queued");
+        }
+        Ok(outcome)
+    }
+
+    /// Installs `assignment`, reboots into it and settles the trial.
+    fn update(
+        &mut self,
+        assignment: Assignment,
+        running: Running,
+    ) -> Result<Outcome, DeviceFailure> {
+        let same_job = self
+            .state
+            .job
+            .as_ref()
+            .is_some_and(|j| j.assignment == assignment && j.phase == Phase::Downloading);
+        if !same_job {
+            self.state.job = Some(Job {
+                assignment: assignment.clone(),
+                phase: Phase::Downloading,
+                from_version: running.version,
+                announced: false,
+            });
+            self.save()?;
+        }
+        match self.download_and_install(&assignment, running) {
+            Ok(_) => {}
+            Err(Failure::Transient(why)) => return Ok(Outcome::Retrying(why)),
+            Err(Failure::Device(why)) => return Err(DeviceFailure(why)),
+            Err(Failure::Refused(why)) => {
+                tracing::warn!(device = %self.device.identity().device_id, reason = %why, "update refused");
+                self.finish(
+                    &assignment,
+                    ReportKind::Failed,
+                    assignment.version,
+                    Some(&why),
+                    LastResult::Failed,
+                )?;
+                return Ok(Outcome::Refused(why));
+            }
+        }
+        if let Some(job) = &mut self.state.job {
+            job.phase = Phase::Installed;
+        }
+        self.queue(&assignment, ReportKind::Installed, assignment.version, None)?;
+        self.device.reboot().map_err(DeviceFailure)?;
+        Ok(self.settle_boot()?.unwrap_or(Outcome::UpToDate))
+    }
+
+    fn download_and_install(
+        &mut self,
+        assignment: &Assignment,
+        running: Running,
+    ) -> Result<Transfer, Failure> {
+        let tuf_dir: PathBuf = self.device.state_dir().join("tuf");
+        let release = release::verify(
+            assignment,
+            &Trust {
+                tuf_dir: &tuf_dir,
+                tuf: self.config.tuf(),
+                http: self.http.clone(),
+                anchors: self.device.trust_anchors(),
+                class_id: self.class_id,
+                running_version: running.version,
+            },
+        )?;
+        let announce = self.state.job.as_ref().is_some_and(|j| !j.announced);
+        if announce {
+            self.queue(
+                assignment,
+                ReportKind::Downloading,
+                assignment.version,
+                None,
+            )
+            .map_err(|e| Failure::Device(e.0))?;
+            if let Some(job) = &mut self.state.job {
+                job.announced = true;
+            }
+            self.save().map_err(|e| Failure::Device(e.0))?;
+        }
+        let version = release.version;
+        let chunk = self.config.chunk_size;
+        let http = self.http.clone();
+        let on_event = &mut self.on_event;
+        let mut updater = self
+            .device
+            .boot_parts()
+            .updater()
+            .map_err(Failure::Device)?;
+        install(&mut updater, &http, &release, chunk, |at, of| {
+            on_event(&Event::Downloading { version, at, of })
+        })
+    }
+
+    /// After a boot: a trial image is health-checked, then confirmed or reverted; an
+    /// installed job whose trial is over is resolved from what runs now.
+    fn settle_boot(&mut self) -> Result<Option<Outcome>, DeviceFailure> {
+        let running = self.running()?;
+        // The journal, not the boot-time view, says whether the trial is still open.
+        let status = self
+            .device
+            .boot_parts()
+            .updater()
+            .map_err(DeviceFailure)?
+            .status();
+        if status.on_trial {
+            return self.settle_trial(running).map(Some);
+        }
+        let Some(job) = self.state.job.clone() else {
+            return Ok(None);
+        };
+        if job.phase != Phase::Installed {
+            return Ok(None);
+        }
+        let assignment = &job.assignment;
+        if running.version == assignment.version {
+            // Confirmed before a power cut kept the agent from recording it.
+            self.finish(
+                assignment,
+                ReportKind::Confirmed,
+                running.version,
+                None,
+                LastResult::Confirmed,
+            )?;
+            return Ok(Some(Outcome::Confirmed(running.version)));
+        }
+        let reason = match status.last_revert {
+            Some(revert) => format!(
+                "the bootloader went back to version {}: {:?}",
+                running.version, revert.reason
+            ),
+            None => format!("version {} did not stay running", assignment.version),
+        };
+        self.finish(
+            assignment,
+            ReportKind::Reverted,
+            assignment.version,
+            Some(&reason),
+            LastResult::Reverted,
+        )?;
+        Ok(Some(Outcome::Reverted {
+            version: assignment.version,
+            reason,
+        }))
+    }
+
+    fn settle_trial(&mut self, running: Running) -> Result<Outcome, DeviceFailure> {
+        let health = self.device.health_check();
+        let job = self.state.job.clone();
+        let assignment = job.as_ref().map(|j| j.assignment.clone());
+        let mut updater = self.device.boot_parts().updater().map_err(DeviceFailure)?;
+        match health {
+            Ok(()) => {
+                updater
+                    .confirm()
+                    .map_err(|e| DeviceFailure(format!("cannot confirm: {e}")))?;
+                drop(updater);
+                self.finish_opt(
+                    assignment.as_ref(),
+                    ReportKind::Confirmed,
+                    running.version,
+                    None,
+                    LastResult::Confirmed,
+                )?;
+                Ok(Outcome::Confirmed(running.version))
+            }
+            Err(why) => {
+                updater
+                    .revert()
+                    .map_err(|e| DeviceFailure(format!("cannot revert: {e}")))?;
+                drop(updater);
+                let reason = format!("the health check failed: {why}");
+                self.finish_opt(
+                    assignment.as_ref(),
+                    ReportKind::Reverted,
+                    running.version,
+                    Some(&reason),
+                    LastResult::Reverted,
+                )?;
+                self.device.reboot().map_err(DeviceFailure)?;
+                Ok(Outcome::Reverted {
+                    version: running.version,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Ends the job with a final report.
+    fn finish(
+        &mut self,
+        assignment: &Assignment,
+        kind: ReportKind,
+        version: u64,
+        reason: Option<&str>,
+        last: LastResult,
+    ) -> Result<(), DeviceFailure> {
+        self.finish_opt(Some(assignment), kind, version, reason, last)
+    }
+
+    fn finish_opt(
+        &mut self,
+        assignment: Option<&Assignment>,
+        kind: ReportKind,
+        version: u64,
+        reason: Option<&str>,
+        last: LastResult,
+    ) -> Result<(), DeviceFailure> {
+        self.state.job = None;
+        self.state.last = Some(last);
+        let report = report(assignment, kind, version, reason)?;
+        self.state.outbox.push(report);
+        self.save()
+    }
+
+    fn queue(
+        &mut self,
+        assignment: &Assignment,
+        kind: ReportKind,
+        version: u64,
+        reason: Option<&str>,
+    ) -> Result<(), DeviceFailure> {
+        let report = report(Some(assignment), kind, version, reason)?;
+        self.state.outbox.push(report);
+        self.save()
+    }
+
+    /// Enrols if needed, then sends queued reports, oldest first. A report the server
+    /// refuses (4xx) will never pass and is dropped; a transient failure keeps the rest.
+    fn deliver(&mut self) -> Result<(), ServerError> {
+        if let (false, Some(certificate)) = (self.state.enrolled, &self.certificate) {
+            self.server.enroll(self.device.identity(), certificate)?;
+            self.state.enrolled = true;
+            let _ = self.save();
+        }
+        while let Some(report) = self.state.outbox.first().cloned() {
+            match self.server.report(self.device.identity(), &report) {
+                Ok(_) => {}
+                Err(ServerError::Refused { status, message }) => {
+                    tracing::warn!(status, %message, kind = %report.kind, "the server refused a report; dropping it");
+                }
+                Err(e) => return Err(e),
+            }
+            self.state.outbox.remove(0);
+            let _ = self.save();
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> Result<Running, DeviceFailure> {
+        self.device
+            .running()
+            .ok_or_else(|| DeviceFailure("nothing on the device is bootable".into()))
+    }
+
+    fn save(&self) -> Result<(), DeviceFailure> {
+        self.state
+            .save(self.device.state_dir())
+            .map_err(DeviceFailure)
+    }
+
+    /// The persisted state (for tests and status displays).
+    pub fn state(&self) -> &AgentState {
+        &self.state
+    }
+}
+
+fn report(
+    assignment: Option<&Assignment>,
+    kind: ReportKind,
+    version: u64,
+    reason: Option<&str>,
+) -> Result<Report, DeviceFailure> {
+    let reason = reason.map(|r| r.chars().take(rota_protocol::api::MAX_REASON_LEN).collect());
+    Report::new(
+        kind,
+        version,
+        assignment.map(|a| a.rollout_id.clone()),
+        reason,
+    )
+    .map_err(|e| DeviceFailure(format!("no randomness for a report id: {e}")))
+}

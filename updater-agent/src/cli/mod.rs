@@ -1,0 +1,92 @@
+//! The sub-commands, and what they share: reading keys and files.
+
+pub mod provision;
+pub mod run;
+pub mod sim_image;
+pub mod simulate;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use rota_manifest::PublicKey;
+
+/// The largest envelope or TUF root a command reads.
+const MAX_SMALL_FILE: u64 = 512 * 1024;
+
+pub fn read_small(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?
+        .len();
+    if len > MAX_SMALL_FILE {
+        return Err(anyhow!(
+            "{} is {len} bytes; {what} is at most {MAX_SMALL_FILE}",
+            path.display()
+        ));
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Firmware-signing public keys (PEM SubjectPublicKeyInfo, as `rota keygen` writes).
+pub fn read_anchors(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
+    if paths.is_empty() {
+        return Err(anyhow!("at least one --trust-anchor is needed"));
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let pem = String::from_utf8(read_small(p, "the trust anchor")?)
+                .map_err(|_| anyhow!("{} is not a PEM file", p.display()))?;
+            rota_manifest::public_key_from_pem(&pem)
+                .map_err(|e| anyhow!("{} is not a firmware public key: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// An Ed25519 private key in PKCS#8 PEM (a device key, a CA key).
+pub fn read_signing_key(path: &Path, what: &str) -> Result<ed25519_dalek::SigningKey> {
+    let pem = String::from_utf8(read_small(path, what)?)
+        .map_err(|_| anyhow!("{} is not a PEM file", path.display()))?;
+    rota_protocol::identity::signing_key_from_pem(&pem)
+        .map_err(|e| anyhow!("cannot use {} as {what}: {e}", path.display()))
+}
+
+/// `250ms`, `2s`, `5m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| text.split_at(i))
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s or m"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{text:?}: the unit must be ms, s or m")),
+    }
+}
+
+/// `65536`, `256K`, `16M`.
+pub fn parse_size(text: &str) -> Result<u32, String> {
+    let (number, factor) = match text.strip_suffix(['K', 'k']) {
+        Some(n) => (n, 1024),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(n) => (n, 1024 * 1024),
+            None => (text, 1),
+        },
+    };
+    number
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{text:?} is not a size (bytes, or with K or M)"))
+}
+
+/// The TUF root a device trusts at first goes where the agent's TUF client reads it.
+pub fn install_trusted_root(state_dir: &Path, root: &[u8]) -> Result<()> {
+    let tuf = state_dir.join("tuf");
+    std::fs::create_dir_all(&tuf).with_context(|| format!("cannot create {}", tuf.display()))?;
+    rota_agent::state::write_atomically(&tuf.join("root.json"), root).map_err(|e| anyhow!(e))
+}

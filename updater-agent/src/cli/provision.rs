@@ -1,0 +1,110 @@
+//! `rota-agent provision`: what a factory does to a Linux device before it ships.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use rota_agent::device::file_flash::FileFlash;
+use rota_agent::device::linux::{FileOtp, HEADER_SIZE};
+use rota_agent::device::{program_factory_image, standard_layout};
+use rota_boot::Slot;
+use rota_boot::otp_map;
+use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
+
+/// Program a Linux device's flash (a file, created here) with a factory image in slot A,
+/// burn its OTP map (trusted firmware keys, vendor and class from the factory envelope),
+/// and install the TUF root it trusts at first.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The flash image file to create.
+    #[arg(long)]
+    flash: PathBuf,
+    /// The OTP file to create.
+    #[arg(long)]
+    otp: PathBuf,
+    /// The largest image a slot holds: bytes, or with K or M.
+    #[arg(long, value_parser = super::parse_size)]
+    image_capacity: u32,
+    /// A firmware-signing public key to trust (repeatable; at most 4).
+    #[arg(long = "trust-anchor", required = true)]
+    trust_anchors: Vec<PathBuf>,
+    /// The factory image's SUIT envelope, signed by a trust anchor.
+    #[arg(long)]
+    envelope: PathBuf,
+    /// The factory image.
+    #[arg(long)]
+    image: PathBuf,
+    /// The repository's root.json the device trusts at first.
+    #[arg(long)]
+    tuf_root: PathBuf,
+    /// The agent's state directory, where the TUF root goes.
+    #[arg(long)]
+    state_dir: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let anchors = super::read_anchors(&args.trust_anchors)?;
+    if anchors.len() > otp_map::KEY_SLOTS {
+        return Err(anyhow!(
+            "the OTP map holds at most {} keys",
+            otp_map::KEY_SLOTS
+        ));
+    }
+    let envelope = super::read_small(&args.envelope, "the envelope")?;
+    let image = std::fs::read(&args.image)
+        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let root = super::read_small(&args.tuf_root, "the TUF root")?;
+
+    // Which anchor signed the factory envelope, and for which vendor and class.
+    let policy = Policy::default();
+    let authenticated = Envelope::decode(&envelope, &policy)
+        .and_then(|e| e.authenticate(&anchors, &HostVerifier, &policy))
+        .map_err(|e| {
+            anyhow!(
+                "{} is not signed by a trust anchor: {e}",
+                args.envelope.display()
+            )
+        })?;
+    let claims = authenticated.claims(0, None).map_err(|e| {
+        anyhow!(
+            "cannot read the manifest of {}: {e}",
+            args.envelope.display()
+        )
+    })?;
+    let id = |claim: Option<&[u8]>, what| -> Result<[u8; 16]> {
+        claim
+            .and_then(|id| id.try_into().ok())
+            .ok_or_else(|| anyhow!("the factory manifest names no 16-byte {what}"))
+    };
+    let vendor = id(claims.vendor_id, "vendor-id")?;
+    let class = id(claims.class_id, "class-id")?;
+    let PublicKey::Ed25519(signer) = anchors[authenticated.signer] else {
+        return Err(anyhow!(
+            "the factory envelope must be signed with an Ed25519 key"
+        ));
+    };
+
+    let layout = standard_layout(
+        rota_agent::device::file_flash::ERASE_SIZE as u32,
+        HEADER_SIZE,
+        args.image_capacity,
+    );
+    let hashes: Vec<_> = anchors.iter().map(|k| Some(k.key_id())).collect();
+    let map = otp_map::provision(&hashes, &vendor, &class)
+        .ok_or_else(|| anyhow!("too many trust anchors for the OTP map"))?;
+    let mut flash = FileFlash::create(&args.flash, layout.slots[1].end() as usize, layout.erased)
+        .with_context(|| format!("cannot create the flash {}", args.flash.display()))?;
+    program_factory_image(&mut flash, &layout, Slot::A, &signer, &envelope, &image)
+        .map_err(|e| anyhow!(e))?;
+    FileOtp::provision(&args.otp, &map)
+        .with_context(|| format!("cannot create the OTP {}", args.otp.display()))?;
+    super::install_trusted_root(&args.state_dir, &root)?;
+    println!(
+        "provisioned {} ({} bytes: journal, slot A with the factory image, slot B), {} ({} trusted keys), TUF root in {}",
+        args.flash.display(),
+        layout.slots[1].end(),
+        args.otp.display(),
+        anchors.len(),
+        args.state_dir.display()
+    );
+    Ok(())
+}

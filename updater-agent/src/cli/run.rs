@@ -1,0 +1,114 @@
+//! `rota-agent run`: the agent on a Linux device.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use rota_agent::device::Identity;
+use rota_agent::device::linux::{LinuxConfig, LinuxDevice};
+use rota_agent::{Agent, Config, Outcome};
+use rota_protocol::DeviceCertificate;
+
+/// Run the update agent on this Linux device: check in, install assigned updates into
+/// the inactive slot, reboot into them, confirm them after a healthy start.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// rota-server's URL.
+    #[arg(long, env = "ROTA_SERVER")]
+    server: String,
+    /// The agent's own files (TUF metadata, the state of an update).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// The flash image file or MTD partition holding the journal and both slots.
+    #[arg(long)]
+    flash: PathBuf,
+    /// The OTP cells (rota's OTP map) holding the root of trust.
+    #[arg(long)]
+    otp: PathBuf,
+    /// The largest image a slot holds (as provisioned): bytes, or with K or M.
+    #[arg(long, value_parser = super::parse_size)]
+    image_capacity: u32,
+    /// The device's private key (PKCS#8 PEM), from `rota device provision`.
+    #[arg(long)]
+    device_key: PathBuf,
+    /// The device's certificate, from `rota device provision`: its id, and self-enrolment.
+    #[arg(long)]
+    certificate: PathBuf,
+    /// A firmware-signing public key the root of trust holds (repeatable).
+    #[arg(long = "trust-anchor", required = true)]
+    trust_anchors: Vec<PathBuf>,
+    /// Run after a trial boot (sh -c); exit status 0 means healthy. ROTA_VERSION is set.
+    #[arg(long)]
+    health_command: Option<String>,
+    /// Bytes per network read and flash write: bytes, or with K or M.
+    #[arg(long, default_value = "16K", value_parser = super::parse_size)]
+    chunk_size: u32,
+    /// One pass, then exit: 0 if up to date or updated, 1 otherwise.
+    #[arg(long)]
+    once: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let certificate: DeviceCertificate =
+        serde_json::from_slice(&super::read_small(&args.certificate, "the certificate")?)
+            .with_context(|| {
+                format!("{} is not a device certificate", args.certificate.display())
+            })?;
+    let body = certificate.claims_unverified().map_err(|e| {
+        anyhow!(
+            "{} is not a valid certificate: {e}",
+            args.certificate.display()
+        )
+    })?;
+    let key = super::read_signing_key(&args.device_key, "the device key")?;
+    if body.public_key != hex::encode(key.verifying_key().as_bytes()) {
+        return Err(anyhow!(
+            "{} does not certify the key in {}",
+            args.certificate.display(),
+            args.device_key.display()
+        ));
+    }
+    let device = LinuxDevice::open(LinuxConfig {
+        identity: Identity {
+            device_id: body.device_id.clone(),
+            key,
+        },
+        anchors: super::read_anchors(&args.trust_anchors)?,
+        state_dir: args.state_dir,
+        flash: args.flash,
+        otp: args.otp,
+        image_capacity: args.image_capacity,
+        health_command: args.health_command,
+    })
+    .map_err(|e| anyhow!(e))?;
+    let http = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let config = Config {
+        chunk_size: args.chunk_size as usize,
+        ..Config::new(&args.server)
+    };
+    let mut agent = Agent::new(device, config, http, Some(certificate)).map_err(|e| anyhow!(e))?;
+    loop {
+        let (outcome, wait) = agent
+            .cycle()
+            .map_err(|e| anyhow!("the device failed: {e}"))?;
+        match &outcome {
+            Outcome::UpToDate => tracing::info!("up to date"),
+            Outcome::Confirmed(v) => println!("updated to version {v}, confirmed"),
+            Outcome::Reverted { version, reason } => {
+                println!("version {version} was reverted: {reason}")
+            }
+            Outcome::Refused(why) => println!("update refused: {why}"),
+            Outcome::Retrying(why) => eprintln!("will retry in {wait:?}: {why}"),
+        }
+        if args.once {
+            return match outcome {
+                Outcome::UpToDate | Outcome::Confirmed(_) => Ok(()),
+                other => Err(anyhow!("the pass ended with {other:?}")),
+            };
+        }
+        std::thread::sleep(wait);
+    }
+}

@@ -1,0 +1,147 @@
+//! `rota-agent simulate`: a fleet of simulated devices against a real server.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use rota_agent::Config;
+use rota_agent::backoff::Backoff;
+use rota_agent::device::sim::Factory;
+use rota_agent::fleet::{Fleet, FleetSpec};
+use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
+
+/// Manufacture a fleet of simulated devices (rota-boot's simulated flash and OTP, a
+/// device key certified by the manufacturer CA, the factory image in slot A) and run
+/// their agents against a server until stopped, printing a line of fleet status as it
+/// changes.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, env = "ROTA_SERVER")]
+    server: String,
+    /// How many devices.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Device ids are PREFIX-0001, PREFIX-0002, …
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// The manufacturer CA's private key (the server trusts its public key).
+    #[arg(long)]
+    ca_key: PathBuf,
+    /// Tags in every device certificate (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// The firmware-signing public keys devices trust (repeatable).
+    #[arg(long = "trust-anchor", required = true)]
+    trust_anchors: Vec<PathBuf>,
+    /// The factory image's SUIT envelope and the image.
+    #[arg(long)]
+    factory_envelope: PathBuf,
+    #[arg(long)]
+    factory_image: PathBuf,
+    /// The largest image a slot holds: bytes, or with K or M.
+    #[arg(long, default_value = "512K", value_parser = super::parse_size)]
+    image_capacity: u32,
+    /// The repository's root.json devices trust at first.
+    #[arg(long)]
+    tuf_root: PathBuf,
+    /// Where the devices keep their files.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// The shortest wait between check-ins (the server's hint applies above it).
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
+    poll_min: Duration,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let anchors = super::read_anchors(&args.trust_anchors)?;
+    let envelope = super::read_small(&args.factory_envelope, "the factory envelope")?;
+    let image = std::fs::read(&args.factory_image)
+        .with_context(|| format!("cannot read {}", args.factory_image.display()))?;
+    let policy = Policy::default();
+    let authenticated = Envelope::decode(&envelope, &policy)
+        .and_then(|e| e.authenticate(&anchors, &HostVerifier, &policy))
+        .map_err(|e| anyhow!("the factory envelope is not signed by a trust anchor: {e}"))?;
+    let claims = authenticated
+        .claims(0, None)
+        .map_err(|e| anyhow!("cannot read the factory manifest: {e}"))?;
+    let id = |claim: Option<&[u8]>| -> Option<[u8; 16]> { claim.and_then(|c| c.try_into().ok()) };
+    let (Some(vendor_id), Some(class_id)) = (id(claims.vendor_id), id(claims.class_id)) else {
+        return Err(anyhow!(
+            "the factory manifest names no vendor-id and class-id"
+        ));
+    };
+    let PublicKey::Ed25519(signer) = anchors[authenticated.signer] else {
+        return Err(anyhow!(
+            "the factory envelope must be signed with an Ed25519 key"
+        ));
+    };
+    let spec = FleetSpec {
+        count: args.devices,
+        id_prefix: args.prefix,
+        ca: super::read_signing_key(&args.ca_key, "the CA key")?,
+        tags: args.tags,
+        factory: Factory {
+            vendor_id,
+            class_id,
+            anchors,
+            signer,
+            envelope,
+            image,
+            image_capacity: args.image_capacity,
+        },
+        trusted_root: super::read_small(&args.tuf_root, "the TUF root")?,
+        state_root: args.state_dir,
+        agent: Config {
+            poll_min: args.poll_min,
+            poll_max: args.poll_min.max(Duration::from_secs(60)),
+            backoff: Backoff {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(10),
+            },
+            ..Config::new(&args.server)
+        },
+    };
+    let http = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.devices.max(1))
+        .build()?;
+    let fleet = Fleet::start(&spec, &http).map_err(|e| anyhow!(e))?;
+    println!("{} simulated devices started", fleet.len());
+    let mut last = String::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let line = summary(&fleet);
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+    }
+}
+
+/// `fleet: 1.0.0 ×80 · 1.1.0 ×20 · downloading 5`
+fn summary(fleet: &Fleet) -> String {
+    let views = fleet.views();
+    let mut versions: BTreeMap<String, usize> = BTreeMap::new();
+    let mut downloading = 0;
+    for view in &views {
+        *versions
+            .entry(
+                view.firmware
+                    .clone()
+                    .unwrap_or_else(|| format!("v{}", view.version)),
+            )
+            .or_default() += 1;
+        downloading += usize::from(view.downloading.is_some());
+    }
+    let mut line = String::from("fleet:");
+    for (i, (label, n)) in versions.iter().enumerate() {
+        line.push_str(if i == 0 { " " } else { " · " });
+        line.push_str(&format!("{label} ×{n}"));
+    }
+    if downloading > 0 {
+        line.push_str(&format!(" · downloading {downloading}"));
+    }
+    line
+}

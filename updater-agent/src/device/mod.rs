@@ -1,0 +1,161 @@
+//! What the agent needs from the device it runs on, and the two devices it knows: a
+//! simulated one (tests, demos, fleets) and a Linux one (gateways; flash as a file or
+//! an MTD partition).
+//!
+//! The boot state is never the agent's own: it lives in flash, in rota-boot's journal,
+//! and every decision about it goes through rota-boot's [`Updater`] and
+//! [`Bootloader`]. The agent only adds what a network client needs on top: who the
+//! device is, which firmware keys it trusts, where its files live, and whether the
+//! running firmware is healthy.
+
+pub mod file_flash;
+pub mod linux;
+pub mod sim;
+
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use embedded_storage::nor_flash::NorFlash;
+use rota_boot::header::SlotHeader;
+use rota_boot::{BootDecision, Bootloader, Layout, Region, RootOfTrust, Slot, Updater};
+use rota_manifest::PublicKey;
+
+/// Who the device is: the identity provisioned at manufacturing.
+pub struct Identity {
+    pub device_id: String,
+    /// The device's Ed25519 key; every request to the server is signed with it.
+    pub key: SigningKey,
+}
+
+/// The image that booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Running {
+    pub slot: Slot,
+    /// The SUIT sequence number: the version the server knows the device by.
+    pub version: u64,
+    pub security_version: u64,
+    /// It was started on trial (a pending image). Whether the trial is still open is
+    /// the journal's to say: [`rota_boot::Updater::status`].
+    pub trial: bool,
+}
+
+/// The flash, the root of trust, the layout and the scratch buffer rota-boot opens on.
+pub struct BootParts<'a, F, R> {
+    pub flash: &'a mut F,
+    pub rot: &'a mut R,
+    pub layout: Layout,
+    pub scratch: &'a mut [u8],
+}
+
+impl<'a, F: NorFlash, R: RootOfTrust> BootParts<'a, F, R> {
+    /// rota-boot's application-side API over these parts.
+    pub fn updater(self) -> Result<Updater<'a, &'a mut F, &'a mut R>, String> {
+        Updater::new(self.flash, self.rot, self.layout, self.scratch).map_err(|e| e.to_string())
+    }
+
+    /// Runs rota-boot's boot decision, as the bootloader does at every reset.
+    pub fn boot(self) -> Result<Option<Running>, String> {
+        let mut bootloader = Bootloader::new(self.flash, self.rot, self.layout, self.scratch)
+            .map_err(|e| e.to_string())?;
+        match bootloader.decide().map_err(|e| e.to_string())? {
+            BootDecision::Boot { image, trial } => Ok(Some(Running {
+                slot: image.slot,
+                version: image.sequence_number,
+                security_version: image.security_version,
+                trial,
+            })),
+            BootDecision::Recovery(_) => Ok(None),
+        }
+    }
+}
+
+/// A device the agent can update.
+pub trait Device {
+    type Flash: NorFlash;
+    type Rot: RootOfTrust;
+
+    fn identity(&self) -> &Identity;
+
+    /// The firmware-signing keys whose hashes the root of trust holds: the agent needs
+    /// the key itself for the slot header (rota-boot checks it against the hash).
+    fn trust_anchors(&self) -> &[PublicKey];
+
+    /// Where the agent keeps its files (TUF metadata, its journal of the update).
+    fn state_dir(&self) -> &Path;
+
+    fn boot_parts(&mut self) -> BootParts<'_, Self::Flash, Self::Rot>;
+
+    /// What the bootloader started at the last reset; `None` if nothing was bootable.
+    fn running(&self) -> Option<Running>;
+
+    /// Resets the device: the bootloader decides what runs next.
+    fn reboot(&mut self) -> Result<(), String>;
+
+    /// The running firmware's self-test, after a trial boot: `Err(why)` if it is not fit
+    /// to be confirmed.
+    fn health_check(&mut self) -> Result<(), String>;
+}
+
+/// rota's layout for a device: a two-sector journal, then slot A and slot B, each a
+/// `header_size` header area plus room for an image of `image_capacity` bytes.
+pub fn standard_layout(erase_size: u32, header_size: u32, image_capacity: u32) -> Layout {
+    let journal = 2 * erase_size;
+    let slot = (header_size + image_capacity).next_multiple_of(erase_size);
+    Layout {
+        journal: Region::new(0, journal),
+        slots: [
+            Region::new(journal, slot),
+            Region::new(journal + slot, slot),
+        ],
+        header_size,
+        erased: 0xFF,
+        max_trial_boots: 3,
+    }
+}
+
+/// Programs a factory image into `slot`: what a production line does before the first
+/// boot (the slot is erased, then the header, then the image).
+pub fn program_factory_image<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+    slot: Slot,
+    key: &[u8; 32],
+    envelope: &[u8],
+    image: &[u8],
+) -> Result<(), String> {
+    let region = layout.slot(slot);
+    if image.len() as u64 > u64::from(layout.image_capacity(slot)) {
+        return Err(format!(
+            "the factory image ({} bytes) does not fit slot {slot:?} ({} bytes)",
+            image.len(),
+            layout.image_capacity(slot)
+        ));
+    }
+    let header = SlotHeader {
+        key: *key,
+        envelope,
+    };
+    if !header.fits(layout) {
+        return Err("the factory envelope does not fit the slot's header area".into());
+    }
+    let failed = |e: F::Error| format!("programming the factory image failed: {e:?}");
+    flash
+        .erase(region.offset, region.end() as u32)
+        .map_err(failed)?;
+    header.write(flash, layout, slot).map_err(failed)?;
+    // Whole write words; the last one padded with the erased value.
+    let word = F::WRITE_SIZE;
+    let whole = image.len() / word * word;
+    let at = layout.image_address(slot);
+    for (i, chunk) in image[..whole].chunks(F::ERASE_SIZE).enumerate() {
+        flash
+            .write(at + (i * F::ERASE_SIZE) as u32, chunk)
+            .map_err(failed)?;
+    }
+    if whole < image.len() {
+        let mut last = vec![layout.erased; word];
+        last[..image.len() - whole].copy_from_slice(&image[whole..]);
+        flash.write(at + whole as u32, &last).map_err(failed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! A simulated device: rota-boot's simulated NOR flash and OTP on one power rail, where
+//! "reboot" runs the real rota-boot boot decision, power can be cut at any flash
+//! operation, and the firmware's health check can be told to fail.
+
+use std::path::{Path, PathBuf};
+
+use rota_boot::sim::otp::Provisioning;
+use rota_boot::sim::{CutKind, PowerCut, PowerRail, SimFlash, SimOtp};
+use rota_boot::{Layout, Slot};
+use rota_manifest::PublicKey;
+
+use super::{BootParts, Device, Identity, Running, program_factory_image, standard_layout};
+use crate::firmware::{DESCRIPTION_MAX, SimFirmware};
+
+/// A common MCU NOR geometry: 4 KiB sectors, 8-byte (ECC) words.
+pub const ERASE_SIZE: usize = 4096;
+pub const WRITE_SIZE: usize = 8;
+/// Bytes before the image in a slot: the slot header (key, envelope).
+pub const HEADER_SIZE: u32 = 2048;
+/// Bits in the simulated floor counter.
+pub const FLOOR_BITS: u32 = 32;
+
+pub type Flash = SimFlash<ERASE_SIZE, WRITE_SIZE>;
+
+/// What a production line puts on every device of a class.
+#[derive(Clone)]
+pub struct Factory {
+    pub vendor_id: [u8; 16],
+    pub class_id: [u8; 16],
+    /// Firmware-signing keys the device trusts; their hashes go into OTP.
+    pub anchors: Vec<PublicKey>,
+    /// The factory image's signing key (one of `anchors`), its envelope and the image.
+    pub signer: [u8; 32],
+    pub envelope: Vec<u8>,
+    pub image: Vec<u8>,
+    /// The largest image a slot must hold.
+    pub image_capacity: u32,
+}
+
+impl Factory {
+    pub fn layout(&self) -> Layout {
+        standard_layout(ERASE_SIZE as u32, HEADER_SIZE, self.image_capacity)
+    }
+}
+
+pub struct SimDevice {
+    identity: Identity,
+    anchors: Vec<PublicKey>,
+    state_dir: PathBuf,
+    rail: PowerRail,
+    flash: Flash,
+    otp: SimOtp,
+    layout: Layout,
+    scratch: Vec<u8>,
+    running: Option<Running>,
+    force_unhealthy: bool,
+    boots: u64,
+}
+
+impl SimDevice {
+    /// A device fresh from the factory, booted once. `state_dir` is its file system.
+    pub fn manufacture(
+        identity: Identity,
+        factory: &Factory,
+        state_dir: PathBuf,
+    ) -> Result<Self, String> {
+        let layout = factory.layout();
+        let rail = PowerRail::new();
+        let sectors = (layout.slots[1].end() / ERASE_SIZE as u64) as usize;
+        let mut flash = Flash::on_rail(rail.clone(), sectors, layout.erased);
+        program_factory_image(
+            &mut flash,
+            &layout,
+            Slot::A,
+            &factory.signer,
+            &factory.envelope,
+            &factory.image,
+        )?;
+        let otp = SimOtp::provision(
+            rail.clone(),
+            &Provisioning {
+                keys: factory.anchors.iter().map(|k| Some(k.key_id())).collect(),
+                vendor_id: factory.vendor_id,
+                class_id: factory.class_id,
+                floor_bits: FLOOR_BITS,
+            },
+        );
+        std::fs::create_dir_all(&state_dir)
+            .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        let mut device = Self {
+            identity,
+            anchors: factory.anchors.clone(),
+            state_dir,
+            rail,
+            flash,
+            otp,
+            scratch: vec![0; (layout.header_size as usize).saturating_sub(64)],
+            layout,
+            running: None,
+            force_unhealthy: false,
+            boots: 0,
+        };
+        device.reboot()?;
+        Ok(device)
+    }
+
+    /// Cuts the power at the `after`-th flash or OTP operation from now (0: the next).
+    pub fn schedule_power_cut(&self, after: u64, kind: CutKind, seed: u64) {
+        self.rail.schedule_cut(PowerCut {
+            at: self.rail.operations() + after,
+            kind,
+            seed,
+        });
+    }
+
+    /// Whether the power is on (a scheduled cut has not happened).
+    pub fn is_powered(&self) -> bool {
+        self.rail.is_powered()
+    }
+
+    /// Restores power; the device boots.
+    pub fn power_on(&mut self) -> Result<(), String> {
+        self.rail.power_on();
+        self.reboot()
+    }
+
+    /// Makes every health check fail (or pass again), whatever the firmware.
+    pub fn set_unhealthy(&mut self, unhealthy: bool) {
+        self.force_unhealthy = unhealthy;
+    }
+
+    /// How many times the device has booted.
+    pub fn boots(&self) -> u64 {
+        self.boots
+    }
+
+    /// The running firmware's description, read from its slot.
+    pub fn firmware(&mut self) -> Option<SimFirmware> {
+        let running = self.running?;
+        let mut start = [0u8; DESCRIPTION_MAX];
+        let at = self.layout.image_address(running.slot);
+        embedded_storage::nor_flash::ReadNorFlash::read(&mut self.flash, at, &mut start).ok()?;
+        SimFirmware::parse(&start)
+    }
+
+    /// The security-version floor burned into OTP.
+    pub fn floor(&self) -> u32 {
+        self.otp.floor_now()
+    }
+}
+
+impl Device for SimDevice {
+    type Flash = Flash;
+    type Rot = SimOtp;
+
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn trust_anchors(&self) -> &[PublicKey] {
+        &self.anchors
+    }
+
+    fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    fn boot_parts(&mut self) -> BootParts<'_, Flash, SimOtp> {
+        BootParts {
+            flash: &mut self.flash,
+            rot: &mut self.otp,
+            layout: self.layout,
+            scratch: &mut self.scratch,
+        }
+    }
+
+    fn running(&self) -> Option<Running> {
+        self.running
+    }
+
+    fn reboot(&mut self) -> Result<(), String> {
+        self.running = None;
+        self.boots += 1;
+        self.running = self.boot_parts().boot()?;
+        Ok(())
+    }
+
+    fn health_check(&mut self) -> Result<(), String> {
+        if self.force_unhealthy {
+            return Err("the self-test failed (forced by the simulation)".into());
+        }
+        let firmware = self
+            .firmware()
+            .ok_or("the running image is not simulated rota firmware")?;
+        if firmware.fails_on(&self.identity.device_id) {
+            return Err(format!(
+                "the self-test of firmware {} failed on this device",
+                firmware.label
+            ));
+        }
+        Ok(())
+    }
+}

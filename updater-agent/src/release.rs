@@ -1,0 +1,218 @@
+//! What the agent proves about an assignment before anything touches flash.
+//!
+//! The server's assignment is only a pointer: every fact the install relies on comes
+//! from signed data. TUF (rota-tuf, TUF 1.0.34 §5) says which image and envelope the
+//! offline targets keys released, with their lengths and hashes and rota's fields; the
+//! SUIT envelope, signed by a firmware key the device's root of trust holds, says what
+//! the image is for. The two must agree, and both must agree with the assignment.
+
+use std::time::SystemTime;
+
+use rota_manifest::labels::alg;
+use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
+use rota_protocol::api::Assignment;
+use rota_tuf::{Client as TufClient, HttpFetcher, TargetInfo};
+use serde::Deserialize;
+
+use crate::install::Failure;
+
+/// rota's fields in a TUF target's `custom` object (`{"rota": {...}}`), as rota-repo
+/// writes them. Read strictly: unknown fields make the target unusable for rota.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RotaTarget {
+    Image {
+        class_id: String,
+        version: u64,
+        security_version: u64,
+        envelope: String,
+    },
+    Envelope {
+        image: String,
+    },
+}
+
+impl RotaTarget {
+    fn of(info: &TargetInfo) -> Result<Self, Failure> {
+        let custom = info
+            .custom
+            .as_ref()
+            .and_then(|c| c.get("rota"))
+            .ok_or_else(|| {
+                Failure::Refused(format!(
+                    "the signed target {:?} carries no rota fields",
+                    info.name
+                ))
+            })?;
+        serde_json::from_value(custom.clone()).map_err(|e| {
+            Failure::Refused(format!(
+                "the signed target {:?} has malformed rota fields: {e}",
+                info.name
+            ))
+        })
+    }
+}
+
+/// An assignment proven by TUF and SUIT: what to stage and what to download.
+pub struct VerifiedRelease {
+    /// The image's signed target: its length and every hash it must match.
+    pub image: TargetInfo,
+    /// Where the image is fetched from (TUF §5.7.3 naming).
+    pub image_url: String,
+    /// The SUIT envelope, verified.
+    pub envelope: Vec<u8>,
+    /// The firmware key that signed the envelope: it goes into the slot header.
+    pub signer: [u8; 32],
+    pub version: u64,
+}
+
+/// Where the device finds the repository and what it trusts.
+pub struct Trust<'a> {
+    pub tuf_dir: &'a std::path::Path,
+    pub tuf: rota_tuf::Config,
+    pub http: reqwest::blocking::Client,
+    pub anchors: &'a [PublicKey],
+    pub class_id: [u8; 16],
+    /// The version running now: an update must be newer.
+    pub running_version: u64,
+}
+
+/// Checks `assignment` against signed TUF metadata and the signed envelope.
+pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease, Failure> {
+    let class = uuid::Uuid::from_bytes(trust.class_id)
+        .hyphenated()
+        .to_string();
+    // TUF 1.0.34 §5.1: one start time for every expiry check of this update.
+    let mut tuf = TufClient::new(
+        trust.tuf_dir,
+        trust.tuf.clone(),
+        HttpFetcher::new(trust.http.clone()),
+        SystemTime::now(),
+    )
+    .map_err(tuf_failure)?;
+    tuf.refresh().map_err(tuf_failure)?;
+
+    // The assigned image must be a target the offline targets keys signed (§5.7.1–2).
+    let image = tuf.target_info(&assignment.target).map_err(tuf_failure)?;
+    let RotaTarget::Image {
+        class_id,
+        version,
+        security_version,
+        envelope: envelope_name,
+    } = RotaTarget::of(&image)?
+    else {
+        return refused(format!("{:?} is not a firmware image", assignment.target));
+    };
+    if class_id != class {
+        return refused(format!(
+            "{:?} is firmware for class {class_id}, not this device's class {class}",
+            assignment.target
+        ));
+    }
+    // The server's copy of the signed facts must be the signed facts.
+    let signed_sha256 = image
+        .hashes
+        .iter()
+        .find(|(alg, _)| alg == "sha256")
+        .map(|(_, hex)| hex.as_str());
+    if version != assignment.version
+        || security_version != assignment.security_version
+        || envelope_name != assignment.envelope_target
+        || image.length != assignment.length
+        || signed_sha256 != Some(assignment.sha256.as_str())
+    {
+        return refused(format!(
+            "the assignment of {:?} does not match its signed target (version, security version, envelope, length or hash)",
+            assignment.target
+        ));
+    }
+    if version <= trust.running_version {
+        return refused(format!(
+            "{:?} is version {version}, not newer than the running version {}",
+            assignment.target, trust.running_version
+        ));
+    }
+
+    let envelope_info = tuf.target_info(&envelope_name).map_err(tuf_failure)?;
+    match RotaTarget::of(&envelope_info)? {
+        RotaTarget::Envelope { image } if image == assignment.target => {}
+        _ => {
+            return refused(format!(
+                "{envelope_name:?} is not the signed envelope of {:?}",
+                assignment.target
+            ));
+        }
+    }
+    // §5.7.3: length and every listed hash, before the bytes are used.
+    let envelope = tuf.fetch_target(&envelope_info).map_err(tuf_failure)?;
+    let signer = check_envelope(&envelope, &image, version, trust)?;
+    let image_url = tuf.target_url(&image).map_err(tuf_failure)?;
+    Ok(VerifiedRelease {
+        image,
+        image_url,
+        envelope,
+        signer,
+        version,
+    })
+}
+
+/// The envelope's own checks (the device repeats them when it stages and boots): signed
+/// by a trust anchor, for this class, describing exactly the TUF-signed image.
+fn check_envelope(
+    envelope: &[u8],
+    image: &TargetInfo,
+    version: u64,
+    trust: &Trust,
+) -> Result<[u8; 32], Failure> {
+    let policy = Policy::default();
+    // draft-ietf-suit-manifest §8.3: authenticated by a key the device trusts.
+    let authenticated = Envelope::decode(envelope, &policy)
+        .and_then(|e| e.authenticate(trust.anchors, &HostVerifier, &policy))
+        .map_err(|e| Failure::Refused(format!("the envelope does not verify: {e}")))?;
+    let signer = match trust.anchors.get(authenticated.signer) {
+        Some(PublicKey::Ed25519(key)) => *key,
+        _ => return refused("the envelope's signer is not an Ed25519 trust anchor".into()),
+    };
+    let claims = authenticated
+        .claims(0, None)
+        .map_err(|e| Failure::Refused(format!("cannot read the envelope's manifest: {e}")))?;
+    // §8.4.8.4 condition-class-identifier.
+    if claims.class_id != Some(trust.class_id.as_slice()) {
+        return refused("the envelope is for another device class".into());
+    }
+    // §8.4.2: the sequence number is the release's version, as TUF says.
+    if authenticated.manifest.sequence_number != version {
+        return refused(format!(
+            "the envelope's sequence number {} is not the signed target's version {version}",
+            authenticated.manifest.sequence_number
+        ));
+    }
+    // §8.4.9.2 condition-image-match: the digest and size the envelope promises are the
+    // TUF target's, so the two signatures vouch for the same bytes.
+    let tuf_sha256 = image
+        .hashes
+        .iter()
+        .find(|(alg, _)| alg == "sha256")
+        .and_then(|(_, h)| hex::decode(h).ok());
+    let digest_matches = claims
+        .image_digest
+        .is_some_and(|d| d.alg == alg::SHA256 && Some(d.bytes) == tuf_sha256.as_deref());
+    if !digest_matches || claims.image_size != Some(image.length) {
+        return refused(
+            "the envelope's image digest or size is not the signed target's".to_string(),
+        );
+    }
+    Ok(signer)
+}
+
+fn refused<T>(why: String) -> Result<T, Failure> {
+    Err(Failure::Refused(why))
+}
+
+fn tuf_failure(e: rota_tuf::Error) -> Failure {
+    if e.is_transient() {
+        Failure::Transient(format!("TUF: {e}"))
+    } else {
+        Failure::Refused(format!("TUF: {e}"))
+    }
+}

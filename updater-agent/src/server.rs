@@ -1,0 +1,209 @@
+//! The device side of rota-server's device API: every request signed with the device's
+//! identity key (rota_protocol::auth), answers read strictly, failures sorted into
+//! "try again later" and "refused".
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use rota_protocol::DeviceCertificate;
+use rota_protocol::api::{
+    CheckInQuery, CheckInResponse, ENROLL_PATH, Enroll, POLL_AFTER_HEADER, REPORT_PATH, Report,
+    ReportAck,
+};
+use rota_protocol::auth::{Nonce, sign_request};
+
+use crate::device::Identity;
+
+/// Why a request to the server did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerError {
+    /// The network or the server failed (no connection, a timeout, a cut answer, a 5xx,
+    /// 408, 429): the same request may succeed later.
+    #[error("the server is unreachable or failing: {0}")]
+    Transient(String),
+    /// The server answered that it will not do this (a 4xx); retrying will not help.
+    #[error("the server refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// The answer to a check-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckIn {
+    pub answer: CheckInResponse,
+    /// The server's ETag for it: sent back as `If-None-Match` next time.
+    pub etag: Option<String>,
+}
+
+pub struct ServerClient {
+    http: Client,
+    base: String,
+}
+
+impl ServerClient {
+    /// A client for the server at `base` (`http://host:port`).
+    pub fn new(http: Client, base: &str) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /api/v1/device/enroll`: registers the device by its certificate (a no-op
+    /// when it is registered already).
+    pub fn enroll(
+        &self,
+        identity: &Identity,
+        certificate: &DeviceCertificate,
+    ) -> Result<(), ServerError> {
+        let body = serde_json::to_vec(&Enroll {
+            certificate: certificate.clone(),
+        })
+        .map_err(|e| ServerError::Transient(e.to_string()))?;
+        self.send(identity, "POST", ENROLL_PATH, body, None)?;
+        Ok(())
+    }
+
+    /// `GET /api/v1/device/checkin`. With `etag`, an unchanged answer comes back as
+    /// `previous` (the server sent 304 Not Modified).
+    pub fn check_in(
+        &self,
+        identity: &Identity,
+        query: &CheckInQuery,
+        previous: Option<&CheckIn>,
+    ) -> Result<CheckIn, ServerError> {
+        let etag = previous.and_then(|p| p.etag.as_deref());
+        let answer = self.send(identity, "GET", &query.path_and_query(), Vec::new(), etag)?;
+        let poll_after = answer
+            .headers
+            .get(POLL_AFTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok());
+        if answer.status == StatusCode::NOT_MODIFIED {
+            let mut same = previous.cloned().ok_or_else(|| {
+                ServerError::Transient("a 304 to an unconditional check-in".into())
+            })?;
+            if let Some(poll) = poll_after {
+                same.answer.poll_after_s = poll;
+            }
+            return Ok(same);
+        }
+        let answer_etag = answer
+            .headers
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let response: CheckInResponse = serde_json::from_slice(&answer.body).map_err(|e| {
+            ServerError::Transient(format!("the check-in answer is not valid JSON: {e}"))
+        })?;
+        Ok(CheckIn {
+            answer: response,
+            etag: answer_etag,
+        })
+    }
+
+    /// `POST /api/v1/device/report`.
+    pub fn report(&self, identity: &Identity, report: &Report) -> Result<ReportAck, ServerError> {
+        let body = serde_json::to_vec(report).map_err(|e| ServerError::Transient(e.to_string()))?;
+        let answer = self.send(identity, "POST", REPORT_PATH, body, None)?;
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            ServerError::Transient(format!("the report answer is not valid JSON: {e}"))
+        })
+    }
+
+    fn send(
+        &self,
+        identity: &Identity,
+        method: &str,
+        path_and_query: &str,
+        body: Vec<u8>,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer, ServerError> {
+        let nonce = Nonce::random().map_err(|e| ServerError::Transient(e.to_string()))?;
+        let headers = sign_request(
+            &identity.key,
+            &identity.device_id,
+            method,
+            path_and_query,
+            &body,
+            unix_ms(),
+            nonce,
+        );
+        let url = format!("{}{path_and_query}", self.base);
+        let mut request = match method {
+            "GET" => self.http.get(url),
+            _ => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        };
+        for (name, value) in headers.iter() {
+            request = request.header(name, value);
+        }
+        if let Some(etag) = if_none_match {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        let response = request.send().map_err(transient)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().map_err(transient)?.to_vec();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            return Ok(Answer {
+                status,
+                headers,
+                body,
+            });
+        }
+        Err(classify(status, &body))
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A network failure, with its causes (reqwest's top-level message alone is vague).
+pub fn transient(e: reqwest::Error) -> ServerError {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ServerError::Transient(text)
+}
+
+/// Sorts an error answer: 5xx, 408 and 429 may pass; any other 4xx will not.
+pub fn classify(status: StatusCode, body: &[u8]) -> ServerError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        ServerError::Transient(format!("{status}: {message}"))
+    } else {
+        ServerError::Refused {
+            status: status.as_u16(),
+            message,
+        }
+    }
+}
+
+/// The device clock in unix milliseconds (request signatures carry it).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}

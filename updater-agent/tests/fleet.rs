@@ -1,0 +1,96 @@
+//! End to end over loopback: a real rota-server on SQLite, simulated devices running the
+//! real agent and the real rota-boot, staged rollouts through the management API.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rota_agent::Outcome;
+use rota_agent::device::Device;
+use rota_protocol::api::RolloutState;
+use support::World;
+
+#[test]
+fn a_hundred_devices_go_through_three_stages_and_a_bad_release_halts_at_its_first() {
+    let world = World::start();
+    let fleet = world.fleet(100);
+
+    let good = world.release("1.1.0", 2, 0);
+    let release = world.publish(&good);
+    let started = Instant::now();
+    let rollout = world.rollout(&release, &[10.0, 50.0, 100.0], 5, 0.2);
+    let done = world.wait_for_state(
+        &rollout,
+        &[RolloutState::Completed, RolloutState::Halted],
+        Duration::from_secs(300),
+    );
+    let wall = started.elapsed();
+    eprintln!(
+        "figure: 100-device 3-stage rollout to completed in {:.2} s",
+        wall.as_secs_f64()
+    );
+    assert_eq!(done.state, RolloutState::Completed, "{done:?}");
+    assert_eq!(done.counts.total.confirmed, 100, "{done:?}");
+    assert_eq!(done.counts.total.failed, 0);
+    for stage in &done.counts.stages {
+        assert_eq!(stage.confirmed, stage.members, "{done:?}");
+    }
+    // The devices agree with the server: every one runs 1.1.0, confirmed.
+    support::wait_until(
+        Duration::from_secs(10),
+        "every device to show 1.1.0",
+        || {
+            fleet
+                .views()
+                .iter()
+                .all(|v| v.version == 2 && v.firmware.as_deref() == Some("1.1.0"))
+        },
+    );
+
+    // A release whose self-test fails on every device: the first stage's failures halt
+    // the rollout before the second stage starts.
+    let bad = world.release("1.2.0-bad", 3, 100);
+    let bad_release = world.publish(&bad);
+    let rollout = world.rollout(&bad_release, &[10.0, 50.0, 100.0], 3, 0.2);
+    let halted = world.wait_for_state(
+        &rollout,
+        &[RolloutState::Halted, RolloutState::Completed],
+        Duration::from_secs(120),
+    );
+    assert_eq!(halted.state, RolloutState::Halted, "{halted:?}");
+    assert_eq!(
+        halted.current_stage, 0,
+        "halted at the first stage: {halted:?}"
+    );
+    assert!(halted.counts.stages[0].failed >= 3, "{halted:?}");
+    assert_eq!(halted.counts.total.confirmed, 0);
+    for later in &halted.counts.stages[1..] {
+        assert_eq!(
+            later.assigned, 0,
+            "no device of a later stage was assigned: {halted:?}"
+        );
+    }
+    // Let the devices that were mid-trial finish reverting.
+    support::wait_until(Duration::from_secs(30), "the reverts to settle", || {
+        fleet
+            .views()
+            .iter()
+            .all(|v| v.version == 2 && v.downloading.is_none())
+    });
+    let views = fleet.views();
+    let reverted = views
+        .iter()
+        .filter(|v| matches!(v.last, Some(Outcome::Reverted { version: 3, .. })) || v.boots > 3)
+        .count();
+    assert!(
+        reverted as u64 >= halted.counts.stages[0].failed,
+        "{views:?}"
+    );
+
+    let devices = fleet.stop();
+    assert_eq!(devices.len(), 100);
+    for device in &devices {
+        let running = device.running().expect("no device is bricked");
+        assert_eq!(running.version, 2, "{}", device.identity().device_id);
+    }
+}
