@@ -75,7 +75,13 @@ pub enum Outcome {
 /// Something happened that the fleet view may show.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    Downloading { version: u64, at: u64, of: u64 },
+    /// `at` bytes of the image are on flash, of `of`. The first event of an attempt
+    /// says where it (re)started.
+    Downloading {
+        version: u64,
+        at: u64,
+        of: u64,
+    },
     Outcome(Outcome),
 }
 

@@ -84,6 +84,7 @@ pub fn install<F: NorFlash, R: RootOfTrust>(
         resumed_at: at,
         received: 0,
     };
+    on_progress(at, length);
     if at < length {
         let mut response = http
             .get(&release.image_url)
@@ -128,16 +129,15 @@ pub fn install<F: NorFlash, R: RootOfTrust>(
             }
         }
         while at < length {
-            let n = response
-                .read(&mut chunk)
+            // TUF 1.0.34 §5.7.3: never more than the signed length (endless data).
+            let want = chunk.len().min((length - at) as usize);
+            let n = fill(&mut response, &mut chunk[..want])
                 .map_err(|e| Failure::Transient(format!("the download broke at byte {at}: {e}")))?;
             if n == 0 {
                 return Err(Failure::Transient(format!(
                     "the download ended at byte {at} of {length}"
                 )));
             }
-            // TUF 1.0.34 §5.7.3: never more than the signed length (endless data).
-            let n = n.min((length - at) as usize);
             updater
                 .write(at as u32, &chunk[..n])
                 .map_err(boot_failure)?;
@@ -160,4 +160,24 @@ pub fn install<F: NorFlash, R: RootOfTrust>(
     // floor, SUIT digest) before it marks it pending.
     updater.mark_pending().map_err(boot_failure)?;
     Ok(transfer)
+}
+
+/// Reads until `buf` is full or the body ends: whole chunks make whole flash writes,
+/// however the network splits the bytes.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Bytes already read are written before the error is reported next time.
+            Err(e) if filled > 0 => {
+                tracing::debug!(error = %e, "the download broke after a partial chunk");
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }

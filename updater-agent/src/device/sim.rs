@@ -118,6 +118,11 @@ impl SimDevice {
         self.rail.is_powered()
     }
 
+    /// Flash writes and erases and OTP burns so far.
+    pub fn operations(&self) -> u64 {
+        self.rail.operations()
+    }
+
     /// Restores power; the device boots.
     pub fn power_on(&mut self) -> Result<(), String> {
         self.rail.power_on();
