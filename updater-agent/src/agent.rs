@@ -51,8 +51,8 @@ impl Config {
     /// The TUF repository rota-server serves (metadata and targets).
     pub fn tuf(&self) -> rota_tuf::Config {
         rota_tuf::Config::new(
-            &format!("{}/tuf/metadata/", self.server),
-            &format!("{}/tuf/targets/", self.server),
+            format!("{}/tuf/metadata/", self.server),
+            format!("{}/tuf/targets/", self.server),
         )
     }
 }
@@ -241,6 +241,9 @@ impl<D: Device> Agent<D> {
             Err(Failure::Transient(why)) => return Ok(Outcome::Retrying(why)),
             Err(Failure::Device(why)) => return Err(DeviceFailure(why)),
             Err(Failure::Refused(why)) => {
+                // The refused answer may have been forged on the way: the next check-in
+                // asks afresh instead of trusting a 304 to confirm the cached body.
+                self.last_check_in = None;
                 tracing::warn!(device = %self.device.identity().device_id, reason = %why, "update refused");
                 self.finish(
                     &assignment,
@@ -361,13 +364,18 @@ impl<D: Device> Agent<D> {
         let health = self.device.health_check();
         let job = self.state.job.clone();
         let assignment = job.as_ref().map(|j| j.assignment.clone());
+        // rota-boot acts first; the record follows (a cut in between is settled from
+        // what runs after the next boot).
         let mut updater = self.device.boot_parts().updater().map_err(DeviceFailure)?;
+        let acted = match &health {
+            Ok(()) => updater
+                .confirm()
+                .map_err(|e| format!("cannot confirm: {e}")),
+            Err(_) => updater.revert().map_err(|e| format!("cannot revert: {e}")),
+        };
+        acted.map_err(DeviceFailure)?;
         match health {
             Ok(()) => {
-                updater
-                    .confirm()
-                    .map_err(|e| DeviceFailure(format!("cannot confirm: {e}")))?;
-                drop(updater);
                 self.finish_opt(
                     assignment.as_ref(),
                     ReportKind::Confirmed,
@@ -378,10 +386,6 @@ impl<D: Device> Agent<D> {
                 Ok(Outcome::Confirmed(running.version))
             }
             Err(why) => {
-                updater
-                    .revert()
-                    .map_err(|e| DeviceFailure(format!("cannot revert: {e}")))?;
-                drop(updater);
                 let reason = format!("the health check failed: {why}");
                 self.finish_opt(
                     assignment.as_ref(),

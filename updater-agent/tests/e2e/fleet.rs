@@ -1,7 +1,7 @@
 //! End to end over loopback: a real rota-server on SQLite, simulated devices running the
 //! real agent and the real rota-boot, staged rollouts through the management API.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! may brick, every download resumes where flash says it stopped, and every device
 //! converges once the faults stop.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
