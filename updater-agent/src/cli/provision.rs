@@ -8,7 +8,6 @@ use rota_agent::device::linux::{FileOtp, HEADER_SIZE};
 use rota_agent::device::{program_factory_image, standard_layout};
 use rota_boot::Slot;
 use rota_boot::otp_map;
-use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
 
 /// Program a Linux device's flash (a file, created here) with a factory image in slot A,
 /// burn its OTP map (trusted firmware keys, vendor and class from the factory envelope),
@@ -55,46 +54,26 @@ pub fn run(args: Args) -> Result<()> {
     let root = super::read_small(&args.tuf_root, "the TUF root")?;
 
     // Which anchor signed the factory envelope, and for which vendor and class.
-    let policy = Policy::default();
-    let authenticated = Envelope::decode(&envelope, &policy)
-        .and_then(|e| e.authenticate(&anchors, &HostVerifier, &policy))
-        .map_err(|e| {
-            anyhow!(
-                "{} is not signed by a trust anchor: {e}",
-                args.envelope.display()
-            )
-        })?;
-    let claims = authenticated.claims(0, None).map_err(|e| {
-        anyhow!(
-            "cannot read the manifest of {}: {e}",
-            args.envelope.display()
-        )
-    })?;
-    let id = |claim: Option<&[u8]>, what| -> Result<[u8; 16]> {
-        claim
-            .and_then(|id| id.try_into().ok())
-            .ok_or_else(|| anyhow!("the factory manifest names no 16-byte {what}"))
-    };
-    let vendor = id(claims.vendor_id, "vendor-id")?;
-    let class = id(claims.class_id, "class-id")?;
-    let PublicKey::Ed25519(signer) = anchors[authenticated.signer] else {
-        return Err(anyhow!(
-            "the factory envelope must be signed with an Ed25519 key"
-        ));
-    };
-
+    let factory = super::factory_claims(&envelope, &anchors)?;
     let layout = standard_layout(
         rota_agent::device::file_flash::ERASE_SIZE as u32,
         HEADER_SIZE,
         args.image_capacity,
     );
     let hashes: Vec<_> = anchors.iter().map(|k| Some(k.key_id())).collect();
-    let map = otp_map::provision(&hashes, &vendor, &class)
+    let map = otp_map::provision(&hashes, &factory.vendor_id, &factory.class_id)
         .ok_or_else(|| anyhow!("too many trust anchors for the OTP map"))?;
     let mut flash = FileFlash::create(&args.flash, layout.slots[1].end() as usize, layout.erased)
         .with_context(|| format!("cannot create the flash {}", args.flash.display()))?;
-    program_factory_image(&mut flash, &layout, Slot::A, &signer, &envelope, &image)
-        .map_err(|e| anyhow!(e))?;
+    program_factory_image(
+        &mut flash,
+        &layout,
+        Slot::A,
+        &factory.signer,
+        &envelope,
+        &image,
+    )
+    .map_err(|e| anyhow!(e))?;
     FileOtp::provision(&args.otp, &map)
         .with_context(|| format!("cannot create the OTP {}", args.otp.display()))?;
     super::install_trusted_root(&args.state_dir, &root)?;

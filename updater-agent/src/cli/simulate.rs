@@ -9,7 +9,6 @@ use rota_agent::Config;
 use rota_agent::backoff::Backoff;
 use rota_agent::device::sim::Factory;
 use rota_agent::fleet::{Fleet, FleetSpec};
-use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
 
 /// Manufacture a fleet of simulated devices (rota-boot's simulated flash and OTP, a
 /// device key certified by the manufacturer CA, the factory image in slot A) and run
@@ -58,34 +57,17 @@ pub fn run(args: Args) -> Result<()> {
     let envelope = super::read_small(&args.factory_envelope, "the factory envelope")?;
     let image = std::fs::read(&args.factory_image)
         .with_context(|| format!("cannot read {}", args.factory_image.display()))?;
-    let policy = Policy::default();
-    let authenticated = Envelope::decode(&envelope, &policy)
-        .and_then(|e| e.authenticate(&anchors, &HostVerifier, &policy))
-        .map_err(|e| anyhow!("the factory envelope is not signed by a trust anchor: {e}"))?;
-    let claims = authenticated
-        .claims(0, None)
-        .map_err(|e| anyhow!("cannot read the factory manifest: {e}"))?;
-    let id = |claim: Option<&[u8]>| -> Option<[u8; 16]> { claim.and_then(|c| c.try_into().ok()) };
-    let (Some(vendor_id), Some(class_id)) = (id(claims.vendor_id), id(claims.class_id)) else {
-        return Err(anyhow!(
-            "the factory manifest names no vendor-id and class-id"
-        ));
-    };
-    let PublicKey::Ed25519(signer) = anchors[authenticated.signer] else {
-        return Err(anyhow!(
-            "the factory envelope must be signed with an Ed25519 key"
-        ));
-    };
+    let factory = super::factory_claims(&envelope, &anchors)?;
     let spec = FleetSpec {
         count: args.devices,
         id_prefix: args.prefix,
         ca: super::read_signing_key(&args.ca_key, "the CA key")?,
         tags: args.tags,
         factory: Factory {
-            vendor_id,
-            class_id,
+            vendor_id: factory.vendor_id,
+            class_id: factory.class_id,
             anchors,
-            signer,
+            signer: factory.signer,
             envelope,
             image,
             image_capacity: args.image_capacity,
