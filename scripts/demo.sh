@@ -1,41 +1,295 @@
 #!/usr/bin/env bash
-# The signing workflow a release engineer runs, on a demo image, in a scratch directory.
+# The rota product demo, in one command, on embedded defaults: an update server in a
+# scratch directory, a simulated fleet, a staged rollout that completes, and a bad
+# release whose rollout halts on its own. `DEVICES=N scripts/demo.sh` for another fleet
+# size (default 100). Nothing is left running; the files stay for a look afterwards.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-cargo build --release --quiet -p rota-cli
-rota="$PWD/target/release/rota"
-work="$(mktemp -d "${TMPDIR:-/tmp}/rota-demo.XXXXXX")"
-cd "$work"
+repo_root="$(cd "$(dirname "$0")/.." && pwd)"
+devices="${DEVICES:-100}"
+if ! [[ "$devices" =~ ^[1-9][0-9]{1,3}$ ]] || ((devices > 1000)); then
+    echo "demo: DEVICES must be a number from 10 to 1000 (got ${devices@Q})" >&2
+    exit 2
+fi
+# Failures count toward the halt once this many devices finished (5 of 100): a small
+# fleet's first stage must be able to reach it.
+min_sample=$((devices >= 100 ? 5 : (devices >= 40 ? 2 : 1)))
 
-show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-expect_failure() {
-    printf '\n\033[1m$ %s\033[0m\n' "$*"
-    if "$@"; then echo "demo error: that should have been refused" >&2; exit 1; fi
+if [[ -t 1 ]]; then
+    bold=$'\033[1m' dim=$'\033[2m' green=$'\033[32m' yellow=$'\033[33m' red=$'\033[31m'
+    off=$'\033[0m'
+else
+    bold='' dim='' green='' yellow='' red='' off=''
+fi
+# A step of the story, a command as a user types it (then run), an aside.
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+run() {
+    printf '%s$ %s%s\n' "$bold" "$1" "$off"
+    eval "$1"
+}
+# run, also saving the output in the file $1.
+run_saving() {
+    local file="$1"
+    printf '%s$ %s%s\n' "$bold" "$2" "$off"
+    eval "$2" | tee "$file"
+}
+note() { printf '%s%s%s\n' "$dim" "$*" "$off"; }
+die() {
+    printf '%sdemo: %s%s\n' "$red" "$*" "$off" >&2
+    exit 1
 }
 
-echo "rota signing workflow demo (working in $work)"
+# Waits up to $1 seconds for the command "${@:3}" to succeed; dies naming $2 otherwise.
+wait_for() {
+    local timeout="$1" what="$2" deadline=$((SECONDS + $1))
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
+        sleep 0.5
+    done
+}
 
-# A 256 KiB demo firmware image.
-{ yes "rota demo firmware v1" || true; } | head -c 262144 > firmware-v1.bin
+printf '%sbuilding rota, rota-server and rota-agent (cargo build --release)...%s\n' "$dim" "$off"
+cargo build --release --quiet --manifest-path "$repo_root/Cargo.toml" \
+    -p rota-cli -p rota-server -p rota-agent
+export PATH="$repo_root/target/release:$PATH"
+# The demo's server takes its settings from its flags alone.
+while read -r name; do unset "$name"; done < <(compgen -e | grep '^ROTA_SERVER_' || true)
 
-show "$rota" keygen --out release
-show "$rota" sign --key release.key --image firmware-v1.bin \
-    --vendor-id fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe \
-    --class-id 1492af14-2569-5e48-bf42-9b2d51f2ab45 \
-    --sequence 1 --security-version 1 \
-    --uri https://updates.example.com/firmware-v1.bin \
-    -o firmware-v1.suit
-show "$rota" inspect firmware-v1.suit
-show "$rota" verify --trust-anchor release.pub firmware-v1.suit --image firmware-v1.bin
+work="$(mktemp -d "${TMPDIR:-/tmp}/rota-demo.XXXXXX")"
+cd "$work"
+server_pid='' fleet_pid=''
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in $fleet_pid $server_pid; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    echo
+    if ((status != 0)); then
+        echo "The demo stopped early. Its files are in $work"
+    else
+        echo "The server and the fleet are stopped. Everything is in $work"
+    fi
+    echo "(keys, repo/, the signed firmware, data/ for the server, server.log, fleet.log)"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
+start_clock=$SECONDS
+printf '\n%srota: secure over-the-air firmware updates, a fleet of %s simulated devices%s\n' \
+    "$bold" "$devices" "$off"
+note "Everything runs on this machine, on 127.0.0.1, in $work"
+
+# The ids this vendor's devices carry, burnt in at the factory.
+VENDOR=fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe
+CLASS=1492af14-2569-5e48-bf42-9b2d51f2ab45
+
+step "1. Keys, made offline"
+note "A firmware-signing key (devices trust its public half), the manufacturer's CA (it"
+note "certifies each device's identity key) and a TUF repository with its own keys."
+run 'rota keygen --out firmware'
+run 'rota keygen --out factory-ca'
+run 'rota repo init --dir repo'
+
+step "2. The update server, on embedded defaults (SQLite and files in one directory)"
+note "It gets only the TUF online keys (snapshot, timestamp) and the CA's public key."
+run 'mkdir -p data/tuf-online-keys data/device-ca'
+run 'cp repo/online/*.key data/tuf-online-keys/ && cp factory-ca.pub data/device-ca/'
+
+healthy() {
+    local reply
+    reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+        read -r -t 2 line <&3 && echo "$line") 2>/dev/null)" || return 1
+    [[ "$reply" == *" 200 "* ]]
+}
+# The port the server bound: it logs "rota-server listening address=127.0.0.1:PORT".
+bound_port() {
+    sed -n 's/.*rota-server listening.*127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' server.log 2>/dev/null |
+        head -n 1
+}
+server_failed() {
+    printf '%sdemo: the server did not start; the end of server.log:%s\n' "$red" "$off" >&2
+    tail -n 20 server.log >&2 || true
+    exit 1
+}
+server_up() {
+    kill -0 "$server_pid" 2>/dev/null || server_failed
+    port="$(bound_port)"
+    [[ -n "$port" ]] && healthy "$port"
+}
+note "Port 0: any free port on the loopback interface; the server logs which it took."
+run 'rota-server --data-dir data --listen 127.0.0.1:0 --poll-interval 1 > server.log 2>&1 &'
+server_pid=$!
+port=''
+deadline=$((SECONDS + 30))
+until server_up; do
+    ((SECONDS < deadline)) || server_failed
+    sleep 0.2
+done
+[[ -s data/admin.token ]] || die "the server wrote no data/admin.token"
+run "export ROTA_SERVER=http://127.0.0.1:$port ROTA_TOKEN=\$(cat data/admin.token)"
+note "The server is up (/healthz answers) and wrote the first admin token."
+
+step "3. The repository goes live"
+run 'rota repo push --dir repo'
+
+step "4. Factory firmware 1.0.0 (sequence number 1), signed"
+run 'rota-agent sim-image --label 1.0.0 -o firmware-1.0.0.bin'
+run "rota sign --key firmware.key --image firmware-1.0.0.bin --vendor-id $VENDOR --class-id $CLASS --sequence 1 --security-version 1 -o firmware-1.0.0.suit"
+
+step "5. The fleet: $devices simulated devices come off the line and enrol"
+note "Each gets an identity key certified by the factory CA, the firmware key's hash in"
+note "its OTP, the TUF root, and 1.0.0 in slot A of its flash; rota-boot boots it and the"
+note "real rota-agent runs on it, polling the server."
+run "rota-agent simulate --devices $devices --ca-key factory-ca.key --trust-anchor firmware.pub --factory-envelope firmware-1.0.0.suit --factory-image firmware-1.0.0.bin --tuf-root repo/root.json --state-dir fleet > fleet.log 2>&1 &"
+fleet_pid=$!
+fleet_running() { kill -0 "$fleet_pid" 2>/dev/null || die "the fleet stopped; fleet.log says: $(tail -n 5 fleet.log)"; }
+fleet_line() { grep '^fleet:' fleet.log | tail -n 1; }
+# Enrolled: every device checked in (active, running version 1), and the fleet says so.
+on_v1() { rota device list | awk '$3 == "active" && $4 == "1"' | wc -l | tr -d ' '; }
+all_enrolled() {
+    fleet_running && [[ "$(fleet_line)" == "fleet: 1.0.0 ×$devices" ]] && (($(on_v1) >= devices))
+}
+wait_for $((30 + devices / 2)) "the $devices devices to enrol" all_enrolled
+run 'tail -n 1 fleet.log'
+note "All $devices devices checked in: rota device list shows them active, on version 1."
+
+# `rota rollout status ID --watch`, condensed to a line per change (on a terminal, the
+# line updates in place until the stage changes). Returns the command's exit status: 0
+# when the rollout completed, 1 when it halted or was aborted.
+watch_rollout() {
+    local id="$1" timeout="$2" status=0
+    printf '%s$ rota rollout status %s --watch%s\n' "$bold" "$id" "$off"
+    note "(live, a line per change instead of the full table; seconds since the start on the left)"
+    local started=$SECONDS
+    set +e
+    timeout "$timeout" rota rollout status "$id" --watch 2>watch.err | {
+        local line state='' halted='' last_state='' text
+        while IFS= read -r line; do
+            case "$line" in
+                state\ *)
+                    state="$(echo "${line#state}" | sed 's/^ *//; s/ at stage \([0-9]*\) of \([0-9]*\)/, stage \1\/\2/')"
+                    ;;
+                halted\ *) halted="$(echo "${line#halted}" | sed 's/^ *//')" ;;
+                total\ *)
+                    read -r _ members assigned in_progress confirmed failed timed_out <<<"$line"
+                    text="$(printf '%4ss  %-25s offered %3s/%s · confirmed %3s · updating %3s · failed %3s' \
+                        "$((SECONDS - started))" "$state" "$assigned" "$members" "$confirmed" \
+                        "$in_progress" "$((failed + timed_out))")"
+                    if [[ -t 1 && "$state" == "$last_state" ]]; then
+                        printf '\r\033[K%s' "$text"
+                    else
+                        [[ -n "$last_state" ]] && printf '\n'
+                        printf '%s' "$text"
+                    fi
+                    last_state="$state"
+                    ;;
+            esac
+        done
+        [[ -n "$last_state" ]] && printf '\n'
+        [[ -n "$halted" ]] && printf '%shalted: %s%s\n' "$yellow" "$halted" "$off"
+        exit 0
+    }
+    status=${PIPESTATUS[0]}
+    set -e
+    if ((status == 124)); then
+        die "the rollout did not finish within ${timeout}s (rota rollout status $id shows where it is)"
+    fi
+    if ((status != 0)) && ! grep -q 'halted\|aborted' watch.err; then
+        cat watch.err >&2
+        die "rota rollout status --watch failed"
+    fi
+    return "$status"
+}
+# The TOTAL row of `rota rollout status ID`: members assigned in-progress confirmed
+# failed timed-out.
+rollout_totals() { rota rollout status "$1" | awk '$1 == "total" { print $2, $3, $4, $5, $6, $7 }'; }
+release_id() { sed -n 's/^release id:[[:space:]]*//p' "$1" | head -n 1; }
+rollout_id() { sed -n 's/^created rollout \([^ ]*\).*/\1/p' "$1" | head -n 1; }
+
+step "6. Release 1.1.0 (sequence 2): build, sign, publish"
+run 'rota-agent sim-image --label 1.1.0 -o firmware-1.1.0.bin'
+run "rota sign --key firmware.key --image firmware-1.1.0.bin --vendor-id $VENDOR --class-id $CLASS --sequence 2 --security-version 1 -o firmware-1.1.0.suit"
+run_saving publish-1.1.0.out 'rota release publish --repo repo --image firmware-1.1.0.bin --envelope firmware-1.1.0.suit --trust-anchor firmware.pub'
+good="$(release_id publish-1.1.0.out)"
+[[ -n "$good" ]] || die "rota release publish printed no release id"
+
+step "7. A staged rollout of 1.1.0: 10%, then 50%, then everyone"
+note "A stage passes when 90% of its devices confirmed the update (booted it on trial,"
+note "passed their health check); after a 3 s soak the next starts. More than 20% failed"
+note "devices (once $min_sample finished) would halt it."
+run_saving rollout-1.1.0.out "rota rollout create --release $good --stages 10%,50%,100% --success-gate 0.9 --soak 3s --failure-threshold 0.2 --min-sample $min_sample --device-timeout 2m"
+first="$(rollout_id rollout-1.1.0.out)"
+[[ -n "$first" ]] || die "rota rollout create printed no rollout id"
 echo
-echo "What a device refuses:"
-cp firmware-v1.bin tampered.bin
-printf '\x00' | dd of=tampered.bin bs=1 seek=1000 conv=notrunc status=none
-expect_failure "$rota" verify --trust-anchor release.pub firmware-v1.suit --image tampered.bin
-show "$rota" keygen --out attacker
-expect_failure "$rota" verify --trust-anchor attacker.pub firmware-v1.suit
+watch_rollout "$first" $((90 + devices)) || die "the 1.1.0 rollout did not complete: $(cat watch.err)"
+printf '%sRollout %s completed.%s\n' "$green" "$first" "$off"
+fleet_on() { fleet_running && [[ "$(fleet_line)" == "fleet: $1 ×$devices" ]]; }
+wait_for 60 "every device to run 1.1.0" fleet_on 1.1.0
+run 'tail -n 1 fleet.log'
 
+step "8. Release 1.2.0 (sequence 3): its self-test fails on half the devices"
+note "Nobody knows that yet: it is signed and published like any release."
+run 'rota-agent sim-image --label 1.2.0 --fail-health-percent 50 -o firmware-1.2.0.bin'
+run "rota sign --key firmware.key --image firmware-1.2.0.bin --vendor-id $VENDOR --class-id $CLASS --sequence 3 --security-version 1 -o firmware-1.2.0.suit"
+run_saving publish-1.2.0.out 'rota release publish --repo repo --image firmware-1.2.0.bin --envelope firmware-1.2.0.suit --trust-anchor firmware.pub'
+bad="$(release_id publish-1.2.0.out)"
+[[ -n "$bad" ]] || die "rota release publish printed no release id"
+run_saving rollout-1.2.0.out "rota rollout create --release $bad --stages 20%,50%,100% --success-gate 0.9 --soak 3s --failure-threshold 0.2 --min-sample $min_sample --device-timeout 2m"
+second="$(rollout_id rollout-1.2.0.out)"
+[[ -n "$second" ]] || die "rota rollout create printed no rollout id"
 echo
-echo "Done: keys, envelope and image are in $work"
+if watch_rollout "$second" $((90 + devices)); then
+    die "the 1.2.0 rollout completed; it should have halted"
+fi
+halted_stage="$(rota rollout status "$second" | sed -n 's/^state *halted at stage \([0-9]*\) .*/\1/p')"
+printf '%sRollout %s halted on its own, at stage %s of 3.%s\n' "$green" "$second" "${halted_stage:-?}" "$off"
+
+# The devices that were trying 1.2.0 when it halted finish their trial: the fleet
+# settles when the server has every device's outcome and nothing changed for 3 s.
+settled_line='' settled_since=$SECONDS
+fleet_settled() {
+    fleet_running
+    local line in_progress
+    line="$(fleet_line)"
+    read -r _ _ in_progress _ <<<"$(rollout_totals "$second")"
+    if [[ "$line" != "$settled_line" || "$line" == *downloading* || "${in_progress:-1}" != 0 ]]; then
+        settled_line="$line" settled_since=$SECONDS
+        return 1
+    fi
+    ((SECONDS - settled_since >= 3))
+}
+note "Waiting for the devices that were trying 1.2.0 to finish..."
+wait_for 90 "the fleet to settle" fleet_settled
+
+step "9. Where the fleet stands"
+run 'rota rollout status'
+run 'tail -n 1 fleet.log'
+printf '%s$ rota device list%s\n' "$bold" "$off"
+rota device list >devices.txt
+head -n 4 devices.txt
+tally() { # "2 ×96, 3 ×4" for column $1 of the device table
+    awk -v c="$1" 'NR > 1 && NF > 2 { n[$c]++ } END { for (v in n) printf "%s ×%d\n", v, n[v] }' devices.txt |
+        sort | paste -sd, - | sed 's/,/, /g'
+}
+note "... $(tail -n 1 devices.txt) (all in devices.txt): VERSION $(tally 4); LAST RESULT $(tally 6)"
+count() { awk "$1" devices.txt | wc -l | tr -d ' '; }
+on_v2="$(count '$4 == "2"')" on_v3="$(count '$4 == "3"')"
+reverted="$(count '$6 == "reverted"')"
+read -r members offered _ confirmed failed timed_out <<<"$(rollout_totals "$second")"
+
+printf '\n%sSummary%s (%ss, after the build)\n' "$bold" "$off" "$((SECONDS - start_clock))"
+echo "- 1.1.0 reached all $devices devices in three stages; every one confirmed it."
+echo "- 1.2.0 was offered to $offered devices: $((failed + timed_out)) failed the self-test, which crossed"
+echo "  the 20% failure threshold, so the server halted the rollout on its own at stage"
+echo "  ${halted_stage:-?} of 3. The other $((members - offered)) devices were never offered 1.2.0."
+echo "- Now 1.1.0 (version 2) runs on $on_v2 devices and 1.2.0 on $on_v3 (whose self-test passed)."
+echo "  Those that failed ($reverted) reverted by themselves: each wrote 1.2.0 to its"
+echo "  inactive A/B slot, booted it on trial, failed its health check and rejected it, and"
+echo "  rota-boot went back to the confirmed 1.1.0 slot. No device was bricked, and no"
+echo "  operator had to act."
