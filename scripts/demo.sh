@@ -49,8 +49,9 @@ wait_for() {
     done
 }
 
-printf '%sbuilding rota, rota-server and rota-agent (cargo build --release)...%s\n' "$dim" "$off"
-cargo build --release --quiet --manifest-path "$repo_root/Cargo.toml" \
+printf '%sbuilding rota, rota-server and rota-agent (cargo build --release; the first build takes a while)...%s\n' "$dim" "$off"
+# Not --quiet: cargo's progress shows how far a first build has got.
+cargo build --release --manifest-path "$repo_root/Cargo.toml" \
     -p rota-cli -p rota-server -p rota-agent
 export PATH="$repo_root/target/release:$PATH"
 # The demo's server takes its settings from its flags alone.
