@@ -121,16 +121,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
         self.check_not_older(promise.sequence_number)?;
         let size = promise.size;
         self.staging = None;
-        if state.pending {
-            let unmarked = BootState {
-                pending: false,
-                trial_boots: 0,
-                ..state
-            };
-            self.journal
-                .commit(&mut self.flash, unmarked)
-                .map_err(Error::Flash)?;
-        }
+        self.unmark_pending(state)?;
         let resume = if header
             .is_on(&mut self.flash, &self.layout, slot)
             .map_err(Error::Flash)?
@@ -229,16 +220,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
             return Err(Error::OnTrial);
         }
         self.staging = None;
-        if state.pending {
-            let unmarked = BootState {
-                pending: false,
-                trial_boots: 0,
-                ..state
-            };
-            self.journal
-                .commit(&mut self.flash, unmarked)
-                .map_err(Error::Flash)?;
-        }
+        self.unmark_pending(state)?;
         let base = self.layout.slot(state.confirmed.other()).offset;
         self.flash
             .erase(base, base + F::ERASE_SIZE as u32)
@@ -377,6 +359,21 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
             }));
         }
         Ok(())
+    }
+
+    /// Clears a pending mark (the inactive slot is about to change), if there is one.
+    fn unmark_pending(&mut self, state: BootState) -> Result<(), Error<F::Error, R::Error>> {
+        if !state.pending {
+            return Ok(());
+        }
+        let unmarked = BootState {
+            pending: false,
+            trial_boots: 0,
+            ..state
+        };
+        self.journal
+            .commit(&mut self.flash, unmarked)
+            .map_err(Error::Flash)
     }
 
     /// Erases the slot's first `end` bytes (a sector multiple) and writes `header`.

@@ -145,7 +145,8 @@ pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease,
     }
     // §5.7.3: length and every listed hash, before the bytes are used.
     let envelope = tuf.fetch_target(&envelope_info).map_err(tuf_failure)?;
-    let signer = check_envelope(&envelope, &image, version, trust)?;
+    // The signed sha256 is the assignment's (checked above).
+    let signer = check_envelope(&envelope, &image, &assignment.sha256, version, trust)?;
     let image_url = tuf.target_url(&image).map_err(tuf_failure)?;
     Ok(VerifiedRelease {
         image,
@@ -161,6 +162,7 @@ pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease,
 fn check_envelope(
     envelope: &[u8],
     image: &TargetInfo,
+    image_sha256: &str,
     version: u64,
     trust: &Trust,
 ) -> Result<[u8; 32], Failure> {
@@ -189,11 +191,7 @@ fn check_envelope(
     }
     // §8.4.9.2 condition-image-match: the digest and size the envelope promises are the
     // TUF target's, so the two signatures vouch for the same bytes.
-    let tuf_sha256 = image
-        .hashes
-        .iter()
-        .find(|(alg, _)| alg == "sha256")
-        .and_then(|(_, h)| hex::decode(h).ok());
+    let tuf_sha256 = hex::decode(image_sha256).ok();
     let digest_matches = claims
         .image_digest
         .is_some_and(|d| d.alg == alg::SHA256 && Some(d.bytes) == tuf_sha256.as_deref());
