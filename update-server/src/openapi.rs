@@ -1,6 +1,8 @@
 //! The OpenAPI document served at `/openapi.json`.
 
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 use crate::{device, manage};
@@ -35,7 +37,8 @@ use crate::{device, manage};
         manage::rollouts::get,
         manage::rollouts::action,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(rota_protocol::api::ErrorBody)),
+    modifiers(&BearerAuth, &DeviceHeaders, &ErrorAnswers)
 )]
 pub struct ApiDoc;
 
@@ -48,5 +51,103 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (&str, &mut Operation)> {
+    openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .filter_map(move |op| op.as_mut().map(|op| (path.as_str(), op)))
+    })
+}
+
+/// The four `Rota-*` headers every device request carries, with the spelling
+/// `rota_protocol::auth::parse_headers` accepts (its module docs are the format).
+struct DeviceHeaders;
+
+impl Modify for DeviceHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let headers = [
+            (
+                rota_protocol::auth::DEVICE_HEADER,
+                "The device id.",
+                "^[A-Za-z0-9._-]{1,64}$",
+            ),
+            (
+                rota_protocol::auth::TIMESTAMP_HEADER,
+                "The device's clock, unix milliseconds, decimal without leading zeros.",
+                "^(0|[1-9][0-9]{0,19})$",
+            ),
+            (
+                rota_protocol::auth::NONCE_HEADER,
+                "16 random bytes, lowercase hex.",
+                "^[0-9a-f]{32}$",
+            ),
+            (
+                rota_protocol::auth::SIGNATURE_HEADER,
+                "The request's Ed25519 signature, standard padded base64 of 64 bytes.",
+                "^[A-Za-z0-9+/]{85}[AQgw]==$",
+            ),
+        ];
+        for (path, op) in operations(openapi) {
+            if !path.starts_with("/api/v1/device/") {
+                continue;
+            }
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            for (name, description, pattern) in headers {
+                let schema = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(pattern));
+                params.push(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Header)
+                        .required(Required::True)
+                        .description(Some(description))
+                        .schema(Some(schema))
+                        .build(),
+                );
+            }
+        }
+    }
+}
+
+/// Every refusal is a 4xx and every fault a 5xx, each with an [`ErrorBody`]
+/// (`crate::error`), on every operation.
+///
+/// [`ErrorBody`]: rota_protocol::api::ErrorBody
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let answer = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (_, op) in operations(openapi) {
+            let responses = &mut op.responses.responses;
+            responses.entry("4XX".into()).or_insert_with(|| {
+                answer("The request is refused; the reason is one sentence.").into()
+            });
+            responses
+                .entry("5XX".into())
+                .or_insert_with(|| answer("A fault of the server's own, logged there.").into());
+        }
     }
 }

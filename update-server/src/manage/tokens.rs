@@ -106,8 +106,9 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<TokenInfo
     Ok(Json(tokens))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", responses((status = 204)),
-    security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}",
+    params(("id" = String, Path, description = "the token id")),
+    responses((status = 204)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -30,6 +30,8 @@ pub mod cli;
 mod client;
 mod error;
 mod fetch;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod hashes;
 pub mod json;
 mod keys;

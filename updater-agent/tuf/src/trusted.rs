@@ -23,6 +23,7 @@ pub(crate) enum TimestampUpdate {
     SameVersion,
 }
 
+#[derive(Clone)]
 pub(crate) struct TrustedSet {
     /// §5.1: the update start time (Unix seconds) for every expiry check.
     start: i64,
