@@ -15,7 +15,8 @@
 #   boot_profile      each envelope behind a 0 byte, and its manifest behind a 1 byte.
 # Crashes land in manifest/fuzz/artifacts/<target>/; replay one with
 #   (cd manifest && cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>)
-# Needs the nightly toolchain and cargo-fuzz (cargo install cargo-fuzz).
+# Needs cargo-fuzz (cargo install cargo-fuzz --locked) and the nightly toolchain, or on
+# stable RUSTC_BOOTSTRAP=1 for cargo-fuzz's -Z flags (used when there is no nightly).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -147,8 +148,13 @@ jobs="${FUZZ_JOBS:-1}"
 parallel=()
 # libFuzzer's -jobs runs workers in the background, logging to fuzz-N.log.
 ((jobs > 1)) && parallel=(-jobs="$jobs" -workers="$jobs")
+if cargo +nightly --version >/dev/null 2>&1; then
+  cargo=(cargo +nightly)
+else
+  cargo=(env RUSTC_BOOTSTRAP=1 cargo)
+fi
 cd "$root/manifest"
 for t in "${targets[@]}"; do
   echo "==> $t for ${seconds}s" >&2
-  cargo +nightly fuzz run "$t" -- -max_total_time="$seconds" -print_final_stats=1 "${parallel[@]}"
+  "${cargo[@]}" fuzz run "$t" -- -max_total_time="$seconds" -print_final_stats=1 "${parallel[@]}"
 done

@@ -34,6 +34,11 @@ if ! python3 -c "import tuf.ngclient, moto.server" >/dev/null 2>&1; then
     step "installing python-tuf and moto[server]"
     python3 -m pip install -q tuf 'moto[server]'
 fi
+# schemathesis checks the server's answers against its own /openapi.json.
+if ! command -v schemathesis >/dev/null 2>&1; then
+    step "installing schemathesis"
+    python3 -m pip install -q schemathesis
+fi
 # ...and PostgreSQL on 127.0.0.1:5432 (database `test`); start the local cluster if it
 # stopped. The tests fail, never skip, when it is missing.
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -61,6 +66,9 @@ step "tests (all crates, all features)"
 cargo test --workspace --all-features --exclude rota-boot
 cargo test -p rota-boot
 cargo test -p rota-boot --features compact-ed25519,boot-profile --lib --test boot_decision --test hostile_flash
+
+step "the server's API against its /openapi.json (schemathesis, 20 cases per operation)"
+API_FUZZ_EXAMPLES="${API_FUZZ_EXAMPLES:-20}" scripts/api-fuzz.sh
 
 step "rota-manifest and rota-boot build for a bare-metal Cortex-M without std or alloc"
 cargo build -p rota-manifest -p rota-boot --target thumbv7em-none-eabihf --no-default-features
