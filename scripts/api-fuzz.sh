@@ -24,7 +24,8 @@ if ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install -q schemathesis
 fi
 if [[ -z "${ROTA_BIN:-}" ]]; then
-  cargo build -q --manifest-path "$root/Cargo.toml" -p rota-cli -p rota-server
+  # --all-features: the same build as the test suite's, so nothing is rebuilt.
+  cargo build -q --manifest-path "$root/Cargo.toml" --all-features -p rota-cli -p rota-server
   ROTA_BIN="$root/target/debug"
 fi
 export PATH="$ROTA_BIN:$PATH"
