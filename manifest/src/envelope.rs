@@ -23,6 +23,11 @@
 //! (the security version) lives in a private-use custom parameter, so standard SUIT
 //! processors read rota envelopes unchanged.
 //!
+//! The authentication wrapper precedes every other member but `suit-delegation` (§8.3):
+//! an envelope whose manifest, severed members or integrated payloads come first is
+//! refused ([`Error::AuthenticationWrapperNotFirst`]), as the boot profile's fixed layout
+//! refuses it.
+//!
 //! Processing order follows §8.3: the envelope and its authentication wrapper are
 //! decoded first ([`Envelope::decode`]); the manifest is parsed only once the digest
 //! and a signature have been checked ([`Envelope::authenticate`]).
@@ -109,6 +114,16 @@ impl<'a> Envelope<'a> {
         };
         for _ in 0..r.map(msg!("a SUIT envelope (map)"))? {
             let (key, offset) = r.map_key(&mut keys)?;
+            // §8.3: "The suit-authentication-wrapper MUST come before any element in the
+            // SUIT_Envelope, except for the OPTIONAL suit-delegation, regardless of canonical
+            // encoding of CBOR", so that a streaming processor authenticates before it
+            // processes; validators must reject any other first element.
+            if authentication.is_none()
+                && matches!(key, Key::Int(_) | Key::Text(_))
+                && !matches!(key, Key::Int(env::AUTHENTICATION_WRAPPER | env::DELEGATION))
+            {
+                return Err(Error::AuthenticationWrapperNotFirst { offset });
+            }
             match key {
                 Key::Int(env::AUTHENTICATION_WRAPPER) => {
                     authentication = Some(r.bytes_item(msg!("authentication-wrapper (bstr)"))?)

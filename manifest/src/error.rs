@@ -52,6 +52,10 @@ pub enum Error {
     UntaggedEnvelope,
     /// The input carries a tag other than 107 where the envelope should start.
     WrongEnvelopeTag { tag: u64 },
+    /// A member other than `suit-delegation` comes before the authentication wrapper, at
+    /// `offset` (§8.3: the wrapper comes first, so a processor authenticates before it
+    /// processes).
+    AuthenticationWrapperNotFirst { offset: usize },
     /// A required member is absent.
     MissingMember {
         structure: &'static str,
@@ -154,6 +158,10 @@ impl fmt::Display for Error {
                     "not a SUIT envelope: found CBOR tag {tag} instead of 107"
                 )
             }
+            AuthenticationWrapperNotFirst { offset } => write!(
+                f,
+                "the envelope member at byte {offset} comes before the authentication wrapper, which must come first (SUIT §8.3)"
+            ),
             MissingMember { structure, member } => {
                 write!(f, "the {structure} has no {member}")
             }

@@ -133,7 +133,16 @@ pub fn verify_boot_envelope<'a>(
 ) -> Result<BootClaims<'a>> {
     // §8.2: SUIT_Envelope_Tagged, a map of the wrapper (2) and the manifest (3) only.
     let mut r = Reader::new(bytes);
-    r.literal(&[0xd8, 0x6b, 0xa2, 0x02])?;
+    r.literal(&[0xd8, 0x6b, 0xa2])?;
+    // §8.3: the wrapper comes first; the manifest before it is refused by name, as the
+    // general path refuses it, not as a mere departure from the layout.
+    let first_member = r.offset();
+    if r.literal_if(&[0x03]) {
+        return Err(Error::AuthenticationWrapperNotFirst {
+            offset: first_member,
+        });
+    }
+    r.literal(&[0x02])?;
     let wrapper = r.bytes_item(msg!("authentication-wrapper (bstr)"))?;
     r.literal(&[0x03])?;
     let manifest = r.bytes_item(msg!("manifest (bstr)"))?;

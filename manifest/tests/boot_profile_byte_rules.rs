@@ -103,6 +103,16 @@ fn violations() -> Vec<(&'static str, Vec<u8>)> {
         with_protected(protected).build(),
     );
 
+    // SUIT §8.3: the authentication wrapper comes before the manifest.
+    case(
+        "manifest before the authentication wrapper",
+        Parts {
+            manifest_first: true,
+            ..Parts::default()
+        }
+        .build(),
+    );
+
     // RFC 8949 §5.6: no duplicate map keys.
     case(
         "duplicate envelope key",
@@ -405,6 +415,15 @@ fn the_profile_names_the_rule_where_it_is_checked() {
     assert_eq!(
         profile(&trailing),
         Err(Error::TrailingBytes { offset: end })
+    );
+
+    let manifest_first = Parts {
+        manifest_first: true,
+        ..Parts::default()
+    };
+    assert_eq!(
+        profile(&manifest_first.build()),
+        Err(Error::AuthenticationWrapperNotFirst { offset: 3 })
     );
 
     let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);

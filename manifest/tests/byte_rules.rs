@@ -358,6 +358,55 @@ fn rejects_wrong_envelope_tag() {
     );
 }
 
+// ---- the authentication wrapper comes first (SUIT §8.3) ----
+
+/// A streaming processor would act on a manifest it has not authenticated yet. The
+/// offset is that of the first member, key 3, right after `d8 6b a2`.
+#[test]
+fn rejects_manifest_before_authentication_wrapper() {
+    let parts = Parts {
+        manifest_first: true,
+        ..Parts::default()
+    };
+    assert_eq!(
+        verify(&parts.build()),
+        Err(Error::AuthenticationWrapperNotFirst { offset: 3 })
+    );
+}
+
+#[test]
+fn rejects_severed_member_or_integrated_payload_before_authentication_wrapper() {
+    let install = install_sequence();
+    let severed = Parts {
+        manifest_extra: vec![(
+            V::U(20),
+            V::A(vec![V::N(-16), V::B(sha256(&install.enc()))]),
+        )],
+        envelope_leading: vec![(V::U(20), install)],
+        ..Parts::default()
+    };
+    let integrated = Parts {
+        envelope_leading: vec![(V::T("#image"), V::B(IMAGE.to_vec()))],
+        ..Parts::default()
+    };
+    for parts in [severed, integrated] {
+        assert_eq!(
+            verify(&parts.build()),
+            Err(Error::AuthenticationWrapperNotFirst { offset: 3 })
+        );
+    }
+}
+
+/// §8.3 allows `suit-delegation` (key 1) before the wrapper.
+#[test]
+fn accepts_delegation_before_authentication_wrapper() {
+    let parts = Parts {
+        envelope_leading: vec![(V::U(1), wrap(&V::A(vec![])))],
+        ..Parts::default()
+    };
+    assert_eq!(verify(&parts.build()), Ok(()));
+}
+
 #[test]
 fn rejects_cose_mac0_as_unsupported() {
     let parts = Parts {

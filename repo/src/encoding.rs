@@ -5,7 +5,8 @@
 //! object keys (which serde would silently resolve to the last one, so that two parsers
 //! could see different metadata under one signature) and fields TUF does not define are
 //! refused, `_type`, `spec_version` and `expires` are checked as the spec writes them, and
-//! sizes are capped at what tough's client downloads.
+//! sizes are capped at what rota's device client downloads (`rota_tuf::limits`), both when
+//! reading and when signing.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,14 +21,26 @@ use crate::RoleName;
 use crate::error::{Error, Result};
 use crate::keys::{PublicKey, RepoKey};
 
-/// The largest metadata file of `role` that rota reads: tough's client defaults
-/// (`tough::Limits`), so that the server never accepts metadata its devices would not
-/// download.
-pub(crate) fn max_len(role: RoleName) -> usize {
+/// The largest metadata file of `role` that rota reads or signs: the device client's own
+/// limit, the one constant both sides use, so that the server never accepts or publishes
+/// metadata its devices would not download.
+pub(crate) fn max_len(role: RoleName) -> u64 {
+    use rota_tuf::limits;
     match role {
-        RoleName::Targets => 10 * 1024 * 1024,
-        RoleName::Root | RoleName::Snapshot | RoleName::Timestamp => 1024 * 1024,
+        RoleName::Root => limits::ROOT_MAX,
+        RoleName::Timestamp => limits::TIMESTAMP_MAX,
+        RoleName::Snapshot => limits::SNAPSHOT_MAX,
+        RoleName::Targets => limits::TARGETS_MAX,
     }
+}
+
+/// Fails when `len` bytes of `role` metadata are more than a device downloads.
+fn check_len(role: RoleName, len: usize) -> Result<()> {
+    let limit = max_len(role);
+    if u64::try_from(len).map_or(true, |len| len > limit) {
+        return Err(Error::TooLarge { role, len, limit });
+    }
+    Ok(())
 }
 
 /// The fields TUF 1.0.34 §4.3–§4.6 define for the `signed` object of each role.
@@ -59,14 +72,7 @@ fn signed_fields(role: RoleName) -> &'static [&'static str] {
 /// Parses signed metadata of `role` strictly (see the module documentation). Signatures are
 /// not checked here.
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8], role: RoleName) -> Result<Signed<T>> {
-    let limit = max_len(role);
-    if bytes.len() > limit {
-        return Err(Error::TooLarge {
-            role,
-            len: bytes.len(),
-            limit,
-        });
-    }
+    check_len(role, bytes.len())?;
     let parse_error = |e: serde_json::Error| Error::Parse {
         role,
         reason: e.to_string(),
@@ -293,6 +299,8 @@ pub(crate) fn sign<T: Role>(signed: &T, role: RoleName, signers: &[&RepoKey]) ->
             reason: e.to_string(),
         })?;
     bytes.push(b'\n');
+    // Signed metadata no device would download must not be published at all.
+    check_len(role, bytes.len())?;
     Ok(bytes)
 }
 
@@ -419,6 +427,39 @@ mod tests {
         assert!(matches!(err, Error::ExpiresFormat { .. }), "{err}");
         let err = parse::<Timestamp>(b"[1, 2", RoleName::Timestamp).unwrap_err();
         assert!(matches!(err, Error::Parse { .. }), "{err}");
+    }
+
+    /// What a device would not download is not signed either: the online signer cannot
+    /// publish a timestamp (or snapshot) over the limit, nor `rota` a targets file.
+    #[test]
+    fn metadata_over_the_device_limit_is_not_signed() {
+        let meta: Map<String, Value> = (0..400)
+            .map(|i| {
+                (
+                    format!("snapshot-{i}.json"),
+                    serde_json::json!({"version": 1}),
+                )
+            })
+            .collect();
+        let timestamp: Timestamp = serde_json::from_value(serde_json::json!({
+            "_type": "timestamp", "spec_version": "1.0.34", "version": 1,
+            "expires": "2030-01-01T00:00:00Z", "meta": meta
+        }))
+        .unwrap();
+        let key = RepoKey::generate().unwrap();
+        let Err(err) = sign(&timestamp, RoleName::Timestamp, &[&key]) else {
+            panic!("a timestamp over the device limit was signed");
+        };
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    limit: rota_tuf::limits::TIMESTAMP_MAX,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,15 +36,15 @@ pub enum Error {
         key_id: String,
     },
 
-    /// Metadata is larger than a client would download.
-    #[error("the {role} metadata is {len} bytes, more than the {limit} bytes a client downloads")]
+    /// Metadata is larger than a device downloads (`rota_tuf::limits`).
+    #[error("the {role} metadata is {len} bytes, more than the {limit} bytes a device downloads")]
     TooLarge {
         /// The role.
         role: RoleName,
         /// Its length.
         len: usize,
         /// The limit.
-        limit: usize,
+        limit: u64,
     },
 
     /// Metadata is not JSON of the expected shape (includes duplicate object keys).

@@ -492,6 +492,98 @@ fn root_versions_must_follow_one_another() {
     assert!(matches!(err, Error::RootVersion { .. }), "{err}");
 }
 
+/// `bytes` followed by JSON whitespace up to `len` bytes: the same metadata under the same
+/// signatures (they cover the canonical form of `signed`), only longer.
+fn padded(bytes: &[u8], len: u64) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out.resize(usize::try_from(len).unwrap(), b' ');
+    out
+}
+
+/// A device's metadata server holding only `2.root.json` (as `rota_tuf::HttpFetcher`, it
+/// refuses a body longer than the limit it is given).
+struct NextRoot(Vec<u8>);
+
+impl rota_tuf::Fetch for NextRoot {
+    fn fetch(&self, url: &str, max_len: u64) -> Result<Vec<u8>, rota_tuf::FetchError> {
+        match url.ends_with("/2.root.json") {
+            true if self.0.len() as u64 > max_len => Err(rota_tuf::FetchError::TooLarge),
+            true => Ok(self.0.clone()),
+            false => Err(rota_tuf::FetchError::NotFound),
+        }
+    }
+}
+
+/// One set of limits for both ends (`rota_tuf::limits`): the server accepted roots up to
+/// 1 MiB and targets up to 10 MiB while devices refuse more than 512,000 and 5,000,000
+/// bytes, so it could publish metadata every device refuses. Now metadata at the limit is
+/// accepted by the repository and loads on a device; one byte more is refused by both.
+#[test]
+fn the_server_accepts_no_metadata_larger_than_devices_download() {
+    use rota_tuf::limits::{ROOT_MAX, TARGETS_MAX};
+    let repo = Repo::build();
+    let p = params(&repo.root_keys, 2, &repo.targets_key, &repo.online);
+    let signers: Vec<&RepoKey> = repo.root_keys.iter().collect();
+    let v2 = rotate_root(repo.root(), &p, &signers, &signers).unwrap();
+    let now = SystemTime::now();
+
+    // The repository (the server's upload checks).
+    verify_root_update(repo.root(), &padded(&v2.bytes, ROOT_MAX), now).unwrap();
+    let err = verify_root_update(repo.root(), &padded(&v2.bytes, ROOT_MAX + 1), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                limit: ROOT_MAX,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let targets = |len| padded(&repo.targets.bytes, len);
+    verify_targets_upload(repo.root(), None, &targets(TARGETS_MAX), now).unwrap();
+    let err = verify_targets_upload(repo.root(), None, &targets(TARGETS_MAX + 1), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                limit: TARGETS_MAX,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // The device (rota-tuf with its default limits): it rotates to the root at the limit,
+    // then stops at the missing timestamp; one byte more is refused.
+    let rotate = |root_v2: Vec<u8>| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root.json"), repo.root()).unwrap();
+        let config = rota_tuf::Config::new("https://repo.test/metadata/", "https://repo.test/t/");
+        let mut client = rota_tuf::Client::new(dir.path(), config, NextRoot(root_v2), now).unwrap();
+        let result = client.refresh();
+        (result, client.trusted_root_version())
+    };
+    let (result, version) = rotate(padded(&v2.bytes, ROOT_MAX));
+    assert!(
+        matches!(&result, Err(rota_tuf::Error::NotFound { url }) if url.ends_with("timestamp.json")),
+        "{result:?}"
+    );
+    assert_eq!(version, 2);
+    let (result, version) = rotate(padded(&v2.bytes, ROOT_MAX + 1));
+    assert!(
+        matches!(
+            result,
+            Err(rota_tuf::Error::TooLarge {
+                limit: ROOT_MAX,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(version, 1);
+}
+
 #[test]
 fn roots_that_break_rotas_rules_are_refused() {
     let keys3 = keys(3);

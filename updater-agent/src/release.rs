@@ -146,7 +146,14 @@ pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease,
     // §5.7.3: length and every listed hash, before the bytes are used.
     let envelope = tuf.fetch_target(&envelope_info).map_err(tuf_failure)?;
     // The signed sha256 is the assignment's (checked above).
-    let signer = check_envelope(&envelope, &image, &assignment.sha256, version, trust)?;
+    let signer = check_envelope(
+        &envelope,
+        &image,
+        &assignment.sha256,
+        version,
+        security_version,
+        trust,
+    )?;
     let image_url = tuf.target_url(&image).map_err(tuf_failure)?;
     Ok(VerifiedRelease {
         image,
@@ -158,12 +165,14 @@ pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease,
 }
 
 /// The envelope's own checks (the device repeats them when it stages and boots): signed
-/// by a trust anchor, for this class, describing exactly the TUF-signed image.
+/// by a trust anchor, for this class, describing exactly the TUF-signed image, at the
+/// TUF-signed version and security version.
 fn check_envelope(
     envelope: &[u8],
     image: &TargetInfo,
     image_sha256: &str,
     version: u64,
+    security_version: u64,
     trust: &Trust,
 ) -> Result<[u8; 32], Failure> {
     let policy = Policy::default();
@@ -189,6 +198,18 @@ fn check_envelope(
             authenticated.manifest.sequence_number
         ));
     }
+    // rota's anti-rollback level (parameter -256): the bootloader enforces the envelope's,
+    // while the server, its rollouts and the operator see the TUF-signed one. When the two
+    // signed statements disagree, the floor the device would set is not the one the
+    // release was published with.
+    if claims.security_version != Some(security_version) {
+        return refused(format!(
+            "the envelope's security version ({}) is not the signed target's security version {security_version}",
+            claims
+                .security_version
+                .map_or_else(|| "none".to_owned(), |v| v.to_string())
+        ));
+    }
     // §8.4.9.2 condition-image-match: the digest and size the envelope promises are the
     // TUF target's, so the two signatures vouch for the same bytes.
     let tuf_sha256 = hex::decode(image_sha256).ok();
@@ -212,5 +233,74 @@ fn tuf_failure(e: rota_tuf::Error) -> Failure {
         Failure::Transient(format!("TUF: {e}"))
     } else {
         Failure::Refused(format!("TUF: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rota_manifest::{Ed25519Signer, ImageManifest, Signer as _};
+    use sha2::{Digest, Sha256};
+
+    const CLASS: [u8; 16] = [7; 16];
+    const IMAGE: &[u8] = b"firmware image";
+
+    /// An envelope for `IMAGE` at version 5 with `security_version`, and the TUF target
+    /// of the image.
+    fn release(security_version: u64) -> (Vec<u8>, TargetInfo, String, Ed25519Signer) {
+        let key = Ed25519Signer::from_seed([9; 32]);
+        let digest: [u8; 32] = Sha256::digest(IMAGE).into();
+        let envelope = ImageManifest {
+            class_id: CLASS,
+            image_digest: digest,
+            image_size: IMAGE.len() as u64,
+            sequence_number: 5,
+            security_version,
+            ..ImageManifest::default()
+        }
+        .build_envelope(&[&key])
+        .unwrap();
+        let sha256 = hex::encode(digest);
+        let image = TargetInfo {
+            name: "fw-5.bin".into(),
+            length: IMAGE.len() as u64,
+            hashes: vec![("sha256".into(), sha256.clone())],
+            custom: None,
+        };
+        (envelope, image, sha256, key)
+    }
+
+    /// The TUF target says security version 2; an envelope signed with another one (the
+    /// firmware key's statement, which the bootloader enforces) must not install: it would
+    /// raise the device's anti-rollback floor past what the release says, or leave it
+    /// below the level the release is published as carrying.
+    #[test]
+    fn envelope_whose_security_version_differs_from_the_signed_target_is_refused() {
+        let dir = std::env::temp_dir();
+        let check = |envelope_security_version: u64| {
+            let (envelope, image, sha256, key) = release(envelope_security_version);
+            let anchors = [key.public_key()];
+            let trust = Trust {
+                tuf_dir: &dir,
+                tuf: rota_tuf::Config::new("http://unused/", "http://unused/"),
+                http: reqwest::blocking::Client::new(),
+                anchors: &anchors,
+                class_id: CLASS,
+                running_version: 1,
+            };
+            check_envelope(&envelope, &image, &sha256, 5, 2, &trust)
+        };
+        assert!(check(2).is_ok());
+        for other in [1, 3] {
+            match check(other) {
+                Err(Failure::Refused(why)) => assert!(
+                    why.contains(&format!(
+                        "security version ({other}) is not the signed target's security version 2"
+                    )),
+                    "{why}"
+                ),
+                _ => panic!("an envelope at security version {other} was not refused"),
+            }
+        }
     }
 }

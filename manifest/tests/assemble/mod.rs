@@ -143,6 +143,10 @@ pub struct Parts {
     pub cose_tag: Option<u64>,
     pub envelope_tag: Option<u64>,
     pub envelope_extra: Vec<(V, V)>,
+    /// Envelope members placed before the authentication wrapper.
+    pub envelope_leading: Vec<(V, V)>,
+    /// Put the manifest (key 3) before the authentication wrapper (key 2).
+    pub manifest_first: bool,
     /// Digest algorithm id and a function of the manifest bstr to the digest bytes.
     pub digest_alg: i64,
     pub digest_over_content_only: bool,
@@ -174,6 +178,8 @@ impl Default for Parts {
             cose_tag: Some(18),
             envelope_tag: Some(107),
             envelope_extra: vec![],
+            envelope_leading: vec![],
+            manifest_first: false,
             digest_alg: -16,
             digest_over_content_only: false,
             digest_bytes: None,
@@ -242,7 +248,13 @@ impl Parts {
             None => sign1,
         };
         let wrapper = V::A(vec![V::B(digest), wrap(&cose)]);
-        let mut entries = vec![(V::U(2), wrap(&wrapper)), (V::U(3), V::Raw(manifest_bstr))];
+        let mut entries = self.envelope_leading.clone();
+        let (wrapper, manifest) = ((V::U(2), wrap(&wrapper)), (V::U(3), V::Raw(manifest_bstr)));
+        if self.manifest_first {
+            entries.extend([manifest, wrapper]);
+        } else {
+            entries.extend([wrapper, manifest]);
+        }
         entries.extend(self.envelope_extra.clone());
         let env = V::M(entries);
         match self.envelope_tag {

@@ -171,11 +171,12 @@ impl<F: Fetch> Client<F> {
         self.dir.write("snapshot", &bytes)
     }
 
-    /// §5.6 for `role` (top-level or delegated): at most once per cycle, from the local
-    /// file if it is valid, else downloaded.
+    /// §5.6 for `role` (top-level or delegated) as `delegator` delegates it: loaded at
+    /// most once per cycle, from the local file if it is valid, else downloaded, and
+    /// verified against the keys of every delegator it is reached through (§5.6.7).
     fn load_targets(&mut self, role: &str, delegator: &str) -> Result<(), Error> {
-        if self.trusted.targets.contains_key(role) {
-            return Ok(());
+        if self.trusted.has_targets(role) {
+            return self.trusted.verify_loaded_targets(role, delegator);
         }
         if let Ok(local) = self.dir.read(role) {
             if self.trusted.update_targets(&local, role, delegator).is_ok() {

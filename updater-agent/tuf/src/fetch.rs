@@ -1,8 +1,6 @@
 //! Getting bytes from the repository: a blocking trait (one linear update cycle, as in
 //! python-tuf) and its HTTP implementation.
 
-use std::io::Read;
-
 /// Downloads one file, never returning more than `max_len` bytes.
 pub trait Fetch {
     fn fetch(&self, url: &str, max_len: u64) -> Result<Vec<u8>, FetchError>;
@@ -33,16 +31,19 @@ pub enum FetchError {
 }
 
 /// [`Fetch`] over HTTP(S) with a caller-configured blocking reqwest client.
+#[cfg(feature = "http")]
 pub struct HttpFetcher {
     client: reqwest::blocking::Client,
 }
 
+#[cfg(feature = "http")]
 impl HttpFetcher {
     pub fn new(client: reqwest::blocking::Client) -> Self {
         HttpFetcher { client }
     }
 }
 
+#[cfg(feature = "http")]
 impl Fetch for HttpFetcher {
     fn fetch(&self, url: &str, max_len: u64) -> Result<Vec<u8>, FetchError> {
         let response = self
@@ -62,6 +63,7 @@ impl Fetch for HttpFetcher {
         }
         // The limit holds while streaming: read one byte past it to detect an overlong body
         // whatever the headers claim.
+        use std::io::Read as _;
         let mut body = Vec::new();
         response
             .take(max_len.saturating_add(1))

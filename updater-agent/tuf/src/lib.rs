@@ -26,6 +26,7 @@
 //!
 //! Every check cites the step of TUF 1.0.34 §5 it enforces.
 
+#[cfg(feature = "http")]
 pub mod cli;
 mod client;
 mod error;
@@ -42,9 +43,28 @@ mod trusted;
 
 pub use client::Client;
 pub use error::Error;
-pub use fetch::{Fetch, FetchError, HttpFetcher};
+#[cfg(feature = "http")]
+pub use fetch::HttpFetcher;
+pub use fetch::{Fetch, FetchError};
 pub use hashes::TargetVerifier;
 pub use paths::{encode_name, fnmatch, path_matches};
+
+/// The largest metadata files a device downloads ([`Config::new`]'s defaults, python-tuf's
+/// `UpdaterConfig` defaults), in bytes.
+///
+/// One set of limits for both ends: rota-repo, and so the server, refuses to sign or
+/// accept metadata larger than these, so the server can never publish metadata every
+/// device refuses.
+pub mod limits {
+    /// §5.3.3: each root version.
+    pub const ROOT_MAX: u64 = 512_000;
+    /// §5.4.1: the timestamp.
+    pub const TIMESTAMP_MAX: u64 = 16_384;
+    /// §5.5.1: the snapshot, when the timestamp lists no length for it.
+    pub const SNAPSHOT_MAX: u64 = 2_000_000;
+    /// §5.6.1: each targets role, when the snapshot lists no length for it.
+    pub const TARGETS_MAX: u64 = 5_000_000;
+}
 
 /// Where the repository is and how much the client accepts (python-tuf `UpdaterConfig`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +86,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// python-tuf's defaults: 32 root rotations, 32 delegations, 512000 / 16384 / 2000000 /
-    /// 5000000 bytes. A missing trailing `/` is added to both URLs, which are then
+    /// python-tuf's defaults: 32 root rotations, 32 delegations, and the byte [`limits`]. A missing trailing `/` is added to both URLs, which are then
     /// extended by plain concatenation (never URL joining, which would interpret `..`).
     pub fn new(metadata_url: impl Into<String>, target_base_url: impl Into<String>) -> Self {
         Config {
@@ -75,10 +94,10 @@ impl Config {
             target_base_url: with_slash(target_base_url.into()),
             max_root_rotations: 32,
             max_delegations: 32,
-            root_max: 512_000,
-            timestamp_max: 16_384,
-            snapshot_max: 2_000_000,
-            targets_max: 5_000_000,
+            root_max: limits::ROOT_MAX,
+            timestamp_max: limits::TIMESTAMP_MAX,
+            snapshot_max: limits::SNAPSHOT_MAX,
+            targets_max: limits::TARGETS_MAX,
         }
     }
 }

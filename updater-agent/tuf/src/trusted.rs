@@ -6,7 +6,7 @@
 //! those final checks fail it blocks loading the next role, and the caller persists only
 //! metadata whose update returned `Ok`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::hashes::check_meta;
 use crate::keys::Key;
@@ -32,6 +32,12 @@ pub(crate) struct TrustedSet {
     pub snapshot: Option<Snapshot>,
     /// "targets" and the delegated roles loaded so far.
     pub targets: HashMap<String, Targets>,
+    /// The signatures and signed bytes of each loaded targets role, kept so that a role
+    /// reached again through another delegator can be verified against that one's keys.
+    envelopes: HashMap<String, Envelope>,
+    /// (delegator, role): the delegators whose keys and threshold each loaded targets role
+    /// has been verified against.
+    verified_by: HashSet<(String, String)>,
 }
 
 /// Counts the distinct key ids of `role` whose key is in `keys` and whose signature on
@@ -102,6 +108,8 @@ impl TrustedSet {
             timestamp: None,
             snapshot: None,
             targets: HashMap::new(),
+            envelopes: HashMap::new(),
+            verified_by: HashSet::new(),
         })
     }
 
@@ -256,34 +264,7 @@ impl TrustedSet {
         let (envelope, signed) = model::parse_envelope(bytes, role, "targets")?;
         let new = model::targets(&signed).map_err(|r| Error::parse(role, r))?;
         // §5.6.3: signed by a threshold of the keys its delegator trusts it with.
-        if delegator == "root" {
-            verify_by_root(&self.root, role, "root", &envelope)?;
-        } else {
-            let parent = self
-                .targets
-                .get(delegator)
-                .and_then(|t| t.delegations.as_ref())
-                .ok_or_else(|| Error::parse(role, format!("{delegator} delegates nothing")))?;
-            let keys = match parent.roles.iter().find(|r| r.name == role) {
-                Some(r) => r.keys.clone(),
-                None => match &parent.succinct {
-                    Some(s) if paths::succinct_has_role(s, role) => s.keys.clone(),
-                    _ => {
-                        return Err(Error::parse(
-                            role,
-                            format!("{delegator} does not delegate to it"),
-                        ));
-                    }
-                },
-            };
-            verify(
-                role,
-                delegator,
-                &keys,
-                &|id| parent.keys.get(id).cloned(),
-                &envelope,
-            )?;
-        }
+        self.verify_delegate(role, delegator, &envelope)?;
         // §5.6.4: the version snapshot lists.
         if new.common.version != meta.version {
             return Err(Error::VersionMismatch {
@@ -298,7 +279,77 @@ impl TrustedSet {
             return Err(expired(role, &new.common));
         }
         self.targets.insert(role.to_owned(), new);
+        self.envelopes.insert(role.to_owned(), envelope);
+        self.verified_by
+            .insert((delegator.to_owned(), role.to_owned()));
         Ok(())
+    }
+
+    /// Whether the targets role `role` has been loaded in this cycle (through any
+    /// delegator).
+    pub(crate) fn has_targets(&self, role: &str) -> bool {
+        self.targets.contains_key(role)
+    }
+
+    /// §5.6.3 and §5.6.7 for a targets role already loaded in this cycle and reached again
+    /// through `delegator`. The search follows one delegation at a time, and a delegated
+    /// role is trusted only with the keys and threshold of the delegator being followed
+    /// (python-tuf `_preorder_depth_first_walk` → `verify_delegate(parent, role)`): a copy
+    /// verified through another delegator says nothing about this one's keys. The version
+    /// and expiry were checked when the role was loaded (§5.6.4–§5.6.5).
+    pub(crate) fn verify_loaded_targets(
+        &mut self,
+        role: &str,
+        delegator: &str,
+    ) -> Result<(), Error> {
+        let pair = (delegator.to_owned(), role.to_owned());
+        if self.verified_by.contains(&pair) {
+            return Ok(());
+        }
+        let envelope = self.envelopes.get(role).ok_or_else(|| Error::MissingMeta {
+            file: format!("{role}.json"),
+            listing: "trusted".into(),
+        })?;
+        self.verify_delegate(role, delegator, envelope)?;
+        self.verified_by.insert(pair);
+        Ok(())
+    }
+
+    /// §5.6.3: `envelope` of `role` is signed by a threshold of the keys `delegator`
+    /// ("root" for the top-level targets role) trusts it with.
+    fn verify_delegate(
+        &self,
+        role: &str,
+        delegator: &str,
+        envelope: &Envelope,
+    ) -> Result<(), Error> {
+        if delegator == "root" {
+            return verify_by_root(&self.root, role, "root", envelope);
+        }
+        let parent = self
+            .targets
+            .get(delegator)
+            .and_then(|t| t.delegations.as_ref())
+            .ok_or_else(|| Error::parse(role, format!("{delegator} delegates nothing")))?;
+        let keys = match parent.roles.iter().find(|r| r.name == role) {
+            Some(r) => &r.keys,
+            None => match &parent.succinct {
+                Some(s) if paths::succinct_has_role(s, role) => &s.keys,
+                _ => {
+                    return Err(Error::parse(
+                        role,
+                        format!("{delegator} does not delegate to it"),
+                    ));
+                }
+            },
+        };
+        verify(
+            role,
+            delegator,
+            keys,
+            &|id| parent.keys.get(id).cloned(),
+            envelope,
+        )
     }
 
     /// The target `name` as listed by the trusted role `role`.

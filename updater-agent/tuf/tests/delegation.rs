@@ -198,6 +198,53 @@ fn delegated_role_signed_by_wrong_key_fails() {
     );
 }
 
+/// §5.6.7: each delegated role is verified with the keys and threshold of the delegator
+/// being followed. `R` is delegated by both `X` (key 12) and `Y` (key 13) but signed only
+/// by X's key: a holder of X's key for `R` must not be able to list targets under Y's
+/// paths, even after a search through X has loaded (and cached) `R`.
+#[test]
+fn delegated_role_is_verified_against_the_delegator_being_followed() {
+    let mut repo = Repo::new();
+    repo.delegate("targets", "X", 10, &["x/*"], false);
+    repo.delegate("targets", "Y", 11, &["y/*"], false);
+    repo.delegate("X", "R", 12, &["x/*"], false);
+    repo.delegate("Y", "R", 13, &["y/*"], false);
+    repo.signers.insert("R".into(), vec![signer(12)]);
+    repo.add_target("R", "x/firmware", b"released through X");
+    repo.add_target("R", "y/firmware", b"never released through Y");
+    repo.publish_all();
+    let refused = |r: &Result<std::path::PathBuf, Error>| {
+        matches!(r, Err(Error::Signature { role, signer, valid: 0, threshold: 1 })
+            if role == "R" && signer == "Y")
+    };
+
+    // Straight through Y: R does not carry Y's signature.
+    let (r, log, _) = downloaded(&repo, "y/firmware");
+    assert!(refused(&r), "{r:?}");
+    assert!(log.is_empty(), "{log:?}");
+
+    // Through X first (R verifies with X's key), then through Y in the same cycle: the
+    // copy of R that X's key vouched for must not stand in for Y's key.
+    let dir = repo.init_dir();
+    let targets = tempfile::tempdir().unwrap();
+    let mut client = repo.client(dir.path()).unwrap();
+    let via_x = client.target_info("x/firmware").unwrap();
+    client.download_target(&via_x, targets.path()).unwrap();
+    repo.fetcher.take_log();
+    let r = client
+        .target_info("y/firmware")
+        .and_then(|info| client.download_target(&info, targets.path()));
+    assert!(refused(&r), "{r:?}");
+    assert!(
+        !repo
+            .fetcher
+            .take_log()
+            .iter()
+            .any(|u| u.starts_with("targets/")),
+        "a target under Y was downloaded"
+    );
+}
+
 /// test_unusual_role_name: names are quoted in URLs and file names (`%2F` stays encoded).
 #[test]
 fn unusual_role_names_are_quoted() {
