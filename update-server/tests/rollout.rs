@@ -1230,7 +1230,7 @@ async fn slow_pollers_that_check_in_after_completion_all_end_on_the_new_version(
     let rollout: RolloutStatus = serde_json::from_value(created).unwrap();
     // A fifth of each stage polls late.
     let stage = |d: &TestDevice| percent_stage(&rollout, &d.id, &[50.0, 100.0]);
-    let mut slow = vec![false; DEVICES];
+    let mut slow = [false; DEVICES];
     for k in 0..2 {
         let in_stage: Vec<usize> = (0..DEVICES).filter(|i| stage(&devices[*i]) == k).collect();
         for i in in_stage.iter().step_by(5) {
