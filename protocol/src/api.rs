@@ -626,12 +626,20 @@ text_enum! {
         Halted = "halted",
         /// Ended by an operator: terminal.
         Aborted = "aborted",
-        /// Passed its last stage: terminal.
+        /// Passed its last stage's gate and soak. It still offers the release to members
+        /// that have not settled (see `StageCounts::pending`), until each has; abort stops
+        /// that.
         Completed = "completed",
     }
 }
 
 /// Device counts of a stage, or of a whole rollout.
+///
+/// Every member ends in exactly one of `confirmed`, `failed` or `timed_out` (it settled),
+/// or is still `pending`: `members = pending + confirmed + failed + timed_out`. A device
+/// decommissioned while its assignment was open left the fleet: it is counted in
+/// `assigned` and `decommissioned`, and is no longer a member. Fields added after the
+/// first version default to 0 when absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageCounts {
@@ -644,6 +652,14 @@ pub struct StageCounts {
     pub confirmed: u64,
     pub failed: u64,
     pub timed_out: u64,
+    /// Members that have not settled: not assigned yet (they still run an older version)
+    /// or in progress. A completed rollout keeps offering its release until this is 0.
+    #[serde(default)]
+    pub pending: u64,
+    /// Assigned devices decommissioned before they finished: neither a success nor a
+    /// failure.
+    #[serde(default)]
+    pub decommissioned: u64,
 }
 
 /// A rollout's counts per stage (in stage order) and in total.

@@ -173,6 +173,8 @@ fn outputs_round_trip_and_tolerate_new_fields() {
         confirmed: 4,
         failed: 1,
         timed_out: 0,
+        pending: 5,
+        decommissioned: 1,
     };
     round_trip(&RolloutStatus {
         id: "ro-1".into(),

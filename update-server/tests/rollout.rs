@@ -14,6 +14,7 @@ use rota_protocol::api::{
 use rota_server::db::{Backend, Db};
 use rota_server::rollout::{DeviceView, Engine, RolloutError};
 use support::TestDb;
+use support::server::{Keys, TestDevice, TestServer};
 
 /// Generates `NAME::sqlite` and `NAME::postgres` tests from `async fn NAME(Backend)`.
 macro_rules! on_both_backends {
@@ -47,6 +48,11 @@ on_both_backends!(
     concurrent_reports_crossing_the_threshold_halt_exactly,
     selector_filters_by_tags_and_versions,
     create_checks_release_class_and_one_live_rollout_per_release,
+    completed_rollout_keeps_offering_until_every_member_has_updated,
+    decommissioned_device_does_not_fail_the_rollout,
+    rollout_counters_agree_with_a_recount_after_concurrent_reports,
+    count_stage_members_are_drawn_once_not_ranked_at_each_check_in,
+    slow_pollers_that_check_in_after_completion_all_end_on_the_new_version,
 );
 
 const CLASS: &str = "5b1f3a0e-8c2d-4e7f-9a6b-1c2d3e4f5a6b";
@@ -904,4 +910,447 @@ async fn create_checks_release_class_and_one_live_rollout_per_release(backend: B
         engine.status("no-such-rollout").await,
         Err(RolloutError::NotFound(_))
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// No member left behind, decommissioned devices, running counts
+// ---------------------------------------------------------------------------------------
+
+/// Marks `id` decommissioned, as `rota device decommission` does.
+async fn decommission(db: &Db, id: &str) {
+    sqlx::query("UPDATE devices SET state = 'decommissioned' WHERE id = $1")
+        .bind(id)
+        .execute(&db.write)
+        .await
+        .unwrap();
+}
+
+/// Each device's stage by the rule "stage membership" for percent stages.
+fn percent_stage(rollout: &RolloutStatus, id: &str, percents: &[f64]) -> usize {
+    let bucket = rollout_bucket(&rollout.id, id);
+    percents.iter().position(|p| bucket * 100.0 < *p).unwrap()
+}
+
+/// The failure: with a success gate below 1, the last stage passed, the rollout completed
+/// and stopped assigning, and the members that had not checked in yet never got the
+/// release (4 of 300 and 21 of 1,000 in live runs).
+async fn completed_rollout_keeps_offering_until_every_member_has_updated(backend: Backend) {
+    const PERCENTS: [f64; 3] = [10.0, 50.0, 100.0];
+    let (_t, engine, ids) = setup(backend, 300).await;
+    let mut req = policy(PERCENTS.iter().map(|p| Stage::Percent(*p)).collect());
+    req.success_gate = 0.85;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    // In each stage, every tenth device polls only after the rollout completed.
+    let mut slow = Vec::new();
+    let mut fast = Vec::new();
+    for k in 0..PERCENTS.len() {
+        let in_stage: Vec<&String> = ids
+            .iter()
+            .filter(|id| percent_stage(&rollout, id, &PERCENTS) == k)
+            .collect();
+        for (i, id) in in_stage.into_iter().enumerate() {
+            if i % 10 == 0 { &mut slow } else { &mut fast }.push(id.clone());
+        }
+    }
+
+    let mut now = T0;
+    for k in 0..PERCENTS.len() {
+        let stage: Vec<String> = fast
+            .iter()
+            .filter(|id| percent_stage(&rollout, id, &PERCENTS) == k)
+            .cloned()
+            .collect();
+        assign(&engine, &stage, now).await;
+        for id in &stage {
+            succeed(&engine, &rollout, id, now + 1).await;
+        }
+        engine.tick(now + 2).await.unwrap();
+        now += 2 + SOAK_MS;
+        engine.tick(now).await.unwrap();
+    }
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Completed);
+    assert_eq!(s.counts.total.members, 300);
+    assert_eq!(s.counts.total.confirmed, fast.len() as u64);
+    // `rota rollout status` shows who is still on the old version.
+    assert_eq!(s.counts.total.pending, slow.len() as u64);
+    for (k, counts) in s.counts.stages.iter().enumerate() {
+        let slow_in_stage = slow
+            .iter()
+            .filter(|id| percent_stage(&rollout, id, &PERCENTS) == k)
+            .count();
+        assert_eq!(counts.pending, slow_in_stage as u64, "stage {k}");
+    }
+
+    // The slow pollers check in after completion: still offered, by the cached view and
+    // by the engine, on any number of ticks later.
+    engine.tick(now + 1).await.unwrap();
+    let live = engine.live_rollouts().await.unwrap();
+    for id in &slow {
+        assert!(live.iter().any(|r| r.may_offer(&view(id, 1))), "{id}");
+        let offered = offer(&engine, id, now + 2).await;
+        assert_eq!(offered.map(|a| a.version), Some(2), "{id} was left behind");
+    }
+    assert_eq!(
+        status(&engine, &rollout).await.counts.total.pending,
+        slow.len() as u64
+    );
+    // A completed rollout is not paused or resumed, only aborted.
+    assert!(matches!(
+        engine.pause(&rollout.id, now + 2).await,
+        Err(RolloutError::Conflict(_))
+    ));
+    for id in &slow {
+        succeed(&engine, &rollout, id, now + 3).await;
+    }
+    engine.tick(now + 4).await.unwrap();
+
+    // Every member settled: it offers nothing more and leaves the live view.
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Completed);
+    assert_eq!((s.counts.total.confirmed, s.counts.total.pending), (300, 0));
+    assert!(engine.live_rollouts().await.unwrap().is_empty());
+    assert!(matches!(
+        engine.abort(&rollout.id, now + 5).await,
+        Err(RolloutError::Conflict(_))
+    ));
+}
+
+/// The failure: a device decommissioned while its assignment was open timed out as a
+/// failure, and a decommission halted a rollout of a good release.
+async fn decommissioned_device_does_not_fail_the_rollout(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 10).await;
+    let rollout = create_single_stage(&engine).await;
+    assign(&engine, &ids, T0).await;
+    for id in &ids[..6] {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    report(&engine, &rollout, &ids[6], ReportKind::Downloading, T0 + 1).await;
+    for id in &ids[6..] {
+        decommission(&t.db, id).await;
+    }
+    // 4 of 10 completed would be 40%, above the 20% threshold, were they failures.
+    let deadline = T0 + TIMEOUT_S as i64 * 1000;
+    engine.tick(deadline).await.unwrap();
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.state, RolloutState::Active, "{:?}", s.halted_reason);
+    assert_eq!(
+        (
+            s.counts.total.timed_out,
+            s.counts.total.failed,
+            s.counts.total.decommissioned
+        ),
+        (0, 0, 4)
+    );
+    // They left the fleet: not members, so the stage's gate (1.0) is met without them.
+    assert_eq!((s.counts.total.members, s.counts.total.pending), (6, 0));
+    engine.tick(deadline + SOAK_MS).await.unwrap();
+    assert_eq!(
+        status(&engine, &rollout).await.state,
+        RolloutState::Completed
+    );
+}
+
+/// The failure it guards: reports recounted every device row of the rollout (O(fleet) per
+/// report); the running counts that replace the recount must never drift from it, with
+/// reports of every kind, duplicates, offers and timeouts racing through two replicas.
+async fn rollout_counters_agree_with_a_recount_after_concurrent_reports(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 120).await;
+    let other = replica(&t).await;
+    let engines = [&engine, &other];
+    let mut req = policy(vec![Stage::Percent(30.0), Stage::Percent(100.0)]);
+    req.max_retries = 1;
+    req.min_sample = 1_000;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    // Stage 0 first; then the stage advances and the rest are assigned, all at once.
+    let first = below(&rollout, &ids, 30.0);
+    assign(&engine, &first, T0).await;
+    for id in &first {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    engine.tick(T0 + 2).await.unwrap();
+    engine.tick(T0 + 2 + SOAK_MS).await.unwrap();
+    let now = T0 + 3 + SOAK_MS;
+    let views: Vec<DeviceView> = ids.iter().map(|id| view(id, 1)).collect();
+    let offers = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| engines[i % 2].offer(v, now));
+    for offered in join_all(offers).await {
+        offered.unwrap();
+    }
+
+    // Each device's story, by its index; every device's reports go through both replicas
+    // and are sent twice, all devices at once.
+    let stories = ids.iter().enumerate().map(|(i, id)| {
+        let rollout = &rollout;
+        async move {
+            let kinds: &[ReportKind] = match i % 5 {
+                0 => &[
+                    ReportKind::Downloading,
+                    ReportKind::Trial,
+                    ReportKind::Confirmed,
+                ],
+                1 => &[ReportKind::Failed],
+                2 => &[ReportKind::Failed, ReportKind::Failed],
+                3 => &[ReportKind::Trial, ReportKind::Reverted],
+                _ => &[ReportKind::Downloading],
+            };
+            for kind in kinds {
+                let r = event(rollout, *kind, 2);
+                let (a, b) = tokio::join!(
+                    engines[i % 2].report(id, &r, now + 1),
+                    engines[(i + 1) % 2].report(id, &r, now + 1)
+                );
+                assert_ne!(a.unwrap().duplicate, b.unwrap().duplicate);
+            }
+        }
+    });
+    join_all(stories).await;
+    for id in ids.iter().skip(4).step_by(10) {
+        decommission(&t.db, id).await;
+    }
+    let deadline = now + TIMEOUT_S as i64 * 1000;
+    let (a, b) = tokio::join!(engine.tick(deadline), other.tick(deadline));
+    a.unwrap();
+    b.unwrap();
+
+    let recount: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT stage, CASE WHEN status IN ('assigned', 'in_progress') THEN 'open' \
+         ELSE status END, COUNT(*) FROM rollout_devices WHERE rollout_id = $1 \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(&rollout.id)
+    .fetch_all(&t.db.read)
+    .await
+    .unwrap();
+    let counters: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT stage, outcome, devices FROM rollout_counts \
+         WHERE rollout_id = $1 AND devices <> 0 ORDER BY 1, 2",
+    )
+    .bind(&rollout.id)
+    .fetch_all(&t.db.read)
+    .await
+    .unwrap();
+    assert_eq!(counters, recount);
+    // Every outcome occurred, so the comparison covers each move.
+    let outcomes: std::collections::BTreeSet<&str> =
+        recount.iter().map(|(_, o, _)| o.as_str()).collect();
+    assert_eq!(
+        outcomes.into_iter().collect::<Vec<_>>(),
+        ["confirmed", "decommissioned", "failed", "open", "timed_out"]
+    );
+    let s = status(&engine, &rollout).await;
+    let total = |outcome: &str| {
+        recount
+            .iter()
+            .filter(|(_, o, _)| o == outcome)
+            .map(|(_, _, n)| *n as u64)
+            .sum::<u64>()
+    };
+    assert_eq!(s.counts.total.confirmed, total("confirmed"));
+    assert_eq!(s.counts.total.failed, total("failed"));
+    assert_eq!(s.counts.total.timed_out, total("timed_out"));
+    assert_eq!(s.counts.total.decommissioned, total("decommissioned"));
+    assert_eq!(s.counts.total.assigned, 120);
+}
+
+/// The failure: a count stage ranked the whole class on every check-in (112 ms each at
+/// 20,000 devices), and the ranking moved as devices registered, so who the canaries were
+/// depended on when they asked.
+async fn count_stage_members_are_drawn_once_not_ranked_at_each_check_in(backend: Backend) {
+    let (t, engine, ids) = setup(backend, 20).await;
+    let stages = vec![Stage::Count(3), Stage::Percent(100.0)];
+    let rollout = engine.create(&policy(stages), T0).await.unwrap();
+    let mut ranked = ids.clone();
+    ranked
+        .sort_by(|a, b| rollout_bucket(&rollout.id, a).total_cmp(&rollout_bucket(&rollout.id, b)));
+    let canaries = ranked[..3].to_vec();
+    // Devices registered after the draw, several ranking before the canaries.
+    let late: Vec<String> = (0..60).map(|i| format!("late-{i:02}")).collect();
+    for id in &late {
+        seed_device(&t.db, id, &[], Some(1)).await;
+    }
+    let before_canaries = late
+        .iter()
+        .filter(|id| rollout_bucket(&rollout.id, id) < rollout_bucket(&rollout.id, &canaries[2]))
+        .count();
+    assert!(before_canaries > 0, "some late device ranks first");
+
+    let everyone: Vec<String> = late.iter().chain(&ids).cloned().collect();
+    let mut got = offered(&engine, &everyone, T0 + 1).await;
+    got.sort_by_key(|id| ranked.iter().position(|r| r == id));
+    assert_eq!(got, canaries);
+    // Another replica, later, agrees.
+    let other = replica(&t).await;
+    let mut again = offered(&other, &everyone, T0 + 2).await;
+    again.sort_by_key(|id| ranked.iter().position(|r| r == id));
+    assert_eq!(again, canaries);
+    let s = status(&engine, &rollout).await;
+    assert_eq!(
+        (s.counts.stages[0].members, s.counts.stages[1].members),
+        (3, 77)
+    );
+}
+
+/// End to end over HTTP: devices that sign their requests, some of which poll only after
+/// the last stage passed (gate 0.75), all end on the new version.
+async fn slow_pollers_that_check_in_after_completion_all_end_on_the_new_version(backend: Backend) {
+    const DEVICES: usize = 24;
+    let keys = Keys::new();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(support::postgres_schema_url().await),
+    };
+    let server = TestServer::start(&keys, url).await;
+    server.init_repo(&keys).await;
+    let release = server
+        .publish(&keys, support::server::CLASS, 2, b"two")
+        .await;
+    let mut devices: Vec<TestDevice> = (0..DEVICES)
+        .map(|i| TestDevice::new(&keys, &format!("dev-{i:02}"), support::server::CLASS, &[]))
+        .collect();
+    for device in &devices {
+        server.register(device).await;
+    }
+    let body = serde_json::json!({
+        "release_id": release,
+        "selector": {"class_id": support::server::CLASS, "tags": [], "versions": []},
+        "stages": [{"percent": 50.0}, {"percent": 100.0}],
+        "success_gate": 0.75,
+        "failure_threshold": 0.2,
+        "min_sample": 5,
+        "device_timeout_s": 3600,
+        "soak_s": 0,
+        "max_retries": 0
+    });
+    let created = server
+        .admin(reqwest::Method::POST, "/api/v1/rollouts", Some(body))
+        .await;
+    let rollout: RolloutStatus = serde_json::from_value(created).unwrap();
+    // A fifth of each stage polls late.
+    let stage = |d: &TestDevice| percent_stage(&rollout, &d.id, &[50.0, 100.0]);
+    let mut slow = [false; DEVICES];
+    for k in 0..2 {
+        let in_stage: Vec<usize> = (0..DEVICES).filter(|i| stage(&devices[*i]) == k).collect();
+        for i in in_stage.iter().step_by(5) {
+            slow[*i] = true;
+        }
+    }
+
+    let path = format!("/api/v1/rollouts/{}", rollout.id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s: RolloutStatus =
+            serde_json::from_value(server.admin(reqwest::Method::GET, &path, None).await).unwrap();
+        if s.state == RolloutState::Completed {
+            assert!(s.counts.total.pending > 0, "{s:?}");
+            break;
+        }
+        assert_eq!(s.state, RolloutState::Active, "{s:?}");
+        assert!(std::time::Instant::now() < deadline, "not completed: {s:?}");
+        for (i, device) in devices.iter_mut().enumerate() {
+            if !slow[i] && device.version == 1 {
+                update_over_http(&server, device).await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (i, device) in devices.iter_mut().enumerate() {
+        if slow[i] {
+            assert!(
+                update_over_http(&server, device).await,
+                "{} was left behind",
+                device.id
+            );
+        }
+    }
+    // Every member runs version 2, as the server sees it too.
+    let s: RolloutStatus =
+        serde_json::from_value(server.admin(reqwest::Method::GET, &path, None).await).unwrap();
+    assert_eq!(
+        (s.counts.total.confirmed, s.counts.total.pending),
+        (DEVICES as u64, 0),
+        "{s:?}"
+    );
+    assert!(devices.iter().all(|d| d.version == 2));
+    server.stop().await;
+}
+
+/// One check-in and, if it brings an assignment, the reports of a good update; returns
+/// whether the device updated.
+async fn update_over_http(server: &TestServer, device: &mut TestDevice) -> bool {
+    let (code, _, body) = device.checkin(server, None).await;
+    assert_eq!(code, reqwest::StatusCode::OK);
+    let Some(assignment) = body.unwrap().assignment else {
+        return false;
+    };
+    for kind in [
+        ReportKind::Downloading,
+        ReportKind::Trial,
+        ReportKind::Confirmed,
+    ] {
+        let r = TestDevice::event(kind, assignment.version, &assignment.rollout_id, None);
+        assert_eq!(device.report(server, &r).await.0, reqwest::StatusCode::OK);
+    }
+    device.version = assignment.version;
+    true
+}
+
+// ---------------------------------------------------------------------------------------
+// Cost at scale (a measurement, not a timed assert)
+// ---------------------------------------------------------------------------------------
+
+/// Prints the cost of a check-in and of a report at 20,000 devices on SQLite:
+/// `cargo test -p rota-server --all-features --test rollout -- --ignored --nocapture
+/// cost_of_check_ins_and_reports_at_20000_devices`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement: run it by name with --ignored --nocapture"]
+async fn cost_of_check_ins_and_reports_at_20000_devices() {
+    const FLEET: usize = 20_000;
+    const SAMPLE: usize = 100;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / SAMPLE as f64;
+
+    // Check-ins during a count stage and during a percent stage, nothing assigned yet.
+    for stages in [
+        vec![Stage::Count(1), Stage::Percent(100.0)],
+        vec![Stage::Percent(1.0), Stage::Percent(100.0)],
+    ] {
+        let (_t, engine, ids) = setup(Backend::Sqlite, FLEET).await;
+        engine.create(&policy(stages.clone()), T0).await.unwrap();
+        let started = std::time::Instant::now();
+        for id in ids.iter().step_by(FLEET / SAMPLE) {
+            offer(&engine, id, T0 + 1).await;
+        }
+        println!(
+            "check-in, stages {stages:?}: {:.2} ms",
+            ms(started.elapsed())
+        );
+    }
+
+    // Reports with every device of the fleet assigned.
+    let (_t, engine, ids) = setup(Backend::Sqlite, FLEET).await;
+    let mut req = policy(vec![Stage::Percent(100.0)]);
+    req.min_sample = 1;
+    req.failure_threshold = 0.99;
+    let rollout = engine.create(&req, T0).await.unwrap();
+    let started = std::time::Instant::now();
+    assign(&engine, &ids, T0).await;
+    println!(
+        "assigning {FLEET} devices: {:.2} ms per check-in",
+        started.elapsed().as_secs_f64() * 1000.0 / FLEET as f64
+    );
+    let started = std::time::Instant::now();
+    for id in ids.iter().take(SAMPLE) {
+        report(&engine, &rollout, id, ReportKind::Confirmed, T0 + 1).await;
+    }
+    println!(
+        "report with {FLEET} devices assigned: {:.2} ms",
+        ms(started.elapsed())
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..SAMPLE {
+        status(&engine, &rollout).await;
+    }
+    println!("rollout status: {:.2} ms", ms(started.elapsed()));
 }

@@ -102,8 +102,10 @@ struct CreateArgs {
 
 /// Show a rollout's progress, or list every rollout.
 ///
-/// With an ID: its state, its current stage, per-stage device counts (members, assigned,
-/// in progress, confirmed, failed, timed out) and why it halted. Without: one line per
+/// With an ID: its state, its current stage, per-stage device counts (members, pending,
+/// assigned, in progress, confirmed, failed, timed out), how many members still run an
+/// older version, and why it halted. Pending members have not settled: a completed
+/// rollout keeps offering them the release until each has. Without an ID: one line per
 /// rollout, newest first. With --watch, refreshes every second until the rollout is
 /// completed (exit 0), halted or aborted (exit 1, with the reason).
 #[derive(Debug, clap::Args)]
@@ -290,6 +292,7 @@ fn counts_row(label: String, target: String, c: &StageCounts) -> Vec<String> {
         label,
         target,
         c.members.to_string(),
+        c.pending.to_string(),
         c.assigned.to_string(),
         c.in_progress.to_string(),
         c.confirmed.to_string(),
@@ -308,6 +311,10 @@ fn status_text(s: &RolloutStatus) -> String {
             s.state,
             current + 1,
             s.stages.get(current).map(stage_text).unwrap_or_default()
+        ),
+        RolloutState::Completed if s.counts.total.pending > 0 => format!(
+            "completed, still offering the release to the {} members that have not updated",
+            s.counts.total.pending
         ),
         RolloutState::Completed | RolloutState::Aborted => s.state.to_string(),
     };
@@ -347,12 +354,27 @@ fn status_text(s: &RolloutStatus) -> String {
     if let Some(reason) = &s.halted_reason {
         text.push_str(&format!("halted    {reason}\n"));
     }
+    let t = &s.counts.total;
+    // Pending members have not been assigned yet or are updating; failed and timed-out
+    // ones reverted or never confirmed.
+    let behind = t.pending + t.failed + t.timed_out;
+    text.push_str(&format!(
+        "behind    {behind} of {} members still run an older version ({} pending, {} failed, {} timed out)\n",
+        t.members, t.pending, t.failed, t.timed_out
+    ));
+    if t.decommissioned > 0 {
+        text.push_str(&format!(
+            "left      {} assigned devices were decommissioned before they finished\n",
+            t.decommissioned
+        ));
+    }
     text.push('\n');
     text.push_str(&table(
         &[
             "STAGE",
             "TARGET",
             "MEMBERS",
+            "PENDING",
             "ASSIGNED",
             "IN PROGRESS",
             "CONFIRMED",
@@ -382,6 +404,7 @@ fn list_text(rollouts: &[RolloutStatus]) -> String {
                     s.stages.len()
                 ),
                 t.members.to_string(),
+                t.pending.to_string(),
                 t.confirmed.to_string(),
                 t.failed.to_string(),
                 t.timed_out.to_string(),
@@ -396,6 +419,7 @@ fn list_text(rollouts: &[RolloutStatus]) -> String {
             "STATE",
             "STAGE",
             "MEMBERS",
+            "PENDING",
             "CONFIRMED",
             "FAILED",
             "TIMED OUT",
@@ -498,5 +522,56 @@ mod tests {
         }
         assert_eq!(duration_text(5400), "90m");
         assert_eq!(duration_text(86400), "1d");
+    }
+
+    /// The failure it prevents: a rollout reported as simply "completed" while members
+    /// never received the release.
+    #[test]
+    fn completed_rollout_shows_the_members_still_on_an_older_version() {
+        let counts = StageCounts {
+            members: 300,
+            assigned: 298,
+            in_progress: 1,
+            confirmed: 290,
+            failed: 5,
+            timed_out: 1,
+            pending: 4,
+            decommissioned: 1,
+        };
+        let status = RolloutStatus {
+            id: "ro-1".into(),
+            release_id: "rel-1".into(),
+            state: RolloutState::Completed,
+            current_stage: 0,
+            stages: vec![Stage::Percent(100.0)],
+            selector: Selector {
+                class_id: "8a1c3c1e-3b2a-4f5e-9d3a-0c1b2a3d4e5f".into(),
+                tags: vec![],
+                versions: vec![],
+            },
+            counts: rota_protocol::api::RolloutCounts {
+                stages: vec![counts],
+                total: counts,
+            },
+            halted_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let text = status_text(&status);
+        assert!(
+            text.contains(
+                "state     completed, still offering the release to the 4 members that have not updated"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "behind    10 of 300 members still run an older version (4 pending, 5 failed, 1 timed out)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("left      1 assigned devices"), "{text}");
+        assert!(text.contains("MEMBERS  PENDING  ASSIGNED"), "{text}");
+        assert!(list_text(&[status]).contains("PENDING"));
     }
 }

@@ -1,29 +1,31 @@
 //! Offering a checking-in device its release.
 //!
-//! The checks that only read (selector, version, stage) run first on the read pool; the
-//! decision that matters against a concurrent halt — the rollout is still active — is
-//! taken in the same write transaction as the assignment, behind the rollout's lock, so
-//! once a halting report commits no replica assigns again.
+//! The checks that only read (selector, version, stage) run first on the read pool, each
+//! a lookup by key whatever the fleet's size; the decision that matters against a
+//! concurrent halt — the rollout still offers — is taken in the same write transaction as
+//! the assignment, behind the rollout's lock, so once a halting report commits no replica
+//! assigns again.
 
 use std::cmp::Reverse;
 
 use rota_protocol::api::{Assignment, RolloutState, rollout_bucket};
 
-use super::membership::{self, Population};
-use super::store::{self, DeviceStatus, Filter, RolloutRow};
+use super::membership;
+use super::store::{self, DeviceStatus, Filter, Outcome, RolloutRow};
 use super::{DeviceView, RolloutError};
 use crate::db::Db;
 
 /// The release `device` should install now, if any. A device with an open assignment
 /// (assigned or in progress) gets that same assignment again, so re-check-ins are
-/// idempotent; otherwise the highest release version whose active rollout takes it.
+/// idempotent; otherwise the highest release version whose offering rollout (active, or
+/// completed with members still to settle) takes it.
 pub(super) async fn offer(
     db: &Db,
     device: &DeviceView,
     now_ms: i64,
 ) -> Result<Option<Assignment>, RolloutError> {
     let mut rollouts =
-        store::load_rollouts(&db.read, Filter::ActiveOfClass(&device.class_id)).await?;
+        store::load_rollouts(&db.read, Filter::OfferingOfClass(&device.class_id)).await?;
     if rollouts.is_empty() {
         return Ok(None);
     }
@@ -61,16 +63,15 @@ async fn offer_one(
         Some(row) => row.stage,
         None => {
             let stages = &rollout.policy.stages;
-            // Rule "stage membership": the rank is read only when a count stage needs it.
-            let rank = if membership::needs_rank(stages, rollout.current_stage) {
-                Population::load(&db.read, rollout, Some(device))
-                    .await?
-                    .rank_of(&device.id)
+            // Rule "stage membership": the count stages were drawn once, when the rollout
+            // was created; looking the device up is all a check-in does.
+            let drawn = if membership::has_count_stage(stages, rollout.current_stage) {
+                membership::drawn_stage(&db.read, &rollout.id, &device.id).await?
             } else {
                 None
             };
             let bucket = rollout_bucket(&rollout.id, &device.id);
-            match membership::stage_of(stages, bucket, rank) {
+            match membership::stage_of(stages, bucket, drawn) {
                 Some(stage) => stage,
                 None => return Ok(None),
             }
@@ -83,13 +84,15 @@ async fn offer_one(
     }
 
     let mut tx = db.write.begin().await?;
-    // Rule "only an active rollout assigns", atomic with the insert below.
-    if !store::lock(&mut tx, &rollout.id, &[RolloutState::Active]).await? {
+    // Rule "only an offering rollout assigns", atomic with the insert below: active, or
+    // completed (its last stage open to every member that has not settled).
+    let offering = [RolloutState::Active, RolloutState::Completed];
+    if !store::lock(&mut tx, &rollout.id, &offering).await? {
         tx.rollback().await?;
         return Ok(None);
     }
     // A row that exists already (open, or made final meanwhile) is left as it is.
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO rollout_devices \
          (rollout_id, device_id, stage, status, attempts, assigned_at, updated_at, reason) \
          VALUES ($1, $2, $3, $4, 0, $5, $5, NULL) \
@@ -102,6 +105,9 @@ async fn offer_one(
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;
+    if inserted.rows_affected() > 0 {
+        store::count_move(&mut tx, &rollout.id, stage, None, Outcome::Open, 1).await?;
+    }
     let row = store::device_row(&mut *tx, &rollout.id, &device.id).await?;
     tx.commit().await?;
     Ok(row

@@ -1,12 +1,12 @@
 //! Who a rollout reaches: the selector, and each device's stage (rules "selector", "newer
 //! only", "stage membership"; definitions in the [module doc](super)).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rota_protocol::api::{Selector, Stage, rollout_bucket};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 
-use super::store::{RolloutRow, corrupt};
+use super::store::{DeviceStatus, RolloutRow, corrupt};
 use super::{DeviceView, RolloutError};
 
 /// Device states that can take an update: the others (suspended, decommissioned) are
@@ -39,20 +39,42 @@ fn selected_parts(
         && running_version.unwrap_or(0) < release_version
 }
 
-/// Rule "stage membership": the first stage that takes a device with this bucket and
-/// rank (its position in the [`Population`]); `None` when no stage does. A count stage
-/// takes nobody when the rank is not known.
-pub(crate) fn stage_of(stages: &[Stage], bucket: f64, rank: Option<u64>) -> Option<u32> {
-    let k = stages.iter().position(|stage| match *stage {
-        Stage::Percent(percent) => bucket * 100.0 < percent,
-        Stage::Count(count) => rank.is_some_and(|r| r < count),
-    })?;
+/// Rule "stage membership": the device's drawn count stage if it has one, else the first
+/// percent stage its bucket is below; `None` when no stage takes it.
+pub(crate) fn stage_of(stages: &[Stage], bucket: f64, drawn: Option<u32>) -> Option<u32> {
+    if drawn.is_some() {
+        return drawn;
+    }
+    let k = stages
+        .iter()
+        .position(|stage| matches!(*stage, Stage::Percent(percent) if bucket * 100.0 < percent))?;
     u32::try_from(k).ok()
 }
 
-/// Whether deciding membership in stages `0..=current` needs the device's rank, which
-/// only the database can give (percent stages need only the bucket).
-pub(crate) fn needs_rank(stages: &[Stage], current: u32) -> bool {
+/// The count stage that takes the device drawn at `rank` (0-based, in bucket order):
+/// the first whose cumulative count is above the rank.
+fn count_stage_of_rank(stages: &[Stage], rank: u64) -> Option<u32> {
+    let k = stages
+        .iter()
+        .position(|stage| matches!(*stage, Stage::Count(count) if rank < count))?;
+    u32::try_from(k).ok()
+}
+
+/// How many devices the count stages take in all (they are cumulative): 0 without any.
+fn count_seats(stages: &[Stage]) -> u64 {
+    stages
+        .iter()
+        .filter_map(|s| match *s {
+            Stage::Count(count) => Some(count),
+            Stage::Percent(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether a stage in `0..=current` is a count stage, whose members only the database
+/// knows (percent stages need only the bucket).
+pub(crate) fn has_count_stage(stages: &[Stage], current: u32) -> bool {
     stages
         .iter()
         .take(current as usize + 1)
@@ -60,125 +82,170 @@ pub(crate) fn needs_rank(stages: &[Stage], current: u32) -> bool {
 }
 
 /// Whether the device may be in a stage up to `current`: exact for percent stages, and
-/// true whenever a count stage would need the device's rank.
+/// true whenever a count stage might have drawn the device.
 pub(crate) fn may_be_in_stage(
     stages: &[Stage],
     current: u32,
     rollout_id: &str,
     device_id: &str,
 ) -> bool {
-    needs_rank(stages, current)
+    has_count_stage(stages, current)
         || stage_of(stages, rollout_bucket(rollout_id, device_id), None)
             .is_some_and(|k| k <= current)
 }
 
-/// The devices a rollout ranks its count stages over: every device holding a row of the
-/// rollout, plus the known devices (able to take updates) that are selected now, ordered
-/// by `(bucket, device id)`.
-pub(crate) struct Population {
-    entries: Vec<Entry>,
+/// The device's drawn count stage, if the draw took it.
+pub(crate) async fn drawn_stage<'e, E>(
+    exec: E,
+    rollout_id: &str,
+    device_id: &str,
+) -> Result<Option<u32>, RolloutError>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let stage: Option<i64> = sqlx::query_scalar(
+        "SELECT stage FROM rollout_count_members WHERE rollout_id = $1 AND device_id = $2",
+    )
+    .bind(rollout_id)
+    .bind(device_id)
+    .fetch_optional(exec)
+    .await?;
+    stage.map(to_stage).transpose()
 }
 
-struct Entry {
-    id: String,
-    bucket: f64,
-    /// The stage recorded at assignment; devices keep it.
-    recorded_stage: Option<u32>,
+/// Draws the count stages' members, once, in the transaction that creates the rollout
+/// (or, for a rollout created before draws existed, under its lock): the first
+/// `count` devices in `(bucket, device id)` order among the devices holding a row of the
+/// rollout and the known devices selected now. Scans the class once, so that no
+/// check-in has to.
+pub(crate) async fn draw_count_members(
+    conn: &mut AnyConnection,
+    rollout: &RolloutRow,
+    now_ms: i64,
+) -> Result<(), RolloutError> {
+    let stages = &rollout.policy.stages;
+    let seats = count_seats(stages);
+    if seats > 0 {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT device_id FROM rollout_devices WHERE rollout_id = $1")
+                .bind(&rollout.id)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut population: Vec<(f64, String)> = selected_devices(&mut *conn, rollout)
+            .await?
+            .into_iter()
+            .chain(rows)
+            .map(|id| (rollout_bucket(&rollout.id, &id), id))
+            .collect();
+        population.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        population.dedup_by(|a, b| a.1 == b.1);
+        for (rank, (_, id)) in (0u64..seats).zip(population) {
+            let Some(stage) = count_stage_of_rank(stages, rank) else {
+                break;
+            };
+            sqlx::query(
+                "INSERT INTO rollout_count_members (rollout_id, device_id, stage) \
+                 VALUES ($1, $2, $3) ON CONFLICT (rollout_id, device_id) DO NOTHING",
+            )
+            .bind(&rollout.id)
+            .bind(id)
+            .bind(i64::from(stage))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE rollouts SET count_members_drawn_at = $2 WHERE id = $1")
+        .bind(&rollout.id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
-impl Population {
-    /// Reads the population. `checking_in`, already judged selected from its own view
-    /// (which may be newer than its `devices` row), is included whatever its row says.
-    pub(crate) async fn load(
-        pool: &AnyPool,
-        rollout: &RolloutRow,
-        checking_in: Option<&DeviceView>,
-    ) -> Result<Population, RolloutError> {
-        let mut recorded: HashMap<String, u32> = HashMap::new();
-        for row in sqlx::query("SELECT device_id, stage FROM rollout_devices WHERE rollout_id = $1")
+/// The known devices (able to take updates) that the rollout selects now, from their
+/// `devices` rows.
+async fn selected_devices<'e, E>(exec: E, rollout: &RolloutRow) -> Result<Vec<String>, RolloutError>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let selector = &rollout.policy.selector;
+    let devices = sqlx::query(&format!(
+        "SELECT id, tags, running_version FROM devices \
+         WHERE class_id = $1 AND state IN {TAKING_STATES}"
+    ))
+    .bind(&selector.class_id)
+    .fetch_all(exec)
+    .await?;
+    let mut out = Vec::with_capacity(devices.len());
+    for row in devices {
+        let id: String = row.try_get(0)?;
+        let tags: String = row.try_get(1)?;
+        let tags: Vec<String> = serde_json::from_str(&tags)
+            .map_err(|e| corrupt(format!("the stored tags of device {id} are not valid: {e}")))?;
+        let running: Option<i64> = row.try_get(2)?;
+        let running = running.map(|v| u64::try_from(v).unwrap_or(0));
+        if selected_parts(
+            selector,
+            rollout.release.version,
+            &selector.class_id,
+            &tags,
+            running,
+        ) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// How many members each stage has: the devices with a row of the rollout in the stage
+/// it records (but those decommissioned meanwhile), plus the known devices selected now
+/// without a row, in the stage they would be offered. Scans the class: for the tick and
+/// the management API, never a check-in or a report.
+pub(crate) async fn members_per_stage(
+    pool: &AnyPool,
+    rollout: &RolloutRow,
+) -> Result<Vec<u64>, RolloutError> {
+    let stages = &rollout.policy.stages;
+    let mut members = vec![0u64; stages.len()];
+    let mut count = |stage: Option<u32>| {
+        if let Some(n) = stage.and_then(|k| members.get_mut(k as usize)) {
+            *n += 1;
+        }
+    };
+    let mut with_row: HashSet<String> = HashSet::new();
+    for row in
+        sqlx::query("SELECT device_id, stage, status FROM rollout_devices WHERE rollout_id = $1")
             .bind(&rollout.id)
             .fetch_all(pool)
             .await?
-        {
-            let stage: i64 = row.try_get(1)?;
-            let stage = u32::try_from(stage)
-                .map_err(|_| corrupt(format!("stored stage {stage} is out of range")))?;
-            recorded.insert(row.try_get(0)?, stage);
+    {
+        let status: String = row.try_get(2)?;
+        if status != DeviceStatus::Decommissioned.as_str() {
+            count(Some(to_stage(row.try_get(1)?)?));
         }
-        let selector = &rollout.policy.selector;
-        let devices = sqlx::query(&format!(
-            "SELECT id, tags, running_version FROM devices \
-             WHERE class_id = $1 AND state IN {TAKING_STATES}"
-        ))
-        .bind(&selector.class_id)
-        .fetch_all(pool)
-        .await?;
-        let mut entries = Vec::with_capacity(devices.len() + recorded.len());
-        for row in devices {
-            let id: String = row.try_get(0)?;
-            if recorded.contains_key(&id) || checking_in.is_some_and(|d| d.id == id) {
-                continue;
-            }
-            let tags: String = row.try_get(1)?;
-            let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| {
-                corrupt(format!("the stored tags of device {id} are not valid: {e}"))
-            })?;
-            let running: Option<i64> = row.try_get(2)?;
-            let running = running.map(|v| u64::try_from(v).unwrap_or(0));
-            if selected_parts(
-                selector,
-                rollout.release.version,
-                &selector.class_id,
-                &tags,
-                running,
-            ) {
-                entries.push(Entry {
-                    bucket: rollout_bucket(&rollout.id, &id),
-                    id,
-                    recorded_stage: None,
-                });
-            }
-        }
-        if let Some(device) = checking_in {
-            if !recorded.contains_key(&device.id) {
-                entries.push(Entry {
-                    bucket: rollout_bucket(&rollout.id, &device.id),
-                    id: device.id.clone(),
-                    recorded_stage: None,
-                });
-            }
-        }
-        for (id, stage) in recorded {
-            entries.push(Entry {
-                bucket: rollout_bucket(&rollout.id, &id),
-                id,
-                recorded_stage: Some(stage),
-            });
-        }
-        entries.sort_by(|a, b| a.bucket.total_cmp(&b.bucket).then_with(|| a.id.cmp(&b.id)));
-        Ok(Population { entries })
+        with_row.insert(row.try_get(0)?);
     }
+    let mut drawn: HashMap<String, u32> = HashMap::new();
+    for row in
+        sqlx::query("SELECT device_id, stage FROM rollout_count_members WHERE rollout_id = $1")
+            .bind(&rollout.id)
+            .fetch_all(pool)
+            .await?
+    {
+        drawn.insert(row.try_get(0)?, to_stage(row.try_get(1)?)?);
+    }
+    for id in selected_devices(pool, rollout).await? {
+        if !with_row.contains(&id) {
+            let bucket = rollout_bucket(&rollout.id, &id);
+            count(stage_of(stages, bucket, drawn.get(&id).copied()));
+        }
+    }
+    Ok(members)
+}
 
-    /// The device's 0-based rank, if it is in the population.
-    pub(crate) fn rank_of(&self, device_id: &str) -> Option<u64> {
-        let position = self.entries.iter().position(|e| e.id == device_id)?;
-        u64::try_from(position).ok()
-    }
-
-    /// How many members each stage has: the recorded stage of devices with a row, the
-    /// computed stage of the others.
-    pub(crate) fn members_per_stage(&self, stages: &[Stage]) -> Vec<u64> {
-        let mut members = vec![0u64; stages.len()];
-        for (rank, entry) in self.entries.iter().enumerate() {
-            let stage = entry
-                .recorded_stage
-                .or_else(|| stage_of(stages, entry.bucket, Some(rank as u64)));
-            if let Some(count) = stage.and_then(|k| members.get_mut(k as usize)) {
-                *count += 1;
-            }
-        }
-        members
-    }
+fn to_stage(value: i64) -> Result<u32, RolloutError> {
+    u32::try_from(value)
+        .map_err(|_| corrupt(format!("stored stage {value} is out of range")).into())
 }
 
 #[cfg(test)]
@@ -202,11 +269,15 @@ mod tests {
     #[test]
     fn count_stages_take_ranks_below_the_cumulative_count_then_percent_stages_follow() {
         let stages = [Stage::Count(2), Stage::Count(5), Stage::Percent(100.0)];
-        assert_eq!(stage_of(&stages, 0.9, Some(0)), Some(0));
-        assert_eq!(stage_of(&stages, 0.9, Some(2)), Some(1));
-        assert_eq!(stage_of(&stages, 0.9, Some(5)), Some(2));
-        assert!(needs_rank(&stages, 0));
-        assert!(!needs_rank(
+        assert_eq!(count_stage_of_rank(&stages, 0), Some(0));
+        assert_eq!(count_stage_of_rank(&stages, 2), Some(1));
+        assert_eq!(count_stage_of_rank(&stages, 5), None);
+        assert_eq!(count_seats(&stages), 5);
+        // Drawn devices keep their count stage; the others fall to the percent stages.
+        assert_eq!(stage_of(&stages, 0.9, Some(1)), Some(1));
+        assert_eq!(stage_of(&stages, 0.9, None), Some(2));
+        assert!(has_count_stage(&stages, 0));
+        assert!(!has_count_stage(
             &[Stage::Percent(1.0), Stage::Percent(100.0)],
             1
         ));

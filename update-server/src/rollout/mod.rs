@@ -11,13 +11,22 @@
 //!   active ─────────────────────────────────▶ paused
 //!   active ◀───────────────────────────────── paused, halted      resume
 //!   active, paused ──failure threshold──────▶ halted
-//!   active ──last stage's gate and soak─────▶ completed           (terminal)
-//!   active, paused, halted ─────────────────▶ aborted             abort (terminal)
+//!   active ──last stage's gate and soak─────▶ completed
+//!   active, paused, halted, completed ──────▶ aborted             abort (terminal)
+//!   completed ──every member settled────────▶ completed, settled  (terminal)
 //! ```
 //!
-//! - Only an `active` rollout assigns ([`Engine::offer`]) and advances stages
+//! - An `active` rollout assigns ([`Engine::offer`]) and advances stages
 //!   ([`Engine::tick`]). Reports apply in every state, per-device timeouts in every state
 //!   that is not over: devices already updating keep going.
+//! - A `completed` rollout has passed every stage, but its promise is every member (rule
+//!   "no member left behind"): a success gate below 1 lets the last stage pass while some
+//!   members have not checked in yet. So it keeps offering the release, its last stage
+//!   open, to every member that has not settled — `StageCounts::pending`, the members
+//!   not assigned yet plus those in progress — and keeps applying their reports and
+//!   timeouts. Once no member is pending, the tick records `settled_at` and the rollout
+//!   offers nothing more: it is over. The failure threshold no longer halts it (its
+//!   stages' verdict is in); an operator who wants the remaining offers stopped aborts it.
 //! - The failure threshold halts an `active` or `paused` rollout (pausing must not shelter
 //!   a failing rollout from halting).
 //! - Resuming a `halted` rollout is allowed: it is an operator's decision after
@@ -27,10 +36,10 @@
 //! - Resuming (from `paused` or `halted`) restarts the current stage's soak.
 //! - Asking for the state a rollout is already in (pause a paused one, abort an aborted
 //!   one) succeeds and changes nothing, so operators and scripts can retry.
-//! - At most one rollout per release is not over (`active`, `paused` or `halted`); a
-//!   partial unique index enforces it. Several releases of one class may roll out at once:
-//!   a device is offered the release of the rollout it already has an open assignment in,
-//!   else the highest version whose rollout takes it (oldest rollout first on a tie).
+//! - At most one rollout per release is `active`, `paused` or `halted`; a partial unique
+//!   index enforces it. Several releases of one class may roll out at once: a device is
+//!   offered the release of the rollout it already has an open assignment in, else the
+//!   highest version whose offering rollout takes it (oldest rollout first on a tie).
 //!
 //! # Definitions
 //!
@@ -38,18 +47,22 @@
 //!   selector tag, and `versions` is empty or holds its running version; and (rule "newer
 //!   only") its running version is below the release's. Evaluated at each check-in, so
 //!   devices registered after the rollout was created join it.
-//! - **Stage of a device** (rule "stage membership"): with `b = rollout_bucket(rollout,
-//!   device)`, the first stage `k` such that `b * 100 < percent_k` (percent stage) or the
-//!   device's rank is below `count_k` (count stage); none if no stage takes it. The rank
-//!   is the device's 0-based position, ordered by `(b, device id)`, among the *population*:
-//!   the devices holding a `rollout_devices` row of this rollout, plus the known devices
-//!   (state `provisioned` or `active`) that are selected now. Once assigned, a device keeps
-//!   the stage recorded in its row, even if the population changes later.
+//! - **Count stages are drawn once**: when the rollout is created, the first `count` (of
+//!   the last count stage) devices in `(rollout_bucket(rollout, device), device id)`
+//!   order among the known devices selected then (state `provisioned` or `active`) are
+//!   recorded in `rollout_count_members` with their count stage: the first whose
+//!   cumulative count is above their rank. A check-in only looks its device up there.
+//!   Devices registered later join the percent stages only.
+//! - **Stage of a device** (rule "stage membership"): its drawn count stage, else the
+//!   first percent stage `k` with `rollout_bucket(rollout, device) * 100 < percent_k`;
+//!   none if no stage takes it. Once assigned, a device keeps the stage recorded in its
+//!   row.
 //! - **Members of stage k**: the devices whose stage is `k` — those with a row recording
-//!   stage `k`, plus known selected devices without a row whose stage computes to `k`.
-//!   Suspended and decommissioned devices without a row are not members: they cannot take
-//!   the update. Known devices that have not checked in yet are; a success gate below 1
-//!   leaves room for devices that stay offline.
+//!   stage `k` (but those decommissioned while their assignment was open: they left),
+//!   plus known selected devices without a row whose stage is `k`. Suspended and
+//!   decommissioned devices without a row are not members: they cannot take the update.
+//!   Known devices that have not checked in yet are; a success gate below 1 leaves room
+//!   for devices that stay offline, and a completed rollout keeps offering to them.
 //! - **Success gate** of the current stage `k`: met when `confirmed_k / members_k >=
 //!   success_gate`, counting the members of stage `k` alone (not of earlier stages, or a
 //!   small later stage would pass on the earlier stages' confirmations); a stage with no
@@ -67,9 +80,18 @@
 //! `assigned` → `in_progress` (downloading … trial) → `confirmed` (a confirmed boot of the
 //! release's version, the only success) | `failed` (a revert, or a failure with no retry
 //! left; a failure with retries left goes back to `assigned`) | `timed_out` (no
-//! confirmation within `device_timeout_s` of the assignment or retry). `confirmed`,
-//! `failed` and `timed_out` are final: later reports are stored but change no count, so
-//! counts only grow and a halt decision is never undone by a late report.
+//! confirmation within `device_timeout_s` of the assignment or retry) | `decommissioned`
+//! (the timeout found the device decommissioned: it left the fleet, which is not a
+//! failure). All but the first two are final: later reports are stored but change no
+//! count, so counts only grow and a halt decision is never undone by a late report.
+//!
+//! # Running counts (`rollout_counts`)
+//!
+//! Gates, the threshold and the status read per-stage counts of each outcome (`open` =
+//! assigned or in progress, `confirmed`, `failed`, `timed_out`, `decommissioned`), never a
+//! recount of `rollout_devices`: every transaction that changes a device's outcome moves
+//! the counts in the same transaction, behind the rollout's lock, so a report costs the
+//! same at any fleet size and replicas on one database agree.
 
 mod assign;
 mod membership;
@@ -83,7 +105,6 @@ use rota_protocol::api::{
 use sqlx::AnyConnection;
 
 use crate::db::{Db, new_id};
-use membership::Population;
 use store::RolloutRow;
 
 /// Why a rollout operation was refused or failed.
@@ -128,7 +149,8 @@ impl LiveRollout {
     /// Whether [`Engine::offer`] might assign this rollout's release to `device`. False is
     /// certain (as of when this row was read); true may still end in "nothing new".
     pub fn may_offer(&self, device: &DeviceView) -> bool {
-        self.state == RolloutState::Active
+        // Completed rollouts in this view still have members to settle.
+        matches!(self.state, RolloutState::Active | RolloutState::Completed)
             && membership::selected(&self.policy.selector, self.release_version, device)
             && membership::may_be_in_stage(
                 &self.policy.stages,
@@ -150,8 +172,9 @@ impl Engine {
         Engine { db }
     }
 
-    /// Creates an `active` rollout at stage 0. The release must exist and be for the
-    /// selector's class, and no other rollout of the release may be live.
+    /// Creates an `active` rollout at stage 0, and draws its count stages' members. The
+    /// release must exist and be for the selector's class, and no other rollout of the
+    /// release may be active, paused or halted.
     pub async fn create(
         &self,
         req: &RolloutCreate,
@@ -175,6 +198,7 @@ impl Engine {
         let id = new_id();
         let policy = serde_json::to_string(req)
             .map_err(|e| RolloutError::Invalid(format!("the rollout cannot be stored: {e}")))?;
+        let mut tx = self.db.write.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO rollouts (id, release_id, state, policy, current_stage, \
              stage_started_at, gate_met_at, halted_reason, created_at, updated_at) \
@@ -185,10 +209,16 @@ impl Engine {
         .bind(RolloutState::Active.as_str())
         .bind(policy)
         .bind(now_ms)
-        .execute(&self.db.write)
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => {}
+            Ok(_) => {
+                let rollout = store::load_rollout(&mut *tx, &id)
+                    .await?
+                    .ok_or_else(|| RolloutError::NotFound(id.clone()))?;
+                membership::draw_count_members(&mut tx, &rollout, now_ms).await?;
+                tx.commit().await?;
+            }
             // Another replica created one between the check above and this insert.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(one_live_per_release(&release.id, None));
@@ -217,18 +247,14 @@ impl Engine {
     }
 
     async fn status_of(&self, rollout: RolloutRow) -> Result<RolloutStatus, RolloutError> {
-        let rows = store::device_counts(&self.db.read, &rollout.id).await?;
         // Members of an ended rollout are the devices it assigned: who else "belongs" to
         // it no longer matters, and listing old rollouts should not scan the fleet.
-        let members = if is_over(rollout.state) {
+        let members = if is_over(&rollout) {
             None
         } else {
-            Some(
-                Population::load(&self.db.read, &rollout, None)
-                    .await?
-                    .members_per_stage(&rollout.policy.stages),
-            )
+            Some(membership::members_per_stage(&self.db.read, &rollout).await?)
         };
+        let rows = store::device_counts(&self.db.read, &rollout.id).await?;
         Ok(store::to_status(rollout, &rows, members.as_deref()))
     }
 
@@ -242,7 +268,8 @@ impl Engine {
         self.transition(id, now_ms, RolloutState::Active).await
     }
 
-    /// `active`, `paused` or `halted` → `aborted`, for good.
+    /// `active`, `paused`, `halted`, or `completed` with members still to settle →
+    /// `aborted`, for good: no more offers.
     pub async fn abort(&self, id: &str, now_ms: i64) -> Result<RolloutStatus, RolloutError> {
         self.transition(id, now_ms, RolloutState::Aborted).await
     }
@@ -271,10 +298,12 @@ impl Engine {
             }
             (Active, Paused) | (Paused, Active) | (Halted, Active) => true,
             (Active | Paused | Halted, Aborted) => true,
+            // Stops the offers to the members that have not settled.
+            (Completed, Aborted) => rollout.settled_at.is_none(),
             _ => false,
         };
         if !allowed {
-            return Err(RolloutError::Conflict(refusal(from, to)));
+            return Err(RolloutError::Conflict(refusal(&rollout, to)));
         }
         if from == Halted {
             // A new failure window: the failures that halted it are the operator's call.
@@ -307,8 +336,8 @@ impl Engine {
         self.status(id).await
     }
 
-    /// The rollouts that are not over (`active`, `paused`, `halted`), for
-    /// [`LiveRollout::may_offer`].
+    /// The rollouts that are not over (`active`, `paused`, `halted`, and `completed` with
+    /// members still to settle), for [`LiveRollout::may_offer`].
     pub async fn live_rollouts(&self) -> Result<Vec<LiveRollout>, RolloutError> {
         let rollouts = store::load_rollouts(&self.db.read, store::Filter::Live).await?;
         Ok(rollouts
@@ -357,14 +386,24 @@ impl Engine {
     }
 }
 
-/// Whether the rollout has ended for good.
-fn is_over(state: RolloutState) -> bool {
-    matches!(state, RolloutState::Aborted | RolloutState::Completed)
+/// Whether the rollout has ended for good: aborted, or completed with every member settled.
+fn is_over(rollout: &RolloutRow) -> bool {
+    match rollout.state {
+        RolloutState::Aborted => true,
+        RolloutState::Completed => rollout.settled_at.is_some(),
+        _ => false,
+    }
 }
 
-fn refusal(from: RolloutState, to: RolloutState) -> String {
+fn refusal(rollout: &RolloutRow, to: RolloutState) -> String {
     use RolloutState::*;
+    let from = rollout.state;
     match (from, to) {
+        (Completed, Active | Paused) if rollout.settled_at.is_none() => format!(
+            "the rollout is completed and cannot be {}; abort it to stop offering the \
+             release to the members that have not updated",
+            if to == Active { "resumed" } else { "paused" }
+        ),
         (Aborted | Completed, _) => {
             let verb = match to {
                 Active => "resumed",

@@ -116,6 +116,15 @@ async fn apply(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
+    store::count_move(
+        conn,
+        rollout_id,
+        row.stage,
+        Some(row.status.outcome()),
+        status.outcome(),
+        1,
+    )
+    .await?;
     // Rule "halt", in the same transaction: the halt takes effect as this report commits.
     halt_if_failing(conn, &rollout, now_ms).await?;
     Ok(())
