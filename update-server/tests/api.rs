@@ -13,7 +13,7 @@ use rota_protocol::api::{REPORT_PATH, Report, ReportKind, Role};
 use rota_server::config::Settings;
 use rota_server::db::Backend;
 use rota_server::manage::ENDPOINTS;
-use rota_server::manage::audit::{MAX_DETAIL, MAX_SUBJECT};
+use rota_server::manage::audit::{AuditLog, MAX_DETAIL, MAX_SUBJECT};
 use serde_json::json;
 use support::process::ServerProcess;
 use support::server::{CLASS, Keys, OTHER_CLASS, TestDevice, TestServer};
@@ -68,6 +68,7 @@ on_both_backends!(
     audit_log_does_not_grow_without_bound_under_unauthenticated_flood,
     report_flood_from_one_device_is_limited_with_retry_after,
     retried_report_is_accepted_while_its_device_is_rate_limited,
+    audit_log_is_swept_by_age_and_by_row_count,
 );
 
 fn rollout_body(release: &str, class: &str) -> serde_json::Value {
@@ -675,6 +676,48 @@ async fn retried_report_is_accepted_while_its_device_is_rate_limited(backend: Ba
         assert_eq!(ack["duplicate"], true);
     }
     server.stop().await;
+}
+
+/// The audit log's retention: records older than `audit-retention-days` go, then the
+/// oldest beyond `audit-max-rows`.
+async fn audit_log_is_swept_by_age_and_by_row_count(backend: Backend) {
+    let test = support::TestDb::new(backend).await;
+    let limits = Settings {
+        data_dir: Some("/unused".into()),
+        audit_retention_days: Some(30),
+        audit_max_rows: Some(10),
+        ..Default::default()
+    }
+    .resolve(None)
+    .unwrap()
+    .limits;
+    let log = AuditLog::new(&limits);
+    let day: i64 = 86_400_000;
+    let now = rota_server::db::now_ms();
+    // 5 records 31 days old, then 20 recent ones, a minute apart.
+    let ages = (0..5)
+        .map(|i| 31 * day + i)
+        .chain((0..20).map(|i| i * 60_000));
+    for (n, age) in ages.enumerate() {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, action, outcome, detail) \
+             VALUES ($1, $2, 'POST', 'ok', '')",
+        )
+        .bind(format!("r{n}"))
+        .bind(now - age)
+        .execute(&test.db.write)
+        .await
+        .unwrap();
+    }
+    assert_eq!(log.sweep(&test.db, now).await.unwrap(), 15);
+    let kept: Vec<(i64,)> = sqlx::query_as("SELECT at FROM audit_log ORDER BY at DESC")
+        .fetch_all(&test.db.read)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 10);
+    assert_eq!(kept[0].0, now, "the newest stay");
+    assert_eq!(kept[9].0, now - 9 * 60_000);
+    assert_eq!(log.sweep(&test.db, now).await.unwrap(), 0);
 }
 
 fn new_event() -> Report {
