@@ -257,6 +257,7 @@ fn open_file_limit() -> Option<(u64, u64)> {
         return None;
     }
     let open_now = std::fs::read_dir("/dev/fd").ok()?.count() as u64;
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
     Some((limit.rlim_cur as u64, open_now))
 }
 
