@@ -467,6 +467,18 @@ pub struct AuditEntry {
     /// `ok`, or `refused <status>`.
     pub outcome: String,
     pub detail: String,
+    /// The client's address (for counted refusals: the IPv4 address or IPv6 /64 they
+    /// came from); `null` in records from before the server kept it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// How many requests the record stands for: 1, or the refusals over the refusal rate
+    /// from one source in one minute.
+    #[serde(default = "one")]
+    pub occurrences: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// Which devices a rollout is for: all conditions must hold.

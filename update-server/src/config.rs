@@ -2,9 +2,11 @@
 //! TOML file (`--config`), then the embedded defaults, in that order of precedence.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use governor::Quota;
 use serde::Deserialize;
 
 /// Every setting, all optional: the same shape serves flags, environment and file.
@@ -57,6 +59,39 @@ pub struct Settings {
     /// Log format: `text` or `json`.
     #[arg(long, env = "ROTA_SERVER_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    // Limits under attack: see `Limits`.
+    /// Connections served at once (lowered to fit the open-file limit). At the limit, the
+    /// connection that has waited longest without a request in flight is closed to make
+    /// room; when every one is busy, the new one is closed at once.
+    #[arg(long, env = "ROTA_SERVER_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<u32>,
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection waits for its next request.
+    #[arg(long, env = "ROTA_SERVER_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    pub header_read_timeout: Option<u64>,
+    /// Refused management requests per minute of one token, or with no valid token from
+    /// one address (an IPv6 /64), that are audited one by one; beyond that they are
+    /// answered 429 and only counted.
+    #[arg(long, env = "ROTA_SERVER_REFUSALS_PER_MINUTE", value_name = "COUNT")]
+    pub refusals_per_minute: Option<u32>,
+    /// Refusals one token or address may have at once before `refusals-per-minute`
+    /// applies.
+    #[arg(long, env = "ROTA_SERVER_REFUSAL_BURST", value_name = "COUNT")]
+    pub refusal_burst: Option<u32>,
+    /// New reports per minute one device may send; beyond that, 429 with Retry-After.
+    /// A retry of a stored report is always answered.
+    #[arg(long, env = "ROTA_SERVER_REPORTS_PER_MINUTE", value_name = "COUNT")]
+    pub reports_per_minute: Option<u32>,
+    /// Reports one device may send at once before `reports-per-minute` applies.
+    #[arg(long, env = "ROTA_SERVER_REPORT_BURST", value_name = "COUNT")]
+    pub report_burst: Option<u32>,
+    /// Days an audit record is kept.
+    #[arg(long, env = "ROTA_SERVER_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub audit_retention_days: Option<u32>,
+    /// Audit records kept at most; the oldest go first.
+    #[arg(long, env = "ROTA_SERVER_AUDIT_MAX_ROWS", value_name = "COUNT")]
+    pub audit_max_rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -82,6 +117,71 @@ pub struct Config {
     pub request_timeout_s: u64,
     pub tick_ms: u64,
     pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+/// What one client may cost the server: every limit that keeps it serving under a flood
+/// (issue 12), each a setting.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub header_read_timeout_s: u64,
+    pub refusals_per_minute: u32,
+    pub refusal_burst: u32,
+    pub reports_per_minute: u32,
+    pub report_burst: u32,
+    pub audit_retention_days: u32,
+    pub audit_max_rows: u64,
+}
+
+impl Limits {
+    fn resolve(s: &Settings) -> Result<Limits> {
+        let limits = Limits {
+            max_connections: s.max_connections.unwrap_or(1024),
+            header_read_timeout_s: s.header_read_timeout.unwrap_or(15),
+            refusals_per_minute: s.refusals_per_minute.unwrap_or(60),
+            refusal_burst: s.refusal_burst.unwrap_or(20),
+            reports_per_minute: s.reports_per_minute.unwrap_or(60),
+            report_burst: s.report_burst.unwrap_or(30),
+            audit_retention_days: s.audit_retention_days.unwrap_or(90),
+            audit_max_rows: s.audit_max_rows.unwrap_or(1_000_000),
+        };
+        for (name, value) in [
+            ("max-connections", u64::from(limits.max_connections)),
+            ("header-read-timeout", limits.header_read_timeout_s),
+            ("refusals-per-minute", u64::from(limits.refusals_per_minute)),
+            ("refusal-burst", u64::from(limits.refusal_burst)),
+            ("reports-per-minute", u64::from(limits.reports_per_minute)),
+            ("report-burst", u64::from(limits.report_burst)),
+            (
+                "audit-retention-days",
+                u64::from(limits.audit_retention_days),
+            ),
+            ("audit-max-rows", limits.audit_max_rows),
+        ] {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        Ok(limits)
+    }
+
+    /// Refused management requests per source, as a governor quota.
+    pub fn refusal_quota(&self) -> Quota {
+        per_minute(self.refusals_per_minute, self.refusal_burst)
+    }
+
+    /// New reports per device, as a governor quota.
+    pub fn report_quota(&self) -> Quota {
+        per_minute(self.reports_per_minute, self.report_burst)
+    }
+}
+
+/// `rate` cells a minute, `burst` at once (both at least 1; `resolve` refuses 0).
+fn per_minute(rate: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::per_minute(rate).allow_burst(burst)
 }
 
 impl Settings {
@@ -101,6 +201,14 @@ impl Settings {
             request_timeout: self.request_timeout.or(lower.request_timeout),
             tick: self.tick.or(lower.tick),
             log_format: self.log_format.or(lower.log_format),
+            max_connections: self.max_connections.or(lower.max_connections),
+            header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
+            refusals_per_minute: self.refusals_per_minute.or(lower.refusals_per_minute),
+            refusal_burst: self.refusal_burst.or(lower.refusal_burst),
+            reports_per_minute: self.reports_per_minute.or(lower.reports_per_minute),
+            report_burst: self.report_burst.or(lower.report_burst),
+            audit_retention_days: self.audit_retention_days.or(lower.audit_retention_days),
+            audit_max_rows: self.audit_max_rows.or(lower.audit_max_rows),
         }
     }
 
@@ -115,6 +223,7 @@ impl Settings {
     /// Resolves `self` (flags and environment) over `file`, then the defaults.
     pub fn resolve(self, file: Option<Settings>) -> Result<Config> {
         let s = self.or(file.unwrap_or_default());
+        let limits = Limits::resolve(&s)?;
         let Some(data_dir) = s.data_dir else {
             bail!(
                 "--data-dir is required (or ROTA_SERVER_DATA_DIR, or data-dir in the config file)"
@@ -128,6 +237,7 @@ impl Settings {
             .artifacts
             .unwrap_or_else(|| data_dir.join("artifacts").display().to_string());
         let config = Config {
+            limits,
             listen: s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
             database_url,
             artifacts,
@@ -193,5 +303,12 @@ mod tests {
             ..Default::default()
         };
         assert!(zero.resolve(None).is_err());
+        let no_connections = Settings {
+            data_dir: Some("/d".into()),
+            max_connections: Some(0),
+            ..Default::default()
+        };
+        let err = no_connections.resolve(None).unwrap_err();
+        assert!(err.to_string().contains("max-connections"), "{err}");
     }
 }

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod artifacts;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod device;
 pub mod error;
@@ -56,13 +57,11 @@ pub async fn serve(
     tracing::info!(%address, database = %db::redact(&state.config.database_url), "rota-server listening");
     let background = tokio::spawn(tasks::run(state.clone()));
     let app = app::router(state.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    connections::serve(listener, app, &state.config.limits, shutdown).await;
     background.abort();
     // Last-seen times collected since the last tick.
     tasks::tick(&state).await;
-    served.context("the HTTP server failed")
+    Ok(())
 }
 
 async fn shutdown_signal() {

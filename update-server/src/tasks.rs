@@ -1,7 +1,9 @@
 //! The background pass every replica runs each tick: write batched last-seen times,
-//! advance rollouts (timeouts, gates, soak), refresh the live-rollout view, and re-sign
-//! TUF metadata before it expires. Every step is a compare-and-set in the database, so
-//! replicas running it at the same time do each thing once.
+//! advance rollouts (timeouts, gates, soak), refresh the live-rollout view, re-sign
+//! TUF metadata before it expires, and write the audit log's counted refusals. Every step
+//! is a compare-and-set in the database, so replicas running it at the same time do each
+//! thing once. Once a minute, housekeeping: the audit log's retention, and forgetting
+//! rate-limit state of clients that have gone quiet.
 
 use std::time::Duration;
 
@@ -12,10 +14,28 @@ use crate::db::now_ms;
 pub async fn run(state: AppState) {
     let mut interval = tokio::time::interval(Duration::from_millis(state.config.tick_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
-        tick(&state).await;
+        tokio::select! {
+            _ = interval.tick() => tick(&state).await,
+            _ = housekeeping.tick() => housekeep(&state).await,
+        }
     }
+}
+
+/// How often [`housekeep`] runs; the first run is at start-up.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes audit records past their retention; forgets idle rate-limit keys.
+pub async fn housekeep(state: &AppState) {
+    match state.audit.sweep(&state.db, now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "deleted audit records past their retention"),
+        Err(err) => tracing::error!(error = %err, "cannot sweep the audit log"),
+    }
+    state.report_limiter.retain_recent();
+    state.report_limiter.shrink_to_fit();
 }
 
 /// One pass.
@@ -32,5 +52,8 @@ pub async fn tick(state: &AppState) {
     }
     if let Err(err) = state.repo.refresh_expiring(now).await {
         tracing::error!(error = %format!("{err:#}"), "cannot re-sign TUF metadata");
+    }
+    if let Err(err) = state.audit.flush(&state.db, now).await {
+        tracing::error!(error = %err, "cannot write counted refusals to the audit log");
     }
 }

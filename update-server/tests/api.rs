@@ -1,15 +1,24 @@
 //! The HTTP API end to end over loopback, on SQLite and on PostgreSQL: device
 //! authentication and lifecycle, check-in with ETags, idempotent reports, the
-//! authorization matrix, the audit log, and bad input.
+//! authorization matrix, the audit log, bad input, and the limits that keep the server
+//! serving under a flood (issue 12: audit log disk fill, metrics cardinality, slow and
+//! idle connections, report spam).
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use reqwest::{Method, StatusCode};
-use rota_protocol::api::{ReportKind, Role};
+use rota_protocol::api::{REPORT_PATH, Report, ReportKind, Role};
+use rota_server::config::Settings;
 use rota_server::db::Backend;
 use rota_server::manage::ENDPOINTS;
+use rota_server::manage::audit::{AuditLog, MAX_DETAIL, MAX_SUBJECT};
 use serde_json::json;
+use support::process::ServerProcess;
 use support::server::{CLASS, Keys, OTHER_CLASS, TestDevice, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 async fn start(backend: Backend) -> (Keys, TestServer) {
     let keys = Keys::new();
@@ -19,6 +28,17 @@ async fn start(backend: Backend) -> (Keys, TestServer) {
     };
     let server = TestServer::start(&keys, url).await;
     server.init_repo(&keys).await;
+    (keys, server)
+}
+
+/// A server on `backend` with `adjust` applied to its settings.
+async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> (Keys, TestServer) {
+    let keys = Keys::new();
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(support::postgres_schema_url().await),
+    };
+    let server = TestServer::start_with(&keys, url, adjust).await;
     (keys, server)
 }
 
@@ -45,6 +65,10 @@ on_both_backends!(
     bad_input_gets_a_4xx_with_a_reason,
     ops_endpoints_answer,
     re_uploading_an_artifact_is_idempotent,
+    audit_log_does_not_grow_without_bound_under_unauthenticated_flood,
+    report_flood_from_one_device_is_limited_with_retry_after,
+    retried_report_is_accepted_while_its_device_is_rate_limited,
+    audit_log_is_swept_by_age_and_by_row_count,
 );
 
 fn rollout_body(release: &str, class: &str) -> serde_json::Value {
@@ -519,4 +543,306 @@ async fn re_uploading_an_artifact_is_idempotent(backend: Backend) {
         assert_eq!(resp.status(), expected, "round {round}");
     }
     server.stop().await;
+}
+
+/// 2,000 unauthenticated requests with ~64 KB paths once stored 2,000 full rows (125 MB in
+/// 3 s). Now the refusals within the rate are stored with their path cut, and the rest
+/// are answered 429 with Retry-After and counted in one record.
+async fn audit_log_does_not_grow_without_bound_under_unauthenticated_flood(backend: Backend) {
+    const FLOOD: u64 = 200;
+    const BURST: u32 = 5;
+    let (_keys, server) = start_with(backend, |s| {
+        s.refusal_burst = Some(BURST);
+        s.refusals_per_minute = Some(1);
+    })
+    .await;
+    let path = format!("/api/v1/devices/{}", "a".repeat(16 * 1024));
+    let (mut refused, mut limited) = (0, 0);
+    for _ in 0..FLOOD {
+        let resp = server.http.get(server.url(&path)).send().await.unwrap();
+        match resp.status() {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait = resp.headers()["retry-after"].to_str().unwrap();
+                assert!(wait.parse::<u64>().unwrap() >= 1, "Retry-After: {wait}");
+                limited += 1;
+            }
+            other => panic!("an unauthenticated request answered {other}"),
+        }
+    }
+    assert_eq!(refused, BURST, "refusals within the burst are answered 401");
+    assert_eq!(limited, FLOOD - u64::from(BURST));
+
+    // Every refusal is accounted for, in a bounded number of bounded records.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refusals = loop {
+        let log = server
+            .admin(Method::GET, "/api/v1/audit?limit=1000", None)
+            .await;
+        let refusals: Vec<serde_json::Value> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["outcome"].as_str().unwrap().starts_with("refused"))
+            .cloned()
+            .collect();
+        let counted: u64 = refusals
+            .iter()
+            .map(|e| e["occurrences"].as_u64().unwrap())
+            .sum();
+        if counted == FLOOD {
+            break refusals;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{counted} of {FLOOD} refusals in the audit log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        refusals.len() <= BURST as usize + 1,
+        "{} records for {FLOOD} refusals: {refusals:#?}",
+        refusals.len()
+    );
+    for entry in &refusals {
+        assert_eq!(entry["source"], "127.0.0.1", "{entry}");
+        // The cut keeps at most MAX bytes and appends "… (N bytes)".
+        assert!(entry["subject"].as_str().unwrap().len() <= MAX_SUBJECT + 32);
+        assert!(entry["detail"].as_str().unwrap().len() <= MAX_DETAIL + 32);
+    }
+    server.stop().await;
+}
+
+/// One device once sent 1,273 reports/s, all stored.
+async fn report_flood_from_one_device_is_limited_with_retry_after(backend: Backend) {
+    const BURST: u32 = 3;
+    let (keys, server) = start_with(backend, |s| {
+        s.report_burst = Some(BURST);
+        s.reports_per_minute = Some(1);
+    })
+    .await;
+    let spammer = TestDevice::new(&keys, "dev-spam", CLASS, &[]);
+    let neighbour = TestDevice::new(&keys, "dev-quiet", CLASS, &[]);
+    server.register(&spammer).await;
+    server.register(&neighbour).await;
+    let (mut accepted, mut limited) = (0, 0);
+    for _ in 0..20 {
+        let resp = send_report(&server, &spammer, &new_event()).await;
+        match resp.status() {
+            StatusCode::OK => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait = resp.headers()["retry-after"].to_str().unwrap();
+                assert!(wait.parse::<u64>().unwrap() >= 1, "Retry-After: {wait}");
+                let body: serde_json::Value = resp.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains("again later"));
+                limited += 1;
+            }
+            other => panic!("a report answered {other}"),
+        }
+    }
+    assert_eq!(accepted, BURST, "the burst passes, then the rate");
+    assert_eq!(limited, 20 - BURST);
+    // The limit is the device's own: another device still reports.
+    let resp = send_report(&server, &neighbour, &new_event()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+/// A device whose answer was lost sends the same event again; the limit must not turn
+/// that retry away, or the device could never settle its queue.
+async fn retried_report_is_accepted_while_its_device_is_rate_limited(backend: Backend) {
+    let (keys, server) = start_with(backend, |s| {
+        s.report_burst = Some(1);
+        s.reports_per_minute = Some(1);
+    })
+    .await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    server.register(&device).await;
+    let stored = new_event();
+    assert_eq!(
+        send_report(&server, &device, &stored).await.status(),
+        StatusCode::OK
+    );
+    let resp = send_report(&server, &device, &new_event()).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "over the limit"
+    );
+    for _ in 0..3 {
+        let resp = send_report(&server, &device, &stored).await;
+        assert_eq!(resp.status(), StatusCode::OK, "a retry of a stored event");
+        let ack: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(ack["duplicate"], true);
+    }
+    server.stop().await;
+}
+
+/// The audit log's retention: records older than `audit-retention-days` go, then the
+/// oldest beyond `audit-max-rows`.
+async fn audit_log_is_swept_by_age_and_by_row_count(backend: Backend) {
+    let test = support::TestDb::new(backend).await;
+    let limits = Settings {
+        data_dir: Some("/unused".into()),
+        audit_retention_days: Some(30),
+        audit_max_rows: Some(10),
+        ..Default::default()
+    }
+    .resolve(None)
+    .unwrap()
+    .limits;
+    let log = AuditLog::new(&limits);
+    let day: i64 = 86_400_000;
+    let now = rota_server::db::now_ms();
+    // 5 records 31 days old, then 20 recent ones, a minute apart.
+    let ages = (0..5)
+        .map(|i| 31 * day + i)
+        .chain((0..20).map(|i| i * 60_000));
+    for (n, age) in ages.enumerate() {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, action, outcome, detail) \
+             VALUES ($1, $2, 'POST', 'ok', '')",
+        )
+        .bind(format!("r{n}"))
+        .bind(now - age)
+        .execute(&test.db.write)
+        .await
+        .unwrap();
+    }
+    assert_eq!(log.sweep(&test.db, now).await.unwrap(), 15);
+    let kept: Vec<(i64,)> = sqlx::query_as("SELECT at FROM audit_log ORDER BY at DESC")
+        .fetch_all(&test.db.read)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 10);
+    assert_eq!(kept[0].0, now, "the newest stay");
+    assert_eq!(kept[9].0, now - 9 * 60_000);
+    assert_eq!(log.sweep(&test.db, now).await.unwrap(), 0);
+}
+
+fn new_event() -> Report {
+    Report::new(ReportKind::Downloading, 2, None, None).unwrap()
+}
+
+async fn send_report(
+    server: &TestServer,
+    device: &TestDevice,
+    report: &Report,
+) -> reqwest::Response {
+    let body = serde_json::to_vec(report).unwrap();
+    device
+        .send(server, Method::POST, REPORT_PATH, body, &[])
+        .await
+}
+
+/// 200,000 invented methods once made 220,000 series and a 20 MB `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_series_stay_bounded_under_invented_methods_and_paths() {
+    let (_keys, server) = start_with(Backend::Sqlite, |_| {}).await;
+    for i in 0..100 {
+        let invented = Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        for path in ["/healthz", "/api/v1/devices", &format!("/invented/{i}")] {
+            let resp = server
+                .http
+                .request(invented.clone(), server.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_client_error(), "{invented} {path}");
+        }
+    }
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let known = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other",
+    ];
+    for line in metrics.lines().filter(|l| l.starts_with("rota_http_")) {
+        assert!(!line.contains("INVENTED"), "a client-made label: {line}");
+        assert!(
+            !line.contains("/invented/"),
+            "a raw path as a label: {line}"
+        );
+        if let Some(at) = line.find("method=\"") {
+            let method = line[at + 8..].split('"').next().unwrap();
+            assert!(known.contains(&method), "method label {method}: {line}");
+        }
+    }
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    server.stop().await;
+}
+
+/// Headers finished 75 s after the connection opened were still answered. Now the
+/// connection is closed after `header-read-timeout`, and the same timer closes an idle
+/// keep-alive connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_connection_is_closed_after_the_header_timeout() {
+    let (_keys, server) = start_with(Backend::Sqlite, |s| s.header_read_timeout = Some(1)).await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    // Far beyond the timeout, so a loaded machine cannot make this flaky; without a
+    // timeout the server would wait forever.
+    let patience = Duration::from_secs(20);
+
+    let mut slow = TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: rota\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(patience, slow.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the server still waits for the headers");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains(" 200 "),
+        "half-sent headers answered: {answer}"
+    );
+    // Finishing the headers now gets no answer.
+    let _ = slow.write_all(b"\r\n").await;
+    let mut late = Vec::new();
+    let _ = tokio::time::timeout(patience, slow.read_to_end(&mut late)).await;
+    assert!(late.is_empty(), "{}", String::from_utf8_lossy(&late));
+
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: rota\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(patience, idle.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "an idle keep-alive connection is kept open");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+/// 80 half-sent requests once used up a 64-file limit and `/healthz` timed out. The
+/// binary runs under `ulimit -n 64` on its default settings, so the connection limit
+/// is the one it derives from the file limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_slow_connections_hold_the_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn_limited(dir.path(), None, &[], Some(64)).await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..80 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        // The server may already have closed an older one to make room; that is fine.
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: rota\r\nX-Slow: ")
+            .await;
+        slow.push(stream);
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let resp = http.get(server.url("/healthz")).send().await;
+        let status = resp.map(|r| r.status()).map_err(|e| e.to_string());
+        assert_eq!(status, Ok(StatusCode::OK), "{}", server.log());
+    }
+    drop(slow);
 }

@@ -11,12 +11,14 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
 use rota_protocol::api::{Assignment, CheckInQuery, CheckInResponse, Report, ReportAck};
 use sha2::{Digest, Sha256};
 
 use super::SignedByDevice;
 use super::directory::Seen;
 use crate::app::AppState;
+use crate::config::Limits;
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::rollout::DeviceView;
@@ -100,9 +102,25 @@ pub fn jittered(base: u32) -> u32 {
     ((base as f64 * factor).round() as u32).max(1)
 }
 
+/// New reports per device: governor's keyed limiter, keyed by the authenticated device
+/// id (the signature is checked first, so no one can spend another device's quota).
+pub type ReportLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+pub fn report_limiter(limits: &Limits) -> ReportLimiter {
+    governor::RateLimiter::keyed(limits.report_quota())
+}
+
 /// `POST /api/v1/device/report`: a status event. Idempotent by `event_id`.
+///
+/// One device once sent 1,273 reports/s, all stored (issue 12). Rule "report spam": new
+/// events from one device pass at `reports-per-minute` (`report-burst` at once); beyond
+/// that the answer is 429 with `Retry-After`, which the agent treats as "try again
+/// later", keeping the report queued. Rule "a retry is never limited": an event already
+/// stored is acknowledged as a duplicate before the limit is consulted, so a device whose
+/// answer was lost can always settle its queue (the engine's insert stays the one
+/// authority on duplicates; this read only spares retries the limit).
 #[utoipa::path(post, path = "/api/v1/device/report", request_body = Report,
-    responses((status = 200, body = ReportAck)), tag = "device")]
+    responses((status = 200, body = ReportAck), (status = 429)), tag = "device")]
 pub async fn report(
     State(state): State<AppState>,
     signed: SignedByDevice,
@@ -110,10 +128,28 @@ pub async fn report(
     let report: Report = serde_json::from_slice(&signed.body)
         .map_err(|e| ApiError::bad_request(format!("the report is not valid: {e}")))?;
     report.validate().map_err(ApiError::bad_request)?;
-    let ack = state
-        .engine
-        .report(&signed.device.id, &report, now_ms())
-        .await?;
+    let device_id = &signed.device.id;
+    let stored: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM device_events WHERE device_id = $1 AND event_id = $2")
+            .bind(device_id)
+            .bind(&report.event_id)
+            .fetch_optional(&state.db.read)
+            .await?;
+    if stored.is_some() {
+        return Ok(Json(ReportAck { duplicate: true }));
+    }
+    if let Err(not_until) = state.report_limiter.check_key(device_id) {
+        metrics::counter!("rota_reports_limited_total").increment(1);
+        let wait = not_until.wait_time_from(state.report_limiter.clock().now());
+        return Err(ApiError::too_many_requests(
+            format!(
+                "this device sent more than {} new reports a minute; send this one again later",
+                state.config.limits.reports_per_minute
+            ),
+            wait,
+        ));
+    }
+    let ack = state.engine.report(device_id, &report, now_ms()).await?;
     metrics::counter!("rota_reports_total", "kind" => report.kind.as_str()).increment(1);
     Ok(Json(ack))
 }

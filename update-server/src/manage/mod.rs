@@ -4,20 +4,22 @@
 //! the authorization middleware enforces it and the authorization-matrix test walks it.
 //! An endpoint missing from the table is refused (fail closed).
 
+pub mod audit;
 pub mod devices;
 pub mod releases;
 pub mod rollouts;
 pub mod tokens;
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rota_protocol::api::Role;
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
-use crate::db::{new_id, now_ms};
 use crate::error::ApiError;
 
 /// Who made a management request: the token's id and role.
@@ -74,7 +76,8 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Authenticates the bearer token, checks the role against [`ENDPOINTS`], runs the
-/// handler, and writes the audit record: every non-GET request and every refusal.
+/// handler, and writes the audit record: every non-GET request and every refusal, the
+/// refusals within their source's rate ([`audit`]).
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = req
@@ -83,25 +86,26 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let subject = req.uri().path().to_string();
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    // Who asked for what; `refuse` and the handler's answer fill in the outcome.
+    let request = |caller| audit::Record {
+        source,
+        caller,
+        method: &method,
+        subject: &subject,
+        status: 0,
+        detail: "",
+    };
     let caller = match authenticate(&state, req.headers()).await {
         Ok(caller) => caller,
-        Err(err) => {
-            audit(
-                &state,
-                None,
-                &method,
-                &subject,
-                err.status.as_u16(),
-                &err.message,
-            )
-            .await;
-            return axum::response::IntoResponse::into_response(err);
-        }
+        Err(err) => return refuse(&state, request(None), err).await,
     };
     let Some(needed) = required_role(&method, &route) else {
         let err = ApiError::forbidden("this endpoint has no permission defined");
-        audit(&state, Some(&caller), &method, &subject, 403, &err.message).await;
-        return axum::response::IntoResponse::into_response(err);
+        return refuse(&state, request(Some(&caller)), err).await;
     };
     if !caller.role.allows(needed) {
         let err = ApiError::forbidden(format!(
@@ -109,21 +113,49 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             caller.role.as_str(),
             needed.as_str()
         ));
-        audit(&state, Some(&caller), &method, &subject, 403, &err.message).await;
-        return axum::response::IntoResponse::into_response(err);
+        return refuse(&state, request(Some(&caller)), err).await;
     }
     req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    if method != Method::GET || status >= 400 {
-        let detail = response
-            .extensions()
-            .get::<AuditDetail>()
-            .map(|d| d.0.clone())
-            .unwrap_or_default();
-        audit(&state, Some(&caller), &method, &subject, status, &detail).await;
+    let detail = response
+        .extensions()
+        .get::<AuditDetail>()
+        .map(|d| d.0.clone())
+        .unwrap_or_default();
+    let entry = audit::Record {
+        status,
+        detail: &detail,
+        ..request(Some(&caller))
+    };
+    if status >= 400 {
+        // The handler's answer stands; over the rate, the refusal is only counted.
+        let _ = state.audit.refusal(&state.db, &entry).await;
+    } else if method != Method::GET {
+        state.audit.record(&state.db, &entry).await;
     }
     response
+}
+
+/// Answers `err`, recorded if its source is within the refusal rate; beyond it, a 429
+/// that tells the client when to try again, and a count instead of a record.
+async fn refuse(state: &AppState, request: audit::Record<'_>, err: ApiError) -> Response {
+    let record = audit::Record {
+        status: err.status.as_u16(),
+        detail: &err.message,
+        ..request
+    };
+    match state.audit.refusal(&state.db, &record).await {
+        Ok(()) => err.into_response(),
+        Err(retry_after) => ApiError::too_many_requests(
+            format!(
+                "too many refused requests from this address (the last: {}); try again later",
+                err.message
+            ),
+            retry_after,
+        )
+        .into_response(),
+    }
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -151,38 +183,4 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
         .ok()
         .ok_or_else(|| ApiError::internal("a token has an unknown role"))?;
     Ok(Caller { token_id, role })
-}
-
-/// Writes one audit record. An audit write that fails is logged loudly; the action has
-/// already happened by then, so failing the response would only hide it from the caller.
-pub async fn audit(
-    state: &AppState,
-    caller: Option<&Caller>,
-    method: &Method,
-    subject: &str,
-    status: u16,
-    detail: &str,
-) {
-    let outcome = if status < 400 {
-        "ok".to_string()
-    } else {
-        format!("refused {status}")
-    };
-    let result = sqlx::query(
-        "INSERT INTO audit_log (id, at, token_id, role, action, subject, outcome, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(new_id())
-    .bind(now_ms())
-    .bind(caller.map(|c| c.token_id.clone()))
-    .bind(caller.map(|c| c.role.as_str().to_string()))
-    .bind(method.as_str().to_string())
-    .bind(subject.to_string())
-    .bind(outcome)
-    .bind(detail.to_string())
-    .execute(&state.db.write)
-    .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, %method, subject, "cannot write the audit log");
-    }
 }

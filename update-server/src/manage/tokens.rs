@@ -134,7 +134,7 @@ pub async fn revoke(
     ))
 }
 
-/// at, token id, role, action, subject, outcome, detail.
+/// at, token id, role, action, subject, outcome, detail, source, occurrences.
 type AuditRow = (
     i64,
     Option<String>,
@@ -143,6 +143,8 @@ type AuditRow = (
     Option<String>,
     String,
     String,
+    Option<String>,
+    i64,
 );
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -162,7 +164,8 @@ pub async fn audit_log(
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows: Vec<AuditRow> = sqlx::query_as(
-        "SELECT at, token_id, role, action, subject, outcome, detail FROM audit_log \
+        "SELECT at, token_id, role, action, subject, outcome, detail, source, occurrences \
+         FROM audit_log \
              WHERE at >= $1 ORDER BY at DESC LIMIT $2",
     )
     .bind(q.since.unwrap_or(0))
@@ -172,14 +175,18 @@ pub async fn audit_log(
     Ok(Json(
         rows.into_iter()
             .map(
-                |(at, token_id, role, action, subject, outcome, detail)| AuditEntry {
-                    at: crate::db::api_time(at),
-                    token_id,
-                    role,
-                    action,
-                    subject,
-                    outcome,
-                    detail,
+                |(at, token_id, role, action, subject, outcome, detail, source, occurrences)| {
+                    AuditEntry {
+                        at: crate::db::api_time(at),
+                        token_id,
+                        role,
+                        action,
+                        subject,
+                        outcome,
+                        detail,
+                        source,
+                        occurrences: occurrences.max(1) as u64,
+                    }
                 },
             )
             .collect(),

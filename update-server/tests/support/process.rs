@@ -52,6 +52,17 @@ impl ServerProcess {
     /// goes to `DATA_DIR/server-<port>.log`. The admin token must exist by then (the
     /// server writes it on a fresh database).
     pub async fn spawn(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Self {
+        Self::spawn_limited(data_dir, database_url, extra, None).await
+    }
+
+    /// As [`spawn`](Self::spawn), with the child's open-file limit (`ulimit -n`) set to
+    /// `file_limit`.
+    pub async fn spawn_limited(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+        file_limit: Option<u64>,
+    ) -> Self {
         let port = free_port();
         let log = data_dir.join(format!("server-{port}.log"));
         let out = File::create(&log).unwrap();
@@ -68,6 +79,22 @@ impl ServerProcess {
             .stderr(out);
         if let Some(url) = database_url {
             command.arg("--database-url").arg(url);
+        }
+        if let Some(limit) = file_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = command.spawn().expect("cannot start rota-server");
         let mut server = ServerProcess {

@@ -102,6 +102,19 @@ impl TestServer {
         server
     }
 
+    /// A server on embedded defaults or on `database_url`, with `adjust` applied to its
+    /// settings.
+    pub async fn start_with(
+        keys: &Keys,
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestServer {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = TestServer::start_in(keys, temp.path(), database_url, adjust).await;
+        server._temp = Some(temp);
+        server
+    }
+
     /// A server in `data_dir`, with `adjust` applied to its settings.
     pub async fn start_in(
         keys: &Keys,
