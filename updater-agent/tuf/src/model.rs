@@ -15,6 +15,7 @@ use crate::{Error, TargetInfo};
 pub(crate) const TOP_LEVEL: [&str; 4] = ["root", "timestamp", "snapshot", "targets"];
 
 /// One metadata file: its signatures and the canonical bytes they cover.
+#[derive(Clone)]
 pub(crate) struct Envelope {
     /// (keyid, sig hex) in file order; key ids are unique.
     pub signatures: Vec<(String, String)>,
