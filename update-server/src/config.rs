@@ -57,6 +57,11 @@ pub struct Settings {
     /// Log format: `text` or `json`.
     #[arg(long, env = "ROTA_SERVER_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Seconds an uploaded artifact may wait for signed targets metadata to list it; after
+    /// that (and for a file the targets metadata stops listing) it is deleted. Unlisted
+    /// artifacts are never served.
+    #[arg(long, env = "ROTA_SERVER_UNLISTED_ARTIFACT_GRACE", value_name = "SECONDS")]
+    pub unlisted_artifact_grace: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -82,6 +87,7 @@ pub struct Config {
     pub request_timeout_s: u64,
     pub tick_ms: u64,
     pub log_format: LogFormat,
+    pub unlisted_artifact_grace_s: u64,
 }
 
 impl Settings {
@@ -101,6 +107,9 @@ impl Settings {
             request_timeout: self.request_timeout.or(lower.request_timeout),
             tick: self.tick.or(lower.tick),
             log_format: self.log_format.or(lower.log_format),
+            unlisted_artifact_grace: self
+                .unlisted_artifact_grace
+                .or(lower.unlisted_artifact_grace),
         }
     }
 
@@ -144,6 +153,7 @@ impl Settings {
             request_timeout_s: s.request_timeout.unwrap_or(30),
             tick_ms: s.tick.unwrap_or(250),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
+            unlisted_artifact_grace_s: s.unlisted_artifact_grace.unwrap_or(24 * 3600),
             data_dir,
         };
         if config.poll_interval_s == 0 {

@@ -1,6 +1,6 @@
 //! The background pass every replica runs each tick: write batched last-seen times,
-//! advance rollouts (timeouts, gates, soak), refresh the live-rollout view, and re-sign
-//! TUF metadata before it expires. Every step is a compare-and-set in the database, so
+//! advance rollouts (timeouts, gates, soak), refresh the live-rollout view, re-sign
+//! TUF metadata before it expires, and delete artifacts no signed targets list. Every step is a compare-and-set in the database, so
 //! replicas running it at the same time do each thing once.
 
 use std::time::Duration;
@@ -32,5 +32,9 @@ pub async fn tick(state: &AppState) {
     }
     if let Err(err) = state.repo.refresh_expiring(now).await {
         tracing::error!(error = %format!("{err:#}"), "cannot re-sign TUF metadata");
+    }
+    let grace = Duration::from_secs(state.config.unlisted_artifact_grace_s);
+    if let Err(err) = state.repo.sweep_unlisted(&state.artifacts, grace, now).await {
+        tracing::error!(error = %format!("{err:#}"), "cannot sweep unlisted artifacts");
     }
 }
