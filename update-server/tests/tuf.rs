@@ -459,7 +459,10 @@ async fn unlisted_upload_is_not_served() {
     server.upload(&bytes).await;
     let sha = sha256_hex(&bytes);
     let path = format!("/tuf/targets/{sha}.fw.bin");
-    assert_eq!(get(&server, &path, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&server, &path, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     list_targets(&server, &keys, &[("fw.bin", &bytes)]).await;
     let resp = get(&server, &path, None).await;
