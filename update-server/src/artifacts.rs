@@ -303,8 +303,17 @@ mod tests {
             .unwrap();
         let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-        assert!(artifacts.stored_before(an_hour_ago).await.unwrap().is_empty());
-        assert_eq!(artifacts.stored_before(in_an_hour).await.unwrap(), [sha.clone()]);
+        assert!(
+            artifacts
+                .stored_before(an_hour_ago)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            artifacts.stored_before(in_an_hour).await.unwrap(),
+            std::slice::from_ref(&sha)
+        );
         artifacts.delete(&sha).await.unwrap();
         artifacts.delete(&sha).await.unwrap();
         assert_eq!(artifacts.len(&sha).await.unwrap(), None);

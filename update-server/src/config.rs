@@ -60,7 +60,11 @@ pub struct Settings {
     /// Seconds an uploaded artifact may wait for signed targets metadata to list it; after
     /// that (and for a file the targets metadata stops listing) it is deleted. Unlisted
     /// artifacts are never served.
-    #[arg(long, env = "ROTA_SERVER_UNLISTED_ARTIFACT_GRACE", value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "ROTA_SERVER_UNLISTED_ARTIFACT_GRACE",
+        value_name = "SECONDS"
+    )]
     pub unlisted_artifact_grace: Option<u64>,
 }
 

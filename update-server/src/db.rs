@@ -120,8 +120,9 @@ fn restrict_sqlite_files(path: &Path) -> Result<()> {
             let file = Path::new(&file);
             match std::fs::set_permissions(file, owner_only.clone()) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                other => other
-                    .with_context(|| format!("cannot make {} private", file.display()))?,
+                other => {
+                    other.with_context(|| format!("cannot make {} private", file.display()))?
+                }
             }
         }
     }

@@ -34,7 +34,11 @@ pub async fn tick(state: &AppState) {
         tracing::error!(error = %format!("{err:#}"), "cannot re-sign TUF metadata");
     }
     let grace = Duration::from_secs(state.config.unlisted_artifact_grace_s);
-    if let Err(err) = state.repo.sweep_unlisted(&state.artifacts, grace, now).await {
+    if let Err(err) = state
+        .repo
+        .sweep_unlisted(&state.artifacts, grace, now)
+        .await
+    {
         tracing::error!(error = %format!("{err:#}"), "cannot sweep unlisted artifacts");
     }
 }

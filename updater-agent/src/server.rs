@@ -28,7 +28,9 @@ pub enum ServerError {
     Refused { status: u16, message: String },
     /// The answer is longer than the agent's limit for its kind: a broken or hostile
     /// server. Nothing past the limit was read; a later request may succeed.
-    #[error("the server's {answer} answer is longer than the agent's limit of {limit} bytes for it")]
+    #[error(
+        "the server's {answer} answer is longer than the agent's limit of {limit} bytes for it"
+    )]
     TooLarge { answer: &'static str, limit: u64 },
 }
 
@@ -127,7 +129,14 @@ impl ServerClient {
             certificate: certificate.clone(),
         })
         .map_err(|e| ServerError::Transient(e.to_string()))?;
-        self.send(identity, AnswerKind::Enroll, "POST", ENROLL_PATH, body, None)?;
+        self.send(
+            identity,
+            AnswerKind::Enroll,
+            "POST",
+            ENROLL_PATH,
+            body,
+            None,
+        )?;
         Ok(())
     }
 
@@ -179,7 +188,14 @@ impl ServerClient {
     /// `POST /api/v1/device/report`.
     pub fn report(&self, identity: &Identity, report: &Report) -> Result<ReportAck, ServerError> {
         let body = serde_json::to_vec(report).map_err(|e| ServerError::Transient(e.to_string()))?;
-        let answer = self.send(identity, AnswerKind::Report, "POST", REPORT_PATH, body, None)?;
+        let answer = self.send(
+            identity,
+            AnswerKind::Report,
+            "POST",
+            REPORT_PATH,
+            body,
+            None,
+        )?;
         serde_json::from_slice(&answer.body).map_err(|e| {
             ServerError::Transient(format!("the report answer is not valid JSON: {e}"))
         })

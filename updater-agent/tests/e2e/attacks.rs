@@ -746,5 +746,9 @@ fn agent_refuses_an_oversized_check_in_answer_without_reading_it_whole() {
         );
     }
     rig.proxy.clear_rule();
-    assert_eq!(rig.cycle(), Outcome::UpToDate, "the next honest answer is read");
+    assert_eq!(
+        rig.cycle(),
+        Outcome::UpToDate,
+        "the next honest answer is read"
+    );
 }
