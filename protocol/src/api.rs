@@ -329,16 +329,38 @@ pub struct TokenCreate {
 }
 
 impl TokenCreate {
-    /// Checks the name.
+    /// Checks the name: it is printed back in token lists and the audit log, so it must
+    /// be 1 to [`MAX_TOKEN_NAME_LEN`] characters, each [`shows_as_itself`], without
+    /// surrounding spaces.
     pub fn validate(&self) -> Result<(), String> {
-        let len = self.name.chars().count();
-        if !(1..=MAX_TOKEN_NAME_LEN).contains(&len) || self.name.chars().any(char::is_control) {
+        let name = &self.name;
+        let len = name.chars().count();
+        if !(1..=MAX_TOKEN_NAME_LEN).contains(&len)
+            || !name.chars().all(shows_as_itself)
+            || name.trim() != name
+        {
             return Err(format!(
-                "the token name must be 1 to {MAX_TOKEN_NAME_LEN} characters without control characters"
+                "the token name must be 1 to {MAX_TOKEN_NAME_LEN} characters without control \
+                 characters, line breaks, bidirectional controls or surrounding spaces"
             ));
         }
         Ok(())
     }
+}
+
+/// Whether `c` prints as itself in a terminal or a log line: not a control character
+/// (Unicode Cc: NUL, tab, newline, escape, DEL, C1), not a line or paragraph separator,
+/// and not a bidirectional formatting character, which reorders the text shown around it
+/// (CVE-2021-42574, "Trojan Source").
+pub fn shows_as_itself(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{2028}' | '\u{2029}' // line and paragraph separators
+            | '\u{061c}' | '\u{200e}' | '\u{200f}' // bidi marks
+            | '\u{202a}'..='\u{202e}' // bidi embeddings and overrides
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+        )
 }
 
 /// A new token: the secret is shown this once and stored only hashed.

@@ -50,6 +50,10 @@
 //!   when it is full of unexpired entries (a flood of validly signed requests, which only a
 //!   device key holder can make), the entry closest to expiry is dropped. Availability
 //!   wins over replay protection there, which the previous point shows is safe.
+//! - Enumeration: a request naming a device id the server does not know gets exactly the
+//!   answer of a request that a known device's key did not sign, after the same clock
+//!   check and the same signature work ([`RequestVerifier::refuse_unknown`]), so the
+//!   answers do not tell which ids are registered. The server logs the difference.
 //! - Confidentiality: none here. Use TLS: check-ins and reports reveal a device's firmware
 //!   version and state.
 //! - Clocks: a device needs a clock within the skew of the server's (from NTP, or from
@@ -116,8 +120,10 @@ pub enum AuthError {
     /// The (device, nonce) pair was already accepted within the window.
     #[error("the request nonce was already used, so the request is refused as a replay")]
     Replayed,
-    /// The signature does not verify with the device's key over this request.
-    #[error("the request signature does not verify with the device's key")]
+    /// The signature does not verify over this request with the key registered for the
+    /// device id, or no key is registered for it: one answer for both, so that it does not
+    /// tell which device ids exist.
+    #[error("the request is not signed by the key registered for its device id")]
     BadSignature,
 }
 
@@ -360,11 +366,7 @@ impl RequestVerifier {
         device_key: &VerifyingKey,
         now_ms: u64,
     ) -> Result<(), AuthError> {
-        if now_ms.abs_diff(headers.timestamp_ms) > self.max_skew_ms {
-            return Err(AuthError::ClockSkew {
-                max_skew_ms: self.max_skew_ms,
-            });
-        }
+        self.check_clock(headers, now_ms)?;
         headers.verify_signature(method, path_and_query, body, device_key)?;
         // Acceptable until the server's clock passes timestamp + skew; remembered as long.
         let expires_ms = headers.timestamp_ms.saturating_add(self.max_skew_ms);
@@ -377,7 +379,41 @@ impl RequestVerifier {
             Err(AuthError::Replayed)
         }
     }
+
+    /// The refusal of a request that names a device id the server does not know: what
+    /// [`verify`](Self::verify) answers a known device whose key did not sign the request
+    /// (a clock skew first, then [`AuthError::BadSignature`]), after the same signature
+    /// work on a key nobody uses, so neither the answer nor its timing tells an unknown id
+    /// from a known one. The replay cache is not touched.
+    pub fn refuse_unknown(
+        &self,
+        headers: &SignedHeaders,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> AuthError {
+        if let Err(skew) = self.check_clock(headers, now_ms) {
+            return skew;
+        }
+        let _ = headers.verify_signature(method, path_and_query, body, &STAND_IN_KEY);
+        AuthError::BadSignature
+    }
+
+    fn check_clock(&self, headers: &SignedHeaders, now_ms: u64) -> Result<(), AuthError> {
+        if now_ms.abs_diff(headers.timestamp_ms) > self.max_skew_ms {
+            return Err(AuthError::ClockSkew {
+                max_skew_ms: self.max_skew_ms,
+            });
+        }
+        Ok(())
+    }
 }
+
+/// The key [`RequestVerifier::refuse_unknown`] checks against: an ordinary Ed25519 key
+/// (so the check costs what a real one does), whatever the result.
+static STAND_IN_KEY: std::sync::LazyLock<VerifyingKey> =
+    std::sync::LazyLock::new(|| SigningKey::from_bytes(&[0x5a; 32]).verifying_key());
 
 const REPLAY_SHARDS: usize = 16;
 

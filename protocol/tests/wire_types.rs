@@ -415,6 +415,18 @@ fn token_name_validation() {
     assert!(token("").validate().is_err());
     assert!(token(&"n".repeat(65)).validate().is_err());
     assert!(token("line\nbreak").validate().is_err());
+    assert!(token("ci publisher, ünicode").validate().is_ok());
+    for refused in [
+        "\u{1b}[2J",
+        "tab\t",
+        "nul\0",
+        "ls\u{2028}",
+        "rlo\u{202e}",
+        " padded",
+        "  ",
+    ] {
+        assert!(token(refused).validate().is_err(), "{refused:?}");
+    }
 }
 
 #[test]

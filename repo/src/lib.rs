@@ -86,7 +86,8 @@ pub use root::{
     RoleKeys, RootInfo, RootParams, init_root, rotate_root, verify_root_chain, verify_root_update,
 };
 pub use targets::{
-    RotaTarget, TargetEntry, TargetFile, VerifiedTargets, sign_targets, verify_targets_upload,
+    RotaTarget, TargetEntry, TargetFile, VerifiedTargets, listed_targets, sign_targets,
+    verify_targets_upload,
 };
 /// The TUF library rota-repo builds on, for its client (`tough::RepositoryLoader`) and types.
 pub use tough;

@@ -356,6 +356,13 @@ fn parse(bytes: &[u8]) -> Result<(Signed<Targets>, Vec<TargetEntry>)> {
     Ok((targets, entries))
 }
 
+/// The targets that targets metadata lists, read as strictly as [`verify_targets_upload`]
+/// reads them but without checking signatures: for metadata that was verified when it
+/// was stored, such as a server's current targets.
+pub fn listed_targets(bytes: &[u8]) -> Result<Vec<TargetEntry>> {
+    parse(bytes).map(|(_, entries)| entries)
+}
+
 /// New targets metadata: the targets of `current_targets` (if any) plus `add`, at the
 /// next version (1 when there is none), expiring at `expires`, signed by each of
 /// `targets_keys` (at least the root's targets threshold of them, for clients to accept

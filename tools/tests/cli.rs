@@ -91,6 +91,13 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
         .key_id();
     assert!(run.stdout.contains(&hex::encode(kid)), "{}", run.stdout);
     assert!(run.stdout.contains("release.key") && run.stdout.contains("release.pub"));
+    // One key type, several roles: the output says where the public half goes for each
+    // (a CA key is no firmware trust anchor).
+    assert!(
+        run.stdout.contains("firmware-signing key") && run.stdout.contains("DATA_DIR/device-ca/"),
+        "{}",
+        run.stdout
+    );
 
     // A second run refuses and changes nothing.
     rota(dir.path(), &["keygen", "--out", "release"]).fails_with("release.key already exists");

@@ -178,6 +178,30 @@ impl Artifacts {
         Ok(stale.len())
     }
 
+    /// The SHA-256 of every artifact stored before `cutoff` (for the sweep of unlisted
+    /// artifacts, `Repository::sweep_unlisted`).
+    pub async fn stored_before(&self, cutoff: std::time::SystemTime) -> Result<Vec<String>> {
+        let mut old = Vec::new();
+        let mut listing = self.store.list(Some(&Path::from("targets")));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.context("cannot list the artifact store")?;
+            if let Some(sha256) = meta.location.filename()
+                && std::time::SystemTime::from(meta.last_modified) < cutoff
+            {
+                old.push(sha256.to_string());
+            }
+        }
+        Ok(old)
+    }
+
+    /// Deletes an artifact (gone already is fine: another replica's sweep).
+    pub async fn delete(&self, sha256: &str) -> Result<()> {
+        match self.store.delete(&Self::object(sha256)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).context("cannot delete an artifact"),
+        }
+    }
+
     /// Whether the artifact is stored, and its length.
     pub async fn len(&self, sha256: &str) -> Result<Option<u64>> {
         match self.store.head(&Self::object(sha256)).await {
@@ -264,5 +288,34 @@ mod tests {
         assert_eq!(swept, 1);
         assert!(!dir.path().join("uploads/crashed").exists());
         assert_eq!(artifacts.len(&sha).await.unwrap(), Some(good.len() as u64));
+    }
+
+    #[tokio::test]
+    async fn artifacts_are_found_by_age_and_deleted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = Artifacts::open(dir.path().to_str().unwrap()).unwrap();
+        let bytes = b"an upload";
+        let sha = hex::encode(Sha256::digest(bytes));
+        let body = futures::stream::iter([Ok::<_, String>(Bytes::from_static(bytes))]);
+        artifacts
+            .upload(&sha, bytes.len() as u64, 1 << 20, body)
+            .await
+            .unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert!(
+            artifacts
+                .stored_before(an_hour_ago)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            artifacts.stored_before(in_an_hour).await.unwrap(),
+            std::slice::from_ref(&sha)
+        );
+        artifacts.delete(&sha).await.unwrap();
+        artifacts.delete(&sha).await.unwrap();
+        assert_eq!(artifacts.len(&sha).await.unwrap(), None);
     }
 }

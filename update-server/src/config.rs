@@ -92,6 +92,15 @@ pub struct Settings {
     /// Audit records kept at most; the oldest go first.
     #[arg(long, env = "ROTA_SERVER_AUDIT_MAX_ROWS", value_name = "COUNT")]
     pub audit_max_rows: Option<u64>,
+    /// Seconds an uploaded artifact may wait for signed targets metadata to list it; after
+    /// that (and for a file the targets metadata stops listing) it is deleted. Unlisted
+    /// artifacts are never served.
+    #[arg(
+        long,
+        env = "ROTA_SERVER_UNLISTED_ARTIFACT_GRACE",
+        value_name = "SECONDS"
+    )]
+    pub unlisted_artifact_grace: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -117,6 +126,7 @@ pub struct Config {
     pub request_timeout_s: u64,
     pub tick_ms: u64,
     pub log_format: LogFormat,
+    pub unlisted_artifact_grace_s: u64,
     pub limits: Limits,
 }
 
@@ -209,6 +219,9 @@ impl Settings {
             report_burst: self.report_burst.or(lower.report_burst),
             audit_retention_days: self.audit_retention_days.or(lower.audit_retention_days),
             audit_max_rows: self.audit_max_rows.or(lower.audit_max_rows),
+            unlisted_artifact_grace: self
+                .unlisted_artifact_grace
+                .or(lower.unlisted_artifact_grace),
         }
     }
 
@@ -254,6 +267,7 @@ impl Settings {
             request_timeout_s: s.request_timeout.unwrap_or(30),
             tick_ms: s.tick.unwrap_or(250),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
+            unlisted_artifact_grace_s: s.unlisted_artifact_grace.unwrap_or(24 * 3600),
             data_dir,
         };
         if config.poll_interval_s == 0 {

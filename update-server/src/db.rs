@@ -52,6 +52,11 @@ impl Db {
             .with_context(|| format!("cannot parse the database URL {}", redact(url)))?;
         let db = match backend {
             Backend::Sqlite => {
+                let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .with_context(|| format!("cannot parse the database URL {}", redact(url)))?
+                    .get_filename()
+                    .to_path_buf();
+                restrict_sqlite_files(&path)?;
                 let write = sqlite_pool(options.clone(), 1).await?;
                 let read = sqlite_pool(options, 8).await?;
                 Db {
@@ -86,6 +91,42 @@ impl Db {
         let path = dir.join("rota.db");
         Db::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
+}
+
+/// Makes the SQLite database at `path` readable and writable by its owner only (mode
+/// 0600, like the keys): it holds the token hashes, the device registry and the audit log.
+/// A missing file is created so, whatever the umask, before SQLite opens it; an existing
+/// one, and its `-wal` and `-shm` files, are set to 0600. SQLite creates `-wal` and `-shm`
+/// with the database file's permissions (`unixOpen` takes them from the database file
+/// and `fchmod`s against the umask), so they follow.
+fn restrict_sqlite_files(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let owner_only = std::fs::Permissions::from_mode(0o600);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create the database {}", path.display()))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = Path::new(&file);
+            match std::fs::set_permissions(file, owner_only.clone()) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => {
+                    other.with_context(|| format!("cannot make {} private", file.display()))?
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn sqlite_pool(options: AnyConnectOptions, size: u32) -> Result<AnyPool> {
@@ -136,4 +177,31 @@ pub fn new_id() -> String {
 /// A stored time (unix milliseconds) as the API gives times: unix seconds.
 pub fn api_time(ms: i64) -> u64 {
     (ms.max(0) / 1000) as u64
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The database holds token hashes, the device registry and the audit log: neither it
+    /// nor its WAL and shared-memory files may be readable by other users, whatever the
+    /// umask.
+    #[tokio::test]
+    async fn database_files_are_not_world_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite_in(dir.path()).await.unwrap();
+        sqlx::query("INSERT INTO artifacts (sha256, length, created_at) VALUES ('x', 1, 1)")
+            .execute(&db.write)
+            .await
+            .unwrap();
+        for name in ["rota.db", "rota.db-wal", "rota.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! The background pass every replica runs each tick: write batched last-seen times,
 //! advance rollouts (timeouts, gates, soak), refresh the live-rollout view, re-sign
-//! TUF metadata before it expires, and write the audit log's counted refusals. Every step
-//! is a compare-and-set in the database, so replicas running it at the same time do each
-//! thing once. Once a minute, housekeeping: the audit log's retention, and forgetting
-//! rate-limit state of clients that have gone quiet.
+//! TUF metadata before it expires, write the audit log's counted refusals, and delete
+//! artifacts no signed targets list. Every step is a compare-and-set in the database, so
+//! replicas running it at the same time do each thing once. Once a minute, housekeeping:
+//! the audit log's retention, and forgetting rate-limit state of clients that have gone
+//! quiet.
 
 use std::time::Duration;
 
@@ -55,5 +56,13 @@ pub async fn tick(state: &AppState) {
     }
     if let Err(err) = state.audit.flush(&state.db, now).await {
         tracing::error!(error = %err, "cannot write counted refusals to the audit log");
+    }
+    let grace = Duration::from_secs(state.config.unlisted_artifact_grace_s);
+    if let Err(err) = state
+        .repo
+        .sweep_unlisted(&state.artifacts, grace, now)
+        .await
+    {
+        tracing::error!(error = %format!("{err:#}"), "cannot sweep unlisted artifacts");
     }
 }

@@ -7,7 +7,10 @@
 //! records them, then signs a new snapshot and timestamp. Every write is an insert keyed by
 //! (role, version), so two replicas that race produce one version, never two.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -30,7 +33,27 @@ pub struct Repository {
     keys_dir: std::path::PathBuf,
     timestamp_lifetime: Duration,
     snapshot_lifetime: Duration,
+    /// What the newest targets metadata lists, read again when a newer version appears.
+    listed: std::sync::Mutex<Arc<Listed>>,
+    /// When this replica last swept unlisted artifacts (unix ms).
+    last_sweep_ms: AtomicI64,
 }
+
+/// The target files one version of the targets metadata lists: the only files served.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// The targets metadata version (0: none yet).
+    pub version: i64,
+    /// Every path a client asks for a listed file under (`rota_repo::layout::target_paths`),
+    /// with its SHA-256 in lowercase hex.
+    pub paths: HashMap<String, String>,
+    /// The SHA-256 of every listed file.
+    pub sha256s: HashSet<String>,
+}
+
+/// How often the sweep of unlisted artifacts runs at most (more often with a shorter
+/// grace period): it lists the whole artifact store.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// One stored metadata file.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -77,7 +100,91 @@ impl Repository {
             keys_dir: dir.clone(),
             timestamp_lifetime: Duration::from_secs(config.timestamp_lifetime_s),
             snapshot_lifetime: Duration::from_secs(config.snapshot_lifetime_s),
+            listed: Default::default(),
+            last_sweep_ms: AtomicI64::new(i64::MIN),
         })
+    }
+
+    /// The target files the newest targets metadata lists. One indexed read per call; the
+    /// metadata itself is parsed again only when its version changed (another replica may
+    /// have published it).
+    pub async fn listed(&self) -> Result<Arc<Listed>> {
+        let newest: Option<(i64,)> = sqlx::query_as(
+            "SELECT version FROM tuf_metadata WHERE role = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(RoleName::Targets.as_str())
+        .fetch_optional(&self.db.read)
+        .await?;
+        let cached = self.cached_listed();
+        if newest.map_or(0, |(v,)| v) <= cached.version {
+            return Ok(cached);
+        }
+        let Some(stored) = self.latest(RoleName::Targets).await? else {
+            return Ok(cached);
+        };
+        let targets = rota_repo::listed_targets(stored.body.as_bytes())
+            .context("the stored targets metadata does not parse")?;
+        let listed = Arc::new(Listed {
+            version: stored.version,
+            paths: targets
+                .iter()
+                .flat_map(|t| {
+                    let sha256 = hex::encode(t.sha256);
+                    t.paths().into_iter().map(move |p| (p, sha256.clone()))
+                })
+                .collect(),
+            sha256s: targets.iter().map(|t| hex::encode(t.sha256)).collect(),
+        });
+        let mut slot = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.version < listed.version {
+            *slot = listed.clone();
+        }
+        Ok(listed)
+    }
+
+    /// Deletes the artifacts that the current targets metadata does not list and that
+    /// were stored more than `grace` ago (uploads never published, files no longer
+    /// listed), with their rows, so that the store holds only what may be served. Runs at
+    /// most once per `grace` or [`SWEEP_EVERY`], whichever is shorter; returns how many
+    /// files it deleted.
+    ///
+    /// The listing is read after the store, so a targets version published meanwhile
+    /// keeps its files; only one that commits while its files are being deleted, and
+    /// lists files uploaded more than `grace` ago, can lose them (it then lists files the
+    /// server cannot serve, until they are uploaded again).
+    pub async fn sweep_unlisted(
+        &self,
+        artifacts: &Artifacts,
+        grace: Duration,
+        now_ms: i64,
+    ) -> Result<usize> {
+        let every = grace.min(SWEEP_EVERY).as_millis() as i64;
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < every {
+            return Ok(0);
+        }
+        self.last_sweep_ms.store(now_ms, Ordering::Relaxed);
+        let cutoff = from_ms(now_ms).checked_sub(grace).unwrap_or(UNIX_EPOCH);
+        let old = artifacts.stored_before(cutoff).await?;
+        let listed = self.listed().await?;
+        let mut swept = 0;
+        for sha256 in old.iter().filter(|s| !listed.sha256s.contains(*s)) {
+            artifacts.delete(sha256).await?;
+            sqlx::query("DELETE FROM artifacts WHERE sha256 = $1")
+                .bind(sha256)
+                .execute(&self.db.write)
+                .await?;
+            tracing::info!(sha256, "deleted an artifact that no signed targets list");
+            swept += 1;
+        }
+        Ok(swept)
+    }
+
+    fn cached_listed(&self) -> Arc<Listed> {
+        self.listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn signer(&self) -> Result<&OnlineSigner, ApiError> {
@@ -487,26 +594,23 @@ pub async fn serve_metadata(
         .into_response())
 }
 
-/// `GET /tuf/targets/{path}`: a target by its consistent-snapshot name
-/// `[dir/]SHA256.name` (TUF 1.0.34 §5.7.3), content-addressed, with `Range` and `ETag`.
+/// `GET /tuf/targets/{path}`: a target of the current targets metadata by its
+/// consistent-snapshot name `[dir/]SHA256.name` (TUF 1.0.34 §5.7.3), with `Range` and
+/// `ETag`. Uploads that no signed targets metadata lists are not served: the artifact
+/// store holds them only until they are published or swept.
 pub async fn serve_target(
     State(state): State<AppState>,
     UrlPath(path): UrlPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     // The specification (and python-tuf) put the hash on the file name, `dir/HASH.file`;
-    // tough 0.24 puts it on the whole path, `HASH.dir/file`. Both name the same bytes.
-    let hash_of = |part: &str| {
-        part.split_once('.')
-            .map(|(hash, _)| hash)
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .map(str::to_string)
-    };
-    let last = path.rsplit('/').next().unwrap_or(&path);
-    let Some(sha256) = hash_of(last).or_else(|| hash_of(&path)) else {
-        return Err(ApiError::not_found(
-            "targets are served under consistent-snapshot names, SHA256.name",
-        ));
+    // tough 0.24 puts it on the whole path, `HASH.dir/file`: `Listed` has both.
+    let listed = state.repo.listed().await?;
+    let Some(sha256) = listed.paths.get(&path) else {
+        return Err(ApiError::not_found(format!(
+            "{path} is not a target of the current targets metadata \
+             (targets are served under consistent-snapshot names, SHA256.name)"
+        )));
     };
     let sha256 = sha256.as_str();
     let length = state
@@ -629,6 +733,12 @@ fn parse_range(value: &str, length: u64) -> RangeRequest {
             if suffix == 0 {
                 return RangeRequest::Unsatisfiable;
             }
+            // §14.1.2 counts a non-zero suffix as satisfiable even on an empty
+            // representation, but no 206 can carry zero bytes (§14.4 has no empty
+            // range): ignore Range (§14.2) and send the whole, empty, representation.
+            if length == 0 {
+                return RangeRequest::Ignore;
+            }
             length.saturating_sub(suffix)..length
         }
         (true, true) => return RangeRequest::Ignore,
@@ -655,6 +765,11 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), Ignore);
         assert_eq!(parse_range("bytes=a-b", 100), Ignore);
         assert_eq!(parse_range("bytes=+1-2", 100), Ignore);
+        // An empty representation: a suffix is ignored, anything else is unsatisfiable.
+        assert_eq!(parse_range("bytes=-1", 0), Ignore);
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 0), Unsatisfiable);
     }
 
     #[test]

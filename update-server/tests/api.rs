@@ -69,6 +69,8 @@ on_both_backends!(
     report_flood_from_one_device_is_limited_with_retry_after,
     retried_report_is_accepted_while_its_device_is_rate_limited,
     audit_log_is_swept_by_age_and_by_row_count,
+    unknown_and_known_device_ids_get_the_same_refusal,
+    token_name_with_control_characters_is_refused,
 );
 
 fn rollout_body(release: &str, class: &str) -> serde_json::Value {
@@ -845,4 +847,96 @@ async fn healthz_answers_while_slow_connections_hold_the_connection_limit() {
         assert_eq!(status, Ok(StatusCode::OK), "{}", server.log());
     }
     drop(slow);
+    server.stop().await;
+}
+
+/// A signed `GET /api/v1/device/self` as `id`, signed by `key` at `timestamp_ms`: the
+/// status and body of the answer.
+async fn self_request_as(
+    server: &TestServer,
+    id: &str,
+    key: &rota_protocol::SigningKey,
+    timestamp_ms: u64,
+) -> (StatusCode, String) {
+    let path = "/api/v1/device/self";
+    let nonce = rota_protocol::Nonce::random().unwrap();
+    let headers = rota_protocol::sign_request(key, id, "GET", path, b"", timestamp_ms, nonce);
+    let mut request = server.http.get(server.url(path));
+    for (name, value) in headers.iter() {
+        request = request.header(name, value);
+    }
+    let resp = request.send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// Device-id enumeration: a forged request for a registered id and one for an id the
+/// server has never seen get the same refusal (status and body), with the clock right and
+/// with it wrong, so the answers do not reveal which ids exist.
+async fn unknown_and_known_device_ids_get_the_same_refusal(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let known = TestDevice::new(&keys, "dev-known", CLASS, &[]);
+    server.register(&known).await;
+    let attacker = TestDevice::new(&keys, "dev-attacker", CLASS, &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for timestamp in [now, now - 3_600_000] {
+        let forged = self_request_as(&server, &known.id, &attacker.key, timestamp).await;
+        let unknown = self_request_as(&server, "dev-unknown", &attacker.key, timestamp).await;
+        assert_eq!(forged.0, StatusCode::UNAUTHORIZED, "{forged:?}");
+        assert_eq!(forged, unknown, "at timestamp {timestamp}");
+    }
+    // The device's own key still gets in.
+    let (status, _) = self_request_as(&server, &known.id, &known.key, now).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+/// Token names are printed back by `GET /api/v1/tokens` and the audit log: a name with
+/// a newline, an escape sequence or a bidirectional override is refused with a 400 and
+/// stored nowhere.
+async fn token_name_with_control_characters_is_refused(backend: Backend) {
+    let (_keys, server) = start(backend).await;
+    for name in [
+        "ci\nadmin",
+        "line\rbreak",
+        "\u{1b}[31mred",
+        "tab\there",
+        "bidi\u{202e}txt.exe",
+        "",
+        &"n".repeat(65),
+    ] {
+        let (status, body) = server
+            .call(
+                &server.admin,
+                Method::POST,
+                "/api/v1/tokens",
+                Some(json!({"name": name, "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("token name"),
+            "{body}"
+        );
+    }
+    let tokens = server.admin(Method::GET, "/api/v1/tokens", None).await;
+    let names: Vec<&str> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bootstrap admin"], "nothing was stored");
+    let (status, _) = server
+        .call(
+            &server.admin,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "ci publisher ünicode", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    server.stop().await;
 }

@@ -106,9 +106,26 @@ async fn artifacts_in_s3(moto: &Moto) {
     )
     .await;
 
+    // Only listed files are served: sign the plain one into the targets.
+    let current = server.current_targets().await;
+    let plain_target =
+        rota_repo::TargetFile::from_bytes("plain.bin", &plain, serde_json::json!({}));
+    let signed = rota_repo::sign_targets(
+        Some(&current),
+        &[plain_target],
+        &[&keys.targets],
+        support::server::far_future(),
+    )
+    .unwrap();
+    server.put_targets(&signed.bytes).await;
+
     // Served whole and in ranges, from S3.
-    for (sha, bytes) in [(&image_sha, &image), (&plain_sha, &plain)] {
-        let path = format!("/tuf/targets/{sha}.fw.bin");
+    let image_name = format!("fw-{CLASS}-2.bin");
+    for (sha, bytes, name) in [
+        (&image_sha, &image, image_name.as_str()),
+        (&plain_sha, &plain, "plain.bin"),
+    ] {
+        let path = format!("/tuf/targets/{sha}.{name}");
         let resp = server.http.get(server.url(&path)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(

@@ -424,6 +424,131 @@ async fn metadata_and_targets_are_served_with_etags_and_ranges() {
     server.stop().await;
 }
 
+/// Signs and publishes targets metadata adding plain `files` (no rota fields).
+async fn list_targets(server: &TestServer, keys: &Keys, files: &[(&str, &[u8])]) {
+    let add: Vec<TargetFile> = files
+        .iter()
+        .map(|(name, bytes)| TargetFile::from_bytes(*name, bytes, serde_json::json!({})))
+        .collect();
+    let current = server.current_targets().await;
+    let signed =
+        rota_repo::sign_targets(Some(&current), &add, &[&keys.targets], far_future()).unwrap();
+    server.put_targets(&signed.bytes).await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+async fn get(server: &TestServer, path: &str, range: Option<&str>) -> reqwest::Response {
+    let mut request = server.http.get(server.url(path));
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    request.send().await.unwrap()
+}
+
+/// Uploading needs a management token, but downloading is public: an upload that no
+/// signed targets metadata lists must not be downloadable by its hash, or the server
+/// hosts whatever a leaked release token uploads. Once listed, it is served under its
+/// listed name only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_upload_is_not_served() {
+    let (keys, server, _root) = start().await;
+    let bytes = b"uploaded, never signed".to_vec();
+    server.upload(&bytes).await;
+    let sha = sha256_hex(&bytes);
+    let path = format!("/tuf/targets/{sha}.fw.bin");
+    assert_eq!(
+        get(&server, &path, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    list_targets(&server, &keys, &[("fw.bin", &bytes)]).await;
+    let resp = get(&server, &path, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(&resp.bytes().await.unwrap()[..], &bytes[..]);
+    let elsewhere = format!("/tuf/targets/{sha}.not-its-name.bin");
+    assert_eq!(
+        get(&server, &elsewhere, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    server.stop().await;
+}
+
+/// An upload that no signed targets metadata lists stays for the grace period (so a
+/// release engineer can upload before signing), then it is deleted; listed files stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_upload_is_swept_after_the_grace_period() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let listed = b"listed".to_vec();
+    let unlisted = b"never listed".to_vec();
+    let file = |bytes: &[u8]| dir.path().join("artifacts/targets").join(sha256_hex(bytes));
+
+    // The default grace period: both are kept.
+    let server = TestServer::start_in(&keys, dir.path(), None, |_| {}).await;
+    server.init_repo(&keys).await;
+    server.upload(&listed).await;
+    list_targets(&server, &keys, &[("listed.bin", &listed)]).await;
+    server.upload(&unlisted).await;
+    server.stop().await;
+    assert!(file(&unlisted).exists() && file(&listed).exists());
+
+    // No grace period: the next sweep deletes the unlisted upload, file and row.
+    let server = TestServer::start_in(&keys, dir.path(), None, |s| {
+        s.unlisted_artifact_grace = Some(0);
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while file(&unlisted).exists() {
+        assert!(std::time::Instant::now() < deadline, "never swept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(file(&listed).exists(), "a listed file is never swept");
+    let db = db(&server).await;
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT sha256 FROM artifacts")
+        .fetch_all(&db.read)
+        .await
+        .unwrap();
+    assert_eq!(rows, [(sha256_hex(&listed),)]);
+    let path = format!("/tuf/targets/{}.listed.bin", sha256_hex(&listed));
+    assert_eq!(get(&server, &path, None).await.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+/// RFC 9110 §14.1.2: on an empty file a suffix range (`bytes=-1`) is satisfiable but no
+/// 206 can carry zero bytes, so the server ignores Range (§14.2) and sends the empty
+/// file; a range with a first position is unsatisfiable: 416, `Content-Range: bytes */0`
+/// (§15.5.17). Neither is a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suffix_range_on_an_empty_artifact_is_not_a_server_error() {
+    let (keys, server, _root) = start().await;
+    let sha = sha256_hex(b"");
+    // reqwest sends no Content-Length for an empty body; the upload needs one.
+    let resp = server
+        .http
+        .put(server.url(&format!("/api/v1/artifacts/{sha}")))
+        .bearer_auth(&server.admin)
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    list_targets(&server, &keys, &[("empty.bin", b"")]).await;
+    let path = format!("/tuf/targets/{sha}.empty.bin");
+    let resp = get(&server, &path, Some("bytes=-1")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-length"], "0");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    for range in ["bytes=0-", "bytes=-0"] {
+        let resp = get(&server, &path, Some(range)).await;
+        assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(resp.headers()["content-range"], "bytes */0", "{range}");
+    }
+    server.stop().await;
+}
+
 fn online_signer(keys: &Keys) -> OnlineSigner {
     let copy = |k: &RepoKey| RepoKey::from_pkcs8_pem(&k.to_pkcs8_pem().unwrap()).unwrap();
     OnlineSigner::new(copy(&keys.snapshot), copy(&keys.timestamp))

@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::device::{Device, Running};
 use crate::install::{Failure, Transfer, install};
 use crate::release::{self, Trust};
-use crate::server::{CheckIn, ServerClient, ServerError};
+use crate::server::{AnswerLimits, CheckIn, ServerClient, ServerError};
 use crate::state::{AgentState, Job, Phase};
 
 /// How the agent talks to the server and paces itself.
@@ -31,10 +31,13 @@ pub struct Config {
     /// Bounds on the server's poll hint.
     pub poll_min: Duration,
     pub poll_max: Duration,
+    /// The most the agent reads of each kind of server answer.
+    pub answer_limits: AnswerLimits,
 }
 
 impl Config {
-    /// Field defaults: 16 KiB chunks, retries from 1 s up to 5 min, polls of 10 s to 1 h.
+    /// Field defaults: 16 KiB chunks, retries from 1 s up to 5 min, polls of 10 s to 1 h,
+    /// [`AnswerLimits::default`].
     pub fn new(server: &str) -> Self {
         Self {
             server: server.trim_end_matches('/').to_string(),
@@ -45,6 +48,7 @@ impl Config {
             },
             poll_min: Duration::from_secs(10),
             poll_max: Duration::from_secs(3600),
+            answer_limits: AnswerLimits::default(),
         }
     }
 
@@ -117,7 +121,7 @@ impl<D: Device> Agent<D> {
             })?;
         let state = AgentState::load(device.state_dir())?;
         Ok(Self {
-            server: ServerClient::new(http.clone(), &config.server),
+            server: ServerClient::new(http.clone(), &config.server, config.answer_limits),
             device,
             config,
             http,

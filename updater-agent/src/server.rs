@@ -1,7 +1,8 @@
 //! The device side of rota-server's device API: every request signed with the device's
-//! identity key (rota_protocol::auth), answers read strictly, failures sorted into
-//! "try again later" and "refused".
+//! identity key (rota_protocol::auth), answers read strictly and never past their limit
+//! ([`AnswerLimits`]), failures sorted into "try again later" and "refused".
 
+use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
@@ -25,6 +26,67 @@ pub enum ServerError {
     /// The server answered that it will not do this (a 4xx); retrying will not help.
     #[error("the server refused the request ({status}): {message}")]
     Refused { status: u16, message: String },
+    /// The answer is longer than the agent's limit for its kind: a broken or hostile
+    /// server. Nothing past the limit was read; a later request may succeed.
+    #[error(
+        "the server's {answer} answer is longer than the agent's limit of {limit} bytes for it"
+    )]
+    TooLarge { answer: &'static str, limit: u64 },
+}
+
+/// The most the agent reads of each kind of answer, in bytes. A hostile or broken server
+/// could otherwise send an endless answer and exhaust the device's memory: the agent
+/// reads an answer incrementally and gives up one byte past its limit (or at once, when
+/// `Content-Length` already says it is over). An error answer is read up to the same
+/// limit and its message cut there. (TUF metadata and targets have their own limits, in
+/// `rota_tuf::Config` and the signed lengths.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerLimits {
+    /// A check-in answer: `poll_after_s` and at most one assignment (ids, two target
+    /// names of up to 1 KiB each, a hash), under 3 KiB in practice.
+    pub check_in: u64,
+    /// A report acknowledgement (`{"duplicate":false}`).
+    pub report: u64,
+    /// An enrolment answer (empty on success).
+    pub enroll: u64,
+}
+
+impl Default for AnswerLimits {
+    /// 64 KiB for a check-in, 4 KiB for a report or an enrolment: far above any genuine
+    /// answer, far below a device's memory.
+    fn default() -> Self {
+        Self {
+            check_in: 64 * 1024,
+            report: 4 * 1024,
+            enroll: 4 * 1024,
+        }
+    }
+}
+
+/// Which answer is read, for its limit and for error messages.
+#[derive(Clone, Copy, Debug)]
+enum AnswerKind {
+    CheckIn,
+    Report,
+    Enroll,
+}
+
+impl AnswerKind {
+    fn name(self) -> &'static str {
+        match self {
+            AnswerKind::CheckIn => "check-in",
+            AnswerKind::Report => "report",
+            AnswerKind::Enroll => "enrolment",
+        }
+    }
+
+    fn limit(self, limits: &AnswerLimits) -> u64 {
+        match self {
+            AnswerKind::CheckIn => limits.check_in,
+            AnswerKind::Report => limits.report,
+            AnswerKind::Enroll => limits.enroll,
+        }
+    }
 }
 
 /// The answer to a check-in.
@@ -38,14 +100,17 @@ pub struct CheckIn {
 pub struct ServerClient {
     http: Client,
     base: String,
+    limits: AnswerLimits,
 }
 
 impl ServerClient {
-    /// A client for the server at `base` (`http://host:port`).
-    pub fn new(http: Client, base: &str) -> Self {
+    /// A client for the server at `base` (`http://host:port`) that reads no answer past
+    /// `limits`.
+    pub fn new(http: Client, base: &str, limits: AnswerLimits) -> Self {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
+            limits,
         }
     }
 
@@ -64,7 +129,14 @@ impl ServerClient {
             certificate: certificate.clone(),
         })
         .map_err(|e| ServerError::Transient(e.to_string()))?;
-        self.send(identity, "POST", ENROLL_PATH, body, None)?;
+        self.send(
+            identity,
+            AnswerKind::Enroll,
+            "POST",
+            ENROLL_PATH,
+            body,
+            None,
+        )?;
         Ok(())
     }
 
@@ -77,7 +149,14 @@ impl ServerClient {
         previous: Option<&CheckIn>,
     ) -> Result<CheckIn, ServerError> {
         let etag = previous.and_then(|p| p.etag.as_deref());
-        let answer = self.send(identity, "GET", &query.path_and_query(), Vec::new(), etag)?;
+        let answer = self.send(
+            identity,
+            AnswerKind::CheckIn,
+            "GET",
+            &query.path_and_query(),
+            Vec::new(),
+            etag,
+        )?;
         let poll_after = answer
             .headers
             .get(POLL_AFTER_HEADER)
@@ -109,7 +188,14 @@ impl ServerClient {
     /// `POST /api/v1/device/report`.
     pub fn report(&self, identity: &Identity, report: &Report) -> Result<ReportAck, ServerError> {
         let body = serde_json::to_vec(report).map_err(|e| ServerError::Transient(e.to_string()))?;
-        let answer = self.send(identity, "POST", REPORT_PATH, body, None)?;
+        let answer = self.send(
+            identity,
+            AnswerKind::Report,
+            "POST",
+            REPORT_PATH,
+            body,
+            None,
+        )?;
         serde_json::from_slice(&answer.body).map_err(|e| {
             ServerError::Transient(format!("the report answer is not valid JSON: {e}"))
         })
@@ -118,6 +204,7 @@ impl ServerClient {
     fn send(
         &self,
         identity: &Identity,
+        kind: AnswerKind,
         method: &str,
         path_and_query: &str,
         body: Vec<u8>,
@@ -151,16 +238,42 @@ impl ServerClient {
         let response = request.send().map_err(transient)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().map_err(transient)?.to_vec();
+        let limit = kind.limit(&self.limits);
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            let body = read_at_most(response, limit)?.ok_or(ServerError::TooLarge {
+                answer: kind.name(),
+                limit,
+            })?;
             return Ok(Answer {
                 status,
                 headers,
                 body,
             });
         }
+        // Only the status decides; the message is cut at the limit.
+        let mut body = Vec::new();
+        let _ = response.take(limit).read_to_end(&mut body);
         Err(classify(status, &body))
     }
+}
+
+/// The body of `response` if it has at most `limit` bytes, `None` if it is longer. Memory
+/// stays within the limit: a declared longer `Content-Length` is refused unread, and
+/// otherwise reading stops one byte past the limit, whatever the headers claimed.
+fn read_at_most(
+    response: reqwest::blocking::Response,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, ServerError> {
+    let declared = response.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    response
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|e| ServerError::Transient(format!("the answer broke off: {e}")))?;
+    Ok((body.len() as u64 <= limit).then_some(body))
 }
 
 struct Answer {

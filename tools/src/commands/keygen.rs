@@ -14,8 +14,10 @@ use crate::output;
 ///
 /// NAME.key is the private key (PKCS#8 PEM), created readable by its owner only
 /// (mode 0600): keep it secret, ideally offline. NAME.pub is the public key
-/// (SubjectPublicKeyInfo PEM) that devices and `rota verify --trust-anchor` trust.
-/// Existing files are never overwritten.
+/// (SubjectPublicKeyInfo PEM), which goes wherever the key's signatures are checked: for
+/// a firmware-signing key (`rota sign`), into the devices' root of trust and to
+/// `rota verify --trust-anchor`; for a manufacturer CA key (`rota device provision`),
+/// into the server's DATA_DIR/device-ca/. Existing files are never overwritten.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Path and base name of the key files, without extension: `--out keys/release`
@@ -70,10 +72,14 @@ pub fn run(args: Args) -> Result<()> {
         return Err(e);
     }
 
+    // One key type serves several roles; say where the public half goes for each
+    // rather than guess the role from the name.
     output::print(&format!(
         "wrote {} (private key, PKCS#8 PEM, mode 0600: keep it secret)\n\
-         wrote {} (public key: the trust anchor for devices and `rota verify`)\n\
-         key id: {}\n",
+         wrote {} (public key, SubjectPublicKeyInfo PEM: it goes wherever this key's signatures are checked)\n\
+         key id: {}\n\
+         as a firmware-signing key (rota sign): a trust anchor in the devices' root of trust and for `rota verify --trust-anchor`\n\
+         as a manufacturer CA key (rota device provision): in the server's DATA_DIR/device-ca/\n",
         key_path.display(),
         pub_path.display(),
         hex::encode(signer.public_key().key_id()),

@@ -64,26 +64,45 @@ impl DeviceRequest {
         })
     }
 
-    /// Checks the clock, the signature with `key` over the method, path and query and
-    /// body, and the nonce.
-    fn verify(&self, state: &AppState, key: &VerifyingKey) -> Result<(), ApiError> {
-        let path_and_query = self
-            .parts
+    fn path_and_query(&self) -> &str {
+        self.parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
-            .unwrap_or("/");
+            .unwrap_or("/")
+    }
+
+    /// Checks the clock, the signature with `key` over the method, path and query and
+    /// body, and the nonce.
+    fn verify(&self, state: &AppState, key: &VerifyingKey) -> Result<(), ApiError> {
         state
             .verifier
             .verify(
                 &self.headers,
                 self.parts.method.as_str(),
-                path_and_query,
+                self.path_and_query(),
                 &self.body,
                 key,
                 now_ms() as u64,
             )
-            .map_err(auth_error)
+            .map_err(|err| {
+                tracing::info!(device = %self.headers.device_id, error = %err, "refused a device request");
+                auth_error(err)
+            })
+    }
+
+    /// Refuses a request naming a device id the server does not know with the answer a
+    /// known device gets for a request its key did not sign, so that the answer does not
+    /// tell which ids are registered (see `rota_protocol::auth`). Only the log says why.
+    fn refuse_unknown(&self, state: &AppState) -> ApiError {
+        tracing::info!(device = %self.headers.device_id, "refused a request from an unknown device id");
+        auth_error(state.verifier.refuse_unknown(
+            &self.headers,
+            self.parts.method.as_str(),
+            self.path_and_query(),
+            &self.body,
+            now_ms() as u64,
+        ))
     }
 }
 
@@ -92,11 +111,13 @@ impl FromRequest<AppState> for SignedByDevice {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let request = DeviceRequest::read(req).await?;
-        let device = state
+        let Some(device) = state
             .devices
             .get(&state.db, &request.headers.device_id)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("the device is not registered"))?;
+        else {
+            return Err(request.refuse_unknown(state));
+        };
         request.verify(state, &device.public_key)?;
         match device.state {
             DeviceState::Suspended => {

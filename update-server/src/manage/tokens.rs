@@ -64,12 +64,8 @@ pub async fn create(
     State(state): State<AppState>,
     Json(req): Json<TokenCreate>,
 ) -> ApiResult<impl IntoResponse> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 128 {
-        return Err(ApiError::bad_request(
-            "a token name must be 1 to 128 characters",
-        ));
-    }
+    req.validate().map_err(ApiError::bad_request)?;
+    let name = &req.name;
     let (id, token) = insert_token(&state.db, name, req.role).await?;
     let detail = AuditDetail(format!("token {id} ({}) for {name:?}", req.role.as_str()));
     Ok((

@@ -710,3 +710,45 @@ fn a_refusal_of_a_tampered_check_in_does_not_outlive_the_tampering() {
     let status = rig.world.status(&rollout);
     assert_eq!(status.counts.total.confirmed, 1, "{status:?}");
 }
+
+/// A hostile server answers a check-in with far more than any check-in answer can be:
+/// the agent gives up at its limit (at once when Content-Length says so, one byte past it
+/// when the answer is chunked), names the limit, and holds no more than that in memory.
+#[test]
+fn agent_refuses_an_oversized_check_in_answer_without_reading_it_whole() {
+    const FLOOD: u64 = 64 * 1024 * 1024;
+    let mut rig = Rig::start(World::start());
+    let limit = rig.world.agent_config("").answer_limits.check_in;
+    for declare_length in [true, false] {
+        rig.proxy.reset_stats();
+        rig.proxy.set_rule(move |request| {
+            if request.path == CHECKIN_PATH {
+                Action::Flood {
+                    status: 200,
+                    bytes: FLOOD,
+                    declare_length,
+                }
+            } else {
+                Action::Forward
+            }
+        });
+        let outcome = rig.cycle();
+        let Outcome::Retrying(reason) = &outcome else {
+            panic!("an oversized check-in answer is a failing server: {outcome:?}");
+        };
+        assert_mentions(reason, &["check-in", &format!("{limit} bytes")]);
+        // What the proxy handed to the connection before the agent hung up: the limit
+        // plus what the socket buffers took, nowhere near the whole answer.
+        let sent = rig.proxy.stats().by_path[CHECKIN_PATH].body_bytes_sent;
+        assert!(
+            sent < FLOOD / 4,
+            "declared length {declare_length}: {sent} of {FLOOD} bytes were sent"
+        );
+    }
+    rig.proxy.clear_rule();
+    assert_eq!(
+        rig.cycle(),
+        Outcome::UpToDate,
+        "the next honest answer is read"
+    );
+}

@@ -56,6 +56,13 @@ pub enum Action {
     /// Forward, buffer the whole upstream body, replace it with `f(status, body)`'s result;
     /// Content-Length is fixed.
     Mutate(Arc<dyn Fn(u16, Vec<u8>) -> Vec<u8> + Send + Sync>),
+    /// Answer by itself with `bytes` bytes of JSON whitespace, made as they are sent (never
+    /// held whole): with a Content-Length when `declare_length`, chunked otherwise.
+    Flood {
+        status: u16,
+        bytes: u64,
+        declare_length: bool,
+    },
 }
 
 /// The request as the rule sees it.
@@ -295,6 +302,11 @@ async fn handle(
             Some((after_body_bytes, stall)),
         ),
         Action::Mutate(f) => (mutate(forward(request, &shared).await, &*f).await, None),
+        Action::Flood {
+            status,
+            bytes,
+            declare_length,
+        } => (flood(status, bytes, declare_length), None),
     };
     let (response, limit) = match response {
         Ok(response) => (response, limit),
@@ -369,6 +381,26 @@ async fn mutate(
         .headers
         .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     Ok(Response::from_parts(parts, full(body)))
+}
+
+fn flood(status: u16, bytes: u64, declare_length: bool) -> Result<Response<Body>, BoxError> {
+    const CHUNK: u64 = 64 * 1024;
+    let filler = Bytes::from(vec![b' '; CHUNK as usize]);
+    let chunks = futures_util::stream::unfold(bytes, move |left| {
+        let filler = filler.clone();
+        async move {
+            let n = left.min(CHUNK);
+            (n > 0).then(|| (Ok(Frame::data(filler.slice(..n as usize))), left - n))
+        }
+    });
+    let mut response = Response::new(StreamBody::new(chunks).boxed_unsync());
+    *response.status_mut() = StatusCode::from_u16(status)?;
+    if declare_length {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(bytes));
+    }
+    Ok(response)
 }
 
 fn bad_gateway(error: &BoxError) -> Response<Body> {
