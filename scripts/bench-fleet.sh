@@ -167,8 +167,8 @@ counts=(none 0 0 0 0 0 0)
 while :; do
     now="$(now_ms)"
     if ((now >= deadline)); then stopped=time-limit; break; fi
-    kill -0 "$server_pid" 2>/dev/null || { stopped=server-exited; break; }
-    kill -0 "$fleet_pid" 2>/dev/null || { stopped=fleet-exited; break; }
+    kill -0 "$server_pid" 2>/dev/null || { stopped=server-exited; say "$(tail -n 5 server.log)"; break; }
+    kill -0 "$fleet_pid" 2>/dev/null || { stopped=fleet-exited; say "$(tail -n 5 fleet.log)"; break; }
     if [[ -z "$manufactured_at" ]] && grep -q 'simulated devices started' fleet.log; then
         manufactured_at="$now"
     fi

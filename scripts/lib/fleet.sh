@@ -37,10 +37,11 @@ fleet_healthy() {
     [[ "$reply" == *" 200 "* ]]
 }
 
-# The port the server bound: it logs "rota-server listening address=127.0.0.1:PORT".
+# The port the server bound: it logs "rota-server listening address=127.0.0.1:PORT"
+# (in colour on a terminal).
 fleet_bound_port() {
-    sed -n 's/.*rota-server listening address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' server.log 2>/dev/null |
-        head -n 1
+    sed -e 's/\x1b\[[0-9;]*m//g' server.log 2>/dev/null |
+        sed -n 's/.*rota-server listening address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -n 1
 }
 
 # Starts rota-server on embedded defaults in ./data, on any free loopback port (port 0:
