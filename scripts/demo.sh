@@ -6,6 +6,8 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib/fleet.sh
+source "$repo_root/scripts/lib/fleet.sh"
 devices="${DEVICES:-100}"
 if ! [[ "$devices" =~ ^[1-9][0-9]{1,3}$ ]] || ((devices > 1000)); then
     echo "demo: DEVICES must be a number from 10 to 1000 (got ${devices@Q})" >&2
@@ -33,6 +35,9 @@ run_saving() {
     printf '%s$ %s%s\n' "$bold" "$2" "$off"
     eval "$2" | tee "$file"
 }
+# The shared steps (scripts/lib/fleet.sh) show their commands as the demo's own do.
+fleet_run() { run "$@"; }
+fleet_run_saving() { run_saving "$@"; }
 note() { printf '%s%s%s\n' "$dim" "$*" "$off"; }
 die() {
     printf '%sdemo: %s%s\n' "$red" "$*" "$off" >&2
@@ -85,72 +90,30 @@ printf '\n%srota: secure over-the-air firmware updates, a fleet of %s simulated 
     "$bold" "$devices" "$off"
 note "Everything runs on this machine, on 127.0.0.1, in $work"
 
-# The ids this vendor's devices carry, burnt in at the factory.
-VENDOR=fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe
-CLASS=1492af14-2569-5e48-bf42-9b2d51f2ab45
-
 step "1. Keys, made offline"
 note "A firmware-signing key (devices trust its public half), the manufacturer's CA (it"
 note "certifies each device's identity key) and a TUF repository with its own keys."
-run 'rota keygen --out firmware'
-run 'rota keygen --out factory-ca'
-run 'rota repo init --dir repo'
+fleet_keys
 
 step "2. The update server, on embedded defaults (SQLite and files in one directory)"
 note "It gets only the TUF online keys (snapshot, timestamp) and the CA's public key."
-run 'mkdir -p data/tuf-online-keys data/device-ca'
-run 'cp repo/online/*.key data/tuf-online-keys/ && cp factory-ca.pub data/device-ca/'
-
-healthy() {
-    local reply
-    reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
-        printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
-        read -r -t 2 line <&3 && echo "$line") 2>/dev/null)" || return 1
-    [[ "$reply" == *" 200 "* ]]
-}
-# The port the server bound: it logs "rota-server listening address=127.0.0.1:PORT".
-bound_port() {
-    sed -n 's/.*rota-server listening.*127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' server.log 2>/dev/null |
-        head -n 1
-}
-server_failed() {
-    printf '%sdemo: the server did not start; the end of server.log:%s\n' "$red" "$off" >&2
-    tail -n 20 server.log >&2 || true
-    exit 1
-}
-server_up() {
-    kill -0 "$server_pid" 2>/dev/null || server_failed
-    port="$(bound_port)"
-    [[ -n "$port" ]] && healthy "$port"
-}
+fleet_server_files
 note "Port 0: any free port on the loopback interface; the server logs which it took."
-run 'rota-server --data-dir data --listen 127.0.0.1:0 --poll-interval 1 > server.log 2>&1 &'
-server_pid=$!
-port=''
-deadline=$((SECONDS + 30))
-until server_up; do
-    ((SECONDS < deadline)) || server_failed
-    sleep 0.2
-done
-[[ -s data/admin.token ]] || die "the server wrote no data/admin.token"
-run "export ROTA_SERVER=http://127.0.0.1:$port ROTA_TOKEN=\$(cat data/admin.token)"
+fleet_start_server '--poll-interval 1'
 note "The server is up (/healthz answers) and wrote the first admin token."
 
 step "3. The repository goes live"
-run 'rota repo push --dir repo'
+fleet_push
 
 step "4. Factory firmware 1.0.0 (sequence number 1), signed"
-run 'rota-agent sim-image --label 1.0.0 -o firmware-1.0.0.bin'
-run "rota sign --key firmware.key --image firmware-1.0.0.bin --vendor-id $VENDOR --class-id $CLASS --sequence 1 --security-version 1 -o firmware-1.0.0.suit"
+fleet_firmware 1.0.0 1
 
 step "5. The fleet: $devices simulated devices come off the line and enrol"
 note "Each gets an identity key certified by the factory CA, the firmware key's hash in"
 note "its OTP, the TUF root, and 1.0.0 in slot A of its flash; rota-boot boots it and the"
 note "real rota-agent runs on it, polling the server."
-run "rota-agent simulate --devices $devices --ca-key factory-ca.key --trust-anchor firmware.pub --factory-envelope firmware-1.0.0.suit --factory-image firmware-1.0.0.bin --tuf-root repo/root.json --state-dir fleet > fleet.log 2>&1 &"
-fleet_pid=$!
+fleet_simulate "$devices" 1.0.0
 fleet_running() { kill -0 "$fleet_pid" 2>/dev/null || die "the fleet stopped; fleet.log says: $(tail -n 5 fleet.log)"; }
-fleet_line() { grep '^fleet:' fleet.log | tail -n 1; }
 # Enrolled: every device checked in (active, running version 1), and the fleet says so.
 on_v1() { rota device list | awk '$3 == "active" && $4 == "1"' | wc -l | tr -d ' '; }
 all_enrolled() {
@@ -210,23 +173,18 @@ watch_rollout() {
 # The TOTAL row of `rota rollout status ID`: members assigned in-progress confirmed
 # failed timed-out.
 rollout_totals() { rota rollout status "$1" | awk '$1 == "total" { print $2, $3, $4, $5, $6, $7 }'; }
-release_id() { sed -n 's/^release id:[[:space:]]*//p' "$1" | head -n 1; }
-rollout_id() { sed -n 's/^created rollout \([^ ]*\).*/\1/p' "$1" | head -n 1; }
 
 step "6. Release 1.1.0 (sequence 2): build, sign, publish"
-run 'rota-agent sim-image --label 1.1.0 -o firmware-1.1.0.bin'
-run "rota sign --key firmware.key --image firmware-1.1.0.bin --vendor-id $VENDOR --class-id $CLASS --sequence 2 --security-version 1 -o firmware-1.1.0.suit"
-run_saving publish-1.1.0.out 'rota release publish --repo repo --image firmware-1.1.0.bin --envelope firmware-1.1.0.suit --trust-anchor firmware.pub'
-good="$(release_id publish-1.1.0.out)"
-[[ -n "$good" ]] || die "rota release publish printed no release id"
+fleet_firmware 1.1.0 2
+fleet_publish 1.1.0
+good="$release"
 
 step "7. A staged rollout of 1.1.0: 10%, then 50%, then everyone"
 note "A stage passes when 90% of its devices confirmed the update (booted it on trial,"
 note "passed their health check); after a 3 s soak the next starts. More than 20% failed"
 note "devices (once $min_sample finished) would halt it."
-run_saving rollout-1.1.0.out "rota rollout create --release $good --stages 10%,50%,100% --success-gate 0.9 --soak 3s --failure-threshold 0.2 --min-sample $min_sample --device-timeout 2m"
-first="$(rollout_id rollout-1.1.0.out)"
-[[ -n "$first" ]] || die "rota rollout create printed no rollout id"
+fleet_rollout_create "$good" "--stages 10%,50%,100% --success-gate 0.9 --soak 3s --failure-threshold 0.2 --min-sample $min_sample --device-timeout 2m" 1.1.0
+first="$rollout"
 echo
 watch_rollout "$first" $((90 + devices)) || die "the 1.1.0 rollout did not complete: $(cat watch.err)"
 printf '%sRollout %s completed.%s\n' "$green" "$first" "$off"
@@ -236,14 +194,11 @@ run 'tail -n 1 fleet.log'
 
 step "8. Release 1.2.0 (sequence 3): its self-test fails on half the devices"
 note "Nobody knows that yet: it is signed and published like any release."
-run 'rota-agent sim-image --label 1.2.0 --fail-health-percent 50 -o firmware-1.2.0.bin'
-run "rota sign --key firmware.key --image firmware-1.2.0.bin --vendor-id $VENDOR --class-id $CLASS --sequence 3 --security-version 1 -o firmware-1.2.0.suit"
-run_saving publish-1.2.0.out 'rota release publish --repo repo --image firmware-1.2.0.bin --envelope firmware-1.2.0.suit --trust-anchor firmware.pub'
-bad="$(release_id publish-1.2.0.out)"
-[[ -n "$bad" ]] || die "rota release publish printed no release id"
-run_saving rollout-1.2.0.out "rota rollout create --release $bad --stages 20%,50%,100% --success-gate 0.9 --soak 3s --failure-threshold 0.2 --min-sample $min_sample --device-timeout 2m"
-second="$(rollout_id rollout-1.2.0.out)"
-[[ -n "$second" ]] || die "rota rollout create printed no rollout id"
+fleet_firmware 1.2.0 3 '--fail-health-percent 50'
+fleet_publish 1.2.0
+bad="$release"
+fleet_rollout_create "$bad" "--stages 20%,50%,100% --success-gate 0.9 --soak 3s --failure-threshold 0.2 --min-sample $min_sample --device-timeout 2m" 1.2.0
+second="$rollout"
 echo
 if watch_rollout "$second" $((90 + devices)); then
     die "the 1.2.0 rollout completed; it should have halted"

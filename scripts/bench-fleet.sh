@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# A fleet at scale against a real rota-server on loopback: N simulated devices
+# (`rota-agent simulate`, 48 KiB images) enrol, then release 1.1.0 goes out in a 4-stage
+# rollout (1%, 10%, 50%, 100% of the fleet; success gate 0.95, 5 s soak). Prints one
+# JSON object on stdout (progress goes to stderr):
+#   enrolment_s              fleet start → every device checked in on 1.0.0
+#   rollout_s                `rota rollout create` → the rollout is completed
+#   every_device_updated_s   `rota rollout create` → the server's device list shows every
+#                            device on 1.1.0 (fleet_all_new_s: the fleet says so)
+#   devices_on_new_version, devices_left_behind, rollout_state and its total counts
+#   server_/fleet_peak_rss_mib (VmHWM) and server_/fleet_cpu_s (user + system)
+#   http_5xx (the server's /metrics), warnings and errors in the server's and the
+#   fleet's logs (sqlx "slow acquire" warnings apart), the load average at start and end
+# The run stops when every device runs 1.1.0, when nothing changed for --settle seconds
+# after the rollout ended, or at --time-limit (stopped says which): it never hangs, and
+# what it reached by then is the result. Nothing is left running.
+#
+# Usage: scripts/bench-fleet.sh [--devices N] [--db sqlite|postgres] [--poll SECONDS]
+#          [--time-limit SECONDS] [--settle SECONDS] [--bin-dir DIR] [--out FILE] [--keep]
+#   --devices     fleet size (default 1000)
+#   --db          sqlite: the server's embedded default; postgres: a fresh database on
+#                 127.0.0.1:5432 (trust auth, user $PGUSER or postgres), dropped after
+#   --poll        the server's poll interval, seconds between check-ins (default 10)
+#   --time-limit  seconds from the fleet's start until the run stops (default 600)
+#   --settle      seconds without a device changing version, once the rollout ended,
+#                 after which the rest count as left behind (default 6 polls, >= 30)
+#   --bin-dir     a directory with prebuilt rota, rota-server and rota-agent (to measure
+#                 two builds alike); default: cargo build --release of this checkout
+#   --out FILE    also write the JSON to FILE
+#   --keep        keep the scratch directory (keys, data/, logs, device state)
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/lib/fleet.sh
+source "$repo_root/scripts/lib/fleet.sh"
+helper="$repo_root/scripts/lib/bench_fleet.py"
+
+devices=1000 db=sqlite poll=10 time_limit=600 settle='' bin_dir='' out='' keep=''
+image_size=48K image_capacity=64K
+rollout_flags='--stages 1%,10%,50%,100% --success-gate 0.95 --soak 5s --failure-threshold 0.05 --min-sample 10 --device-timeout 10m'
+usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+while (($#)); do
+    case "$1" in
+        --devices) devices="${2:?}"; shift 2 ;;
+        --db) db="${2:?}"; shift 2 ;;
+        --poll) poll="${2:?}"; shift 2 ;;
+        --time-limit) time_limit="${2:?}"; shift 2 ;;
+        --settle) settle="${2:?}"; shift 2 ;;
+        --bin-dir) bin_dir="${2:?}"; shift 2 ;;
+        --out) out="${2:?}"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h | --help) usage ;;
+        *) echo "bench-fleet: unknown option ${1@Q}" >&2; usage ;;
+    esac
+done
+for n in "$devices" "$poll" "$time_limit" ${settle:+"$settle"}; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench-fleet: ${n@Q} is not a positive number" >&2; exit 2; }
+done
+[[ "$db" == sqlite || "$db" == postgres ]] || { echo "bench-fleet: --db is sqlite or postgres" >&2; exit 2; }
+settle="${settle:-$((6 * poll > 30 ? 6 * poll : 30))}"
+[[ -z "$out" || "$out" == /* ]] || out="$PWD/$out"
+
+say() { printf 'bench-fleet: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+if [[ -z "$bin_dir" ]]; then
+    say "building rota, rota-server and rota-agent (cargo build --release)"
+    cargo build --release --manifest-path "$repo_root/Cargo.toml" \
+        -p rota-cli -p rota-server -p rota-agent >&2
+    bin_dir="${CARGO_TARGET_DIR:-$repo_root/target}/release"
+fi
+bin_dir="$(cd "$bin_dir" && pwd)"
+for bin in rota rota-server rota-agent; do
+    [[ -x "$bin_dir/$bin" ]] || die "no $bin in $bin_dir"
+done
+export PATH="$bin_dir:$PATH"
+# The settings come from the flags below alone; plain logs, at the server's own levels.
+while read -r name; do unset "$name"; done < <(compgen -e | grep '^ROTA_SERVER_' || true)
+unset RUST_LOG
+export NO_COLOR=1
+
+# One OS thread and one connection per device in the fleet, as many connections in the
+# server: raise the soft limits as far as the hard ones allow.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -u "$(ulimit -Hu)" 2>/dev/null || true
+[[ "$(ulimit -n)" == unlimited ]] || (($(ulimit -n) >= devices + 1024)) ||
+    say "warning: the open files limit $(ulimit -n) is low for $devices devices"
+[[ "$(ulimit -u)" == unlimited ]] || (($(ulimit -u) >= devices + 512)) ||
+    say "warning: the process limit $(ulimit -u) is low for $devices device threads"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/rota-bench-fleet.XXXXXX")"
+cd "$work"
+server_pid='' fleet_pid='' pg_db='' pg_user="${PGUSER:-postgres}"
+stop() {
+    for pid in "$@"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop $fleet_pid $server_pid
+    [[ -z "$pg_db" ]] || dropdb -h 127.0.0.1 -p 5432 -U "$pg_user" --if-exists --force "$pg_db" ||
+        say "could not drop the database $pg_db"
+    if [[ -n "$keep" ]] || ((status != 0)); then
+        say "the run's files are in $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The shared steps run quietly, their output in setup.log; none may take long.
+fleet_run() { eval "$1" >>setup.log 2>&1 || die "failed: $1 (setup.log: $(tail -n 3 setup.log))"; }
+fleet_run_saving() {
+    eval "timeout 120 $2" >"$1" 2>>setup.log || die "failed: $2 (setup.log: $(tail -n 3 setup.log))"
+}
+# Milliseconds since the epoch; and a millisecond span as seconds with one decimal.
+now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((t / 1000)); }
+secs() { [[ -n "$1" ]] && printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)) || echo null; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' ','; }
+
+say "$devices devices, $db, poll interval ${poll}s, time limit ${time_limit}s, in $work"
+fleet_keys
+fleet_server_files
+server_flags="--poll-interval $poll"
+if [[ "$db" == postgres ]]; then
+    pg_db="rota_bench_$$_$RANDOM"
+    createdb -h 127.0.0.1 -p 5432 -U "$pg_user" "$pg_db" || die "cannot create the database $pg_db"
+    server_flags+=" --database-url postgres://$pg_user@127.0.0.1:5432/$pg_db"
+fi
+fleet_start_server "$server_flags"
+fleet_push
+fleet_firmware 1.0.0 1 "--size $image_size"
+fleet_firmware 1.1.0 2 "--size $image_size"
+fleet_publish 1.1.0
+image_bytes="$(stat -c %s firmware-1.1.0.bin)"
+
+# The server's device list: "KNOWN CHECKED_IN ON_1.0.0 ON_1.1.0", or nothing if it did
+# not answer in time (under load it may not).
+device_counts() {
+    local listed
+    listed="$(timeout 60 rota device list --json 2>>monitor.log)" || return 1
+    python3 "$helper" devices 1 2 <<<"$listed"
+}
+# counts=(STATE MEMBERS ASSIGNED IN_PROGRESS CONFIRMED FAILED TIMED_OUT) of the rollout;
+# unchanged if the server did not answer in time.
+rollout_counts() {
+    local status line
+    status="$(timeout 30 rota rollout status "$rollout" --json 2>>monitor.log)" &&
+        line="$(python3 "$helper" rollout <<<"$status")" || return 1
+    read -r -a counts <<<"$line"
+}
+
+load_start="$(loadavg)"
+fleet_simulate "$devices" 1.0.0 "--image-capacity $image_capacity"
+t0="$(now_ms)"
+deadline=$((t0 + time_limit * 1000))
+manufactured_at='' enrolled_at='' created_at='' ended_at='' completed_at='' fleet_all_at=''
+updated_at='' stopped='' state='' last_change="$t0" next_list=0 list_failures=0
+known=0 checked_in=0 on_old=0 on_new=0
+counts=(none 0 0 0 0 0 0)
+while :; do
+    now="$(now_ms)"
+    if ((now >= deadline)); then stopped=time-limit; break; fi
+    kill -0 "$server_pid" 2>/dev/null || { stopped=server-exited; say "$(tail -n 5 server.log)"; break; }
+    kill -0 "$fleet_pid" 2>/dev/null || { stopped=fleet-exited; say "$(tail -n 5 fleet.log)"; break; }
+    if [[ -z "$manufactured_at" ]] && grep -q 'simulated devices started' fleet.log; then
+        manufactured_at="$now"
+    fi
+    # The device list costs the server a page per 1000 devices: every 2 s at most.
+    if ((now >= next_list)); then
+        if read -r known checked_in old new < <(device_counts); then
+            ((new == on_new)) || last_change="$now"
+            on_old="$old" on_new="$new"
+        else
+            list_failures=$((list_failures + 1))
+        fi
+        next_list=$((now + 2000))
+        now="$(now_ms)"
+        if [[ -z "$enrolled_at" ]] && ((on_old >= devices)); then
+            enrolled_at="$now"
+            say "$devices devices enrolled in $(secs $((enrolled_at - t0))) s; creating the rollout"
+            created_at="$(now_ms)"
+            fleet_rollout_create "$release" "$rollout_flags" 1.1.0
+            last_change="$created_at"
+        fi
+        if [[ -n "$created_at" && -z "$updated_at" ]] && ((on_new >= devices)); then
+            updated_at="$now"
+            say "every device runs 1.1.0, $(secs $((updated_at - created_at))) s after the rollout was created"
+        fi
+    fi
+    if [[ -n "$created_at" && -z "$ended_at" ]] && rollout_counts; then
+        state="${counts[0]}"
+        if [[ "$state" == completed || "$state" == halted || "$state" == aborted ]]; then
+            ended_at="$(now_ms)"
+            [[ "$state" != completed ]] || completed_at="$ended_at"
+            say "rollout $state $(secs $((ended_at - created_at))) s after it was created"
+        fi
+    fi
+    if [[ -n "$created_at" && -z "$fleet_all_at" && "$(fleet_line)" == "fleet: 1.1.0 ×$devices" ]]; then
+        fleet_all_at="$(now_ms)"
+    fi
+    if [[ -n "$updated_at" && -n "$ended_at" ]]; then stopped=done; break; fi
+    if [[ -n "$ended_at" ]] && ((now - (last_change > ended_at ? last_change : ended_at) >= settle * 1000)); then
+        stopped=settled
+        break
+    fi
+    sleep 1
+done
+elapsed=$(($(now_ms) - t0))
+say "stopped ($stopped) after $(secs "$elapsed") s; measuring"
+
+# The final figures, read before the processes stop: the counts, the 5xx answers the
+# server counted, peak memory and CPU time.
+if kill -0 "$server_pid" 2>/dev/null; then
+    if read -r known checked_in old new < <(device_counts); then on_old="$old" on_new="$new"; fi
+    [[ -z "$created_at" ]] || rollout_counts || true
+    http_5xx="$(python3 "$helper" http5xx "$ROTA_SERVER" 2>>monitor.log || echo null)"
+fi
+read -r server_rss server_cpu < <(python3 "$helper" proc "$server_pid" 2>/dev/null || echo null null)
+read -r fleet_rss fleet_cpu < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null)
+load_end="$(loadavg)"
+stop "$fleet_pid" "$server_pid"
+fleet_pid='' server_pid=''
+read -r server_warn server_err server_slow < <(python3 "$helper" logs server.log)
+read -r fleet_warn fleet_err _ < <(python3 "$helper" logs fleet.log)
+
+span() { [[ -n "$2" && -n "$1" ]] && secs $(($2 - $1)) || echo null; }
+json="$(python3 "$helper" report \
+    "devices=$devices" "database=$db" "poll_interval_s=$poll" "image_bytes=$image_bytes" \
+    "rollout_flags=$rollout_flags" "time_limit_s=$time_limit" "settle_s=$settle" \
+    "stopped=$stopped" "elapsed_s=$(secs "$elapsed")" \
+    "manufactured_s=$(span "$t0" "$manufactured_at")" \
+    "enrolment_s=$(span "$t0" "$enrolled_at")" \
+    "rollout_s=$(span "$created_at" "$completed_at")" \
+    "every_device_updated_s=$(span "$created_at" "$updated_at")" \
+    "fleet_all_new_s=$(span "$created_at" "$fleet_all_at")" \
+    "rollout_state=${counts[0]}" "rollout_members=${counts[1]}" "rollout_assigned=${counts[2]}" \
+    "rollout_in_progress=${counts[3]}" "rollout_confirmed=${counts[4]}" \
+    "rollout_failed=${counts[5]}" "rollout_timed_out=${counts[6]}" \
+    "devices_enrolled=$known" "devices_on_new_version=$on_new" \
+    "devices_left_behind=$((devices - on_new))" "devices_on_old_version=$on_old" \
+    "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" \
+    "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" \
+    "http_5xx=${http_5xx:-null}" "server_warnings=$server_warn" "server_errors=$server_err" \
+    "server_slow_acquire_warnings=$server_slow" "fleet_warnings=$fleet_warn" "fleet_errors=$fleet_err" \
+    "device_list_failures=$list_failures" \
+    "loadavg_start=$load_start" "loadavg_end=$load_end" \
+    "binaries=$bin_dir" "server_sha256=$(sha256sum "$bin_dir/rota-server" | cut -c1-16)")"
+[[ -z "$out" ]] || printf '%s\n' "$json" >"$out"
+printf '%s\n' "$json"

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""The measuring and JSON half of scripts/bench-fleet.sh (the standard library only).
+
+  devices V...      stdin: `rota device list --json`; prints "ACTIVE CHECKED_IN ON_V..."
+                    (active devices, those that checked in, and those on each version V)
+  rollout           stdin: `rota rollout status ID --json`; prints
+                    "STATE MEMBERS ASSIGNED IN_PROGRESS CONFIRMED FAILED TIMED_OUT"
+  proc PID          prints "PEAK_RSS_MIB CPU_S" of a live process: VmHWM, and user +
+                    system time of it and its waited-for children
+  http5xx URL       prints the 5xx answers counted in rota_http_requests_total (any
+                    label set with a 5xx status) of the server's /metrics at URL
+  logs FILE         prints "WARNINGS ERRORS SLOW_ACQUIRES" counted in a tracing log
+  report K=V ...    prints the JSON object of the pairs: numbers, true/false/null and
+                    comma-separated numbers become JSON numbers, literals and arrays;
+                    anything else stays a string
+"""
+
+import json
+import os
+import re
+import sys
+import urllib.request
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# tracing-subscriber's text format: "2026-01-02T03:04:05.678Z  WARN target: message"; its
+# JSON format: "level":"WARN".
+LEVEL = re.compile(r'^\d{4}-\d\d-\d\dT\S+\s+(WARN|ERROR)\s|"level":"(WARN|ERROR)"')
+NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+
+
+def devices(*versions):
+    listed = json.load(sys.stdin)
+    active = [d for d in listed if d.get("state") == "active"]
+    checked_in = sum(1 for d in active if d.get("running_version") is not None)
+    on = [sum(1 for d in active if d.get("running_version") == int(v)) for v in versions]
+    print(len(active), checked_in, *on)
+
+
+def rollout():
+    status = json.load(sys.stdin)
+    total = status["counts"]["total"]
+    fields = ("members", "assigned", "in_progress", "confirmed", "failed", "timed_out")
+    print(status["state"], *(total.get(f, 0) for f in fields))
+
+
+def proc(pid):
+    with open(f"/proc/{pid}/status") as f:
+        hwm_kib = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name (field 2) may hold spaces; the fields after it may not.
+        after_name = f.read().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), 12 to 15 after the name.
+    ticks = sum(int(t) for t in after_name[11:15])
+    print(f"{hwm_kib / 1024:.1f}", f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}")
+
+
+def http5xx(url):
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
+        text = answer.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("rota_http_requests_total{") and re.search(r'status="5\d\d"', line):
+            total += float(line.rsplit(None, 1)[1])
+    print(int(total))
+
+
+def logs(path):
+    warnings = errors = slow = 0
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = ANSI.sub("", line)
+            match = LEVEL.search(line)
+            if not match:
+                continue
+            if "WARN" in match.groups():
+                warnings += 1
+                # sqlx: "acquired connection, but time to acquire exceeded slow threshold"
+                slow += "slow" in line and "acquire" in line
+            else:
+                errors += 1
+    print(warnings, errors, slow)
+
+
+def value(text):
+    if text in ("true", "false", "null"):
+        return json.loads(text)
+    if NUMBER.match(text):
+        return json.loads(text)
+    parts = text.split(",")
+    if len(parts) > 1 and all(NUMBER.match(p) for p in parts):
+        return [json.loads(p) for p in parts]
+    return text
+
+
+def report(pairs):
+    out = {}
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        out[key] = value(text)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+def main():
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "devices":
+        devices(*args)
+    elif command == "rollout":
+        rollout()
+    elif command == "proc":
+        proc(*args)
+    elif command == "http5xx":
+        http5xx(*args)
+    elif command == "logs":
+        logs(*args)
+    elif command == "report":
+        report(args)
+    else:
+        sys.exit(f"bench_fleet.py: unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main()
