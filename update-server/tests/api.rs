@@ -847,7 +847,6 @@ async fn healthz_answers_while_slow_connections_hold_the_connection_limit() {
         assert_eq!(status, Ok(StatusCode::OK), "{}", server.log());
     }
     drop(slow);
-    server.stop().await;
 }
 
 /// A signed `GET /api/v1/device/self` as `id`, signed by `key` at `timestamp_ms`: the
