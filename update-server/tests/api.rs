@@ -507,15 +507,7 @@ async fn ops_endpoints_answer(backend: Backend) {
         );
     }
     assert!(doc["paths"].get(rota_protocol::api::CHECKIN_PATH).is_some());
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("rota_http_requests_total"), "{metrics}");
     assert!(metrics.contains("rota_rollouts"), "{metrics}");
     server.stop().await;
@@ -753,15 +745,7 @@ async fn metrics_series_stay_bounded_under_invented_methods_and_paths() {
             assert!(resp.status().is_client_error(), "{invented} {path}");
         }
     }
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let known = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other",
     ];

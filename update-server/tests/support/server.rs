@@ -174,6 +174,12 @@ impl TestServer {
     }
 
     /// A management request with `token`.
+    /// The Prometheus exposition at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub async fn call(
         &self,
         token: &str,
