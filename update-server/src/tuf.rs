@@ -281,7 +281,7 @@ impl Repository {
     ) -> ApiResult<VerifiedTargets> {
         let signer = self.signer()?;
         let root = self.latest(RoleName::Root).await?.ok_or_else(|| {
-            ApiError::conflict("the repository has no root yet; run `rota repo init --server`")
+            ApiError::conflict("the repository has no root yet; run `rota repo push --dir REPO`")
         })?;
         let previous = self.latest(RoleName::Targets).await?;
         let now = SystemTime::now();
@@ -733,11 +733,13 @@ fn parse_range(value: &str, length: u64) -> RangeRequest {
             if suffix == 0 {
                 return RangeRequest::Unsatisfiable;
             }
-            // §14.1.2 counts a non-zero suffix as satisfiable even on an empty
-            // representation, but no 206 can carry zero bytes (§14.4 has no empty
-            // range): ignore Range (§14.2) and send the whole, empty, representation.
+            // An empty representation has no byte to select: §14.4's Content-Range
+            // cannot name an empty range, so no 206 can answer, and the server answers
+            // 416 with `bytes */0` (§15.5.17), as for every range on an empty file.
+            // (§14.1.1 calls a non-zero suffix satisfiable here; a client asking for the
+            // last byte of nothing is told there is none rather than sent a 200.)
             if length == 0 {
-                return RangeRequest::Ignore;
+                return RangeRequest::Unsatisfiable;
             }
             length.saturating_sub(suffix)..length
         }
@@ -765,8 +767,8 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), Ignore);
         assert_eq!(parse_range("bytes=a-b", 100), Ignore);
         assert_eq!(parse_range("bytes=+1-2", 100), Ignore);
-        // An empty representation: a suffix is ignored, anything else is unsatisfiable.
-        assert_eq!(parse_range("bytes=-1", 0), Ignore);
+        // An empty representation: every range is unsatisfiable.
+        assert_eq!(parse_range("bytes=-1", 0), Unsatisfiable);
         assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
         assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 0), Unsatisfiable);
