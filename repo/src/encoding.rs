@@ -24,7 +24,7 @@ use crate::keys::{PublicKey, RepoKey};
 /// The largest metadata file of `role` that rota reads or signs: the device client's own
 /// limit, the one constant both sides use, so that the server never accepts or publishes
 /// metadata its devices would not download.
-pub(crate) fn max_len(role: RoleName) -> u64 {
+pub fn max_len(role: RoleName) -> u64 {
     use rota_tuf::limits;
     match role {
         RoleName::Root => limits::ROOT_MAX,

@@ -1,7 +1,7 @@
 //! rota's TUF repository (The Update Framework, specification 1.0.34), on the schema types
 //! and signature checks of [`tough`].
 //!
-//! The keys are split as Uptane splits them (see ARCHITECTURE.md, "Trust model"):
+//! The keys are split as Uptane splits them (see docs/ARCHITECTURE.md, "Trust model"):
 //!
 //! | role | keys | held by | made with |
 //! |---|---|---|---|
@@ -78,7 +78,7 @@ mod targets;
 use std::fmt;
 use std::time::SystemTime;
 
-pub use encoding::tuf_date_time;
+pub use encoding::{max_len as max_metadata_len, tuf_date_time};
 pub use error::{Error, Result};
 pub use keys::{PublicKey, RepoKey};
 pub use online::OnlineSigner;

@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use rota_protocol::{RequestVerifier, VerifyingKey};
+use rota_repo::RoleName;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -45,8 +46,14 @@ pub struct AppState {
     pub report_limiter: Arc<ReportLimiter>,
 }
 
-/// The largest JSON body of a management request (signed metadata, rollouts).
+/// The largest JSON body of a management request (rollouts, tokens, devices); signed
+/// metadata has its role's own limit ([`metadata_body_limit`]).
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// The body limit of an upload of `role` metadata: the device client's download limit.
+fn metadata_body_limit(role: RoleName) -> DefaultBodyLimit {
+    DefaultBodyLimit::max(usize::try_from(rota_repo::max_metadata_len(role)).unwrap_or(usize::MAX))
+}
 
 impl AppState {
     /// Opens the database and the artifact store and loads the keys the config names.
@@ -114,8 +121,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/tokens/{id}", delete(manage::tokens::revoke))
         .route("/api/v1/audit", get(manage::tokens::audit_log))
-        .route("/api/v1/repo/root", put(manage::releases::put_root))
-        .route("/api/v1/repo/targets", put(manage::releases::put_targets))
+        // Signed metadata may be as large as a device downloads (rota_tuf::limits), no
+        // larger: the server accepts nothing its devices would refuse, and refuses
+        // nothing they would take.
+        .route(
+            "/api/v1/repo/root",
+            put(manage::releases::put_root).layer(metadata_body_limit(RoleName::Root)),
+        )
+        .route(
+            "/api/v1/repo/targets",
+            put(manage::releases::put_targets).layer(metadata_body_limit(RoleName::Targets)),
+        )
         .route("/api/v1/releases", get(manage::releases::list))
         .route(
             "/api/v1/devices",

@@ -400,6 +400,26 @@ async fn management_actions_are_audited(backend: Backend) {
         find("/api/v1/devices/dev-1/resume", "refused 403"),
         "refusals are audited too"
     );
+    // `since` is unix seconds, like every `at`: an hour from now selects nothing, the
+    // oldest record's second selects it.
+    let now_s = rota_server::db::now_ms() / 1000;
+    let later = server
+        .admin(
+            Method::GET,
+            &format!("/api/v1/audit?since={}", now_s + 3600),
+            None,
+        )
+        .await;
+    assert_eq!(later.as_array().unwrap().len(), 0, "{later}");
+    let oldest = entries
+        .iter()
+        .map(|e| e["at"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    let from_oldest = server
+        .admin(Method::GET, &format!("/api/v1/audit?since={oldest}"), None)
+        .await;
+    assert!(from_oldest.as_array().unwrap().len() >= entries.len());
     server.stop().await;
 }
 
@@ -921,5 +941,36 @@ async fn token_name_with_control_characters_is_refused(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    server.stop().await;
+}
+
+/// The body limit of a metadata upload is the device client's download limit
+/// (`rota_tuf::limits`): targets metadata of 2 MiB, which a device downloads, reaches the
+/// metadata checks (and is refused there, as it is not signed), while one byte over the
+/// limit is refused before it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_upload_body_limit_is_the_device_download_limit() {
+    let (_keys, server) = start(Backend::Sqlite).await;
+    let limit = rota_repo::max_metadata_len(rota_repo::RoleName::Targets) as usize;
+    let put = |len: usize| {
+        let mut body = vec![b' '; len - 2];
+        body.extend_from_slice(b"{}");
+        server
+            .http
+            .put(server.url("/api/v1/repo/targets"))
+            .bearer_auth(&server.admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let under = put(2 * 1024 * 1024).await.unwrap();
+    assert_eq!(
+        under.status(),
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        under.text().await
+    );
+    let over = put(limit + 1).await.unwrap();
+    assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
     server.stop().await;
 }

@@ -418,7 +418,7 @@ async fn nothing_acknowledged_is_lost_across_kill_9(database_url: Option<String>
     let audit = server
         .admin(
             Method::GET,
-            &format!("/api/v1/audit?since={started_ms}&limit=1000"),
+            &format!("/api/v1/audit?since={}&limit=1000", started_ms / 1000),
             None,
         )
         .await;

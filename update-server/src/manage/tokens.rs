@@ -164,7 +164,8 @@ pub async fn audit_log(
          FROM audit_log \
              WHERE at >= $1 ORDER BY at DESC LIMIT $2",
     )
-    .bind(q.since.unwrap_or(0))
+    // The API speaks unix seconds (`at` is `api_time`); the table stores milliseconds.
+    .bind(q.since.unwrap_or(0).max(0).saturating_mul(1000))
     .bind(limit)
     .fetch_all(&state.db.read)
     .await?;
