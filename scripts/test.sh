@@ -3,7 +3,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Each step's wall time, printed as it ends and summed up at the end: CI must stay under
+# 20 minutes on 2 cores, and this says where the time goes.
+timings=() step_name='' step_start=$SECONDS
+end_step() {
+    [[ -n "$step_name" ]] && timings+=("$(printf '%5ds  %s' $((SECONDS - step_start)) "$step_name")")
+    step_name='' step_start=$SECONDS
+}
+step() {
+    end_step
+    step_name="$*"
+    printf '\n\033[1m==> %s\033[0m\n' "$*"
+}
+report_timings() {
+    local status=$?
+    end_step
+    printf '\n\033[1m==> step times (total %ds)\033[0m\n' "$SECONDS"
+    printf '%s\n' "${timings[@]}"
+    return "$status"
+}
+trap report_timings EXIT
 
 # The bootloader target: rota-manifest and rota-boot must keep building without std,
 # and the QEMU tests build the bootloader firmware for it.
