@@ -1,5 +1,5 @@
-//! Building and signing envelopes (`builder` feature): what the tools and the server
-//! use to release an image.
+//! Building and signing envelopes (`builder` feature): what the `rota` CLI uses to
+//! release an image.
 //!
 //! The output is the layout documented in [`crate::envelope`], in the style of
 //! draft-ietf-suit-manifest-37 examples 0 and 1:

@@ -307,7 +307,7 @@ impl Verifier for CompactEd25519Verifier {
     }
 }
 
-/// Ed25519 and ECDSA P-256 (ES256, ESP256): the verifier for tools, server and agent.
+/// Ed25519 and ECDSA P-256 (ES256, ESP256): the verifier for the CLI and the agent.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostVerifier;

@@ -3,8 +3,10 @@
 //!
 //! Two faces share one set of wire rules:
 //! - the `no_std`, allocation-free **decode-and-verify** path ([`Envelope::decode`],
-//!   [`Envelope::authenticate`], [`ImageDigest`]) that the bootloader links;
-//! - the `std` **builder and signer** (`builder` feature) used by the tools and the server.
+//!   [`Envelope::authenticate`], [`ImageDigest`], and the boot profile's
+//!   `verify_boot_envelope` that rota's own bootloader links);
+//! - the `std` **builder and signer** (`builder` feature) used by the `rota` CLI (and by
+//!   the tests of rota-boot and rota-agent). The server never parses SUIT.
 //!
 //! # Verifying, as the bootloader does
 //!

@@ -6,7 +6,7 @@
 //! keys, `S + L` malleability.
 //!
 //! The same vectors run on the Cortex-M4 under QEMU, where salty's field arithmetic is
-//! assembly instead of the portable code tested here: `tools/tests/qemu_ed25519.rs`.
+//! assembly instead of the portable code tested here: `compact_ed25519_qemu.rs`.
 #![cfg(feature = "compact-ed25519")]
 
 mod assemble;

@@ -143,7 +143,7 @@ pub(crate) fn parse_trusted(bytes: &[u8]) -> Result<(Signed<Root>, RootInfo)> {
 ///   between 1 and the role's key count;
 /// - §4.2: keys are Ed25519 with the "ed25519" scheme (rota's only kind), no extra fields;
 /// - §6.2: `consistent_snapshot` is true (rota's layout depends on it);
-/// - rota's key split (ARCHITECTURE.md): no key serves both an offline role (root,
+/// - rota's key split (docs/ARCHITECTURE.md): no key serves both an offline role (root,
 ///   targets) and an online role (snapshot, timestamp), so the server's keys never carry
 ///   offline authority.
 fn check_structure(root: &Root) -> Result<RootInfo> {

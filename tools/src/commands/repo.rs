@@ -5,7 +5,7 @@
 //!   root.json              the trusted root devices ship with (version 1, never changed)
 //!   metadata/N.root.json   every root version; the highest is the latest
 //!   keys/root-I.key        the current root keys (offline; one per holder)
-//!   keys/targets-I.key     the targets keys (offline; `rota publish` signs with them)
+//!   keys/targets-I.key     the targets keys (offline; `rota release publish` signs with them)
 //!   keys/old/vN/...        root keys replaced when root version N was rotated
 //!   online/snapshot.key    the online keys, for the update server
 //!   online/timestamp.key
@@ -22,13 +22,16 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
-use rota_repo::{RepoKey, RoleKeys, RootInfo, RootParams};
+use rota_repo::{RepoKey, RoleKeys, RoleName, RootInfo, RootParams};
 
 use crate::files;
 use crate::output;
 
-/// The largest root metadata file rota reads (tough's client limit).
-const MAX_ROOT_SIZE: u64 = 1024 * 1024;
+/// The largest root metadata file rota reads: what a device downloads, the limit the
+/// server also holds uploads to.
+fn max_root_size() -> u64 {
+    rota_repo::max_metadata_len(RoleName::Root)
+}
 
 /// The online keys' files in REPO/online: the snapshot key, then the timestamp key.
 const ONLINE_KEY_FILES: [&str; 2] = ["snapshot.key", "timestamp.key"];
@@ -362,7 +365,7 @@ impl RootChain {
 pub fn read_root_chain(dir: &Path) -> Result<RootChain> {
     let repo = Layout::new(dir);
     let anchor_path = repo.anchor();
-    let anchor = files::read_limited(&anchor_path, MAX_ROOT_SIZE, "root metadata")?;
+    let anchor = files::read_limited(&anchor_path, max_root_size(), "root metadata")?;
     let anchor_info = RootInfo::parse(&anchor)
         .with_context(|| format!("{} is not a valid trusted root", anchor_path.display()))?;
     let mut versions = Vec::new();
@@ -408,7 +411,7 @@ pub fn read_root_chain(dir: &Path) -> Result<RootChain> {
         let path = repo.root_metadata(version);
         newer.push((
             version,
-            files::read_limited(&path, MAX_ROOT_SIZE, "root metadata")?,
+            files::read_limited(&path, max_root_size(), "root metadata")?,
         ));
     }
     let chain: Vec<&[u8]> = newer.iter().map(|(_, b)| b.as_slice()).collect();

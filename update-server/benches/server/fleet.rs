@@ -146,7 +146,7 @@ impl Admin {
         self.send(req, &format!("PUT {path}")).await
     }
 
-    /// The first root and an empty targets metadata, as `rota repo init --server` does.
+    /// The first root and an empty targets metadata, as `rota repo push` does.
     pub async fn init_repo(&self, keys: &Keys) -> Result<()> {
         self.put_bytes("/api/v1/repo/root", keys.root_v1()?).await?;
         let targets = rota_repo::sign_targets(None, &[], &[&keys.targets], far_future())?;

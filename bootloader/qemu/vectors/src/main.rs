@@ -2,7 +2,7 @@
 //! default `Ed25519Verifier` (ed25519-dalek) and `CompactEd25519Verifier` (salty), whose
 //! field arithmetic is Cortex-M4 assembly here (UMAAL) and portable Rust on the host, so
 //! its host tests do not cover the code the bootloader runs. Run by
-//! `tools/tests/qemu_ed25519.rs`.
+//! `manifest/tests/compact_ed25519_qemu.rs`.
 //!
 //! Input: the host file `vectors.bin` (all integers little-endian):
 //!
