@@ -6,6 +6,8 @@
 //!   server-side verifier with its clock-skew window and replay cache.
 //! - [`api`]: the JSON (and query-string) types of the device and management HTTP APIs,
 //!   and the deterministic stage-membership function of staged rollouts.
+//! - [`target`]: rota's fields in a signed TUF target (`custom.rota`), written by the CLI,
+//!   checked by the server and read by the agent.
 //!
 //! The crate is synchronous and has no HTTP dependency, so the device agent links it as
 //! it is; the `openapi` feature adds `utoipa::ToSchema` for the server's `/openapi.json`.
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod identity;
+pub mod target;
 
 mod encoding;
 
@@ -27,6 +30,7 @@ pub use identity::{
     CertBody, DeviceCertificate, IdentityError, issue, valid_device_id, valid_tag, valid_uuid,
     validate_tags,
 };
+pub use target::RotaTarget;
 
 /// Re-exported so users name the same key types this crate takes.
 pub use ed25519_dalek::{Signature, SigningKey, VerifyingKey};

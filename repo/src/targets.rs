@@ -6,12 +6,12 @@ use std::io::{self, Read};
 use std::num::NonZeroU64;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest as _;
 use tough::TargetName;
 use tough::schema::{Hashes, Signed, Target, Targets};
-use uuid::Uuid;
+
+pub use rota_protocol::target::RotaTarget;
 
 use crate::encoding::{self, check_not_expired, decoded, from_tuf_time, to_tuf_time};
 use crate::error::{Error, Result};
@@ -83,65 +83,6 @@ impl TargetFile {
             sha512: sha512.finalize().into(),
             custom,
         })
-    }
-}
-
-/// rota's part of a target's `custom` field, under the key `"rota"`: what the server
-/// and agents read to tie a firmware image to its SUIT envelope.
-///
-/// ```json
-/// {"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
-///           "version": 7, "security_version": 2, "envelope": "fw-7.suit"}}
-/// {"rota": {"kind": "envelope", "image": "fw-7.bin"}}
-/// ```
-///
-/// An image and its envelope must name each other, and both must be listed in the same
-/// targets metadata; unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RotaTarget {
-    /// A firmware image.
-    Image {
-        /// The device class it is for (the SUIT class id).
-        class_id: Uuid,
-        /// Its version (the SUIT sequence number).
-        version: u64,
-        /// Its security version (the anti-rollback floor it raises devices to).
-        security_version: u64,
-        /// The name of the target holding its SUIT envelope.
-        envelope: String,
-    },
-    /// The SUIT envelope of a firmware image.
-    Envelope {
-        /// The name of the image target it describes.
-        image: String,
-    },
-}
-
-impl RotaTarget {
-    /// The key of rota's entry in a target's `custom` object.
-    pub const CUSTOM_KEY: &'static str = "rota";
-
-    /// The `custom` object holding just this entry: `{"rota": {...}}`.
-    pub fn to_custom(&self) -> Value {
-        let mut object = serde_json::Map::new();
-        // Serializing a plain enum of strings and integers cannot fail.
-        object.insert(
-            Self::CUSTOM_KEY.to_owned(),
-            serde_json::to_value(self).unwrap_or(Value::Null),
-        );
-        Value::Object(object)
-    }
-
-    /// rota's entry in the `custom` value of a target, if it has one; the error says
-    /// what is wrong with it in words.
-    pub fn from_custom(custom: &Value) -> std::result::Result<Option<Self>, String> {
-        match custom.get(Self::CUSTOM_KEY) {
-            None => Ok(None),
-            Some(entry) => Self::deserialize(entry)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-        }
     }
 }
 
@@ -529,7 +470,6 @@ pub fn verify_targets_upload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn target_names() {
@@ -543,33 +483,5 @@ mod tests {
         }
         check_target_name(&"a".repeat(180)).unwrap();
         assert!(check_target_name(&"a".repeat(181)).is_err());
-    }
-
-    #[test]
-    fn rota_custom_round_trip_and_strictness() {
-        let image = RotaTarget::Image {
-            class_id: "1492af14-2569-5e48-bf42-9b2d51f2ab45".parse().unwrap(),
-            version: 7,
-            security_version: 2,
-            envelope: "fw-7.suit".into(),
-        };
-        let custom = image.to_custom();
-        assert_eq!(
-            custom,
-            json!({"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
-                "version": 7, "security_version": 2, "envelope": "fw-7.suit"}})
-        );
-        assert_eq!(RotaTarget::from_custom(&custom).unwrap(), Some(image));
-        assert_eq!(RotaTarget::from_custom(&json!({"other": 1})).unwrap(), None);
-        for bad in [
-            json!({"rota": {"kind": "envelope", "image": "x", "extra": 1}}),
-            json!({"rota": {"kind": "firmware", "image": "x"}}),
-            json!({"rota": {"kind": "image", "class_id": "not-a-uuid", "version": 1,
-                "security_version": 0, "envelope": "e"}}),
-            json!({"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
-                "version": -1, "security_version": 0, "envelope": "e"}}),
-        ] {
-            assert!(RotaTarget::from_custom(&bad).is_err(), "{bad} accepted");
-        }
     }
 }

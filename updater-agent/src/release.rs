@@ -10,46 +10,26 @@ use std::time::SystemTime;
 
 use rota_manifest::labels::alg;
 use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
+use rota_protocol::RotaTarget;
 use rota_protocol::api::Assignment;
 use rota_tuf::{Client as TufClient, HttpFetcher, TargetInfo};
-use serde::Deserialize;
 
 use crate::install::Failure;
 
-/// rota's fields in a TUF target's `custom` object (`{"rota": {...}}`), as rota-repo
-/// writes them. Read strictly: unknown fields make the target unusable for rota.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum RotaTarget {
-    Image {
-        class_id: String,
-        version: u64,
-        security_version: u64,
-        envelope: String,
-    },
-    Envelope {
-        image: String,
-    },
-}
-
-impl RotaTarget {
-    fn of(info: &TargetInfo) -> Result<Self, Failure> {
-        let custom = info
-            .custom
-            .as_ref()
-            .and_then(|c| c.get("rota"))
-            .ok_or_else(|| {
-                Failure::Refused(format!(
-                    "the signed target {:?} carries no rota fields",
-                    info.name
-                ))
-            })?;
-        serde_json::from_value(custom.clone()).map_err(|e| {
-            Failure::Refused(format!(
-                "the signed target {:?} has malformed rota fields: {e}",
-                info.name
-            ))
-        })
+/// rota's fields of a signed target (`custom.rota`, one type with the CLI and server's):
+/// refused when absent or malformed, as a target without them is not rota firmware.
+fn rota_fields(info: &TargetInfo) -> Result<RotaTarget, Failure> {
+    let custom = info.custom.as_ref().unwrap_or(&serde_json::Value::Null);
+    match RotaTarget::from_custom(custom) {
+        Ok(Some(fields)) => Ok(fields),
+        Ok(None) => refused(format!(
+            "the signed target {:?} carries no rota fields",
+            info.name
+        )),
+        Err(e) => refused(format!(
+            "the signed target {:?} has malformed rota fields: {e}",
+            info.name
+        )),
     }
 }
 
@@ -79,9 +59,7 @@ pub struct Trust<'a> {
 
 /// Checks `assignment` against signed TUF metadata and the signed envelope.
 pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease, Failure> {
-    let class = uuid::Uuid::from_bytes(trust.class_id)
-        .hyphenated()
-        .to_string();
+    let class = uuid::Uuid::from_bytes(trust.class_id);
     // TUF 1.0.34 §5.1: one start time for every expiry check of this update.
     let mut tuf = TufClient::new(
         trust.tuf_dir,
@@ -99,7 +77,7 @@ pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease,
         version,
         security_version,
         envelope: envelope_name,
-    } = RotaTarget::of(&image)?
+    } = rota_fields(&image)?
     else {
         return refused(format!("{:?} is not a firmware image", assignment.target));
     };
@@ -134,7 +112,7 @@ pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease,
     }
 
     let envelope_info = tuf.target_info(&envelope_name).map_err(tuf_failure)?;
-    match RotaTarget::of(&envelope_info)? {
+    match rota_fields(&envelope_info)? {
         RotaTarget::Envelope { image } if image == assignment.target => {}
         _ => {
             return refused(format!(
