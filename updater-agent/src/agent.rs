@@ -15,6 +15,7 @@ use rota_protocol::api::{Assignment, CheckInQuery, LastResult, Report, ReportKin
 
 use crate::backoff::Backoff;
 use crate::device::{Device, Running};
+use crate::error::DeviceError;
 use crate::install::{Failure, Transfer, install};
 use crate::release::{self, Trust};
 use crate::server::{AnswerLimits, CheckIn, ServerClient, ServerError};
@@ -102,11 +103,6 @@ pub struct Agent<D: Device> {
     on_event: Box<dyn FnMut(&Event) + Send>,
 }
 
-/// The device failed (flash error, power loss): the agent stops until it restarts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DeviceFailure(pub String);
-
 impl<D: Device> Agent<D> {
     /// An agent for `device`; `certificate` lets it enrol itself with the server.
     pub fn new(
@@ -114,11 +110,12 @@ impl<D: Device> Agent<D> {
         config: Config,
         http: Client,
         certificate: Option<DeviceCertificate>,
-    ) -> Result<Self, String> {
-        let class_id =
-            device.boot_parts().rot.class_id().map_err(|e| {
-                format!("cannot read the device class from the root of trust: {e:?}")
-            })?;
+    ) -> Result<Self, DeviceError> {
+        let class_id = device.boot_parts().rot.class_id().map_err(|e| {
+            DeviceError::Boot(format!(
+                "cannot read the device class from the root of trust: {e:?}"
+            ))
+        })?;
         let state = AgentState::load(device.state_dir())?;
         Ok(Self {
             server: ServerClient::new(http.clone(), &config.server, config.answer_limits),
@@ -152,14 +149,14 @@ impl<D: Device> Agent<D> {
     }
 
     /// Reloads the persisted state: what a restarted agent knows.
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<(), DeviceError> {
         self.state = AgentState::load(self.device.state_dir())?;
         self.last_check_in = None;
         Ok(())
     }
 
     /// One pass; returns what happened and how long to wait before the next.
-    pub fn cycle(&mut self) -> Result<(Outcome, Duration), DeviceFailure> {
+    pub fn cycle(&mut self) -> Result<(Outcome, Duration), DeviceError> {
         let outcome = self.pass()?;
         let wait = match &outcome {
             Outcome::Retrying(_) => {
@@ -181,9 +178,9 @@ impl<D: Device> Agent<D> {
         Ok((outcome, wait))
     }
 
-    fn pass(&mut self) -> Result<Outcome, DeviceFailure> {
+    fn pass(&mut self) -> Result<Outcome, DeviceError> {
         let settled = self.settle_boot()?;
-        if let Err(e) = self.deliver() {
+        if let Err(e) = self.deliver()? {
             return Ok(Outcome::Retrying(e.to_string()));
         }
         if let Some(outcome) = settled {
@@ -214,18 +211,14 @@ impl<D: Device> Agent<D> {
             return Ok(Outcome::UpToDate);
         };
         let outcome = self.update(assignment, running)?;
-        if let Err(e) = self.deliver() {
+        if let Err(e) = self.deliver()? {
             tracing::debug!(error = %e, "reports stay queued");
         }
         Ok(outcome)
     }
 
     /// Installs `assignment`, reboots into it and settles the trial.
-    fn update(
-        &mut self,
-        assignment: Assignment,
-        running: Running,
-    ) -> Result<Outcome, DeviceFailure> {
+    fn update(&mut self, assignment: Assignment, running: Running) -> Result<Outcome, DeviceError> {
         let same_job = self
             .state
             .job
@@ -243,7 +236,7 @@ impl<D: Device> Agent<D> {
         match self.download_and_install(&assignment, running) {
             Ok(_) => {}
             Err(Failure::Transient(why)) => return Ok(Outcome::Retrying(why)),
-            Err(Failure::Device(why)) => return Err(DeviceFailure(why)),
+            Err(Failure::Device(e)) => return Err(e),
             Err(Failure::Refused(why)) => {
                 // The refused answer may have been forged on the way: the next check-in
                 // asks afresh instead of trusting a 304 to confirm the cached body.
@@ -263,7 +256,7 @@ impl<D: Device> Agent<D> {
             job.phase = Phase::Installed;
         }
         self.queue(&assignment, ReportKind::Installed, assignment.version, None)?;
-        self.device.reboot().map_err(DeviceFailure)?;
+        self.device.reboot()?;
         Ok(self.settle_boot()?.unwrap_or(Outcome::UpToDate))
     }
 
@@ -291,22 +284,17 @@ impl<D: Device> Agent<D> {
                 ReportKind::Downloading,
                 assignment.version,
                 None,
-            )
-            .map_err(|e| Failure::Device(e.0))?;
+            )?;
             if let Some(job) = &mut self.state.job {
                 job.announced = true;
             }
-            self.save().map_err(|e| Failure::Device(e.0))?;
+            self.save()?;
         }
         let version = release.version;
         let chunk = self.config.chunk_size;
         let http = self.http.clone();
         let on_event = &mut self.on_event;
-        let mut updater = self
-            .device
-            .boot_parts()
-            .updater()
-            .map_err(Failure::Device)?;
+        let mut updater = self.device.boot_parts().updater()?;
         install(&mut updater, &http, &release, chunk, |at, of| {
             on_event(&Event::Downloading { version, at, of })
         })
@@ -314,15 +302,10 @@ impl<D: Device> Agent<D> {
 
     /// After a boot: a trial image is health-checked, then confirmed or reverted; an
     /// installed job whose trial is over is resolved from what runs now.
-    fn settle_boot(&mut self) -> Result<Option<Outcome>, DeviceFailure> {
+    fn settle_boot(&mut self) -> Result<Option<Outcome>, DeviceError> {
         let running = self.running()?;
         // The journal, not the boot-time view, says whether the trial is still open.
-        let status = self
-            .device
-            .boot_parts()
-            .updater()
-            .map_err(DeviceFailure)?
-            .status();
+        let status = self.device.boot_parts().updater()?.status();
         if status.on_trial {
             return self.settle_trial(running).map(Some);
         }
@@ -364,20 +347,22 @@ impl<D: Device> Agent<D> {
         }))
     }
 
-    fn settle_trial(&mut self, running: Running) -> Result<Outcome, DeviceFailure> {
+    fn settle_trial(&mut self, running: Running) -> Result<Outcome, DeviceError> {
         let health = self.device.health_check();
         let job = self.state.job.clone();
         let assignment = job.as_ref().map(|j| j.assignment.clone());
         // rota-boot acts first; the record follows (a cut in between is settled from
         // what runs after the next boot).
-        let mut updater = self.device.boot_parts().updater().map_err(DeviceFailure)?;
+        let mut updater = self.device.boot_parts().updater()?;
         let acted = match &health {
             Ok(()) => updater
                 .confirm()
-                .map_err(|e| format!("cannot confirm: {e}")),
-            Err(_) => updater.revert().map_err(|e| format!("cannot revert: {e}")),
+                .map_err(|e| DeviceError::Boot(format!("cannot confirm: {e}"))),
+            Err(_) => updater
+                .revert()
+                .map_err(|e| DeviceError::Boot(format!("cannot revert: {e}"))),
         };
-        acted.map_err(DeviceFailure)?;
+        acted?;
         match health {
             Ok(()) => {
                 self.finish_opt(
@@ -398,7 +383,7 @@ impl<D: Device> Agent<D> {
                     Some(&reason),
                     LastResult::Reverted,
                 )?;
-                self.device.reboot().map_err(DeviceFailure)?;
+                self.device.reboot()?;
                 Ok(Outcome::Reverted {
                     version: running.version,
                     reason,
@@ -415,7 +400,7 @@ impl<D: Device> Agent<D> {
         version: u64,
         reason: Option<&str>,
         last: LastResult,
-    ) -> Result<(), DeviceFailure> {
+    ) -> Result<(), DeviceError> {
         self.finish_opt(Some(assignment), kind, version, reason, last)
     }
 
@@ -426,7 +411,7 @@ impl<D: Device> Agent<D> {
         version: u64,
         reason: Option<&str>,
         last: LastResult,
-    ) -> Result<(), DeviceFailure> {
+    ) -> Result<(), DeviceError> {
         self.state.job = None;
         self.state.last = Some(last);
         let report = report(assignment, kind, version, reason)?;
@@ -440,19 +425,24 @@ impl<D: Device> Agent<D> {
         kind: ReportKind,
         version: u64,
         reason: Option<&str>,
-    ) -> Result<(), DeviceFailure> {
+    ) -> Result<(), DeviceError> {
         let report = report(Some(assignment), kind, version, reason)?;
         self.state.outbox.push(report);
         self.save()
     }
 
     /// Enrols if needed, then sends queued reports, oldest first. A report the server
-    /// refuses (4xx) will never pass and is dropped; a transient failure keeps the rest.
-    fn deliver(&mut self) -> Result<(), ServerError> {
+    /// refuses (4xx) will never pass and is dropped; a transient failure keeps the rest
+    /// (the inner error). Each step is saved before the next: a state file that cannot
+    /// be written stops the agent (the outer error) rather than being forgotten, as the
+    /// next restart would resend what the server already has.
+    fn deliver(&mut self) -> Result<Result<(), ServerError>, DeviceError> {
         if let (false, Some(certificate)) = (self.state.enrolled, &self.certificate) {
-            self.server.enroll(self.device.identity(), certificate)?;
+            if let Err(e) = self.server.enroll(self.device.identity(), certificate) {
+                return Ok(Err(e));
+            }
             self.state.enrolled = true;
-            let _ = self.save();
+            self.save()?;
         }
         while let Some(report) = self.state.outbox.first().cloned() {
             match self.server.report(self.device.identity(), &report) {
@@ -460,24 +450,20 @@ impl<D: Device> Agent<D> {
                 Err(ServerError::Refused { status, message }) => {
                     tracing::warn!(status, %message, kind = %report.kind, "the server refused a report; dropping it");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Ok(Err(e)),
             }
             self.state.outbox.remove(0);
-            let _ = self.save();
+            self.save()?;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    fn running(&self) -> Result<Running, DeviceFailure> {
-        self.device
-            .running()
-            .ok_or_else(|| DeviceFailure("nothing on the device is bootable".into()))
+    fn running(&self) -> Result<Running, DeviceError> {
+        self.device.running().ok_or(DeviceError::NothingBootable)
     }
 
-    fn save(&self) -> Result<(), DeviceFailure> {
-        self.state
-            .save(self.device.state_dir())
-            .map_err(DeviceFailure)
+    fn save(&self) -> Result<(), DeviceError> {
+        Ok(self.state.save(self.device.state_dir())?)
     }
 
     /// The persisted state (for tests and status displays).
@@ -491,7 +477,7 @@ fn report(
     kind: ReportKind,
     version: u64,
     reason: Option<&str>,
-) -> Result<Report, DeviceFailure> {
+) -> Result<Report, DeviceError> {
     let reason = reason.map(|r| r.chars().take(rota_protocol::api::MAX_REASON_LEN).collect());
     Report::new(
         kind,
@@ -499,5 +485,5 @@ fn report(
         assignment.map(|a| a.rollout_id.clone()),
         reason,
     )
-    .map_err(|e| DeviceFailure(format!("no randomness for a report id: {e}")))
+    .map_err(DeviceError::from)
 }

@@ -19,6 +19,7 @@ use rota_protocol::identity::{CertBody, issue};
 use crate::agent::{Agent, Config, Event, Outcome};
 use crate::device::sim::{Factory, SimDevice};
 use crate::device::{Device, Identity};
+use crate::error::{DeviceError, ProvisionError};
 use crate::firmware::SimFirmware;
 use crate::state::write_atomically;
 
@@ -70,9 +71,9 @@ pub fn provision(
     device_id: &str,
     class_id: [u8; 16],
     tags: &[String],
-) -> Result<(Identity, DeviceCertificate), String> {
+) -> Result<(Identity, DeviceCertificate), ProvisionError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a device key: {e}"))?;
+    getrandom::fill(&mut seed).map_err(ProvisionError::Random)?;
     let key = SigningKey::from_bytes(&seed);
     let issued_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -86,7 +87,7 @@ pub fn provision(
         tags.to_vec(),
         issued_at,
     );
-    let certificate = issue(ca, &body).map_err(|e| e.to_string())?;
+    let certificate = issue(ca, &body)?;
     Ok((
         Identity {
             device_id: device_id.to_string(),
@@ -98,7 +99,7 @@ pub fn provision(
 
 impl Fleet {
     /// Manufactures `spec.count` devices and starts their agents.
-    pub fn start(spec: &FleetSpec, http: &Client) -> Result<Fleet, String> {
+    pub fn start(spec: &FleetSpec, http: &Client) -> Result<Fleet, ProvisionError> {
         let mut members = Vec::with_capacity(spec.count);
         for n in 1..=spec.count {
             let id = format!("{}-{n:04}", spec.id_prefix);
@@ -106,8 +107,11 @@ impl Fleet {
                 provision(&spec.ca, &id, spec.factory.class_id, &spec.tags)?;
             let state_dir = spec.state_root.join(&id);
             let tuf_dir = state_dir.join("tuf");
-            std::fs::create_dir_all(&tuf_dir)
-                .map_err(|e| format!("cannot create {}: {e}", tuf_dir.display()))?;
+            std::fs::create_dir_all(&tuf_dir).map_err(|e| DeviceError::Open {
+                what: "the TUF directory",
+                path: tuf_dir.clone(),
+                detail: e.to_string(),
+            })?;
             write_atomically(&tuf_dir.join("root.json"), &spec.trusted_root)?;
             let device = SimDevice::manufacture(identity, &spec.factory, state_dir)?;
             let agent = Agent::new(device, spec.agent.clone(), http.clone(), Some(certificate))?;
@@ -192,7 +196,7 @@ impl Member {
                             }
                             wait
                         }
-                        Err(failure) => power_cycle(&mut agent, &shown, &failure.0),
+                        Err(failure) => power_cycle(&mut agent, &shown, &failure),
                     };
                     refresh_view(&shown, &mut agent);
                 }
@@ -209,8 +213,12 @@ impl Member {
 
 /// A device failure in the simulation is a power cut (or a fault that a reset
 /// clears): power comes back, the device boots, the agent restarts from its files.
-fn power_cycle(agent: &mut Agent<SimDevice>, view: &Mutex<DeviceView>, why: &str) -> Duration {
-    tracing::debug!(device = %agent.device().identity().device_id, why, "device reset");
+fn power_cycle(
+    agent: &mut Agent<SimDevice>,
+    view: &Mutex<DeviceView>,
+    why: &DeviceError,
+) -> Duration {
+    tracing::debug!(device = %agent.device().identity().device_id, %why, "device reset");
     if let Ok(mut v) = view.lock() {
         v.power_cuts += 1;
         v.downloading = None;

@@ -14,11 +14,12 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use rota_boot::{Error as BootError, RootOfTrust, Updater};
 use rota_tuf::TargetVerifier;
 
+use crate::error::DeviceError;
 use crate::release::VerifiedRelease;
 use crate::server::{classify, transient};
 
 /// Why an install step failed, sorted by what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// Try again later (network, server): progress on flash is kept.
     #[error("{0}")]
@@ -28,7 +29,7 @@ pub enum Failure {
     Refused(String),
     /// The device itself failed (flash, power): it must restart.
     #[error("the device failed: {0}")]
-    Device(String),
+    Device(#[from] DeviceError),
 }
 
 /// What a download moved, for progress and for the "bytes fetched again" figure.
@@ -47,7 +48,7 @@ fn boot_failure<FE: core::fmt::Debug, RE: core::fmt::Debug>(e: BootError<FE, RE>
             Failure::Refused(format!("rota-boot refused: {rejection}"))
         }
         BootError::EnvelopeTooLarge => Failure::Refused(e.to_string()),
-        other => Failure::Device(other.to_string()),
+        other => Failure::Device(DeviceError::Boot(other.to_string())),
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod device;
+pub mod error;
 pub mod firmware;
 pub mod fleet;
 pub mod install;
@@ -20,4 +21,5 @@ pub mod server;
 pub mod state;
 
 pub use agent::{Agent, Config, Event, Outcome};
+pub use error::{DeviceError, ProvisionError, StateError, Unhealthy};
 pub use rota_tuf as tuf;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use rota_protocol::api::{Assignment, LastResult, Report};
 use serde::{Deserialize, Serialize};
 
+use crate::error::StateError;
+
 const FILE: &str = "agent-state.json";
 
 /// Where an update stands.
@@ -49,30 +51,38 @@ pub struct AgentState {
 
 impl AgentState {
     /// The state in `dir`; a device that never ran the agent starts empty.
-    pub fn load(dir: &Path) -> Result<Self, String> {
+    pub fn load(dir: &Path) -> Result<Self, StateError> {
         let path = dir.join(FILE);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is corrupt: {e}", path.display())),
+                .map_err(|source| StateError::Corrupt { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => Err(StateError::Read { path, source }),
         }
     }
 
-    pub fn save(&self, dir: &Path) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        write_atomically(&dir.join(FILE), &bytes)
+    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        let path = dir.join(FILE);
+        // Plain structs of strings and integers always serialize; the error is kept anyway.
+        let bytes = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomically(&path, &bytes)
     }
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp: PathBuf = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
-    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let failed = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = fs::File::create(&temp).map_err(failed)?;
     file.write_all(bytes).map_err(failed)?;
     file.sync_all().map_err(failed)?;
@@ -99,10 +109,9 @@ mod tests {
         state.save(dir.path()).unwrap();
         assert_eq!(AgentState::load(dir.path()).unwrap(), state);
         fs::write(dir.path().join(FILE), b"{").unwrap();
-        assert!(
-            AgentState::load(dir.path())
-                .unwrap_err()
-                .contains("corrupt")
-        );
+        assert!(matches!(
+            AgentState::load(dir.path()),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 }

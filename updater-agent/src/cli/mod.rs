@@ -51,25 +51,31 @@ pub fn read_signing_key(path: &Path, what: &str) -> Result<ed25519_dalek::Signin
         .map_err(|e| anyhow!("cannot use {} as {what}: {e}", path.display()))
 }
 
+/// A command-line value that is not what its option takes (clap prints it).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("{0:?} is not a duration: a whole number and ms, s or m (250ms, 2s, 5m)")]
+    Duration(String),
+    #[error("{0:?} is not a size: bytes, or a whole number with K or M (65536, 256K, 16M)")]
+    Size(String),
+}
+
 /// `250ms`, `2s`, `5m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| text.split_at(i))
-        .ok_or_else(|| format!("{text:?} needs a unit: ms, s or m"))?;
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration"))?;
+pub fn parse_duration(text: &str) -> Result<Duration, ArgError> {
+    let bad = || ArgError::Duration(text.to_string());
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{text:?}: the unit must be ms, s or m")),
+        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
+        _ => Err(bad()),
     }
 }
 
 /// `65536`, `256K`, `16M`.
-pub fn parse_size(text: &str) -> Result<u32, String> {
+pub fn parse_size(text: &str) -> Result<u32, ArgError> {
     let (number, factor) = match text.strip_suffix(['K', 'k']) {
         Some(n) => (n, 1024),
         None => match text.strip_suffix(['M', 'm']) {
@@ -81,14 +87,17 @@ pub fn parse_size(text: &str) -> Result<u32, String> {
         .parse::<u32>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("{text:?} is not a size (bytes, or with K or M)"))
+        .ok_or_else(|| ArgError::Size(text.to_string()))
 }
 
 /// The TUF root a device trusts at first goes where the agent's TUF client reads it.
 pub fn install_trusted_root(state_dir: &Path, root: &[u8]) -> Result<()> {
     let tuf = state_dir.join("tuf");
     std::fs::create_dir_all(&tuf).with_context(|| format!("cannot create {}", tuf.display()))?;
-    rota_agent::state::write_atomically(&tuf.join("root.json"), root).map_err(|e| anyhow!(e))
+    Ok(rota_agent::state::write_atomically(
+        &tuf.join("root.json"),
+        root,
+    )?)
 }
 
 /// What a factory envelope says about the devices it is for.
@@ -125,4 +134,29 @@ pub fn factory_claims(envelope: &[u8], anchors: &[PublicKey]) -> Result<FactoryC
         class_id,
         signer: *signer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_or_say_why_and_never_overflow() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        for bad in ["5", "s", "5h", "-1s", "1.5s", "", "307445734561825861m"] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(ArgError::Duration(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("256K"), Ok(256 * 1024));
+        assert_eq!(parse_size("16M"), Ok(16 * 1024 * 1024));
+        for bad in ["4096M", "1G", "K", "-1", ""] {
+            assert_eq!(parse_size(bad), Err(ArgError::Size(bad.into())), "{bad}");
+        }
+    }
 }

@@ -79,8 +79,7 @@ pub fn run(args: Args) -> Result<()> {
         otp: args.otp,
         image_capacity: args.image_capacity,
         health_command: args.health_command,
-    })
-    .map_err(|e| anyhow!(e))?;
+    })?;
     let http = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
@@ -89,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
         chunk_size: args.chunk_size as usize,
         ..Config::new(&args.server)
     };
-    let mut agent = Agent::new(device, config, http, Some(certificate)).map_err(|e| anyhow!(e))?;
+    let mut agent = Agent::new(device, config, http, Some(certificate))?;
     loop {
         let (outcome, wait) = agent
             .cycle()

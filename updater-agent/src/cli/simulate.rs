@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use rota_agent::Config;
 use rota_agent::backoff::Backoff;
 use rota_agent::device::sim::Factory;
@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(args.devices.max(1))
         .build()?;
-    let fleet = Fleet::start(&spec, &http).map_err(|e| anyhow!(e))?;
+    let fleet = Fleet::start(&spec, &http)?;
     println!("{} simulated devices started", fleet.len());
     let mut last = String::new();
     loop {

@@ -14,6 +14,7 @@ use rota_manifest::PublicKey;
 
 use super::file_flash::{ERASE_SIZE, FileFlash};
 use super::{BootParts, Device, Identity, Running, standard_layout};
+use crate::error::{DeviceError, Unhealthy};
 
 /// Bytes before the image in a slot.
 pub const HEADER_SIZE: u32 = 4096;
@@ -87,16 +88,26 @@ pub struct LinuxDevice {
 impl LinuxDevice {
     /// Opens the device's parts and runs rota-boot's boot decision on them: on a
     /// file-backed flash this process plays the bootloader's part at power-on.
-    pub fn open(config: LinuxConfig) -> Result<Self, String> {
+    pub fn open(config: LinuxConfig) -> Result<Self, DeviceError> {
         let layout = config.layout();
+        let open = |what, path: &std::path::Path, detail: String| DeviceError::Open {
+            what,
+            path: path.to_path_buf(),
+            detail,
+        };
         let flash = FileFlash::open(&config.flash, layout.erased)
-            .map_err(|e| format!("cannot open the flash {}: {e}", config.flash.display()))?;
-        let cells = FileOtp::open(&config.otp)
-            .map_err(|e| format!("cannot open the OTP {}: {e}", config.otp.display()))?;
-        let rot = OtpRot::open(cells)
-            .map_err(|e| format!("the OTP {} is not provisioned: {e:?}", config.otp.display()))?;
+            .map_err(|e| open("the flash", &config.flash, e.to_string()))?;
+        let cells =
+            FileOtp::open(&config.otp).map_err(|e| open("the OTP", &config.otp, e.to_string()))?;
+        let rot = OtpRot::open(cells).map_err(|e| {
+            open(
+                "the OTP",
+                &config.otp,
+                format!("it is not provisioned ({e:?})"),
+            )
+        })?;
         std::fs::create_dir_all(&config.state_dir)
-            .map_err(|e| format!("cannot create {}: {e}", config.state_dir.display()))?;
+            .map_err(|e| open("the state directory", &config.state_dir, e.to_string()))?;
         let mut device = Self {
             identity: config.identity,
             anchors: config.anchors,
@@ -142,13 +153,13 @@ impl Device for LinuxDevice {
         self.running
     }
 
-    fn reboot(&mut self) -> Result<(), String> {
+    fn reboot(&mut self) -> Result<(), DeviceError> {
         self.running = None;
         self.running = self.boot_parts().boot()?;
         Ok(())
     }
 
-    fn health_check(&mut self) -> Result<(), String> {
+    fn health_check(&mut self) -> Result<(), Unhealthy> {
         let Some(command) = &self.health_command else {
             return Ok(());
         };
@@ -158,11 +169,13 @@ impl Device for LinuxDevice {
             .arg(command)
             .env("ROTA_VERSION", version.to_string())
             .status()
-            .map_err(|e| format!("cannot run the health check {command:?}: {e}"))?;
+            .map_err(|e| Unhealthy(format!("cannot run the health check {command:?}: {e}")))?;
         if status.success() {
             Ok(())
         } else {
-            Err(format!("the health check {command:?} failed ({status})"))
+            Err(Unhealthy(format!(
+                "the health check {command:?} failed ({status})"
+            )))
         }
     }
 }

@@ -20,6 +20,8 @@ use rota_boot::header::SlotHeader;
 use rota_boot::{BootDecision, Bootloader, Layout, Region, RootOfTrust, Slot, Updater};
 use rota_manifest::PublicKey;
 
+use crate::error::{DeviceError, Unhealthy};
+
 /// Who the device is: the identity provisioned at manufacturing.
 pub struct Identity {
     pub device_id: String,
@@ -49,15 +51,19 @@ pub struct BootParts<'a, F, R> {
 
 impl<'a, F: NorFlash, R: RootOfTrust> BootParts<'a, F, R> {
     /// rota-boot's application-side API over these parts.
-    pub fn updater(self) -> Result<Updater<'a, &'a mut F, &'a mut R>, String> {
-        Updater::new(self.flash, self.rot, self.layout, self.scratch).map_err(|e| e.to_string())
+    pub fn updater(self) -> Result<Updater<'a, &'a mut F, &'a mut R>, DeviceError> {
+        Updater::new(self.flash, self.rot, self.layout, self.scratch)
+            .map_err(|e| DeviceError::Boot(e.to_string()))
     }
 
     /// Runs rota-boot's boot decision, as the bootloader does at every reset.
-    pub fn boot(self) -> Result<Option<Running>, String> {
+    pub fn boot(self) -> Result<Option<Running>, DeviceError> {
         let mut bootloader = Bootloader::new(self.flash, self.rot, self.layout, self.scratch)
-            .map_err(|e| e.to_string())?;
-        match bootloader.decide().map_err(|e| e.to_string())? {
+            .map_err(|e| DeviceError::Boot(e.to_string()))?;
+        match bootloader
+            .decide()
+            .map_err(|e| DeviceError::Boot(e.to_string()))?
+        {
             BootDecision::Boot { image, trial } => Ok(Some(Running {
                 slot: image.slot,
                 version: image.sequence_number,
@@ -89,11 +95,11 @@ pub trait Device {
     fn running(&self) -> Option<Running>;
 
     /// Resets the device: the bootloader decides what runs next.
-    fn reboot(&mut self) -> Result<(), String>;
+    fn reboot(&mut self) -> Result<(), DeviceError>;
 
     /// The running firmware's self-test, after a trial boot: `Err(why)` if it is not fit
     /// to be confirmed.
-    fn health_check(&mut self) -> Result<(), String>;
+    fn health_check(&mut self) -> Result<(), Unhealthy>;
 }
 
 /// rota's layout for a device: a two-sector journal, then slot A and slot B, each a
@@ -122,23 +128,25 @@ pub fn program_factory_image<F: NorFlash>(
     key: &[u8; 32],
     envelope: &[u8],
     image: &[u8],
-) -> Result<(), String> {
+) -> Result<(), DeviceError> {
     let region = layout.slot(slot);
     if image.len() as u64 > u64::from(layout.image_capacity(slot)) {
-        return Err(format!(
+        return Err(DeviceError::Factory(format!(
             "the factory image ({} bytes) does not fit slot {slot:?} ({} bytes)",
             image.len(),
             layout.image_capacity(slot)
-        ));
+        )));
     }
     let header = SlotHeader {
         key: *key,
         envelope,
     };
     if !header.fits(layout) {
-        return Err("the factory envelope does not fit the slot's header area".into());
+        return Err(DeviceError::Factory(
+            "the factory envelope does not fit the slot's header area".into(),
+        ));
     }
-    let failed = |e: F::Error| format!("programming the factory image failed: {e:?}");
+    let failed = |e: F::Error| DeviceError::Factory(format!("{e:?}"));
     flash
         .erase(region.offset, region.end() as u32)
         .map_err(failed)?;

@@ -10,6 +10,7 @@ use rota_boot::{Layout, Slot};
 use rota_manifest::PublicKey;
 
 use super::{BootParts, Device, Identity, Running, program_factory_image, standard_layout};
+use crate::error::{DeviceError, Unhealthy};
 use crate::firmware::{DESCRIPTION_MAX, SimFirmware};
 
 /// A common MCU NOR geometry: 4 KiB sectors, 8-byte (ECC) words.
@@ -63,7 +64,7 @@ impl SimDevice {
         identity: Identity,
         factory: &Factory,
         state_dir: PathBuf,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DeviceError> {
         let layout = factory.layout();
         let rail = PowerRail::new();
         let sectors = (layout.slots[1].end() / ERASE_SIZE as u64) as usize;
@@ -85,8 +86,11 @@ impl SimDevice {
                 floor_bits: FLOOR_BITS,
             },
         );
-        std::fs::create_dir_all(&state_dir)
-            .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        std::fs::create_dir_all(&state_dir).map_err(|e| DeviceError::Open {
+            what: "the state directory",
+            path: state_dir.clone(),
+            detail: e.to_string(),
+        })?;
         let mut device = Self {
             identity,
             anchors: factory.anchors.clone(),
@@ -124,7 +128,7 @@ impl SimDevice {
     }
 
     /// Restores power; the device boots.
-    pub fn power_on(&mut self) -> Result<(), String> {
+    pub fn power_on(&mut self) -> Result<(), DeviceError> {
         self.rail.power_on();
         self.reboot()
     }
@@ -183,25 +187,27 @@ impl Device for SimDevice {
         self.running
     }
 
-    fn reboot(&mut self) -> Result<(), String> {
+    fn reboot(&mut self) -> Result<(), DeviceError> {
         self.running = None;
         self.boots += 1;
         self.running = self.boot_parts().boot()?;
         Ok(())
     }
 
-    fn health_check(&mut self) -> Result<(), String> {
+    fn health_check(&mut self) -> Result<(), Unhealthy> {
         if self.force_unhealthy {
-            return Err("the self-test failed (forced by the simulation)".into());
+            return Err(Unhealthy(
+                "the self-test failed (forced by the simulation)".into(),
+            ));
         }
         let firmware = self
             .firmware()
-            .ok_or("the running image is not simulated rota firmware")?;
+            .ok_or_else(|| Unhealthy("the running image is not simulated rota firmware".into()))?;
         if firmware.fails_on(&self.identity.device_id) {
-            return Err(format!(
+            return Err(Unhealthy(format!(
                 "the self-test of firmware {} failed on this device",
                 firmware.label
-            ));
+            )));
         }
         Ok(())
     }
