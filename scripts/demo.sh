@@ -141,7 +141,7 @@ watch_rollout() {
                     ;;
                 halted\ *) halted="$(echo "${line#halted}" | sed 's/^ *//')" ;;
                 total\ *)
-                    read -r _ members assigned in_progress confirmed failed timed_out <<<"$line"
+                    read -r _ members _ assigned in_progress confirmed failed timed_out <<<"$line"
                     text="$(printf '%4ss  %-25s offered %3s/%s · confirmed %3s · updating %3s · failed %3s' \
                         "$((SECONDS - started))" "$state" "$assigned" "$members" "$confirmed" \
                         "$in_progress" "$((failed + timed_out))")"
@@ -170,9 +170,10 @@ watch_rollout() {
     fi
     return "$status"
 }
-# The TOTAL row of `rota rollout status ID`: members assigned in-progress confirmed
+# The TOTAL row of `rota rollout status ID` (members pending assigned in-progress
+# confirmed failed timed-out), printed as: members assigned in-progress confirmed
 # failed timed-out.
-rollout_totals() { rota rollout status "$1" | awk '$1 == "total" { print $2, $3, $4, $5, $6, $7 }'; }
+rollout_totals() { rota rollout status "$1" | awk '$1 == "total" { print $2, $4, $5, $6, $7, $8 }'; }
 
 step "6. Release 1.1.0 (sequence 2): build, sign, publish"
 fleet_firmware 1.1.0 2
