@@ -73,6 +73,9 @@ step "lint"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo clippy --manifest-path bootloader/qemu/Cargo.toml --release -- -D warnings
 
+step "docs (rustdoc, warnings denied: broken links and bare URLs fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
 step "tests (no_std default features: the bootloader's verify path)"
 cargo test -p rota-manifest
 

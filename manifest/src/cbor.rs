@@ -24,7 +24,7 @@ use crate::error::{Error, Result, msg};
 /// Stack (Cortex-M4, scripts/size-probe.sh --stack): 504 B a level; at 8, hostile input peaks at 9304 B.
 pub const MAX_DEPTH: usize = 8;
 /// How many entries any one map may hold; bounds the duplicate-key check.
-/// Stack: a [`KeySet`] of 264 B at each nesting level (in `skip_strict`'s 384-B frame, Cortex-M4).
+/// Stack: a `KeySet` of 264 B at each nesting level (in `skip_strict`'s 384-B frame, Cortex-M4).
 pub const MAX_MAP_ENTRIES: usize = 32;
 
 /// A CBOR reader over one slice whose position `0` is at `base` in the outermost input.

@@ -1,7 +1,7 @@
 //! The update server's management API, as the commands that talk to it use it.
 //!
 //! Every failure is one sentence that says what failed: "the server refused the rollout:
-//! <its error text> (HTTP 400)", "cannot reach the server at URL: connection refused".
+//! `<its error text>` (HTTP 400)", "cannot reach the server at URL: connection refused".
 
 use std::error::Error as _;
 use std::fs::File;
@@ -34,7 +34,7 @@ const MAX_TOKEN_FILE: u64 = 4096;
 /// Where the update server is and the management token to use.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// The update server's base URL, such as https://updates.example.com.
+    /// The update server's base URL, such as `https://updates.example.com`.
     #[arg(long, env = "ROTA_SERVER", value_name = "URL")]
     pub server: Option<String>,
 

@@ -47,7 +47,7 @@ pub struct AppState {
 }
 
 /// The largest JSON body of a management request (rollouts, tokens, devices); signed
-/// metadata has its role's own limit ([`metadata_body_limit`]).
+/// metadata has its role's own limit, the device's download limit.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// The body limit of an upload of `role` metadata: the device client's download limit.

@@ -245,6 +245,7 @@ fn connection_budget(configured: u32) -> u32 {
 
 /// The soft open-file limit and the number of files open now, where the system says.
 #[cfg(unix)]
+#[allow(unsafe_code)] // getrlimit(2): libc has no safe wrapper.
 fn open_file_limit() -> Option<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

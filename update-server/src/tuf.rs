@@ -145,7 +145,7 @@ impl Repository {
     /// Deletes the artifacts that the current targets metadata does not list and that
     /// were stored more than `grace` ago (uploads never published, files no longer
     /// listed), with their rows, so that the store holds only what may be served. Runs at
-    /// most once per `grace` or [`SWEEP_EVERY`], whichever is shorter; returns how many
+    /// most once per `grace` or `SWEEP_EVERY`, whichever is shorter; returns how many
     /// files it deleted.
     ///
     /// The listing is read after the store, so a targets version published meanwhile

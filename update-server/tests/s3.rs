@@ -25,6 +25,7 @@ const MULTIPART: usize = 12 * 1024 * 1024 + 4321;
 const SINGLE_PUT: usize = 5 * 1024 * 1024;
 
 #[test]
+#[allow(unsafe_code)] // std::env::set_var and remove_var are unsafe in edition 2024.
 fn artifacts_live_in_s3_compatible_storage() {
     let Some(moto) = Moto::start() else {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
@@ -38,12 +39,12 @@ fn artifacts_live_in_s3_compatible_storage() {
         );
         return;
     };
-    // No other thread of this process reads the environment now: the test harness waits
-    // for this test, and the runtime below does not exist yet.
     let stale: Vec<_> = std::env::vars_os()
         .filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("AWS_")))
         .map(|(k, _)| k)
         .collect();
+    // SAFETY: no other thread of this process reads the environment now: the test
+    // harness waits for this test, and the runtime below does not exist yet.
     unsafe {
         for key in stale {
             std::env::remove_var(key);

@@ -1,5 +1,8 @@
 //! The servers under test as child processes (rota-server, nginx), stopped on every way
 //! out of the bench, their CPU time, and what the machine is.
+// libc calls without safe wrappers (prctl, kill, sysconf, clock_gettime), each with its
+// safety argument.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -203,6 +206,7 @@ http {{
 /// CPU time (user + system) of a process and, with `children`, of its direct children
 /// (nginx's workers), in seconds.
 pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    // SAFETY: sysconf reads a constant and touches no memory of ours.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut total = stat_ticks(pid).map(|(t, _)| t).unwrap_or(0);
     let entries = if children {
@@ -242,6 +246,7 @@ fn stat_ticks(pid: u32) -> Option<(u64, u32)> {
 /// CPU time all processes on the machine have used since boot (user, nice, system, irq,
 /// softirq, steal), in seconds.
 pub fn machine_busy_seconds() -> f64 {
+    // SAFETY: sysconf reads a constant and touches no memory of ours.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let Ok(text) = std::fs::read_to_string("/proc/stat") else {
         return f64::NAN;

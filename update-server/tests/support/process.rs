@@ -57,6 +57,7 @@ impl ServerProcess {
 
     /// As [`spawn`](Self::spawn), with the child's open-file limit (`ulimit -n`) set to
     /// `file_limit`.
+    #[allow(unsafe_code)] // pre_exec: the child's setrlimit has no safe wrapper.
     pub async fn spawn_limited(
         data_dir: &Path,
         database_url: Option<&str>,

@@ -158,6 +158,8 @@ impl NorFlash for FileFlash {
 }
 
 /// The two MTD ioctls rota needs (linux/include/uapi/mtd/mtd-abi.h).
+// The MTD ioctls have no safe wrapper; each call states its safety argument.
+#[allow(unsafe_code)]
 mod mtd {
     use std::fs::File;
     use std::io;
