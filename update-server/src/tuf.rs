@@ -169,6 +169,9 @@ impl Repository {
         let listed = self.listed().await?;
         let mut swept = 0;
         for sha256 in old.iter().filter(|s| !listed.sha256s.contains(*s)) {
+            // The file first, then its row: a cut in between leaves a row whose file is
+            // gone, which the next sweep finishes (deleting a missing file succeeds); the
+            // other order could leave a file no row leads to, never swept.
             artifacts.delete(sha256).await?;
             sqlx::query("DELETE FROM artifacts WHERE sha256 = $1")
                 .bind(sha256)

@@ -500,18 +500,21 @@ async fn unlisted_upload_is_swept_after_the_grace_period() {
         s.unlisted_artifact_grace = Some(0);
     })
     .await;
+    // The sweep deletes the file, then its row: wait for both.
+    let db = db(&server).await;
+    let rows = || async {
+        sqlx::query_as::<_, (String,)>("SELECT sha256 FROM artifacts")
+            .fetch_all(&db.read)
+            .await
+            .unwrap()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while file(&unlisted).exists() {
+    while file(&unlisted).exists() || rows().await.len() != 1 {
         assert!(std::time::Instant::now() < deadline, "never swept");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(file(&listed).exists(), "a listed file is never swept");
-    let db = db(&server).await;
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT sha256 FROM artifacts")
-        .fetch_all(&db.read)
-        .await
-        .unwrap();
-    assert_eq!(rows, [(sha256_hex(&listed),)]);
+    assert_eq!(rows().await, [(sha256_hex(&listed),)]);
     let path = format!("/tuf/targets/{}.listed.bin", sha256_hex(&listed));
     assert_eq!(get(&server, &path, None).await.status(), StatusCode::OK);
     server.stop().await;
