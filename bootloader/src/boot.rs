@@ -1,12 +1,14 @@
 //! The boot decision.
 
+use core::marker::PhantomData;
+
 use embedded_storage::nor_flash::NorFlash;
 
 use crate::error::Error;
 use crate::journal::{BootState, Journal, Revert, RevertReason};
 use crate::layout::Layout;
 use crate::rot::RootOfTrust;
-use crate::verify::{Rejection, VerifiedImage, verify_slot};
+use crate::verify::{EnvelopeAuth, Rejection, SuitDecoder, VerifiedImage, verify_slot};
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,15 +22,18 @@ pub enum BootDecision {
     Recovery(Rejection),
 }
 
-/// The bootloader: owns the flash and the root of trust for one decision.
-pub struct Bootloader<'s, F, R> {
+/// The bootloader: owns the flash and the root of trust for one decision, and
+/// authenticates envelopes with `A` (the general SUIT decoder unless a bootloader short
+/// of flash picks [`crate::BootProfile`]).
+pub struct Bootloader<'s, F, R, A = SuitDecoder> {
     flash: F,
     rot: R,
     layout: Layout,
     scratch: &'s mut [u8],
+    auth: PhantomData<A>,
 }
 
-impl<'s, F: NorFlash, R: RootOfTrust> Bootloader<'s, F, R> {
+impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Bootloader<'s, F, R, A> {
     /// `scratch` holds an envelope while it is verified: at least `header_size - 64`
     /// bytes.
     pub fn new(
@@ -43,6 +48,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Bootloader<'s, F, R> {
             rot,
             layout,
             scratch,
+            auth: PhantomData,
         })
     }
 
@@ -114,7 +120,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Bootloader<'s, F, R> {
     }
 
     fn verify(&mut self, slot: crate::Slot) -> Result<VerifiedImage, Error<F::Error, R::Error>> {
-        verify_slot(
+        verify_slot::<A, _, _>(
             &mut self.flash,
             &mut self.rot,
             &self.layout,

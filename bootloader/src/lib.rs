@@ -41,4 +41,6 @@ pub use journal::{BootState, Journal, Revert, RevertReason};
 pub use layout::{Layout, LayoutError, Region, Slot};
 pub use rot::{KeyHash, RootOfTrust, Uuid};
 pub use updater::{Progress, Status, Updater};
-pub use verify::{Rejection, VerifiedImage, verify_slot};
+#[cfg(feature = "compact-ed25519")]
+pub use verify::CompactBootAuth;
+pub use verify::{BootProfile, EnvelopeAuth, Rejection, SuitDecoder, VerifiedImage, verify_slot};

@@ -1,6 +1,8 @@
 //! The application-side API: what running firmware (or the update agent) uses to
 //! install the next image, and to confirm or reject itself.
 
+use core::marker::PhantomData;
+
 use embedded_storage::nor_flash::NorFlash;
 
 use crate::error::Error;
@@ -8,7 +10,9 @@ use crate::header::{KEY_LEN, SlotHeader};
 use crate::journal::{BootState, Journal, Revert, RevertReason};
 use crate::layout::{Layout, Slot};
 use crate::rot::RootOfTrust;
-use crate::verify::{Rejection, VerifiedImage, check_envelope, verify_slot};
+use crate::verify::{
+    EnvelopeAuth, Rejection, SuitDecoder, VerifiedImage, check_envelope, verify_slot,
+};
 
 /// The device's boot state, as the running firmware sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,17 +48,20 @@ struct Staging {
     tail_len: usize,
 }
 
-/// The updater. Generic like the bootloader; it shares the journal and the checks.
-pub struct Updater<'s, F, R> {
+/// The updater. Generic like the bootloader; it shares the journal and the checks, and
+/// is built with the same [`EnvelopeAuth`] as its bootloader, so that it never stages
+/// what the bootloader would refuse.
+pub struct Updater<'s, F, R, A = SuitDecoder> {
     flash: F,
     rot: R,
     layout: Layout,
     scratch: &'s mut [u8],
     journal: Journal,
     staging: Option<Staging>,
+    auth: PhantomData<A>,
 }
 
-impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
+impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Updater<'s, F, R, A> {
     /// Opens the updater; `scratch` as for [`crate::Bootloader::new`].
     pub fn new(
         mut flash: F,
@@ -71,6 +78,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
             scratch,
             journal,
             staging: None,
+            auth: PhantomData,
         })
     }
 
@@ -117,7 +125,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
         if !header.fits(&self.layout) {
             return Err(Error::EnvelopeTooLarge);
         }
-        let promise = check_envelope(&mut self.rot, &self.layout, slot, key, envelope)?;
+        let promise = check_envelope::<A, _, _>(&mut self.rot, &self.layout, slot, key, envelope)?;
         self.check_not_older(promise.sequence_number)?;
         let size = promise.size;
         self.staging = None;
@@ -327,7 +335,7 @@ impl<'s, F: NorFlash, R: RootOfTrust> Updater<'s, F, R> {
 
     /// Verifies the image in `slot` as the bootloader would.
     pub fn verify(&mut self, slot: Slot) -> Result<VerifiedImage, Error<F::Error, R::Error>> {
-        verify_slot(
+        verify_slot::<A, _, _>(
             &mut self.flash,
             &mut self.rot,
             &self.layout,

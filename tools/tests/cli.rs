@@ -624,7 +624,7 @@ fn flash_image_lays_out_a_device_that_boots_its_factory_image() {
     let mut device = SimFlash::<4096, 4>::new(flash.len() / 4096, 0xFF);
     device.overwrite(&flash);
     let mut scratch = [0u8; 1024];
-    let decision = Bootloader::new(
+    let decision = Bootloader::<_, _, rota_boot::BootProfile>::new(
         &mut device,
         OtpRot::open(&mut otp).unwrap(),
         BOARD.layout,

@@ -2,11 +2,16 @@
 //! signed releases for it: what the bootloader tests and the power-cut sweep share.
 #![allow(dead_code)]
 
+use std::marker::PhantomData;
+
 use embedded_storage::nor_flash::NorFlash;
 use rota_boot::header::SlotHeader;
 use rota_boot::sim::otp::Provisioning;
 use rota_boot::sim::{PowerRail, SimFlash, SimOtp};
-use rota_boot::{BootDecision, BootState, Error, Journal, Layout, Region, Slot, Updater};
+use rota_boot::{
+    BootDecision, BootState, EnvelopeAuth, Error, Journal, Layout, Region, Slot, SuitDecoder,
+    Updater,
+};
 use rota_manifest::PublicKey;
 use rota_manifest::builder::ImageManifest;
 use rota_manifest::signer::{Ed25519Signer, Signer};
@@ -87,13 +92,15 @@ pub fn release_with(
     }
 }
 
-/// A simulated device of erase size `E` and write size `W`.
-pub struct Device<const E: usize, const W: usize> {
+/// A simulated device of erase size `E` and write size `W`, whose bootloader and updater
+/// authenticate envelopes with `A`.
+pub struct Device<const E: usize, const W: usize, A = SuitDecoder> {
     pub rail: PowerRail,
     pub flash: SimFlash<E, W>,
     pub otp: SimOtp,
     pub layout: Layout,
     pub scratch: Vec<u8>,
+    auth: PhantomData<A>,
 }
 
 /// Observable state: what the journal says and what the OTP holds.
@@ -104,7 +111,7 @@ pub struct Observed {
     pub revoked: Vec<bool>,
 }
 
-impl<const E: usize, const W: usize> Device<E, W> {
+impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
     /// A factory-fresh device: `journal_sectors` journal sectors, two slots of
     /// `slot_sectors` sectors, a 1 KiB header area, and `factory` programmed in slot A.
     pub fn new(erased: u8, journal_sectors: u32, slot_sectors: u32, factory: &Release) -> Self {
@@ -141,6 +148,7 @@ impl<const E: usize, const W: usize> Device<E, W> {
             otp,
             layout,
             scratch: vec![0; 1024],
+            auth: PhantomData,
         }
     }
 
@@ -153,12 +161,13 @@ impl<const E: usize, const W: usize> Device<E, W> {
             rail,
             layout: self.layout,
             scratch: vec![0; self.scratch.len()],
+            auth: PhantomData,
         }
     }
 
     /// Runs the bootloader once.
     pub fn boot(&mut self) -> Result<BootDecision, SimError<E, W>> {
-        rota_boot::Bootloader::new(
+        rota_boot::Bootloader::<_, _, A>::new(
             &mut self.flash,
             &mut self.otp,
             self.layout,
@@ -170,7 +179,7 @@ impl<const E: usize, const W: usize> Device<E, W> {
     /// The updater, as the running firmware opens it.
     pub fn updater(
         &mut self,
-    ) -> Result<Updater<'_, &mut SimFlash<E, W>, &mut SimOtp>, SimError<E, W>> {
+    ) -> Result<Updater<'_, &mut SimFlash<E, W>, &mut SimOtp, A>, SimError<E, W>> {
         Updater::new(
             &mut self.flash,
             &mut self.otp,

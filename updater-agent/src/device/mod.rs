@@ -58,8 +58,9 @@ impl<'a, F: NorFlash, R: RootOfTrust> BootParts<'a, F, R> {
 
     /// Runs rota-boot's boot decision, as the bootloader does at every reset.
     pub fn boot(self) -> Result<Option<Running>, DeviceError> {
-        let mut bootloader = Bootloader::new(self.flash, self.rot, self.layout, self.scratch)
-            .map_err(|e| DeviceError::Boot(e.to_string()))?;
+        let mut bootloader =
+            Bootloader::<_, _>::new(self.flash, self.rot, self.layout, self.scratch)
+                .map_err(|e| DeviceError::Boot(e.to_string()))?;
         match bootloader
             .decide()
             .map_err(|e| DeviceError::Boot(e.to_string()))?

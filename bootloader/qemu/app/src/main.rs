@@ -19,7 +19,7 @@
 use cortex_m_rt::entry;
 use rota_boot::header::FIXED_LEN;
 use rota_boot::otp_map::OtpRot;
-use rota_boot::{Error, RevertReason, Slot, Updater};
+use rota_boot::{CompactBootAuth, Error, RevertReason, Slot, Updater};
 use rota_qemu_board::{BOARD, Flash, OtpFile, console, host};
 
 const VERSION: &str = env!("ROTA_APP_VERSION");
@@ -28,7 +28,7 @@ const HEALTHY: bool = matches!(env!("ROTA_APP_HEALTH").as_bytes(), b"ok");
 const SCRATCH: usize = BOARD.layout.header_size as usize - FIXED_LEN;
 const CHUNK: usize = 4096;
 
-type Board = Updater<'static, Flash, OtpRot<OtpFile>>;
+type Board = Updater<'static, Flash, OtpRot<OtpFile>, CompactBootAuth>;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -77,7 +77,7 @@ fn main() -> ! {
         say(&[b"otp.bin is not provisioned"]);
         console::exit(false)
     };
-    let Ok(mut updater) = Updater::new(flash, otp, BOARD.layout, scratch) else {
+    let Ok(mut updater) = Board::new(flash, otp, BOARD.layout, scratch) else {
         say(&[b"cannot open the updater"]);
         console::exit(false)
     };

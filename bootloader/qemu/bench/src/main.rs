@@ -17,7 +17,7 @@ use cortex_m_rt::entry;
 use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
 use rota_boot::header::SlotHeader;
 use rota_boot::otp_map::{self, OtpRot};
-use rota_boot::{Layout, Region, Slot, verify_slot};
+use rota_boot::{CompactBootAuth, Layout, Region, Slot, verify_slot};
 use rota_manifest::PublicKey;
 use rota_qemu_board::{console, host};
 use sha2::{Digest, Sha256};
@@ -207,7 +207,8 @@ fn main() -> ! {
     let hashed = now();
     core::hint::black_box(digest);
     // The bootloader's whole check of the slot.
-    let verified = verify_slot(&mut flash, &mut rot, &LAYOUT, Slot::A, &mut scratch);
+    let verified =
+        verify_slot::<CompactBootAuth, _, _>(&mut flash, &mut rot, &LAYOUT, Slot::A, &mut scratch);
     let done = now();
     let stack = stack_used();
 

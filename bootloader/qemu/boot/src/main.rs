@@ -7,7 +7,7 @@ mod mem;
 use cortex_m_rt::entry;
 use rota_boot::header::FIXED_LEN;
 use rota_boot::otp_map::OtpRot;
-use rota_boot::{BootDecision, Bootloader, Error, RevertReason, Slot};
+use rota_boot::{BootDecision, Bootloader, CompactBootAuth, Error, RevertReason, Slot};
 use rota_qemu_board::{BOARD, Flash, OtpFile, console, jump};
 
 /// Holds an envelope while it is verified.
@@ -42,7 +42,9 @@ fn decide(scratch: &mut [u8]) -> u32 {
     let Ok(otp) = OtpRot::open(otp) else {
         fail(b"otp.bin is not a provisioned OTP map")
     };
-    let Ok(mut bootloader) = Bootloader::new(flash, otp, BOARD.layout, scratch) else {
+    let Ok(mut bootloader) =
+        Bootloader::<_, _, CompactBootAuth>::new(flash, otp, BOARD.layout, scratch)
+    else {
         fail(b"the board layout does not fit the flash")
     };
     match bootloader.decide() {
