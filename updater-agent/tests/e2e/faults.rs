@@ -235,3 +235,26 @@ fn power_cuts_anywhere_in_download_install_and_confirm_never_brick_and_downloads
         }
     }
 }
+
+/// A state file that cannot be written stops the agent with a device error instead of
+/// being forgotten: an enrolment (or an acknowledged report) whose save failed used to be
+/// dropped silently, and the device would run on with state it never recorded.
+#[test]
+fn a_state_file_that_cannot_be_saved_stops_the_agent() {
+    let world = World::start();
+    let (mut agent, _) = device_agent(&world, "unsaved-0001");
+    // A directory where the state file goes: the atomic write's final rename fails.
+    let state_file = agent.device().state_dir().join("agent-state.json");
+    std::fs::create_dir(&state_file).unwrap();
+    match agent.cycle() {
+        Err(rota_agent::DeviceError::State(rota_agent::StateError::Write { path, .. })) => {
+            assert_eq!(path, state_file);
+        }
+        other => panic!("the enrolment was not saved, yet the pass ended with {other:?}"),
+    }
+    // Once the state can be written again, the restarted agent enrols and carries on.
+    std::fs::remove_dir(&state_file).unwrap();
+    agent.restart().unwrap();
+    assert_eq!(agent.cycle().unwrap().0, Outcome::UpToDate);
+    assert!(agent.state().enrolled);
+}
