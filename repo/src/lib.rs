@@ -25,6 +25,12 @@
 //! - [`verify_root_update`]: a new root version, checked as a client will check it;
 //! - [`OnlineSigner`]: the snapshot and timestamp the server signs after each change.
 //!
+//! # Offline side
+//!
+//! [`RepoDir`]: the repository directory the CLI keeps (`rota repo init`, `rota repo
+//! rotate`): its keys, its root versions, and root key rotation that a power cut at any
+//! point cannot leave half done.
+//!
 //! Every check cites the section of the TUF specification it enforces; [`Error`] says in
 //! one sentence which one failed.
 //!
@@ -67,8 +73,10 @@
 
 #![deny(missing_docs)]
 
+mod dir;
 mod encoding;
 mod error;
+pub mod files;
 mod keys;
 pub mod layout;
 mod online;
@@ -78,6 +86,10 @@ mod targets;
 use std::fmt;
 use std::time::SystemTime;
 
+pub use dir::{
+    DirError, InitOptions, Initialized, ONLINE_KEY_FILES, Recovery, RepoDir, RootChain,
+    RotateOptions, Rotated, load_key,
+};
 pub use encoding::{max_len as max_metadata_len, tuf_date_time};
 pub use error::{Error, Result};
 pub use keys::{PublicKey, RepoKey};

@@ -1,12 +1,19 @@
 //! File access with errors that name the file and say what is wrong in plain words.
+//!
+//! The helpers rota-repo's repository directory writes with are rota-repo's
+//! (`rota_repo::files`), so every file rota writes is written one way: bounded reads, new
+//! files created with their mode, atomic replacement (temporary file, fsync, rename,
+//! directory fsync). What only the CLI reads (envelopes, images) is here.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rota_manifest::ImageDigest;
+
+pub use rota_repo::files::reason;
 
 /// Chunk size for streaming an image through its digest.
 pub const IMAGE_CHUNK: usize = 64 * 1024;
@@ -15,52 +22,14 @@ pub const IMAGE_CHUNK: usize = 64 * 1024;
 /// larger is almost certainly an image passed by mistake.
 pub const MAX_ENVELOPE_SIZE: u64 = 1024 * 1024;
 
-/// The largest key file rota reads.
-const MAX_KEY_FILE_SIZE: u64 = 64 * 1024;
-
-/// `io::Error` in words, without the "(os error N)" suffix for the common cases.
-pub fn reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        io::ErrorKind::IsADirectory => "it is a directory".into(),
-        io::ErrorKind::AlreadyExists => "it already exists".into(),
-        io::ErrorKind::NotADirectory => "a parent is not a directory".into(),
-        _ => e.to_string(),
-    }
-}
-
 /// Opens `path` for reading; refuses directories and other non-files up front.
-pub fn open_regular(path: &Path) -> Result<File> {
-    let file =
-        File::open(path).map_err(|e| anyhow!("cannot read {}: {}", path.display(), reason(&e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| anyhow!("cannot read {}: {}", path.display(), reason(&e)))?;
-    if meta.is_dir() {
-        bail!("cannot read {}: it is a directory", path.display());
-    }
-    if !meta.is_file() {
-        bail!("cannot read {}: it is not a regular file", path.display());
-    }
-    Ok(file)
+pub fn open_regular(path: &Path) -> Result<fs::File> {
+    Ok(rota_repo::files::open_regular(path)?)
 }
 
 /// Reads a whole file of at most `limit` bytes; `what` names it in the error.
-pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let file = open_regular(path)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| anyhow!("cannot read {}: {}", path.display(), reason(&e)))?;
-    if bytes.len() as u64 > limit {
-        bail!(
-            "{} is larger than {} bytes, too large to be {what}",
-            path.display(),
-            limit
-        );
-    }
-    Ok(bytes)
+pub fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+    Ok(rota_repo::files::read_limited(path, limit, what)?)
 }
 
 /// Reads a SUIT envelope file.
@@ -70,9 +39,7 @@ pub fn read_envelope(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads a PEM key file as text.
 pub fn read_key_file(path: &Path) -> Result<String> {
-    let bytes = read_limited(path, MAX_KEY_FILE_SIZE, "a PEM key file")?;
-    String::from_utf8(bytes)
-        .map_err(|_| anyhow!("{} is not a PEM key file (it is not text)", path.display()))
+    Ok(rota_repo::files::read_key_file(path)?)
 }
 
 /// Images at least this large show a progress bar while they are hashed (on a
@@ -119,88 +86,16 @@ pub fn refuse_existing(path: &Path, hint: &str) -> Result<()> {
     }
 }
 
-/// The directory a new file at `path` goes into.
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Fails, naming the directory, when the directory `path` would go into is missing.
-fn check_parent(path: &Path) -> Result<()> {
-    let dir = parent_dir(path);
-    match fs::metadata(&dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => bail!(
-            "cannot create {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
-            "cannot create {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        ),
-        Err(e) => bail!("cannot create {}: {}", path.display(), reason(&e)),
-    }
-}
-
 /// Creates `path` with `contents`, failing if it exists; `mode` is the Unix permission
 /// bits it is created with (so a private key is never readable by others, even briefly).
 pub fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    check_parent(path)?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options
-        .open(path)
-        .map_err(|e| anyhow!("cannot create {}: {}", path.display(), reason(&e)))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e)))
+    Ok(rota_repo::files::create_new(path, contents, mode)?)
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same directory,
-/// flushed to disk, then renamed over `path`. Without `overwrite`, an existing `path`
-/// is left untouched and reported.
+/// Writes `contents` to `path` atomically, mode 0644. Without `overwrite`, an existing
+/// `path` is left untouched and reported.
 pub fn write_atomically(path: &Path, contents: &[u8], overwrite: bool) -> Result<()> {
-    check_parent(path)?;
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".rota-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            anyhow!(
-                "cannot write {}: cannot create a file in {}: {}",
-                path.display(),
-                dir.display(),
-                reason(&e)
-            )
-        })?;
-    tmp.write_all(contents)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        // Envelopes are public; tempfile creates files as 0600.
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    let persisted = if overwrite {
-        tmp.persist(path).map(drop)
-    } else {
-        // Fails, atomically, if `path` appeared since it was checked.
-        tmp.persist_noclobber(path).map(drop)
-    };
-    persisted.map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e.error)))
+    Ok(rota_repo::files::write_atomically(
+        path, contents, overwrite,
+    )?)
 }

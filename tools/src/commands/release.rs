@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use rota_manifest::{Envelope, HostVerifier, Policy};
 use rota_protocol::api::{PublishResult, ReleaseInfo};
-use rota_repo::{RepoKey, RootInfo, RotaTarget, TargetFile, VerifiedTargets};
+use rota_repo::{RepoKey, RootChain, RotaTarget, TargetFile, VerifiedTargets};
 
 use crate::client::{Client, ServerArgs};
 use crate::commands::{repo, verify};
@@ -146,43 +146,6 @@ fn date(t: SystemTime) -> String {
     rota_repo::tuf_date_time(t).unwrap_or_else(|_| "(out of range)".into())
 }
 
-/// The targets keys to sign with: `given`, or REPO/keys/targets-*.key; each must be a
-/// targets key of `root`, and together they must meet its threshold.
-fn load_targets_keys(dir: &Path, given: &[PathBuf], root: &RootInfo) -> Result<Vec<RepoKey>> {
-    let paths = if given.is_empty() {
-        repo::role_key_files(&dir.join("keys"), "targets")?
-    } else {
-        given.to_vec()
-    };
-    let mut keys: Vec<RepoKey> = Vec::new();
-    for path in &paths {
-        let text = files::read_key_file(path)?;
-        let key = RepoKey::from_pkcs8_pem(&text)
-            .with_context(|| format!("cannot use {}", path.display()))?;
-        if !root.targets.contains(key.key_id()) {
-            bail!(
-                "{} is not a targets key of root version {}",
-                path.display(),
-                root.version
-            );
-        }
-        if !keys.iter().any(|k| k.key_id() == key.key_id()) {
-            keys.push(key);
-        }
-    }
-    if (keys.len() as u64) < root.targets.threshold {
-        bail!(
-            "only {} of the {} targets keys of root version {} were found ({} must sign); put them in {} or name them with --targets-key",
-            keys.len(),
-            root.targets.keys.len(),
-            root.version,
-            root.targets.threshold,
-            dir.join("keys").display()
-        );
-    }
-    Ok(keys)
-}
-
 /// What the targets metadata the server serves says, checked against `root`: signed by
 /// a threshold of its targets keys and well-formed. Expired metadata is accepted here
 /// (with its expiry in the second value): publishing the next version is how it is fixed.
@@ -211,7 +174,7 @@ fn check_server_targets(
 
 /// Checks that the server has the repository's latest root version, byte for byte: it
 /// serves this repository, and the targets will be checked against the same root.
-fn check_server_root(client: &Client, dir: &Path, chain: &repo::RootChain) -> Result<()> {
+fn check_server_root(client: &Client, dir: &Path, chain: &RootChain) -> Result<()> {
     let version = chain.latest.version;
     let file = rota_repo::layout::root_file_name(version);
     match client.metadata(&file)? {
@@ -294,8 +257,11 @@ fn read_envelope_facts(args: &PublishArgs, bytes: &[u8]) -> Result<EnvelopeFacts
 
 fn publish(args: PublishArgs) -> Result<()> {
     let client = Client::connect(&args.server)?;
-    let chain = repo::read_root_chain(&args.repo)?;
-    let keys = load_targets_keys(&args.repo, &args.targets_keys, &chain.latest)?;
+    let repo = repo::open(&args.repo)?;
+    let chain = repo.root_chain();
+    let keys = repo
+        .targets_keys(&args.targets_keys)
+        .map_err(|e| repo::key_error(e, "--targets-key"))?;
 
     let envelope_bytes = files::read_envelope(&args.envelope)?;
     let facts = read_envelope_facts(&args, &envelope_bytes)?;
@@ -351,7 +317,7 @@ fn publish(args: PublishArgs) -> Result<()> {
         .to_custom(),
     );
 
-    check_server_root(&client, &args.repo, &chain)?;
+    check_server_root(&client, &args.repo, chain)?;
     let current = client.metadata(TARGETS_FILE)?.ok_or_else(|| {
         anyhow!(
             "the server has no targets metadata yet; run `rota repo push --dir {}` first",
@@ -495,16 +461,12 @@ fn list(args: ListArgs) -> Result<()> {
 pub fn push(args: PushArgs) -> Result<()> {
     let client = Client::connect(&args.server)?;
     let dir = &args.dir;
-    let chain = repo::read_root_chain(dir)?;
-    let anchor_version = RootInfo::parse(&chain.anchor)
-        .with_context(|| format!("{} is not a valid root", dir.join("root.json").display()))?
-        .version;
-    let mut versions: Vec<(u64, &[u8])> = vec![(anchor_version, chain.anchor.as_slice())];
-    versions.extend(chain.newer.iter().map(|(v, b)| (*v, b.as_slice())));
+    let repo = repo::open(dir)?;
+    let chain = repo.root_chain();
 
     let mut uploaded = Vec::new();
     let mut present = Vec::new();
-    for (version, bytes) in versions {
+    for (version, bytes) in chain.versions() {
         let file = rota_repo::layout::root_file_name(version);
         match client.metadata(&file)? {
             Some(theirs) if theirs == bytes => present.push(version),
@@ -525,7 +487,9 @@ pub fn push(args: PushArgs) -> Result<()> {
 
     let targets_line = match client.metadata(TARGETS_FILE)? {
         None => {
-            let keys = load_targets_keys(dir, &args.targets_keys, &chain.latest)?;
+            let keys = repo
+                .targets_keys(&args.targets_keys)
+                .map_err(|e| repo::key_error(e, "--targets-key"))?;
             let signers: Vec<&RepoKey> = keys.iter().collect();
             let signed =
                 rota_repo::sign_targets(None, &[], &signers, expiry(args.targets_expires_days))
@@ -568,7 +532,7 @@ pub fn push(args: PushArgs) -> Result<()> {
     text.push_str(&targets_line);
     text.push_str(&format!(
         "the repository is live: TUF clients trust {} and refresh from {}/tuf/metadata/\n",
-        dir.join("root.json").display(),
+        repo.anchor_path().display(),
         client.base()
     ));
     output::print(&text)
