@@ -360,7 +360,7 @@ pub struct Rotated {
 }
 
 /// A repository directory, opened: its root chain verified and any interrupted rotation
-/// finished or undone. See the [module documentation](self) for the layout.
+/// finished or undone. `repo/src/dir.rs` documents the layout and the recovery rules.
 #[derive(Debug)]
 pub struct RepoDir {
     layout: Layout,
@@ -464,7 +464,7 @@ impl RepoDir {
 
     /// Opens the repository in `dir`: reads and verifies its root chain (as devices walk
     /// it, each file at most [`crate::max_metadata_len`] bytes), then finishes or undoes a
-    /// rotation that a cut interrupted (see the [module documentation](self)).
+    /// rotation that a cut interrupted (the recovery rules are in `repo/src/dir.rs`).
     pub fn open(dir: &Path) -> Result<RepoDir, DirError> {
         Self::open_on(dir, Disk::default())
     }
