@@ -12,18 +12,17 @@
 
 use std::sync::LazyLock;
 
-use ed25519_dalek::{Signer, SigningKey};
 use libfuzzer_sys::fuzz_target;
 use rota_protocol::api::Enroll;
 use rota_protocol::identity::CERT_SIGNING_CONTEXT;
-use rota_protocol::{DeviceCertificate, VerifyingKey, issue};
+use rota_protocol::{DeviceCertificate, PublicKey, Sign as _, SoftwareKey, issue};
 
 /// The CA the seeds are issued by (seed bytes 3), and another trusted one.
-static CA: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_bytes(&[3; 32]));
-static TRUSTED: LazyLock<[VerifyingKey; 2]> = LazyLock::new(|| {
+static CA: LazyLock<SoftwareKey> = LazyLock::new(|| SoftwareKey::from_ed25519_seed([3; 32]));
+static TRUSTED: LazyLock<[PublicKey; 2]> = LazyLock::new(|| {
     [
-        SigningKey::from_bytes(&[4; 32]).verifying_key(),
-        CA.verifying_key(),
+        SoftwareKey::from_ed25519_seed([4; 32]).public_key(),
+        CA.public_key(),
     ]
 });
 
@@ -39,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         let mut message = CERT_SIGNING_CONTEXT.to_vec();
         message.extend_from_slice(rest);
-        DeviceCertificate::from_parts(rest.to_vec(), CA.sign(&message))
+        let signature = CA.sign(&message).expect("Ed25519 signing cannot fail");
+        let signature = signature.try_into().expect("64 bytes");
+        DeviceCertificate::from_parts(rest.to_vec(), signature)
     };
     let unverified = certificate.claims_unverified();
     let Ok(body) = certificate.verify(&*TRUSTED) else {
@@ -62,8 +63,8 @@ fuzz_target!(|data: &[u8]| {
         again.certificate, certificate,
         "the certificate changed in a JSON round trip"
     );
-    if body.issuer == rota_protocol::identity::issuer_id(&CA.verifying_key()) {
-        let reissued = issue(&CA, &body).expect("the CA can issue what its servers accept");
+    if body.issuer == rota_protocol::identity::issuer_id(&CA.public_key()) {
+        let reissued = issue(&*CA, &body).expect("the CA can issue what its servers accept");
         assert_eq!(
             reissued.verify(&*TRUSTED),
             Ok(body),

@@ -17,16 +17,18 @@
 
 use std::sync::LazyLock;
 
-use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 use rota_protocol::auth::DEFAULT_MAX_SKEW_MS;
-use rota_protocol::{AuthError, Nonce, RequestVerifier, parse_headers, sign_request};
+use rota_protocol::{
+    AuthError, Nonce, RequestVerifier, Sign as _, SoftwareKey, parse_headers, sign_request,
+};
 use sha2::{Digest, Sha256};
 
 /// 2030-01-01T00:00:00Z in milliseconds: the server's clock.
 const NOW_MS: u64 = 1_893_456_000_000;
 
-static DEVICE: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_bytes(&[5; 32]));
+static DEVICE: LazyLock<SoftwareKey> =
+    LazyLock::new(|| SoftwareKey::from_ed25519_seed([5; 32]));
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -39,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let (method, path) = (text(method), text(path));
     let verifier = RequestVerifier::new(DEFAULT_MAX_SKEW_MS, 16);
-    let key = DEVICE.verifying_key();
+    let key = DEVICE.public_key();
 
     if mode & 1 == 0 {
         let values = [device, timestamp, nonce, signature].map(|v| std::str::from_utf8(v).ok());
@@ -66,7 +68,8 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or(NOW_MS);
     let digest = Sha256::digest(data);
     let nonce = Nonce::from_bytes(digest[..16].try_into().unwrap());
-    let signed = sign_request(&DEVICE, &device, &method, &path, body, timestamp_ms, nonce);
+    let signed = sign_request(&*DEVICE, &device, &method, &path, body, timestamp_ms, nonce)
+        .expect("Ed25519 signing cannot fail");
     let sent: Vec<(&str, String)> = signed.iter().collect();
     let get = |name: &str| {
         sent.iter()

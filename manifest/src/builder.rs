@@ -53,7 +53,7 @@ use crate::labels::{
     TAG_ENVELOPE, alg, command as cmd, common as cm, envelope as env, manifest as mf,
     parameter as param, text,
 };
-use crate::signer::{SignError, Signer};
+use crate::signer::{Sign, SignError};
 
 /// The reporting policy of every condition rota writes: all four report bits
 /// (§8.4.9: record on success, record on failure, system info on success and on
@@ -73,6 +73,13 @@ pub enum BuildError {
     /// SUIT requires at least one authentication block (§8.3).
     #[error("an envelope needs at least one signer")]
     NoSigners,
+    /// The COSE algorithm named cannot be made with the signer's key (for example
+    /// ES256 with an Ed25519 key).
+    #[error("a {key} key cannot sign with {alg}")]
+    AlgorithmMismatch {
+        key: &'static str,
+        alg: &'static str,
+    },
     /// A signer could not sign.
     #[error("signing failed: {0}")]
     Sign(#[from] SignError),
@@ -227,8 +234,17 @@ impl ImageManifest {
 
     /// Builds the manifest and signs it: a tagged SUIT envelope with one COSE_Sign1
     /// per signer, in the order given.
-    pub fn build_envelope(&self, signers: &[&dyn Signer]) -> Result<Vec<u8>, BuildError> {
+    pub fn build_envelope(&self, signers: &[&dyn Sign]) -> Result<Vec<u8>, BuildError> {
         sign_manifest(&self.encode_manifest(), signers)
+    }
+
+    /// [`ImageManifest::build_envelope`] with the COSE algorithm of each signer named
+    /// (for example EdDSA, -8, for verifiers that predate RFC 9864).
+    pub fn build_envelope_as(
+        &self,
+        signers: &[(&dyn Sign, SignatureAlgorithm)],
+    ) -> Result<Vec<u8>, BuildError> {
+        sign_manifest_as(&self.encode_manifest(), signers)
     }
 }
 
@@ -237,7 +253,19 @@ impl ImageManifest {
 ///
 /// Every signature is checked with the signer's public key before the envelope is
 /// returned, so a faulty signer is caught at release time rather than on devices.
-pub fn sign_manifest(manifest: &[u8], signers: &[&dyn Signer]) -> Result<Vec<u8>, BuildError> {
+pub fn sign_manifest(manifest: &[u8], signers: &[&dyn Sign]) -> Result<Vec<u8>, BuildError> {
+    let signers: Vec<_> = signers
+        .iter()
+        .map(|s| (*s, SignatureAlgorithm::for_key(&s.public_key())))
+        .collect();
+    sign_manifest_as(manifest, &signers)
+}
+
+/// [`sign_manifest`] with the COSE algorithm of each signer named; each must fit its key.
+pub fn sign_manifest_as(
+    manifest: &[u8],
+    signers: &[(&dyn Sign, SignatureAlgorithm)],
+) -> Result<Vec<u8>, BuildError> {
     if signers.is_empty() {
         return Err(BuildError::NoSigners);
     }
@@ -249,8 +277,8 @@ pub fn sign_manifest(manifest: &[u8], signers: &[&dyn Signer]) -> Result<Vec<u8>
     let digest = encode_suit_digest(&Sha256::digest(&manifest_bstr).into());
 
     let mut blocks = Vec::with_capacity(signers.len());
-    for signer in signers {
-        blocks.push(cose_sign1(*signer, &digest)?);
+    for (signer, algorithm) in signers {
+        blocks.push(cose_sign1(*signer, *algorithm, &digest)?);
     }
 
     let wrapper = encode(|e| {
@@ -275,18 +303,20 @@ pub fn sign_manifest(manifest: &[u8], signers: &[&dyn Signer]) -> Result<Vec<u8>
 
 /// `COSE_Sign1_Tagged` over the detached payload `digest` (the encoded SUIT_Digest):
 /// protected `{1: alg, 4: kid}`, unprotected `{}`, payload `nil`.
-fn cose_sign1(signer: &dyn Signer, digest: &[u8]) -> Result<Vec<u8>, BuildError> {
-    let algorithm = signer.algorithm();
+fn cose_sign1(
+    signer: &dyn Sign,
+    algorithm: SignatureAlgorithm,
+    digest: &[u8],
+) -> Result<Vec<u8>, BuildError> {
     let public_key = signer.public_key();
-    if !public_key.fits(algorithm) {
-        return Err(SignError::AlgorithmMismatch {
+    if !algorithm.fits(&public_key) {
+        return Err(BuildError::AlgorithmMismatch {
             key: match public_key {
                 crate::PublicKey::Ed25519(_) => "Ed25519",
                 crate::PublicKey::P256(_) => "P-256",
             },
             alg: algorithm.name(),
-        }
-        .into());
+        });
     }
     let protected = coset::HeaderBuilder::new()
         .algorithm(match algorithm {
@@ -307,7 +337,10 @@ fn cose_sign1(signer: &dyn Signer, digest: &[u8]) -> Result<Vec<u8>, BuildError>
 }
 
 /// Verifies each signer's block with that signer's key, with rota's own verifier.
-fn self_check(envelope: &[u8], signers: &[&dyn Signer]) -> Result<(), BuildError> {
+fn self_check(
+    envelope: &[u8],
+    signers: &[(&dyn Sign, SignatureAlgorithm)],
+) -> Result<(), BuildError> {
     let fail = |signer, error| BuildError::SelfCheck { signer, error };
     let policy = Policy {
         allow_eddsa_8: true,
@@ -317,7 +350,7 @@ fn self_check(envelope: &[u8], signers: &[&dyn Signer]) -> Result<(), BuildError
     let (digest, _, blocks) = decoded
         .authentication_wrapper()
         .map_err(BuildError::Undecodable)?;
-    for (i, (block, signer)) in blocks.zip(signers).enumerate() {
+    for (i, (block, (signer, _))) in blocks.zip(signers).enumerate() {
         let cose = block.map_err(|e| fail(i, e))?;
         let algorithm = SignatureAlgorithm::from_cose(cose.alg)
             .ok_or(crate::Error::UnsupportedAlgorithm { alg: cose.alg })
@@ -359,15 +392,15 @@ fn encode(f: impl FnOnce(&mut Encoder<Vec<u8>>) -> EncodeResult) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::crypto::{Ed25519Verifier, PublicKey};
-    use crate::signer::Ed25519Signer;
+    use crate::signer::SoftwareKey;
     use crate::{Error, ImageDigest};
 
     /// RFC 8032 §7.1 TEST 1 secret key.
     const TEST1_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
     const TEST1_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
 
-    fn test1() -> Ed25519Signer {
-        Ed25519Signer::from_seed(hex::decode(TEST1_SEED).unwrap().try_into().unwrap())
+    fn test1() -> SoftwareKey {
+        SoftwareKey::from_ed25519_seed(hex::decode(TEST1_SEED).unwrap().try_into().unwrap())
     }
 
     fn release() -> ImageManifest {
@@ -516,7 +549,7 @@ mod tests {
     #[test]
     fn wrong_anchor_is_no_trusted_key() {
         let bytes = release().build_envelope(&[&test1()]).unwrap();
-        let other = Ed25519Signer::from_seed([7; 32]).public_key();
+        let other = SoftwareKey::from_ed25519_seed([7; 32]).public_key();
         let policy = Policy::default();
         let envelope = Envelope::decode(&bytes, &policy).unwrap();
         assert_eq!(
@@ -565,7 +598,7 @@ mod tests {
     #[test]
     fn two_signers_either_anchor_verifies() {
         let a = test1();
-        let b = Ed25519Signer::from_seed([42; 32]);
+        let b = SoftwareKey::from_ed25519_seed([42; 32]);
         let bytes = release().build_envelope(&[&a, &b]).unwrap();
         let policy = Policy::default();
         let envelope = Envelope::decode(&bytes, &policy).unwrap();
@@ -580,8 +613,10 @@ mod tests {
 
     #[test]
     fn eddsa_8_needs_the_policy() {
-        let signer = test1().with_algorithm(SignatureAlgorithm::EdDsa).unwrap();
-        let bytes = release().build_envelope(&[&signer]).unwrap();
+        let signer = test1();
+        let bytes = release()
+            .build_envelope_as(&[(&signer, SignatureAlgorithm::EdDsa)])
+            .unwrap();
         let strict = Policy::default();
         let envelope = Envelope::decode(&bytes, &strict).unwrap();
         assert_eq!(
@@ -599,6 +634,27 @@ mod tests {
     }
 
     #[test]
+    fn an_algorithm_that_does_not_fit_the_key_is_refused() {
+        let err = release()
+            .build_envelope_as(&[(&test1(), SignatureAlgorithm::Es256)])
+            .unwrap_err();
+        assert!(matches!(err, BuildError::AlgorithmMismatch { .. }), "{err}");
+    }
+
+    /// A P-256 release key signs ES256 envelopes that rota's host verifier accepts.
+    #[test]
+    fn p256_key_signs_es256() {
+        let key = SoftwareKey::generate(crate::signer::Algorithm::EcdsaP256Sha256).unwrap();
+        let bytes = release().build_envelope(&[&key]).unwrap();
+        let policy = Policy::default();
+        let auth = Envelope::decode(&bytes, &policy)
+            .unwrap()
+            .authenticate(&[key.public_key()], &crate::HostVerifier, &policy)
+            .unwrap();
+        assert_eq!(auth.algorithm, SignatureAlgorithm::Es256);
+    }
+
+    #[test]
     fn no_signers_is_refused() {
         assert!(matches!(
             release().build_envelope(&[]),
@@ -609,11 +665,8 @@ mod tests {
     /// A signer whose signatures do not verify is caught before the envelope leaves.
     #[test]
     fn faulty_signer_fails_the_self_check() {
-        struct Broken(Ed25519Signer);
-        impl Signer for Broken {
-            fn algorithm(&self) -> SignatureAlgorithm {
-                self.0.algorithm()
-            }
+        struct Broken(SoftwareKey);
+        impl Sign for Broken {
             fn public_key(&self) -> PublicKey {
                 self.0.public_key()
             }

@@ -129,7 +129,7 @@ impl<'a> CoseSign1<'a> {
         let mut tried = false;
         let mut last = Error::NoTrustedKey;
         for (index, key) in anchors.iter().enumerate() {
-            if !key.fits(alg) || (by_kid && !kid_matches(key)) {
+            if !alg.fits(key) || (by_kid && !kid_matches(key)) {
                 continue;
             }
             tried = true;

@@ -5,8 +5,6 @@
 //! and `std` builds add P-256 ([`HostVerifier`]) because TPMs and many secure elements
 //! hold P-256 keys.
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
 use crate::labels::alg;
 
@@ -57,44 +55,27 @@ impl SignatureAlgorithm {
     }
 }
 
-/// Length of an Ed25519 public key.
-pub const ED25519_KEY_LEN: usize = 32;
-/// Length of an uncompressed SEC1 P-256 public key (`04 || x || y`).
-pub const P256_KEY_LEN: usize = 65;
+// The key type is rota-keys' (one key type for signers and verifiers); the bootloader
+// links only its `no_std` part.
+pub use rota_keys::{ED25519_KEY_LEN, KEY_ID_LEN, P256_KEY_LEN, PublicKey};
 
-/// A public key a device or tool trusts to sign manifests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PublicKey {
-    Ed25519([u8; ED25519_KEY_LEN]),
-    /// Uncompressed SEC1 encoding.
-    P256([u8; P256_KEY_LEN]),
-}
-
-/// Length of a [`PublicKey::key_id`].
-pub const KEY_ID_LEN: usize = 32;
-
-impl PublicKey {
-    /// The key's raw encoding (the bytes its key id hashes).
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Ed25519(k) => k,
-            Self::P256(k) => k,
-        }
-    }
-
-    /// SHA-256 of the raw key: the COSE `kid` rota writes, and the hash a device's
-    /// root of trust stores in place of the key.
-    pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
-        Sha256::digest(self.as_bytes()).into()
-    }
-
-    /// Whether signatures of `alg` can be made with this kind of key.
-    pub fn fits(&self, alg: SignatureAlgorithm) -> bool {
+impl SignatureAlgorithm {
+    /// Whether signatures of this algorithm can be made with this kind of key.
+    pub fn fits(self, key: &PublicKey) -> bool {
         use SignatureAlgorithm::*;
         matches!(
-            (self, alg),
-            (Self::Ed25519(_), Ed25519 | EdDsa) | (Self::P256(_), Es256 | Esp256)
+            (key, self),
+            (PublicKey::Ed25519(_), Ed25519 | EdDsa) | (PublicKey::P256(_), Es256 | Esp256)
         )
+    }
+
+    /// The algorithm rota signs with for a key: Ed25519 (-19, RFC 9864) or ES256 (-7,
+    /// as in the SUIT examples and what every COSE library verifies).
+    pub fn for_key(key: &PublicKey) -> Self {
+        match key {
+            PublicKey::Ed25519(_) => Self::Ed25519,
+            PublicKey::P256(_) => Self::Es256,
+        }
     }
 }
 

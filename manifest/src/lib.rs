@@ -63,7 +63,7 @@ pub mod profile;
 pub mod signer;
 
 #[cfg(feature = "builder")]
-pub use builder::{BuildError, ImageManifest, sign_manifest};
+pub use builder::{BuildError, ImageManifest, sign_manifest, sign_manifest_as};
 pub use cbor::{BytesItem, Key, MAX_DEPTH, MAX_MAP_ENTRIES};
 pub use claims::ComponentClaims;
 pub use command::{Command, CommandSequence, Condition, Directive, IndexArg, Parameter};
@@ -79,4 +79,6 @@ pub use error::{Error, Result};
 pub use manifest::{ComponentId, Manifest, Severable};
 pub use profile::{BootClaims, verify_boot_envelope};
 #[cfg(feature = "builder")]
-pub use signer::{Ed25519Signer, KeyError, SignError, Signer, public_key_from_pem};
+pub use signer::{
+    Algorithm, KeyError, KeyFile, KeySource, Sign, SignError, SoftwareKey, public_key_from_pem,
+};

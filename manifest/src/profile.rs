@@ -184,7 +184,7 @@ pub fn verify_boot_envelope<'a>(
         return Err(Error::ManifestDigestMismatch);
     }
     // The signer must be `key`, named by its id (a hint in RFC 9052 §3.1, required here).
-    if !key.fits(SignatureAlgorithm::Ed25519) || *kid != key.key_id() {
+    if !SignatureAlgorithm::Ed25519.fits(key) || *kid != key.key_id() {
         return Err(Error::NoTrustedKey);
     }
     // RFC 9052 §4.4: signed over the protected header as received and the detached

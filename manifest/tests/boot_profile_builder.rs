@@ -6,7 +6,7 @@ mod subset;
 
 use proptest::prelude::*;
 use rota_manifest::{
-    Ed25519Signer, Ed25519Verifier, Error, ImageManifest, Signer, verify_boot_envelope,
+    Ed25519Verifier, Error, ImageManifest, Sign, SoftwareKey, verify_boot_envelope,
 };
 use subset::assert_subset;
 
@@ -72,7 +72,7 @@ proptest! {
     fn boot_profile_accepts_every_builder_envelope_with_the_general_paths_claims(
         release in release(),
     ) {
-        let signer = Ed25519Signer::from_seed(SEED);
+        let signer = SoftwareKey::from_ed25519_seed(SEED);
         let bytes = release.build_envelope(&[&signer]).unwrap();
         let claims = assert_subset(&bytes, &signer.public_key(), &Ed25519Verifier)
             .expect("the boot profile accepts the builder's envelope");
@@ -89,8 +89,8 @@ proptest! {
     /// path's to read.
     #[test]
     fn boot_profile_refuses_more_than_one_signature(release in release()) {
-        let a = Ed25519Signer::from_seed(SEED);
-        let b = Ed25519Signer::from_seed([42; 32]);
+        let a = SoftwareKey::from_ed25519_seed(SEED);
+        let b = SoftwareKey::from_ed25519_seed([42; 32]);
         let bytes = release.build_envelope(&[&a, &b]).unwrap();
         let verdict = verify_boot_envelope(&bytes, &a.public_key(), &Ed25519Verifier);
         prop_assert!(matches!(verdict, Err(Error::NotBootProfile { .. })), "{:?}", verdict);
@@ -100,7 +100,7 @@ proptest! {
 /// The draft's example 0 layout (rota's default release) is in the profile.
 #[test]
 fn boot_profile_accepts_the_default_release() {
-    let signer = Ed25519Signer::from_seed(SEED);
+    let signer = SoftwareKey::from_ed25519_seed(SEED);
     let bytes = ImageManifest::default().build_envelope(&[&signer]).unwrap();
     let claims = assert_subset(&bytes, &signer.public_key(), &Ed25519Verifier).unwrap();
     assert_eq!(claims.sequence_number, 0);
@@ -111,9 +111,9 @@ fn boot_profile_accepts_the_default_release() {
 /// is refused before any curve arithmetic.
 #[test]
 fn boot_profile_refuses_another_key() {
-    let signer = Ed25519Signer::from_seed(SEED);
+    let signer = SoftwareKey::from_ed25519_seed(SEED);
     let bytes = ImageManifest::default().build_envelope(&[&signer]).unwrap();
-    let other = Ed25519Signer::from_seed([7; 32]).public_key();
+    let other = SoftwareKey::from_ed25519_seed([7; 32]).public_key();
     assert_eq!(
         verify_boot_envelope(&bytes, &other, &Ed25519Verifier),
         Err(Error::NoTrustedKey)
@@ -134,10 +134,10 @@ fn boot_profile_refuses_another_key() {
 /// EdDSA (-8) is the general path's only under a policy the bootloader does not set.
 #[test]
 fn boot_profile_refuses_eddsa_8() {
-    let signer = Ed25519Signer::from_seed(SEED)
-        .with_algorithm(rota_manifest::SignatureAlgorithm::EdDsa)
+    let signer = SoftwareKey::from_ed25519_seed(SEED);
+    let bytes = ImageManifest::default()
+        .build_envelope_as(&[(&signer, rota_manifest::SignatureAlgorithm::EdDsa)])
         .unwrap();
-    let bytes = ImageManifest::default().build_envelope(&[&signer]).unwrap();
     assert!(matches!(
         verify_boot_envelope(&bytes, &signer.public_key(), &Ed25519Verifier),
         Err(Error::NotBootProfile { .. })

@@ -12,14 +12,14 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use rota_manifest::{
-    Ed25519Signer, Ed25519Verifier, Envelope, ImageManifest, Policy, Signer, sign_manifest,
+    Ed25519Verifier, Envelope, ImageManifest, Policy, Sign, SoftwareKey, sign_manifest,
 };
 use subset::assert_subset;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
 
-fn signer() -> Ed25519Signer {
-    Ed25519Signer::from_seed(assemble::TEST1_SEED)
+fn signer() -> SoftwareKey {
+    SoftwareKey::from_ed25519_seed(assemble::TEST1_SEED)
 }
 
 /// One edit of a byte string; positions wrap around its length.

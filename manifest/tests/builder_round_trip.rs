@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use rota_manifest::{
-    Ed25519Signer, Ed25519Verifier, Envelope, ImageDigest, ImageManifest, Policy, Signer,
+    Ed25519Verifier, Envelope, ImageDigest, ImageManifest, Policy, Sign, SoftwareKey,
 };
 
 /// RFC 8032 §7.1 TEST 1 seed (test key).
@@ -31,7 +31,7 @@ proptest! {
         uri in proptest::option::of("[a-z]{1,12}://[a-z0-9./-]{0,40}"),
         description in proptest::option::of("\\PC{0,40}"),
     ) {
-        let signer = Ed25519Signer::from_seed(SEED);
+        let signer = SoftwareKey::from_ed25519_seed(SEED);
         let mut digest = ImageDigest::new();
         digest.update(&image);
         let release = ImageManifest {

@@ -10,7 +10,7 @@
 //! | `Rota-Device`    | the device id ([`valid_device_id`]) |
 //! | `Rota-Timestamp` | the device's clock, unix milliseconds, decimal without leading zeros |
 //! | `Rota-Nonce`     | 16 random bytes, 32 lowercase hex characters ([`Nonce`]) |
-//! | `Rota-Signature` | standard padded base64 of the 64-byte Ed25519 signature |
+//! | `Rota-Signature` | standard padded base64 of the 64-byte signature by the device key (Ed25519 `R || S`, or ECDSA P-256 with SHA-256 as `r || s`) |
 //!
 //! The signature is over the UTF-8 text ([`signed_message`]):
 //!
@@ -28,13 +28,13 @@
 //! The signature travels with the request, so it survives any TLS terminator, load balancer
 //! or CDN between the device and the server, and the server needs no client-certificate
 //! plumbing. The device key never has to be usable for a TLS handshake: a secure element
-//! or TPM that can only "sign these bytes" is enough ([`sign_request_with`]); the message
+//! or TPM that can only "sign these bytes" is enough (any [`Sign`]); the message
 //! is short (under 2 KiB for any path this API uses), since the body enters only by hash.
 //!
 //! # Threat model
 //!
-//! - Forgery: without the device key, no request verifies ([`ed25519_dalek::VerifyingKey::verify_strict`],
-//!   which also refuses malleable signatures and small-order keys). The device key is bound
+//! - Forgery: without the device key, no request verifies ([`PublicKey::verify`]: strict
+//!   Ed25519, which also refuses malleable signatures and small-order keys, or P-256). The device key is bound
 //!   to the device id by its [certificate](crate::identity).
 //! - Tampering: the method, path, query, timestamp, nonce and body hash are all signed, so
 //!   a changed request fails verification.
@@ -66,7 +66,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use crate::{PublicKey, Sign, SignError, Signature};
 use sha2::{Digest as _, Sha256};
 
 use crate::encoding;
@@ -109,7 +109,7 @@ pub enum AuthError {
     #[error("the Rota-Nonce header is not 32 lowercase hex characters")]
     InvalidNonce,
     /// `Rota-Signature` is not standard padded base64 of 64 bytes.
-    #[error("the Rota-Signature header is not the standard base64 of a 64-byte Ed25519 signature")]
+    #[error("the Rota-Signature header is not the standard base64 of a 64-byte signature")]
     InvalidSignatureEncoding,
     /// The timestamp is outside the accepted window around the server's clock.
     #[error(
@@ -216,10 +216,7 @@ impl SignedHeaders {
             (DEVICE_HEADER, self.device_id.clone()),
             (TIMESTAMP_HEADER, self.timestamp_ms.to_string()),
             (NONCE_HEADER, self.nonce.to_string()),
-            (
-                SIGNATURE_HEADER,
-                encoding::base64_encode(&self.signature.to_bytes()),
-            ),
+            (SIGNATURE_HEADER, encoding::base64_encode(&self.signature)),
         ]
         .into_iter()
     }
@@ -231,56 +228,40 @@ impl SignedHeaders {
         method: &str,
         path_and_query: &str,
         body: &[u8],
-        device_key: &VerifyingKey,
+        device_key: &PublicKey,
     ) -> Result<(), AuthError> {
         let message = signed_message(method, path_and_query, self.timestamp_ms, &self.nonce, body);
+        // Ed25519 strictly (RFC 8032 §5.1.7, no malleable S), or ECDSA P-256 / SHA-256.
         device_key
-            .verify_strict(message.as_bytes(), &self.signature)
+            .verify(message.as_bytes(), &self.signature)
             .map_err(|_| AuthError::BadSignature)
     }
 }
 
-/// Signs a request with a device key in memory. `now_ms` is the device's clock (unix
+/// Signs a request with the device's identity key, wherever it is held (in memory, a
+/// secure element, a TPM: any [`Sign`]). `now_ms` is the device's clock (unix
 /// milliseconds) and `nonce` a fresh [`Nonce::random`]; `device_id` must be
 /// [valid](crate::valid_device_id) or the server refuses the request.
 pub fn sign_request(
-    key: &SigningKey,
+    key: &dyn Sign,
     device_id: &str,
     method: &str,
     path_and_query: &str,
     body: &[u8],
     now_ms: u64,
     nonce: Nonce,
-) -> SignedHeaders {
-    let Ok(headers) = sign_request_with(
-        |message| Ok::<_, std::convert::Infallible>(key.sign(message)),
-        device_id,
-        method,
-        path_and_query,
-        body,
-        now_ms,
-        nonce,
-    );
-    headers
-}
-
-/// Like [`sign_request`], for a key held elsewhere (a secure element, a TPM): `sign` is
-/// given the message bytes and returns their Ed25519 signature.
-pub fn sign_request_with<E>(
-    sign: impl FnOnce(&[u8]) -> Result<Signature, E>,
-    device_id: &str,
-    method: &str,
-    path_and_query: &str,
-    body: &[u8],
-    now_ms: u64,
-    nonce: Nonce,
-) -> Result<SignedHeaders, E> {
+) -> Result<SignedHeaders, SignError> {
     let message = signed_message(method, path_and_query, now_ms, &nonce, body);
+    let signature = key.sign(message.as_bytes())?;
     Ok(SignedHeaders {
         device_id: device_id.to_owned(),
         timestamp_ms: now_ms,
         nonce,
-        signature: sign(message.as_bytes())?,
+        // A signer that returns another length (a DER ECDSA signature) broke the Sign
+        // contract; the server would refuse the request anyway.
+        signature: signature.try_into().map_err(|s: Vec<u8>| {
+            SignError::Failed(format!("a {}-byte signature, not 64", s.len()))
+        })?,
     })
 }
 
@@ -363,7 +344,7 @@ impl RequestVerifier {
         method: &str,
         path_and_query: &str,
         body: &[u8],
-        device_key: &VerifyingKey,
+        device_key: &PublicKey,
         now_ms: u64,
     ) -> Result<(), AuthError> {
         self.check_clock(headers, now_ms)?;
@@ -412,8 +393,8 @@ impl RequestVerifier {
 
 /// The key [`RequestVerifier::refuse_unknown`] checks against: an ordinary Ed25519 key
 /// (so the check costs what a real one does), whatever the result.
-static STAND_IN_KEY: std::sync::LazyLock<VerifyingKey> =
-    std::sync::LazyLock::new(|| SigningKey::from_bytes(&[0x5a; 32]).verifying_key());
+static STAND_IN_KEY: std::sync::LazyLock<PublicKey> =
+    std::sync::LazyLock::new(|| crate::SoftwareKey::from_ed25519_seed([0x5a; 32]).public_key());
 
 const REPLAY_SHARDS: usize = 16;
 

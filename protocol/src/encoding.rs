@@ -39,26 +39,26 @@ pub(crate) mod base64_bytes {
     }
 }
 
-/// serde for an Ed25519 signature as standard padded base64 text of its 64 bytes.
+/// serde for a signature (Ed25519 or ECDSA P-256 `r || s`) as standard padded base64
+/// text of its 64 bytes.
 pub(crate) mod base64_signature {
-    use ed25519_dalek::Signature;
+    use crate::Signature;
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub(crate) fn serialize<S: Serializer>(sig: &Signature, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::base64_encode(&sig.to_bytes()))
+        s.serialize_str(&super::base64_encode(sig))
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Signature, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         super::decode_signature(&text)
-            .ok_or_else(|| D::Error::custom("not the base64 of a 64-byte Ed25519 signature"))
+            .ok_or_else(|| D::Error::custom("not the base64 of a 64-byte signature"))
     }
 }
 
-/// An Ed25519 signature from standard padded base64 of exactly 64 bytes.
-pub(crate) fn decode_signature(text: &str) -> Option<ed25519_dalek::Signature> {
-    let bytes: [u8; ed25519_dalek::SIGNATURE_LENGTH] = base64_decode(text)?.try_into().ok()?;
-    Some(ed25519_dalek::Signature::from_bytes(&bytes))
+/// A signature from standard padded base64 of exactly 64 bytes.
+pub(crate) fn decode_signature(text: &str) -> Option<crate::Signature> {
+    base64_decode(text)?.try_into().ok()
 }
 
 #[cfg(test)]

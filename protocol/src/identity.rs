@@ -1,5 +1,5 @@
 //! Device identity: certificates that a manufacturer CA issues to bind a device id, its
-//! device class and its tags to the device's own Ed25519 key.
+//! device class and its tags to the device's own key (Ed25519 or ECDSA P-256).
 //!
 //! # Format (version 1)
 //!
@@ -9,7 +9,7 @@
 //! {"body": "<base64 of the body bytes>", "signature": "<base64 of 64 bytes>"}
 //! ```
 //!
-//! The signature is Ed25519 by the CA key over `b"rota-device-cert-v1\0" || body_bytes`:
+//! The signature is by the CA key (Ed25519, or ECDSA P-256 with SHA-256 as `r || s`) over `b"rota-device-cert-v1\0" || body_bytes`:
 //! the exact bytes are signed, so no JSON canonicalisation is needed and a CA written in
 //! any language can issue certificates. The body bytes are one JSON object ([`CertBody`]):
 //!
@@ -17,11 +17,11 @@
 //! |--------------|----------|------|
 //! | `version`    | integer  | `1` |
 //! | `device_id`  | string   | 1 to 64 of `A-Z a-z 0-9 . _ -` ([`valid_device_id`]) |
-//! | `public_key` | string   | the device's Ed25519 key: 64 lowercase hex characters, a valid, not small-order point |
+//! | `public_key` | string   | the device's key, lowercase hex: Ed25519 as 64 characters (a valid, canonical, not small-order point), or P-256 as 130 (the uncompressed SEC1 point `04 || x || y`, on the curve) |
 //! | `class_id`   | string   | the device class UUID, lowercase hyphenated (`8-4-4-4-12`), as release metadata names it |
 //! | `tags`       | strings  | at most 32, each 1 to 64 of `A-Z a-z 0-9 . _ : -` ([`valid_tag`]), no duplicates |
 //! | `issued_at`  | integer  | unix seconds |
-//! | `issuer`     | string   | lowercase hex SHA-256 of the CA's raw 32-byte public key (the "key id" `rota keygen` prints) |
+//! | `issuer`     | string   | lowercase hex SHA-256 of the CA's raw public key (the "key id" `rota keygen` prints) |
 //!
 //! Verification ([`DeviceCertificate::verify`]) is strict: unknown or duplicate fields,
 //! bytes after the object, a body over 8 KiB, an untrusted issuer or a non-canonical
@@ -30,10 +30,9 @@
 
 use std::fmt;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+
+use crate::{PublicKey, Sign, Signature};
 
 use crate::encoding;
 
@@ -96,9 +95,9 @@ pub enum IdentityError {
     /// [`issue`] was given a body whose issuer is another key than the CA signing it.
     #[error("the body names issuer {body}, but the signing CA key's id is {key}")]
     IssuerMismatch { body: String, key: String },
-    /// A PEM key file could not be read.
-    #[error("cannot read the {kind} key: {detail}")]
-    Key { kind: &'static str, detail: String },
+    /// The CA key could not sign (an HSM that is absent or refuses).
+    #[error("the CA could not sign: {0}")]
+    Sign(String),
 }
 
 /// The claims of a device certificate: see the [module docs](self) for the rules.
@@ -107,7 +106,7 @@ pub enum IdentityError {
 pub struct CertBody {
     pub version: u32,
     pub device_id: String,
-    /// The device's Ed25519 public key, lowercase hex.
+    /// The device's public key (Ed25519 or uncompressed P-256), lowercase hex.
     pub public_key: String,
     /// The device class UUID, lowercase hyphenated.
     pub class_id: String,
@@ -121,9 +120,9 @@ pub struct CertBody {
 impl CertBody {
     /// A version 1 body for `device_key`, naming `ca` as its issuer.
     pub fn new(
-        ca: &VerifyingKey,
+        ca: &PublicKey,
         device_id: impl Into<String>,
-        device_key: &VerifyingKey,
+        device_key: &PublicKey,
         class_id: &uuid::Uuid,
         tags: Vec<String>,
         issued_at: u64,
@@ -158,15 +157,18 @@ impl CertBody {
         Ok(())
     }
 
-    /// The device's public key: a valid Ed25519 point that is not of small order.
-    pub fn device_key(&self) -> Result<VerifyingKey, IdentityError> {
-        let bytes = encoding::lower_hex_decode::<32>(&self.public_key)
-            .ok_or(IdentityError::InvalidPublicKey)?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| IdentityError::InvalidPublicKey)?;
-        // A small-order key admits signatures that verify for many messages.
-        if key.is_weak() {
-            return Err(IdentityError::InvalidPublicKey);
+    /// The device's public key: an Ed25519 point, canonical and not of small order (a
+    /// small-order key admits signatures that verify for many messages), or an
+    /// uncompressed P-256 point on the curve.
+    pub fn device_key(&self) -> Result<PublicKey, IdentityError> {
+        let key = match self.public_key.len() {
+            64 => encoding::lower_hex_decode::<32>(&self.public_key).map(PublicKey::Ed25519),
+            130 => encoding::lower_hex_decode::<65>(&self.public_key).map(PublicKey::P256),
+            _ => None,
         }
+        .ok_or(IdentityError::InvalidPublicKey)?;
+        key.validate()
+            .map_err(|_| IdentityError::InvalidPublicKey)?;
         Ok(key)
     }
 }
@@ -180,7 +182,7 @@ pub struct DeviceCertificate {
     #[serde(with = "encoding::base64_bytes")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
     body: Vec<u8>,
-    /// The CA's Ed25519 signature over `"rota-device-cert-v1\0" || body`, standard padded base64.
+    /// The CA's signature over `"rota-device-cert-v1\0" || body`, standard padded base64.
     #[serde(with = "encoding::base64_signature")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
     signature: Signature,
@@ -190,10 +192,7 @@ impl fmt::Debug for DeviceCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceCertificate")
             .field("body", &String::from_utf8_lossy(&self.body))
-            .field(
-                "signature",
-                &encoding::base64_encode(&self.signature.to_bytes()),
-            )
+            .field("signature", &encoding::base64_encode(&self.signature))
             .finish()
     }
 }
@@ -201,9 +200,9 @@ impl fmt::Debug for DeviceCertificate {
 /// Signs `body` with the CA key, after checking that it satisfies every rule
 /// [`DeviceCertificate::verify`] applies, so a CA never issues a certificate its
 /// servers would refuse.
-pub fn issue(ca: &SigningKey, body: &CertBody) -> Result<DeviceCertificate, IdentityError> {
+pub fn issue(ca: &dyn Sign, body: &CertBody) -> Result<DeviceCertificate, IdentityError> {
     body.validate()?;
-    let key = issuer_id(&ca.verifying_key());
+    let key = issuer_id(&ca.public_key());
     if body.issuer != key {
         return Err(IdentityError::IssuerMismatch {
             body: body.issuer.clone(),
@@ -211,7 +210,16 @@ pub fn issue(ca: &SigningKey, body: &CertBody) -> Result<DeviceCertificate, Iden
         });
     }
     let bytes = serde_json::to_vec(body).expect("a struct of strings and integers serializes");
-    let signature = ca.sign(&signed_bytes(&bytes));
+    let signature = ca
+        .sign(&signed_bytes(&bytes))
+        .map_err(|e| IdentityError::Sign(e.to_string()))?
+        .try_into()
+        .map_err(|s: Vec<u8>| {
+            IdentityError::Sign(format!(
+                "the CA returned a {}-byte signature, not 64",
+                s.len()
+            ))
+        })?;
     Ok(DeviceCertificate::from_parts(bytes, signature))
 }
 
@@ -245,7 +253,7 @@ impl DeviceCertificate {
     /// and every field follows the rules in the [module docs](self).
     ///
     /// The body is parsed (size-capped) before the signature check only to find its issuer.
-    pub fn verify(&self, trusted_cas: &[VerifyingKey]) -> Result<CertBody, IdentityError> {
+    pub fn verify(&self, trusted_cas: &[PublicKey]) -> Result<CertBody, IdentityError> {
         let body = parse_body(&self.body)?;
         if body.version != CERT_VERSION {
             return Err(IdentityError::UnsupportedVersion(body.version.into()));
@@ -254,11 +262,11 @@ impl DeviceCertificate {
             encoding::lower_hex_decode::<32>(&body.issuer).ok_or(IdentityError::InvalidIssuer)?;
         let ca = trusted_cas
             .iter()
-            .find(|ca| key_id(ca) == issuer_bytes)
+            .find(|ca| ca.key_id() == issuer_bytes)
             .ok_or_else(|| IdentityError::UnknownIssuer {
                 issuer: body.issuer.clone(),
             })?;
-        ca.verify_strict(&signed_bytes(&self.body), &self.signature)
+        ca.verify(&signed_bytes(&self.body), &self.signature)
             .map_err(|_| IdentityError::BadSignature)?;
         body.validate()?;
         Ok(body)
@@ -289,14 +297,10 @@ fn parse_body(bytes: &[u8]) -> Result<CertBody, IdentityError> {
     Ok(body)
 }
 
-fn key_id(key: &VerifyingKey) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
-/// A CA's issuer id: lowercase hex SHA-256 of its raw 32-byte public key (the key id
+/// A CA's issuer id: lowercase hex SHA-256 of its raw public key (the key id
 /// `rota keygen` prints for the same key).
-pub fn issuer_id(ca: &VerifyingKey) -> String {
-    hex::encode(key_id(ca))
+pub fn issuer_id(ca: &PublicKey) -> String {
+    hex::encode(ca.key_id())
 }
 
 /// Whether `id` is a valid device id: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
@@ -335,24 +339,6 @@ pub fn validate_tags(tags: &[String]) -> Result<(), IdentityError> {
 /// (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`), the only form rota compares ids in.
 pub fn valid_uuid(text: &str) -> bool {
     uuid::Uuid::try_parse(text).is_ok_and(|id| id.hyphenated().to_string() == text)
-}
-
-/// An Ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as
-/// `rota keygen` writes it: a CA key, or a device key held in a file.
-pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, IdentityError> {
-    SigningKey::from_pkcs8_pem(pem).map_err(|e| IdentityError::Key {
-        kind: "Ed25519 private",
-        detail: e.to_string(),
-    })
-}
-
-/// An Ed25519 public key from SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`),
-/// as `rota keygen` writes it: a trusted CA for the server.
-pub fn verifying_key_from_pem(pem: &str) -> Result<VerifyingKey, IdentityError> {
-    VerifyingKey::from_public_key_pem(pem).map_err(|e| IdentityError::Key {
-        kind: "Ed25519 public",
-        detail: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -32,8 +32,12 @@ pub use identity::{
 };
 pub use target::RotaTarget;
 
-/// Re-exported so users name the same key types this crate takes.
-pub use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+/// Re-exported so users name the same key types this crate takes: rota's one key seam.
+pub use rota_keys::{PublicKey, Sign, SignError, SoftwareKey};
+
+/// A signature as carried on the wire: 64 bytes, Ed25519 `R || S` or ECDSA P-256 `r || s`
+/// (the algorithm is the signing key's).
+pub type Signature = [u8; rota_keys::SIGNATURE_LEN];
 
 /// The operating system's random number generator failed (making a nonce or an event id).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,21 +2,20 @@
 
 mod support;
 
-use ed25519_dalek::Signer as _;
-use rota_protocol::identity::{
-    CERT_SIGNING_CONTEXT, MAX_CERT_BODY_LEN, issuer_id, signing_key_from_pem,
-    verifying_key_from_pem,
+use rota_protocol::identity::{CERT_SIGNING_CONTEXT, MAX_CERT_BODY_LEN, issuer_id};
+use rota_protocol::{
+    CertBody, DeviceCertificate, IdentityError, PublicKey, Sign, SoftwareKey, issue,
 };
-use rota_protocol::{CertBody, DeviceCertificate, IdentityError, Signature, SigningKey, issue};
 use serde_json::{Value, json};
 use support::{CLASS_ID, body, body_for, ca, device_key, key};
 
 /// A certificate over arbitrary body bytes, properly signed by `ca`: what a buggy or
 /// hostile issuer could produce with a real CA key.
-fn signed_raw(ca: &SigningKey, body: &[u8]) -> DeviceCertificate {
+fn signed_raw(ca: &SoftwareKey, body: &[u8]) -> DeviceCertificate {
     let mut message = CERT_SIGNING_CONTEXT.to_vec();
     message.extend_from_slice(body);
-    DeviceCertificate::from_parts(body.to_vec(), ca.sign(&message))
+    let signature = ca.sign(&message).unwrap().try_into().unwrap();
+    DeviceCertificate::from_parts(body.to_vec(), signature)
 }
 
 /// The JSON of a valid body, to be edited into an invalid one.
@@ -28,8 +27,8 @@ fn signed_json(value: &Value) -> DeviceCertificate {
     signed_raw(&ca(), &serde_json::to_vec(value).unwrap())
 }
 
-fn trusted() -> Vec<ed25519_dalek::VerifyingKey> {
-    vec![ca().verifying_key()]
+fn trusted() -> Vec<PublicKey> {
+    vec![ca().public_key()]
 }
 
 #[test]
@@ -37,9 +36,9 @@ fn issued_certificate_verifies_and_returns_its_claims() {
     let cert = issue(&ca(), &body()).unwrap();
     let claims = cert.verify(&trusted()).unwrap();
     assert_eq!(claims, body());
-    assert_eq!(claims.device_key().unwrap(), device_key().verifying_key());
+    assert_eq!(claims.device_key().unwrap(), device_key().public_key());
     assert_eq!(claims.class_id, CLASS_ID);
-    assert_eq!(claims.issuer, issuer_id(&ca().verifying_key()));
+    assert_eq!(claims.issuer, issuer_id(&ca().public_key()));
 }
 
 #[test]
@@ -62,27 +61,19 @@ fn certificate_survives_its_json_form() {
 #[test]
 fn any_trusted_ca_may_issue() {
     let other = key(0x0c);
-    let cert = issue(
-        &other,
-        &body_for(&other.verifying_key(), "sensor-0001", &[]),
-    )
-    .unwrap();
-    let cas = [ca().verifying_key(), other.verifying_key()];
+    let cert = issue(&other, &body_for(&other.public_key(), "sensor-0001", &[])).unwrap();
+    let cas = [ca().public_key(), other.public_key()];
     assert!(cert.verify(&cas).is_ok());
 }
 
 #[test]
 fn rejects_certificate_from_untrusted_ca() {
     let rogue = key(0x66);
-    let cert = issue(
-        &rogue,
-        &body_for(&rogue.verifying_key(), "sensor-0001", &[]),
-    )
-    .unwrap();
+    let cert = issue(&rogue, &body_for(&rogue.public_key(), "sensor-0001", &[])).unwrap();
     assert_eq!(
         cert.verify(&trusted()),
         Err(IdentityError::UnknownIssuer {
-            issuer: issuer_id(&rogue.verifying_key())
+            issuer: issuer_id(&rogue.public_key())
         })
     );
     assert!(matches!(
@@ -100,7 +91,7 @@ fn rejects_rogue_signature_naming_a_trusted_issuer() {
 
 #[test]
 fn issue_refuses_a_body_naming_another_issuer() {
-    let body = body_for(&key(0x66).verifying_key(), "sensor-0001", &[]);
+    let body = body_for(&key(0x66).public_key(), "sensor-0001", &[]);
     assert!(matches!(
         issue(&ca(), &body),
         Err(IdentityError::IssuerMismatch { .. })
@@ -149,15 +140,12 @@ fn rejects_tampered_device_id_as_bad_signature() {
 #[test]
 fn rejects_every_single_bit_flip_in_the_signature() {
     let cert = issue(&ca(), &body()).unwrap();
-    let signature = cert.signature().to_bytes();
+    let signature = *cert.signature();
     for i in 0..signature.len() {
         for bit in 0..8 {
             let mut tampered = signature;
             tampered[i] ^= 1 << bit;
-            let forged = DeviceCertificate::from_parts(
-                cert.body_bytes().to_vec(),
-                Signature::from_bytes(&tampered),
-            );
+            let forged = DeviceCertificate::from_parts(cert.body_bytes().to_vec(), tampered);
             assert_eq!(
                 forged.verify(&trusted()),
                 Err(IdentityError::BadSignature),
@@ -175,22 +163,24 @@ fn rejects_malleated_signature_with_s_plus_group_order() {
         0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let cert = issue(&ca(), &body()).unwrap();
-    let mut sig = cert.signature().to_bytes();
+    let mut sig = *cert.signature();
     let mut carry = 0u16;
     for (s, l) in sig[32..].iter_mut().zip(L) {
         let sum = u16::from(*s) + u16::from(l) + carry;
         *s = sum as u8;
         carry = sum >> 8;
     }
-    let forged =
-        DeviceCertificate::from_parts(cert.body_bytes().to_vec(), Signature::from_bytes(&sig));
+    let forged = DeviceCertificate::from_parts(cert.body_bytes().to_vec(), sig);
     assert_eq!(forged.verify(&trusted()), Err(IdentityError::BadSignature));
 }
 
 #[test]
 fn rejects_signature_without_the_domain_separation_context() {
     let bytes = serde_json::to_vec(&body()).unwrap();
-    let cert = DeviceCertificate::from_parts(bytes.clone(), ca().sign(&bytes));
+    let cert = DeviceCertificate::from_parts(
+        bytes.clone(),
+        ca().sign(&bytes).unwrap().try_into().unwrap(),
+    );
     assert_eq!(cert.verify(&trusted()), Err(IdentityError::BadSignature));
 }
 
@@ -318,7 +308,7 @@ fn rejects_device_key_that_is_not_a_usable_point() {
     // The identity point: small order, so "signatures" under it are meaningless.
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    let good = hex::encode(device_key().verifying_key().as_bytes());
+    let good = hex::encode(device_key().public_key().as_bytes());
     for bad in [
         hex::encode(not_a_point),
         hex::encode(identity),
@@ -357,10 +347,7 @@ fn rejects_class_id_that_is_not_a_canonical_uuid() {
 
 #[test]
 fn rejects_oversized_body_before_parsing() {
-    let cert = DeviceCertificate::from_parts(
-        vec![b' '; MAX_CERT_BODY_LEN + 1],
-        Signature::from_bytes(&[0; 64]),
-    );
+    let cert = DeviceCertificate::from_parts(vec![b' '; MAX_CERT_BODY_LEN + 1], [0; 64]);
     assert_eq!(
         cert.verify(&trusted()),
         Err(IdentityError::BodyTooLarge {
@@ -407,9 +394,9 @@ fn reads_keys_in_the_pem_forms_rota_keygen_writes() {
     const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\n\
         MCowBQYDK2VwAyEAyAFOCU0Igm5w3seNaKlWU5qfoaWc2MtzyC9iIjymUAc=\n\
         -----END PUBLIC KEY-----\n";
-    let ca = signing_key_from_pem(PRIVATE).unwrap();
-    let public = verifying_key_from_pem(PUBLIC).unwrap();
-    assert_eq!(ca.verifying_key(), public);
+    let ca = SoftwareKey::from_pkcs8_pem(PRIVATE).unwrap();
+    let public = rota_keys::public_key_from_pem(PUBLIC).unwrap();
+    assert_eq!(ca.public_key(), public);
     assert_eq!(
         hex::encode(public.as_bytes()),
         "c8014e094d08826e70dec78d68a956539a9fa1a59cd8cb73c82f62223ca65007"
@@ -417,15 +404,51 @@ fn reads_keys_in_the_pem_forms_rota_keygen_writes() {
 
     let body = body_for(&public, "sensor-0001", &[]);
     assert!(issue(&ca, &body).unwrap().verify(&[public]).is_ok());
+}
 
-    assert!(matches!(
-        signing_key_from_pem(PUBLIC),
-        Err(IdentityError::Key { .. })
-    ));
-    assert!(matches!(
-        verifying_key_from_pem(PRIVATE),
-        Err(IdentityError::Key { .. })
-    ));
+/// Many secure elements and TPMs have no Ed25519: a P-256 device key in a certificate
+/// from a P-256 CA (and from an Ed25519 CA) verifies, and a flipped bit does not.
+#[test]
+fn p256_device_keys_and_p256_cas_issue_and_verify() {
+    let p256_ca = SoftwareKey::generate(rota_keys::Algorithm::EcdsaP256Sha256).unwrap();
+    let device = SoftwareKey::generate(rota_keys::Algorithm::EcdsaP256Sha256).unwrap();
+    for ca in [&p256_ca, &ca()] {
+        let body = CertBody::new(
+            &ca.public_key(),
+            "tpm-device-1",
+            &device.public_key(),
+            &CLASS_ID.parse().unwrap(),
+            vec![],
+            1_700_000_000,
+        );
+        assert_eq!(body.public_key.len(), 130);
+        let cert = issue(ca, &body).unwrap();
+        let claims = cert.verify(&[ca.public_key()]).unwrap();
+        assert_eq!(claims.device_key().unwrap(), device.public_key());
+
+        let mut signature = *cert.signature();
+        signature[40] ^= 1;
+        let forged = DeviceCertificate::from_parts(cert.body_bytes().to_vec(), signature);
+        assert_eq!(
+            forged.verify(&[ca.public_key()]),
+            Err(IdentityError::BadSignature)
+        );
+    }
+    // A P-256 point off the curve, or in compressed form, is not a device key.
+    let mut value = body_json();
+    let mut off_curve = device.public_key().as_bytes().to_vec();
+    off_curve[64] ^= 1;
+    for bad in [
+        hex::encode(&off_curve),
+        format!("02{}", &hex::encode(device.public_key().as_bytes())[2..66]),
+    ] {
+        value["public_key"] = json!(bad);
+        assert_eq!(
+            signed_json(&value).verify(&trusted()),
+            Err(IdentityError::InvalidPublicKey),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use rota_protocol::auth::{
     DEFAULT_MAX_SKEW_MS, DEVICE_HEADER, NONCE_HEADER, ReplayCache, SIGNATURE_HEADER,
-    TIMESTAMP_HEADER, sign_request_with, signed_message,
+    TIMESTAMP_HEADER, signed_message,
 };
 use rota_protocol::{
-    AuthError, Nonce, RequestVerifier, Signature, SignedHeaders, parse_headers, sign_request,
+    AuthError, Nonce, PublicKey, RequestVerifier, Sign, SignError, SignedHeaders, parse_headers,
 };
 use support::{device_key, key};
 
@@ -50,14 +50,7 @@ fn parse(wire: &HashMap<String, String>) -> Result<SignedHeaders, AuthError> {
 }
 
 fn verify(verifier: &RequestVerifier, headers: &SignedHeaders) -> Result<(), AuthError> {
-    verifier.verify(
-        headers,
-        "POST",
-        PATH,
-        BODY,
-        &device_key().verifying_key(),
-        NOW,
-    )
+    verifier.verify(headers, "POST", PATH, BODY, &device_key().public_key(), NOW)
 }
 
 #[test]
@@ -107,46 +100,80 @@ fn signed_message_is_the_documented_text() {
     let headers = sign_request(&device_key(), DEVICE, "GET", "/p?q=1", b"", 42, nonce(0xab));
     assert!(
         device_key()
-            .verifying_key()
-            .verify_strict(message.as_bytes(), &headers.signature)
+            .public_key()
+            .verify(message.as_bytes(), &headers.signature)
             .is_ok()
     );
 }
 
+/// [`rota_protocol::sign_request`] with a key that cannot fail.
+fn sign_request(
+    key: &dyn Sign,
+    device_id: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now_ms: u64,
+    nonce: Nonce,
+) -> SignedHeaders {
+    rota_protocol::sign_request(key, device_id, method, path_and_query, body, now_ms, nonce)
+        .unwrap()
+}
+
 #[test]
 fn key_held_elsewhere_signs_the_same_request() {
-    // A secure element only needs to "sign these bytes".
-    let element = device_key();
-    let headers = sign_request_with(
-        |message: &[u8]| -> Result<Signature, String> {
-            Ok(ed25519_dalek::Signer::sign(&element, message))
-        },
-        DEVICE,
-        "POST",
-        PATH,
-        BODY,
-        NOW,
-        nonce(1),
-    )
-    .unwrap();
+    // A secure element only needs to "sign these bytes": any `Sign`.
+    struct Element {
+        inner: rota_protocol::SoftwareKey,
+        locked: bool,
+    }
+    impl Sign for Element {
+        fn public_key(&self) -> PublicKey {
+            self.inner.public_key()
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+            if self.locked {
+                return Err(SignError::KeyUnavailable("the element is locked".into()));
+            }
+            self.inner.sign(message)
+        }
+    }
+    let element = Element {
+        inner: device_key(),
+        locked: false,
+    };
+    let headers = sign_request(&element, DEVICE, "POST", PATH, BODY, NOW, nonce(1));
     assert_eq!(headers, signed(1));
-    let failed = sign_request_with(
-        |_: &[u8]| -> Result<Signature, &str> { Err("the element is locked") },
-        DEVICE,
-        "POST",
-        PATH,
-        BODY,
-        NOW,
-        nonce(1),
+    let locked = Element {
+        inner: device_key(),
+        locked: true,
+    };
+    let failed = rota_protocol::sign_request(&locked, DEVICE, "POST", PATH, BODY, NOW, nonce(1));
+    assert!(matches!(failed, Err(SignError::KeyUnavailable(_))));
+}
+
+/// A P-256 device identity (a TPM or secure element without Ed25519) signs requests the
+/// verifier accepts, and a changed body is refused as with Ed25519.
+#[test]
+fn p256_device_key_signs_requests_the_verifier_accepts() {
+    let key = rota_protocol::SoftwareKey::generate(rota_keys::Algorithm::EcdsaP256Sha256).unwrap();
+    let verifier = RequestVerifier::default();
+    let headers = sign_request(&key, DEVICE, "POST", PATH, BODY, NOW, nonce(1));
+    assert_eq!(
+        verifier.verify(&headers, "POST", PATH, b"{}", &key.public_key(), NOW),
+        Err(AuthError::BadSignature)
     );
-    assert_eq!(failed, Err("the element is locked"));
+    assert_eq!(
+        verifier.verify(&headers, "POST", PATH, BODY, &key.public_key(), NOW),
+        Ok(())
+    );
 }
 
 #[test]
 fn rejects_request_whose_method_path_query_or_body_changed() {
     let verifier = RequestVerifier::default();
     let headers = signed(1);
-    let key = device_key().verifying_key();
+    let key = device_key().public_key();
     let cases: [(&str, &str, &[u8]); 5] = [
         ("PUT", PATH, BODY),
         ("post", PATH, BODY),
@@ -189,7 +216,7 @@ fn rejects_request_signed_by_another_device_key() {
 #[test]
 fn rejects_timestamp_outside_the_skew_window() {
     let verifier = RequestVerifier::default();
-    let key = device_key().verifying_key();
+    let key = device_key().public_key();
     let at = |ts: u64, n: u8| sign_request(&device_key(), DEVICE, "POST", PATH, BODY, ts, nonce(n));
     let skew = DEFAULT_MAX_SKEW_MS;
     let error = AuthError::ClockSkew { max_skew_ms: skew };
@@ -243,14 +270,7 @@ fn rejects_replayed_nonce() {
     // The same nonce with another body is a new signature, but still a replay of the nonce.
     let again = sign_request(&device_key(), DEVICE, "POST", PATH, b"{}", NOW, nonce(1));
     assert_eq!(
-        verifier.verify(
-            &again,
-            "POST",
-            PATH,
-            b"{}",
-            &device_key().verifying_key(),
-            NOW
-        ),
+        verifier.verify(&again, "POST", PATH, b"{}", &device_key().public_key(), NOW),
         Err(AuthError::Replayed)
     );
     assert_eq!(verify(&verifier, &signed(2)), Ok(()));
@@ -263,7 +283,7 @@ fn nonces_are_per_device() {
     assert_eq!(verify(&verifier, &signed(1)), Ok(()));
     let other = sign_request(&other_key, "sensor-0002", "POST", PATH, BODY, NOW, nonce(1));
     assert_eq!(
-        verifier.verify(&other, "POST", PATH, BODY, &other_key.verifying_key(), NOW),
+        verifier.verify(&other, "POST", PATH, BODY, &other_key.public_key(), NOW),
         Ok(())
     );
 }
@@ -434,7 +454,7 @@ fn replay_cache_drops_expired_entries_before_evicting_live_ones() {
 #[test]
 fn verifier_replay_cache_is_bounded_through_verify() {
     let verifier = RequestVerifier::new(DEFAULT_MAX_SKEW_MS, 64);
-    let key = device_key().verifying_key();
+    let key = device_key().public_key();
     for i in 0u128..500 {
         let headers = sign_request(
             &device_key(),

@@ -271,11 +271,11 @@ pub(crate) fn canonical<T: Role>(signed: &T, role: RoleName) -> Result<Vec<u8>> 
 pub(crate) fn sign<T: Role>(signed: &T, role: RoleName, signers: &[&RepoKey]) -> Result<Vec<u8>> {
     let message = canonical(signed, role)?;
     let mut seen = HashSet::new();
-    let mut signatures: Vec<(&str, [u8; 64])> = signers
+    let mut signatures: Vec<(&str, Vec<u8>)> = signers
         .iter()
         .filter(|k| seen.insert(k.key_id()))
-        .map(|k| (k.key_id(), k.sign_bytes(&message)))
-        .collect();
+        .map(|k| Ok((k.key_id(), k.sign_bytes(&message)?)))
+        .collect::<Result<_>>()?;
     signatures.sort_by(|a, b| a.0.cmp(b.0));
     let signatures: Vec<Value> = signatures
         .into_iter()
@@ -319,23 +319,14 @@ fn sorted(value: Value) -> Value {
 }
 
 /// Whether `signed` carries a valid signature by `key` (under its TUF key id), checked
-/// directly with ed25519-dalek (strict verification).
+/// with rota's key seam (strict Ed25519 verification).
 pub(crate) fn signed_by<T: Role>(signed: &Signed<T>, key: &PublicKey, role: RoleName) -> bool {
     let Ok(message) = canonical(&signed.signed, role) else {
         return false;
     };
-    let Ok(verifying) = ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes()) else {
-        return false;
-    };
+    let key_bytes = rota_keys::PublicKey::Ed25519(*key.as_bytes());
     signed.signatures.iter().any(|s: &Signature| {
-        hex::encode(&*s.keyid) == key.key_id()
-            && <[u8; 64]>::try_from(s.sig.as_ref())
-                .map(|sig| {
-                    verifying
-                        .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
-                        .is_ok()
-                })
-                .unwrap_or(false)
+        hex::encode(&*s.keyid) == key.key_id() && key_bytes.verify(&message, &s.sig).is_ok()
     })
 }
 

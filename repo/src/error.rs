@@ -11,21 +11,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The operating system's random number generator failed.
-    #[error("cannot get random bytes from the operating system: {0}")]
-    Random(String),
+    /// A key could not be read or generated (rota's key seam).
+    #[error(transparent)]
+    Key(#[from] rota_keys::KeyError),
 
-    /// A key file is not an Ed25519 PKCS#8 private key.
-    #[error("the key is not an Ed25519 private key in PKCS#8 PEM form: {0}")]
-    InvalidPrivateKey(String),
+    /// A role key could not sign.
+    #[error("the role key could not sign: {0}")]
+    Sign(#[from] rota_keys::SignError),
+
+    /// A TUF role key that is not Ed25519 (rota's devices verify Ed25519 role keys).
+    #[error("TUF role keys are Ed25519; this key is ECDSA P-256")]
+    RoleKeyNotEd25519,
+
+    /// A key held in hardware cannot be written to a file.
+    #[error("this key is held elsewhere (a token or TPM) and cannot be exported")]
+    KeyNotExportable,
 
     /// Bytes that are not an Ed25519 public key.
     #[error("the bytes are not a valid Ed25519 public key")]
     InvalidPublicKey,
-
-    /// A key file holds a public key where a private key is needed.
-    #[error("the key is a public key, but signing needs the private key (a PKCS#8 PEM file)")]
-    PublicKeyGiven,
 
     /// A key listed in metadata is not the kind rota uses.
     #[error(

@@ -5,18 +5,16 @@
 //! "keyval": {"public": HEX}}` and its `KEYID` is the hex SHA-256 of the key's canonical
 //! JSON, exactly as tough computes it ([`tough::schema::key::Key::key_id`]).
 //!
-//! rota signs with ed25519-dalek rather than through tough's `parse_keypair`: tough reads
-//! only DER (not PEM) and hands it to aws-lc-rs, whereas rota's key files are PEM and may
-//! be PKCS#8 version 1 (no embedded public key, as `rota keygen` writes) or version 2.
-//! [`RepoKey`] still implements [`tough::sign::Sign`], so tough's own repository editor
-//! can sign with it.
+//! rota signs through its own key seam (rota-keys) rather than tough's `parse_keypair`:
+//! tough reads only DER (not PEM), whereas rota's key files are PEM and may be PKCS#8
+//! version 1 (no embedded public key, as `rota keygen` writes) or version 2, and a role
+//! key may be held in hardware. [`RepoKey`] still implements [`tough::sign::Sign`], so
+//! tough's own repository editor can sign with it.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use ed25519_dalek::Signer as _;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rota_keys::{Algorithm, Sign, SoftwareKey};
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
 use zeroize::Zeroizing;
@@ -31,9 +29,29 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// The TUF key of a key from rota's key seam: Ed25519 only (see [`RepoKey`]).
+    pub fn from_seam(key: &rota_keys::PublicKey) -> Result<Self> {
+        match key {
+            rota_keys::PublicKey::Ed25519(bytes) => Self::from_bytes(*bytes),
+            rota_keys::PublicKey::P256(_) => Err(Error::RoleKeyNotEd25519),
+        }
+    }
+
+    fn of_ed25519(key: &SoftwareKey) -> Self {
+        let rota_keys::PublicKey::Ed25519(bytes) = key.public_key() else {
+            unreachable!("made from an Ed25519 seed")
+        };
+        Self {
+            key_id: hex::encode(key_id_bytes(&bytes)),
+            bytes,
+        }
+    }
+
     /// The key from its 32 raw bytes; fails when they are not a valid Ed25519 point.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| Error::InvalidPublicKey)?;
+        rota_keys::PublicKey::Ed25519(bytes)
+            .validate()
+            .map_err(|_| Error::InvalidPublicKey)?;
         let key_id = hex::encode(key_id_bytes(&bytes));
         Ok(Self { bytes, key_id })
     }
@@ -107,55 +125,69 @@ fn key_id_bytes(bytes: &[u8; 32]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// An Ed25519 private key that signs TUF metadata for one role.
+/// The private key of one TUF role, held wherever its [`Sign`] lives: in memory (read
+/// from a PEM file or generated) or in hardware (PKCS#11, TPM) through rota's key seam.
 ///
-/// Its `Debug` shows the key id only.
+/// TUF role keys are Ed25519 (TUF 1.0.34 §4.2 `ed25519`/`ed25519`): what every rota
+/// device verifies. Its `Debug` shows the key id only.
 pub struct RepoKey {
-    signing: ed25519_dalek::SigningKey,
+    holder: Holder,
     public: PublicKey,
+}
+
+enum Holder {
+    /// Exportable: `rota repo init` writes it to a key file.
+    Software(Box<SoftwareKey>),
+    /// Held elsewhere; it signs but never leaves its holder.
+    Elsewhere(Box<dyn Sign>),
 }
 
 impl RepoKey {
     /// A new random key, from the operating system's random number generator.
     pub fn generate() -> Result<Self> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(&mut seed[..]).map_err(|e| Error::Random(e.to_string()))?;
-        Ok(Self::from_signing_key(
-            ed25519_dalek::SigningKey::from_bytes(&seed),
-        ))
+        Self::from_software(SoftwareKey::generate(Algorithm::Ed25519)?)
     }
 
     /// The key from a 32-byte Ed25519 seed (RFC 8032 secret key); for tests and vectors.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self::from_signing_key(ed25519_dalek::SigningKey::from_bytes(seed))
-    }
-
-    fn from_signing_key(signing: ed25519_dalek::SigningKey) -> Self {
-        let bytes = signing.verifying_key().to_bytes();
-        let public = PublicKey {
-            key_id: hex::encode(key_id_bytes(&bytes)),
-            bytes,
-        };
-        Self { signing, public }
+        let key = SoftwareKey::from_ed25519_seed(*seed);
+        let public = PublicKey::of_ed25519(&key);
+        Self {
+            holder: Holder::Software(Box::new(key)),
+            public,
+        }
     }
 
     /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`), either version 1
     /// (as `rota keygen` writes) or version 2 with the public key, which must then match.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
-        if pem.contains("-----BEGIN PUBLIC KEY-----") {
-            return Err(Error::PublicKeyGiven);
-        }
-        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
-            .map_err(|e| Error::InvalidPrivateKey(e.to_string()))?;
-        Ok(Self::from_signing_key(signing))
+        Self::from_software(rota_keys::private_key_from_pem(pem)?)
     }
 
-    /// The key as PKCS#8 version 2 PEM (with the public key, which every PKCS#8 reader
-    /// accepts, `rota` and aws-lc-rs/ring included).
+    /// A key held elsewhere (an HSM, a TPM): signs through `signer`.
+    pub fn from_signer(signer: Box<dyn Sign>) -> Result<Self> {
+        let public = PublicKey::from_seam(&signer.public_key())?;
+        Ok(Self {
+            holder: Holder::Elsewhere(signer),
+            public,
+        })
+    }
+
+    fn from_software(key: SoftwareKey) -> Result<Self> {
+        let public = PublicKey::from_seam(&key.public_key())?;
+        Ok(Self {
+            holder: Holder::Software(Box::new(key)),
+            public,
+        })
+    }
+
+    /// The key as PKCS#8 PEM, for a key held in memory; a key held elsewhere cannot be
+    /// exported.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>> {
-        self.signing
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| Error::InvalidPrivateKey(e.to_string()))
+        match &self.holder {
+            Holder::Software(key) => Ok(key.to_pkcs8_pem()?),
+            Holder::Elsewhere(_) => Err(Error::KeyNotExportable),
+        }
     }
 
     /// The public half.
@@ -168,9 +200,12 @@ impl RepoKey {
         self.public.key_id()
     }
 
-    /// The Ed25519 signature of `msg` (deterministic, RFC 8032).
-    pub(crate) fn sign_bytes(&self, msg: &[u8]) -> [u8; 64] {
-        self.signing.sign(msg).to_bytes()
+    /// The Ed25519 signature of `msg` (deterministic, RFC 8032, for a key in memory).
+    pub(crate) fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        Ok(match &self.holder {
+            Holder::Software(key) => key.sign(msg)?,
+            Holder::Elsewhere(signer) => signer.sign(msg)?,
+        })
     }
 }
 
@@ -191,7 +226,7 @@ impl tough::sign::Sign for RepoKey {
         msg: &[u8],
         _rng: &(dyn aws_lc_rs::rand::SecureRandom + Sync),
     ) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync + 'static>> {
-        Ok(self.sign_bytes(msg).to_vec())
+        Ok(self.sign_bytes(msg)?)
     }
 }
 
@@ -237,7 +272,7 @@ mod tests {
         der.extend_from_slice(&SEED);
         let v1 = ed25519_dalek::pkcs8::spki::der::pem::encode_string(
             "PRIVATE KEY",
-            LineEnding::LF,
+            ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF,
             &der,
         )
         .unwrap();
@@ -245,15 +280,37 @@ mod tests {
     }
 
     #[test]
-    fn refuses_public_and_garbage() {
+    fn refuses_public_garbage_and_p256() {
         let public = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
         assert!(matches!(
             RepoKey::from_pkcs8_pem(public),
-            Err(Error::PublicKeyGiven)
+            Err(Error::Key(rota_keys::KeyError::PublicKeyGiven))
         ));
         assert!(matches!(
             RepoKey::from_pkcs8_pem("hello"),
-            Err(Error::InvalidPrivateKey(_))
+            Err(Error::Key(rota_keys::KeyError::NotPem))
+        ));
+        let p256 = SoftwareKey::generate(Algorithm::EcdsaP256Sha256).unwrap();
+        assert!(matches!(
+            RepoKey::from_pkcs8_pem(&p256.to_pkcs8_pem().unwrap()),
+            Err(Error::RoleKeyNotEd25519)
+        ));
+    }
+
+    /// A key held elsewhere signs through the seam and yields the same key id.
+    #[test]
+    fn key_held_elsewhere_signs_like_the_same_key_in_memory() {
+        let elsewhere =
+            RepoKey::from_signer(Box::new(SoftwareKey::from_ed25519_seed(SEED))).unwrap();
+        let memory = RepoKey::from_seed(&SEED);
+        assert_eq!(elsewhere.key_id(), memory.key_id());
+        assert_eq!(
+            elsewhere.sign_bytes(b"m").unwrap(),
+            memory.sign_bytes(b"m").unwrap()
+        );
+        assert!(matches!(
+            elsewhere.to_pkcs8_pem(),
+            Err(Error::KeyNotExportable)
         ));
     }
 }

@@ -11,7 +11,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use rota_protocol::api::{CheckInQuery, LastResult, SlotState};
-use rota_protocol::identity::signing_key_from_pem;
 use rota_protocol::{Nonce, sign_request};
 use rota_server::config::Settings;
 use serde_json::Value;
@@ -188,7 +187,7 @@ impl Setup {
     fn check_in(&self, id: &str) -> reqwest::StatusCode {
         let pem =
             std::fs::read_to_string(self.path().join("devices").join(format!("{id}.key"))).unwrap();
-        let key = signing_key_from_pem(&pem).unwrap();
+        let key = rota_protocol::SoftwareKey::from_pkcs8_pem(&pem).unwrap();
         let query = CheckInQuery {
             version: 1,
             slot: SlotState::Confirmed,
@@ -199,7 +198,8 @@ impl Setup {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let headers = sign_request(&key, id, "GET", &path, &[], now, Nonce::random().unwrap());
+        let headers =
+            sign_request(&key, id, "GET", &path, &[], now, Nonce::random().unwrap()).unwrap();
         let mut request =
             reqwest::blocking::Client::new().get(format!("{}{path}", self.server.base));
         for (name, value) in headers.iter() {

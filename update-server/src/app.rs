@@ -10,7 +10,7 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use rota_protocol::{RequestVerifier, VerifyingKey};
+use rota_protocol::{PublicKey, RequestVerifier};
 use rota_repo::RoleName;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -39,7 +39,7 @@ pub struct AppState {
     pub live: Arc<LiveRollouts>,
     pub verifier: Arc<RequestVerifier>,
     /// The manufacturer CA keys whose device certificates the server accepts.
-    pub device_cas: Arc<Vec<VerifyingKey>>,
+    pub device_cas: Arc<Vec<PublicKey>>,
     /// The audit log's bounds under a flood of refusals.
     pub audit: Arc<AuditLog>,
     /// New reports per device (`reports-per-minute`, `report-burst`).
@@ -91,7 +91,7 @@ impl AppState {
 
 /// Every `*.pub` in the device CA directory (missing directory: no CAs yet, so no device
 /// can register until one is added).
-fn load_device_cas(config: &Config) -> Result<Vec<VerifyingKey>> {
+fn load_device_cas(config: &Config) -> Result<Vec<PublicKey>> {
     let dir = &config.device_ca_dir;
     let Ok(entries) = std::fs::read_dir(dir) else {
         tracing::warn!(dir = %dir.display(), "no device CA directory: devices cannot register");
@@ -103,8 +103,9 @@ fn load_device_cas(config: &Config) -> Result<Vec<VerifyingKey>> {
         if path.extension().is_some_and(|e| e == "pub") {
             let pem = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let key = rota_protocol::identity::verifying_key_from_pem(&pem)
-                .with_context(|| format!("{} is not an Ed25519 public key", path.display()))?;
+            let key = rota_keys::public_key_from_pem(&pem).with_context(|| {
+                format!("{} is not an Ed25519 or P-256 public key", path.display())
+            })?;
             keys.push(key);
         }
     }

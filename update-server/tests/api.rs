@@ -858,12 +858,13 @@ async fn healthz_answers_while_slow_connections_hold_the_connection_limit() {
 async fn self_request_as(
     server: &TestServer,
     id: &str,
-    key: &rota_protocol::SigningKey,
+    key: &rota_protocol::SoftwareKey,
     timestamp_ms: u64,
 ) -> (StatusCode, String) {
     let path = "/api/v1/device/self";
     let nonce = rota_protocol::Nonce::random().unwrap();
-    let headers = rota_protocol::sign_request(key, id, "GET", path, b"", timestamp_ms, nonce);
+    let headers =
+        rota_protocol::sign_request(key, id, "GET", path, b"", timestamp_ms, nonce).unwrap();
     let mut request = server.http.get(server.url(path));
     for (name, value) in headers.iter() {
         request = request.header(name, value);

@@ -13,7 +13,6 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use rota_agent::firmware::SimFirmware;
 use rota_agent::fleet::provision;
 use rota_protocol::api::RolloutState;
@@ -39,8 +38,9 @@ impl Gateway {
         std::fs::write(p("factory.suit"), &factory.envelope).unwrap();
         std::fs::write(p("factory.bin"), &factory.image).unwrap();
         std::fs::write(p("root.json"), world.root_json()).unwrap();
-        let (identity, certificate) = provision(&world.ca, id, CLASS, &[]).unwrap();
-        let pem = identity.key.to_pkcs8_pem(Default::default()).unwrap();
+        let (identity, certificate) =
+            provision(&world.ca, id, CLASS, &[], rota_keys::Algorithm::Ed25519).unwrap();
+        let pem = identity.key.to_pkcs8_pem().unwrap();
         std::fs::write(p("device.key"), pem.as_bytes()).unwrap();
         std::fs::write(
             p("device.cert.json"),

@@ -66,8 +66,8 @@ pub struct Unhealthy(pub String);
 /// A simulated device could not be made (`fleet::provision`, `Fleet::start`).
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    #[error("no randomness for a device key: {0}")]
-    Random(getrandom::Error),
+    #[error("cannot make a device key: {0}")]
+    Key(#[from] rota_keys::KeyError),
     #[error("cannot issue the device certificate: {0}")]
     Certificate(#[from] rota_protocol::IdentityError),
     #[error(transparent)]

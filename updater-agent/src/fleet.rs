@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::SigningKey;
 use reqwest::blocking::Client;
+use rota_keys::{Algorithm, Sign, SoftwareKey};
 use rota_protocol::DeviceCertificate;
 use rota_protocol::identity::{CertBody, issue};
 
@@ -30,7 +30,10 @@ pub struct FleetSpec {
     /// Device ids are `{prefix}-{0001…}`.
     pub id_prefix: String,
     /// The manufacturer CA that certifies device keys (the server trusts it).
-    pub ca: SigningKey,
+    pub ca: SoftwareKey,
+    /// The algorithm of the devices' identity keys (Ed25519, or P-256 as on a TPM or a
+    /// secure element without Ed25519).
+    pub key_algorithm: Algorithm,
     pub tags: Vec<String>,
     pub factory: Factory,
     /// The TUF root the devices trust at first (root.json, from the offline keys).
@@ -65,24 +68,23 @@ pub struct Fleet {
     members: Vec<Member>,
 }
 
-/// A new device identity: a fresh Ed25519 key and a certificate from the CA.
+/// A new device identity: a fresh key of `algorithm` and a certificate from the CA.
 pub fn provision(
-    ca: &SigningKey,
+    ca: &dyn Sign,
     device_id: &str,
     class_id: [u8; 16],
     tags: &[String],
+    algorithm: Algorithm,
 ) -> Result<(Identity, DeviceCertificate), ProvisionError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(ProvisionError::Random)?;
-    let key = SigningKey::from_bytes(&seed);
+    let key = SoftwareKey::generate(algorithm)?;
     let issued_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let body = CertBody::new(
-        &ca.verifying_key(),
+        &ca.public_key(),
         device_id,
-        &key.verifying_key(),
+        &key.public_key(),
         &uuid::Uuid::from_bytes(class_id),
         tags.to_vec(),
         issued_at,
@@ -103,8 +105,13 @@ impl Fleet {
         let mut members = Vec::with_capacity(spec.count);
         for n in 1..=spec.count {
             let id = format!("{}-{n:04}", spec.id_prefix);
-            let (identity, certificate) =
-                provision(&spec.ca, &id, spec.factory.class_id, &spec.tags)?;
+            let (identity, certificate) = provision(
+                &spec.ca,
+                &id,
+                spec.factory.class_id,
+                &spec.tags,
+                spec.key_algorithm,
+            )?;
             let state_dir = spec.state_root.join(&id);
             let tuf_dir = state_dir.join("tuf");
             std::fs::create_dir_all(&tuf_dir).map_err(|e| DeviceError::Open {

@@ -217,7 +217,7 @@ fn tuf_failure(e: rota_tuf::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rota_manifest::{Ed25519Signer, ImageManifest, Signer as _};
+    use rota_manifest::{ImageManifest, Sign, SoftwareKey};
     use sha2::{Digest, Sha256};
 
     const CLASS: [u8; 16] = [7; 16];
@@ -225,8 +225,8 @@ mod tests {
 
     /// An envelope for `IMAGE` at version 5 with `security_version`, and the TUF target
     /// of the image.
-    fn release(security_version: u64) -> (Vec<u8>, TargetInfo, String, Ed25519Signer) {
-        let key = Ed25519Signer::from_seed([9; 32]);
+    fn release(security_version: u64) -> (Vec<u8>, TargetInfo, String, SoftwareKey) {
+        let key = SoftwareKey::from_ed25519_seed([9; 32]);
         let digest: [u8; 32] = Sha256::digest(IMAGE).into();
         let envelope = ImageManifest {
             class_id: CLASS,

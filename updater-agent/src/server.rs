@@ -211,6 +211,7 @@ impl ServerClient {
         if_none_match: Option<&str>,
     ) -> Result<Answer, ServerError> {
         let nonce = Nonce::random().map_err(|e| ServerError::Transient(e.to_string()))?;
+        // A key that cannot sign now (a locked element) is worth retrying later.
         let headers = sign_request(
             &identity.key,
             &identity.device_id,
@@ -219,7 +220,8 @@ impl ServerClient {
             &body,
             unix_ms(),
             nonce,
-        );
+        )
+        .map_err(|e| ServerError::Transient(e.to_string()))?;
         let url = format!("{}{path_and_query}", self.base);
         let mut request = match method {
             "GET" => self.http.get(url),

@@ -14,7 +14,7 @@ use rota_boot::{
 };
 use rota_manifest::PublicKey;
 use rota_manifest::builder::ImageManifest;
-use rota_manifest::signer::{Ed25519Signer, Signer};
+use rota_manifest::signer::{Sign, SoftwareKey};
 use sha2::{Digest, Sha256};
 
 pub const VENDOR: [u8; 16] = *b"rota-test-vendor";
@@ -34,8 +34,8 @@ pub type SimError<const E: usize, const W: usize> = Error<
 >;
 
 /// Signer `n`: a fixed Ed25519 key.
-pub fn signer(n: u8) -> Ed25519Signer {
-    Ed25519Signer::from_seed([n.wrapping_mul(37).wrapping_add(1); 32])
+pub fn signer(n: u8) -> SoftwareKey {
+    SoftwareKey::from_ed25519_seed([n.wrapping_mul(37).wrapping_add(1); 32])
 }
 
 pub fn public_key(n: u8) -> [u8; 32] {

@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
-use rota_manifest::Ed25519Signer;
+use rota_manifest::{Sign as _, SoftwareKey};
 use rota_protocol::api::{DeviceInfo, DeviceRegister};
-use rota_protocol::identity::{signing_key_from_pem, valid_device_id, validate_tags};
+use rota_protocol::identity::{valid_device_id, validate_tags};
 use rota_protocol::{CertBody, DeviceCertificate, issue};
 
 use crate::client::{Client, ServerArgs, segment};
@@ -71,6 +71,10 @@ struct ProvisionArgs {
     /// A tag for rollout selectors (1 to 64 of A-Z a-z 0-9 . _ : -); repeat for several.
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
+    /// The device key's algorithm: ed25519, or p256 (what a TPM or a secure element
+    /// without Ed25519 holds; the server accepts both).
+    #[arg(long, default_value = "ed25519")]
+    key_algorithm: rota_manifest::Algorithm,
 
     /// The directory to write ID.key and ID.cert.json into (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -177,7 +181,7 @@ fn provision(args: ProvisionArgs) -> Result<()> {
         None
     };
     let ca_pem = files::read_key_file(&args.ca_key)?;
-    let ca = signing_key_from_pem(&ca_pem)
+    let ca = SoftwareKey::from_pkcs8_pem(&ca_pem)
         .map_err(|e| anyhow!("cannot use {} as the CA key: {e}", args.ca_key.display()))?;
     let key_path = args.out.join(format!("{}.key", args.id));
     let cert_path = args.out.join(format!("{}.cert.json", args.id));
@@ -185,19 +189,18 @@ fn provision(args: ProvisionArgs) -> Result<()> {
     files::refuse_existing(&key_path, hint)?;
     files::refuse_existing(&cert_path, hint)?;
 
-    let device = Ed25519Signer::generate().context("cannot generate a key")?;
+    let device = SoftwareKey::generate(args.key_algorithm).context("cannot generate a key")?;
     let device_pem = device
         .to_pkcs8_pem()
         .context("cannot encode the device key")?;
-    let device_key = signing_key_from_pem(&device_pem).context("cannot read the new device key")?;
     let issued_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let body = CertBody::new(
-        &ca.verifying_key(),
+        &ca.public_key(),
         args.id.clone(),
-        &device_key.verifying_key(),
+        &device.public_key(),
         &args.class,
         args.tags.clone(),
         issued_at,

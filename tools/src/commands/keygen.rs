@@ -1,16 +1,16 @@
-//! `rota keygen`: a new Ed25519 signing key.
+//! `rota keygen`: a new signing key (Ed25519, or ECDSA P-256).
 
 use std::ffi::OsString;
 use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use rota_manifest::{Ed25519Signer, Signer};
+use rota_manifest::{Algorithm, Sign, SoftwareKey};
 
 use crate::files;
 use crate::output;
 
-/// Create a new Ed25519 signing key pair: NAME.key and NAME.pub.
+/// Create a new signing key pair: NAME.key and NAME.pub (Ed25519 unless --algorithm p256).
 ///
 /// NAME.key is the private key (PKCS#8 PEM), created readable by its owner only
 /// (mode 0600): keep it secret, ideally offline. NAME.pub is the public key
@@ -24,6 +24,11 @@ pub struct Args {
     /// writes keys/release.key and keys/release.pub.
     #[arg(long, short = 'o', value_name = "NAME")]
     out: PathBuf,
+    /// ed25519, or p256 (ECDSA P-256 with SHA-256: for keys that must also live in a TPM
+    /// or a secure element without Ed25519; SUIT envelopes it signs are ES256). TUF role
+    /// keys (`rota repo`) are Ed25519.
+    #[arg(long, default_value = "ed25519")]
+    algorithm: Algorithm,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -57,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
     files::refuse_existing(&key_path, hint)?;
     files::refuse_existing(&pub_path, hint)?;
 
-    let signer = Ed25519Signer::generate().context("cannot generate a key")?;
+    let signer = SoftwareKey::generate(args.algorithm).context("cannot generate a key")?;
     let private_pem = signer
         .to_pkcs8_pem()
         .context("cannot encode the private key")?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
-use rota_manifest::{Ed25519Signer, ImageManifest, Signer};
+use rota_manifest::{ImageManifest, Sign, SoftwareKey};
 
 use crate::files;
 use crate::output;
@@ -139,9 +139,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Reads a PKCS#8 Ed25519 private key, warning when others can read it.
-fn load_signing_key(path: &Path) -> Result<Ed25519Signer> {
+fn load_signing_key(path: &Path) -> Result<SoftwareKey> {
     let pem = files::read_key_file(path)?;
-    let signer = Ed25519Signer::from_pkcs8_pem(&pem)
+    let signer = SoftwareKey::from_pkcs8_pem(&pem)
         .map_err(|e| anyhow!("cannot use {} as a signing key: {e}", path.display()))?;
     #[cfg(unix)]
     {

@@ -8,11 +8,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use ed25519_dalek::pkcs8::EncodePublicKey;
 use futures::StreamExt;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use rota_protocol::api::{CheckInQuery, LastResult, SlotState};
-use rota_protocol::{CertBody, DeviceCertificate, Nonce, SigningKey, issue, sign_request};
+use rota_protocol::{
+    CertBody, DeviceCertificate, Nonce, Sign as _, SoftwareKey, issue, sign_request,
+};
 use rota_repo::{RepoKey, RoleKeys, RootParams, RotaTarget, TargetFile};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -24,7 +25,7 @@ pub struct Keys {
     pub targets: RepoKey,
     pub snapshot: RepoKey,
     pub timestamp: RepoKey,
-    pub ca: SigningKey,
+    pub ca: SoftwareKey,
 }
 
 impl Keys {
@@ -34,7 +35,7 @@ impl Keys {
             targets: RepoKey::generate()?,
             snapshot: RepoKey::generate()?,
             timestamp: RepoKey::generate()?,
-            ca: SigningKey::from_bytes(&seed()?),
+            ca: SoftwareKey::from_ed25519_seed(seed()?),
         })
     }
 
@@ -53,11 +54,7 @@ impl Keys {
         )?;
         let cas = data_dir.join("device-ca");
         std::fs::create_dir_all(&cas)?;
-        let pem = self
-            .ca
-            .verifying_key()
-            .to_public_key_pem(Default::default())
-            .map_err(|e| anyhow::anyhow!("cannot encode the CA key: {e}"))?;
+        let pem = self.ca.public_key_pem()?;
         std::fs::write(cas.join("factory.pub"), pem)?;
         Ok(())
     }
@@ -283,17 +280,17 @@ pub fn rollout_body(
 #[derive(Clone)]
 pub struct Device {
     pub id: String,
-    pub key: SigningKey,
+    pub key: SoftwareKey,
     pub certificate: DeviceCertificate,
 }
 
 impl Device {
     pub fn new(keys: &Keys, id: &str, class: &str, tags: &[&str]) -> Result<Device> {
-        let key = SigningKey::from_bytes(&seed()?);
+        let key = SoftwareKey::from_ed25519_seed(seed()?);
         let body = CertBody::new(
-            &keys.ca.verifying_key(),
+            &keys.ca.public_key(),
             id,
-            &key.verifying_key(),
+            &key.public_key(),
             &class.parse()?,
             tags.iter().map(|t| t.to_string()).collect(),
             0,
@@ -316,7 +313,7 @@ impl Device {
             body,
             now_ms(),
             Nonce::random().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
-        );
+        )?;
         let mut headers = HeaderMap::with_capacity(6);
         for (name, value) in signed.iter() {
             headers.insert(

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 use rota_protocol::api::{DeviceInfo, DeviceState, LastResult, SlotState};
-use rota_protocol::{CertBody, DeviceCertificate, VerifyingKey};
+use rota_protocol::{CertBody, DeviceCertificate, PublicKey};
 
 use crate::db::{Db, now_ms};
 use crate::error::ApiError;
@@ -23,7 +23,7 @@ pub const CACHE_TTL_MS: i64 = 1000;
 #[derive(Debug, Clone)]
 pub struct KnownDevice {
     pub id: String,
-    pub public_key: VerifyingKey,
+    pub public_key: PublicKey,
     pub class_id: String,
     pub tags: Vec<String>,
     pub state: DeviceState,
@@ -218,11 +218,13 @@ impl Directory {
 }
 
 fn known_device((id, key, class_id, tags, state): DeviceRow) -> Result<KnownDevice, ApiError> {
-    let bytes: [u8; 32] = hex::decode(&key)
+    // Stored from a verified certificate (`CertBody::device_key`): Ed25519 or P-256.
+    let public_key = hex::decode(&key)
         .ok()
-        .and_then(|b| b.try_into().ok())
+        .and_then(|b| PublicKey::from_raw(&b))
         .ok_or_else(|| ApiError::internal(format!("device {id} has a malformed key")))?;
-    let public_key = VerifyingKey::from_bytes(&bytes)
+    public_key
+        .validate()
         .map_err(|_| ApiError::internal(format!("device {id} has an invalid key")))?;
     let tags = serde_json::from_str(&tags).map_err(ApiError::internal)?;
     let state = state

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use rota_protocol::api::{DeviceState, Enroll};
-use rota_protocol::{AuthError, SignedHeaders, VerifyingKey, parse_headers};
+use rota_protocol::{AuthError, PublicKey, SignedHeaders, parse_headers};
 
 use crate::app::AppState;
 use crate::db::now_ms;
@@ -74,7 +74,7 @@ impl DeviceRequest {
 
     /// Checks the clock, the signature with `key` over the method, path and query and
     /// body, and the nonce.
-    fn verify(&self, state: &AppState, key: &VerifyingKey) -> Result<(), ApiError> {
+    fn verify(&self, state: &AppState, key: &PublicKey) -> Result<(), ApiError> {
         state
             .verifier
             .verify(

@@ -226,7 +226,8 @@ pub async fn device_send(
         &body,
         now,
         Nonce::random().unwrap(),
-    );
+    )
+    .unwrap();
     let mut req = http
         .request(method, format!("{base}{path_and_query}"))
         .body(body);

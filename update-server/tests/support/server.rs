@@ -4,12 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use ed25519_dalek::pkcs8::EncodePublicKey;
 use reqwest::{Method, StatusCode};
 use rota_protocol::api::{
     CheckInQuery, CheckInResponse, DeviceRegister, LastResult, Report, ReportKind, SlotState,
 };
-use rota_protocol::{CertBody, DeviceCertificate, SigningKey, issue};
+use rota_protocol::{CertBody, DeviceCertificate, Sign as _, SoftwareKey, issue};
 use rota_repo::{RepoKey, RoleKeys, RootParams, RotaTarget, TargetFile};
 use rota_server::config::Settings;
 use serde_json::Value;
@@ -26,7 +25,7 @@ pub struct Keys {
     pub targets: RepoKey,
     pub snapshot: RepoKey,
     pub timestamp: RepoKey,
-    pub ca: SigningKey,
+    pub ca: SoftwareKey,
 }
 
 impl Keys {
@@ -36,7 +35,7 @@ impl Keys {
             targets: RepoKey::generate().unwrap(),
             snapshot: RepoKey::generate().unwrap(),
             timestamp: RepoKey::generate().unwrap(),
-            ca: SigningKey::from_bytes(&rand_seed()),
+            ca: SoftwareKey::from_ed25519_seed(rand_seed()),
         }
     }
 
@@ -56,11 +55,7 @@ impl Keys {
         .unwrap();
         let cas = data_dir.join("device-ca");
         std::fs::create_dir_all(&cas).unwrap();
-        let pem = self
-            .ca
-            .verifying_key()
-            .to_public_key_pem(Default::default())
-            .unwrap();
+        let pem = self.ca.public_key_pem().unwrap();
         std::fs::write(cas.join("factory.pub"), pem).unwrap();
     }
 
@@ -362,18 +357,34 @@ pub fn admin_token(data_dir: &Path) -> String {
 #[derive(Clone)]
 pub struct TestDevice {
     pub id: String,
-    pub key: SigningKey,
+    pub key: SoftwareKey,
     pub certificate: DeviceCertificate,
     pub version: u64,
 }
 
 impl TestDevice {
     pub fn new(keys: &Keys, id: &str, class: &str, tags: &[&str]) -> TestDevice {
-        let key = SigningKey::from_bytes(&rand_seed());
-        let body = CertBody::new(
-            &keys.ca.verifying_key(),
+        Self::with_key(
+            keys,
             id,
-            &key.verifying_key(),
+            class,
+            tags,
+            SoftwareKey::from_ed25519_seed(rand_seed()),
+        )
+    }
+
+    /// A device whose identity key is `key` (a P-256 key, as a TPM holds).
+    pub fn with_key(
+        keys: &Keys,
+        id: &str,
+        class: &str,
+        tags: &[&str],
+        key: SoftwareKey,
+    ) -> TestDevice {
+        let body = CertBody::new(
+            &keys.ca.public_key(),
+            id,
+            &key.public_key(),
             &class.parse().unwrap(),
             tags.iter().map(|t| t.to_string()).collect(),
             0,

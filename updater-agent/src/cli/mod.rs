@@ -43,11 +43,10 @@ pub fn read_anchors(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
         .collect()
 }
 
-/// An Ed25519 private key in PKCS#8 PEM (a device key, a CA key).
-pub fn read_signing_key(path: &Path, what: &str) -> Result<ed25519_dalek::SigningKey> {
-    let pem = String::from_utf8(read_small(path, what)?)
-        .map_err(|_| anyhow!("{} is not a PEM file", path.display()))?;
-    rota_protocol::identity::signing_key_from_pem(&pem)
+/// A private key in PKCS#8 PEM, Ed25519 or P-256 (a device key, a CA key).
+pub fn read_signing_key(path: &Path, what: &str) -> Result<rota_keys::SoftwareKey> {
+    rota_keys::KeyFile::new(path)
+        .load()
         .map_err(|e| anyhow!("cannot use {} as {what}: {e}", path.display()))
 }
 

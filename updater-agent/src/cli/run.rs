@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<()> {
         )
     })?;
     let key = super::read_signing_key(&args.device_key, "the device key")?;
-    if body.public_key != hex::encode(key.verifying_key().as_bytes()) {
+    if body.public_key != hex::encode(rota_keys::Sign::public_key(&key).as_bytes()) {
         return Err(anyhow!(
             "{} does not certify the key in {}",
             args.certificate.display(),

@@ -30,6 +30,10 @@ pub struct Args {
     /// Tags in every device certificate (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// The algorithm of the devices' identity keys: ed25519, or p256 (as a TPM or a
+    /// secure element without Ed25519 holds).
+    #[arg(long, default_value = "ed25519")]
+    key_algorithm: rota_keys::Algorithm,
     /// The firmware-signing public keys devices trust (repeatable).
     #[arg(long = "trust-anchor", required = true)]
     trust_anchors: Vec<PathBuf>,
@@ -62,6 +66,7 @@ pub fn run(args: Args) -> Result<()> {
         count: args.devices,
         id_prefix: args.prefix,
         ca: super::read_signing_key(&args.ca_key, "the CA key")?,
+        key_algorithm: args.key_algorithm,
         tags: args.tags,
         factory: Factory {
             vendor_id: factory.vendor_id,

@@ -14,7 +14,6 @@ pub mod sim;
 
 use std::path::Path;
 
-use ed25519_dalek::SigningKey;
 use embedded_storage::nor_flash::NorFlash;
 use rota_boot::header::SlotHeader;
 use rota_boot::{BootDecision, Bootloader, Layout, Region, RootOfTrust, Slot, Updater};
@@ -25,8 +24,9 @@ use crate::error::{DeviceError, Unhealthy};
 /// Who the device is: the identity provisioned at manufacturing.
 pub struct Identity {
     pub device_id: String,
-    /// The device's Ed25519 key; every request to the server is signed with it.
-    pub key: SigningKey,
+    /// The device's identity key (Ed25519 or P-256); every request to the server is
+    /// signed with it.
+    pub key: rota_keys::SoftwareKey,
 }
 
 /// The image that booted.

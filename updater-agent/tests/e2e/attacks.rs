@@ -56,7 +56,8 @@ impl Rig {
     /// A factory-fresh device (firmware 1.0.0, version 1), enrolled with the server.
     fn start(world: World) -> Rig {
         let proxy = FaultProxy::start(&world.base);
-        let (identity, certificate) = provision(&world.ca, DEVICE, CLASS, &[]).unwrap();
+        let (identity, certificate) =
+            provision(&world.ca, DEVICE, CLASS, &[], rota_keys::Algorithm::Ed25519).unwrap();
         let state_dir = world.state_root("atk").join(DEVICE);
         let tuf_dir = state_dir.join("tuf");
         std::fs::create_dir_all(&tuf_dir).unwrap();

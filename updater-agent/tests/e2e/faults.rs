@@ -108,7 +108,14 @@ fn a_fleet_converges_through_cut_connections_stalls_and_server_errors() {
 
 /// One device driven pass by pass, its events recorded.
 fn device_agent(world: &World, id: &str) -> (Agent<SimDevice>, Arc<Mutex<Vec<Event>>>) {
-    let (identity, certificate) = provision(&world.ca, id, support::CLASS, &[]).unwrap();
+    let (identity, certificate) = provision(
+        &world.ca,
+        id,
+        support::CLASS,
+        &[],
+        rota_keys::Algorithm::Ed25519,
+    )
+    .unwrap();
     let state_dir = world.state_root("cuts").join(id);
     let tuf = state_dir.join("tuf");
     std::fs::create_dir_all(&tuf).unwrap();

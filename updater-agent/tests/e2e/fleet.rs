@@ -94,3 +94,40 @@ fn a_hundred_devices_go_through_three_stages_and_a_bad_release_halts_at_its_firs
         assert_eq!(running.version, 2, "{}", device.identity().device_id);
     }
 }
+
+/// Many TPMs and secure elements hold no Ed25519 key: devices whose identity is an ECDSA
+/// P-256 key enrol with their certificate, sign every check-in and report with it, and
+/// install a release end to end, exactly as Ed25519 devices do.
+#[test]
+fn p256_device_identities_enrol_check_in_and_install_a_release() {
+    let world = World::start();
+    let mut spec = world.fleet_spec(5, &world.base, "tpm");
+    spec.key_algorithm = rota_keys::Algorithm::EcdsaP256Sha256;
+    let fleet = rota_agent::fleet::Fleet::start(&spec, &world.http).unwrap();
+
+    let release = world.publish(&world.release("1.1.0", 2, 0));
+    let rollout = world.rollout(&release, &[100.0], 5, 0.2);
+    let done = world.wait_for_state(
+        &rollout,
+        &[RolloutState::Completed, RolloutState::Halted],
+        Duration::from_secs(120),
+    );
+    assert_eq!(done.state, RolloutState::Completed, "{done:?}");
+    assert_eq!(done.counts.total.confirmed, 5, "{done:?}");
+    support::wait_until(
+        Duration::from_secs(10),
+        "every device to show 1.1.0",
+        || fleet.views().iter().all(|v| v.version == 2),
+    );
+    // The server agrees once each has checked in again: five devices, all on version 2.
+    support::wait_until(
+        Duration::from_secs(30),
+        "the server to see every device on version 2",
+        || {
+            let devices = world.admin_call(reqwest::Method::GET, "/api/v1/devices", None);
+            let listed = devices.as_array().cloned().unwrap_or_default();
+            listed.len() == 5 && listed.iter().all(|d| d["running_version"] == 2)
+        },
+    );
+    drop(fleet);
+}

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use rota_agent::device::Device;
 use rota_agent::device::linux::{LinuxConfig, LinuxDevice};
 use rota_agent::fleet::provision;
-use rota_manifest::signer::Signer;
+use rota_manifest::signer::Sign;
 use support::World;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_rota-agent");
@@ -41,8 +40,15 @@ fn factory_files(world: &World) -> Files {
     std::fs::write(files.path("factory.suit"), &factory.envelope).unwrap();
     std::fs::write(files.path("factory.bin"), &factory.image).unwrap();
     std::fs::write(files.path("root.json"), world.root_json()).unwrap();
-    let (identity, certificate) = provision(&world.ca, "gateway-1", support::CLASS, &[]).unwrap();
-    let pem = identity.key.to_pkcs8_pem(Default::default()).unwrap();
+    let (identity, certificate) = provision(
+        &world.ca,
+        "gateway-1",
+        support::CLASS,
+        &[],
+        rota_keys::Algorithm::Ed25519,
+    )
+    .unwrap();
+    let pem = identity.key.to_pkcs8_pem().unwrap();
     std::fs::write(files.path("device.key"), pem.as_bytes()).unwrap();
     std::fs::write(
         files.path("device.cert.json"),
@@ -94,7 +100,14 @@ fn text(out: &std::process::Output) -> String {
 }
 
 fn running_version(files: &Files, world: &World) -> u64 {
-    let (identity, _) = provision(&world.ca, "gateway-1", support::CLASS, &[]).unwrap();
+    let (identity, _) = provision(
+        &world.ca,
+        "gateway-1",
+        support::CLASS,
+        &[],
+        rota_keys::Algorithm::Ed25519,
+    )
+    .unwrap();
     let device = LinuxDevice::open(LinuxConfig {
         identity,
         anchors: vec![world.firmware.public_key()],
@@ -208,8 +221,15 @@ fn a_gateway_is_provisioned_updated_and_reverts_a_release_that_fails_its_health_
 fn a_key_the_certificate_does_not_name_is_refused_before_anything_runs() {
     let world = World::start();
     let files = factory_files(&world);
-    let (other, _) = provision(&world.ca, "gateway-2", support::CLASS, &[]).unwrap();
-    let pem = other.key.to_pkcs8_pem(Default::default()).unwrap();
+    let (other, _) = provision(
+        &world.ca,
+        "gateway-2",
+        support::CLASS,
+        &[],
+        rota_keys::Algorithm::Ed25519,
+    )
+    .unwrap();
+    let pem = other.key.to_pkcs8_pem().unwrap();
     std::fs::write(files.path("device.key"), pem.as_bytes()).unwrap();
     let out = run_once(&world, &files, &[]);
     assert_eq!(out.status.code(), Some(1));

@@ -8,8 +8,6 @@ pub mod proxy;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePublicKey;
 use reqwest::blocking::Client;
 use rota_agent::Config;
 use rota_agent::backoff::Backoff;
@@ -18,7 +16,7 @@ use rota_agent::firmware::SimFirmware;
 use rota_agent::fleet::{Fleet, FleetSpec};
 use rota_manifest::PublicKey;
 use rota_manifest::builder::ImageManifest;
-use rota_manifest::signer::{Ed25519Signer, Signer};
+use rota_manifest::signer::{Sign, SoftwareKey};
 use rota_protocol::api::{RolloutCreate, RolloutState, RolloutStatus, Selector, Stage};
 use rota_repo::{RepoKey, RoleKeys, RootParams, RotaTarget, TargetFile};
 use rota_server::config::Settings;
@@ -66,11 +64,11 @@ pub struct World {
     pub devices_dir: tempfile::TempDir,
     pub root: RepoKey,
     pub targets: RepoKey,
-    pub ca: SigningKey,
+    pub ca: SoftwareKey,
     /// The firmware key every device trusts.
-    pub firmware: Ed25519Signer,
+    pub firmware: SoftwareKey,
     /// A key no device trusts.
-    pub attacker: Ed25519Signer,
+    pub attacker: SoftwareKey,
     root_json: Vec<u8>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -108,16 +106,10 @@ impl World {
             timestamp.to_pkcs8_pem().unwrap().as_bytes(),
         )
         .unwrap();
-        let ca = SigningKey::from_bytes(&seed());
+        let ca = SoftwareKey::from_ed25519_seed(seed());
         let cas = data.path().join("device-ca");
         std::fs::create_dir_all(&cas).unwrap();
-        std::fs::write(
-            cas.join("factory.pub"),
-            ca.verifying_key()
-                .to_public_key_pem(Default::default())
-                .unwrap(),
-        )
-        .unwrap();
+        std::fs::write(cas.join("factory.pub"), ca.public_key_pem().unwrap()).unwrap();
 
         let mut settings = Settings {
             data_dir: Some(data.path().to_path_buf()),
@@ -175,8 +167,8 @@ impl World {
             root,
             targets,
             ca,
-            firmware: Ed25519Signer::from_seed(seed()),
-            attacker: Ed25519Signer::from_seed(seed()),
+            firmware: SoftwareKey::from_ed25519_seed(seed()),
+            attacker: SoftwareKey::from_ed25519_seed(seed()),
             root_json,
             shutdown: Some(tx),
         };
@@ -244,7 +236,7 @@ impl World {
         security_version: u64,
         fail_health_percent: u8,
         class: [u8; 16],
-        signer: &Ed25519Signer,
+        signer: &SoftwareKey,
     ) -> Release {
         let image = SimFirmware {
             label: label.into(),
@@ -410,6 +402,7 @@ impl World {
             count,
             id_prefix: prefix.into(),
             ca: self.ca.clone(),
+            key_algorithm: rota_keys::Algorithm::Ed25519,
             tags: vec![],
             factory: self.factory(),
             trusted_root: self.root_json(),
@@ -435,7 +428,7 @@ impl Drop for World {
     }
 }
 
-pub fn ed25519(signer: &Ed25519Signer) -> [u8; 32] {
+pub fn ed25519(signer: &SoftwareKey) -> [u8; 32] {
     match signer.public_key() {
         PublicKey::Ed25519(key) => key,
         other => panic!("not Ed25519: {other:?}"),
@@ -448,7 +441,7 @@ pub fn sign_release(
     security_version: u64,
     class: [u8; 16],
     image: Vec<u8>,
-    signer: &Ed25519Signer,
+    signer: &SoftwareKey,
 ) -> Release {
     let manifest = ImageManifest {
         vendor_id: VENDOR,
