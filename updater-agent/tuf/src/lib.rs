@@ -50,13 +50,13 @@ mod trusted;
 
 pub use client::Client;
 pub use error::Error;
-pub use keys::Key;
-pub use trusted::TrustedSet;
 #[cfg(feature = "http")]
 pub use fetch::HttpFetcher;
 pub use fetch::{Fetch, FetchError};
 pub use hashes::TargetVerifier;
+pub use keys::Key;
 pub use paths::{encode_name, fnmatch, path_matches};
+pub use trusted::TrustedSet;
 
 /// The largest metadata files a device downloads ([`Config::new`]'s defaults, python-tuf's
 /// `UpdaterConfig` defaults), in bytes.
