@@ -103,7 +103,7 @@ pub(crate) fn refused(role: RoleName, e: rota_tuf::Error) -> Error {
         rota_tuf::Error::Parse { reason, .. } => Error::Parse { role, reason },
         other => Error::Device {
             role,
-            reason: other,
+            reason: Box::new(other),
         },
     }
 }

@@ -293,8 +293,8 @@ pub enum Error {
     Device {
         /// The role.
         role: RoleName,
-        /// rota-tuf's reason.
-        reason: rota_tuf::Error,
+        /// rota-tuf's reason (boxed: it is larger than every other variant).
+        reason: Box<rota_tuf::Error>,
     },
 
     /// Canonical JSON cannot represent a value (floating-point numbers).

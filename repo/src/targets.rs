@@ -460,7 +460,7 @@ pub fn sign_targets(
 ///
 /// What rota requires on top:
 /// - `_type` "targets", no unknown fields, no delegations, rota's names, hashes and custom
-///   fields ([`check_targets`]);
+///   fields (`check_targets`);
 /// - its version is greater than the previous one: clients refuse a snapshot whose targets
 ///   version goes down (TUF 1.0.34 §5.5.5), so a lower one could never be published;
 /// - a target already listed keeps its content ([`Error::TargetChanged`]).

@@ -943,17 +943,14 @@ fn upload_check_refuses_a_root_the_device_client_would_refuse() {
     assert!(tough_accepts::<tough::schema::Root>(&rotated, &rotated));
     let mut device = rota_tuf::TrustedSet::new(repo.root(), now).unwrap();
     assert!(device.update_root(&rotated).is_err());
-    let err = verify_root_update(repo.root(), &rotated, now).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::RootNotSignedByTrusted {
-                version: 2,
-                trusted: 1
-            }
-        ),
-        "{err}"
-    );
-    let err = rota_repo::verify_root_chain(repo.root(), &[&rotated]).unwrap_err();
-    assert!(matches!(err, Error::RootNotSignedByTrusted { .. }), "{err}");
+    for err in [
+        verify_root_update(repo.root(), &rotated, now).unwrap_err(),
+        rota_repo::verify_root_chain(repo.root(), &[&rotated]).unwrap_err(),
+    ] {
+        let trusted_keys_refuse = Error::RootNotSignedByTrusted {
+            version: 2,
+            trusted: 1,
+        };
+        assert_eq!(err.to_string(), trusted_keys_refuse.to_string());
+    }
 }

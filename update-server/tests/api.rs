@@ -452,18 +452,8 @@ async fn bad_input_gets_a_4xx_with_a_reason(backend: Backend) {
         ),
     ];
     for (method, path, body) in cases {
-        let resp = server
-            .http
-            .request(method.clone(), server.url(path))
-            .bearer_auth(&server.admin)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
+        let (status, text) = admin_send(&server, method.clone(), path, body).await;
         assert!(status.is_client_error(), "{method} {path}: {status}");
-        let text = resp.text().await.unwrap();
         let body: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"));
         let reason = body["error"].as_str().unwrap();
@@ -986,23 +976,31 @@ fn with_uppercase_key_ids(metadata: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap()
 }
 
-/// A `PUT` of `body` to `path` as the admin: the status and the reason given.
-async fn put_metadata(server: &TestServer, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+/// `body` sent to `path` as the admin, as JSON: the status and the response body.
+async fn admin_send(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
     let resp = server
         .http
-        .put(server.url(path))
+        .request(method, server.url(path))
         .bearer_auth(&server.admin)
         .header("content-type", "application/json")
         .body(body)
         .send()
         .await
         .unwrap();
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_owned(),
-    )
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// A `PUT` of `body` to `path` as the admin: the status and the reason given.
+async fn put_metadata(server: &TestServer, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let (status, text) = admin_send(server, Method::PUT, path, body).await;
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let reason = body["error"].as_str().unwrap_or_default().to_owned();
+    (status, reason)
 }
 
 /// Targets that tough's schema check accepted, as the server's check did before it ran
@@ -1018,16 +1016,8 @@ async fn server_refuses_targets_the_device_client_would_refuse() {
         ..Keys::new()
     };
     let server = TestServer::start(&keys, None).await;
-    server.init_repo(&keys).await;
-    let root = server
-        .http
-        .get(server.url("/tuf/metadata/1.root.json"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let root = keys.root_v1();
+    server.init_repo_with_root(&keys, &root).await;
     let tough_root: Signed<Root> = serde_json::from_slice(&root).unwrap();
     let current = server.current_targets().await;
     let sign = |files: &[rota_repo::TargetFile]| {
