@@ -3,14 +3,14 @@
 //!
 //! | byte & 7 | what the server calls |
 //! |---|---|
-//! | 0 | first root: `RootInfo::parse`, then `OnlineSigner::check_against_root` |
+//! | 0 | first root: `verify_first_root`, then `OnlineSigner::check_against_root` |
 //! | 1 | root N+1: `verify_root_update` after the fixture root, then `check_against_root` |
 //! | 2 | first targets: `verify_targets_upload` with no previous targets |
 //! | 3 | next targets: `verify_targets_upload` after the fixture targets (version 1) |
 //!
 //! With bit 3 (`& 8`) set, the rest is the `signed` object alone: the harness signs
-//! tough's canonical form of it with the role's key, so inputs reach every check behind
-//! the signature.
+//! rota-tuf's canonical form of it (what the server and devices verify) with the role's
+//! key, so inputs reach every check behind the signature.
 //!
 //! Targets the server accepts are then published as the server publishes them
 //! (`OnlineSigner::snapshot`, `OnlineSigner::timestamp`, which must not fail: the server
@@ -22,13 +22,11 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use rota_repo::tough::schema::{Role, Root, Targets};
 use rota_repo::{
-    OnlineSigner, RepoKey, RoleKeys, RootInfo, RootParams, TargetFile, init_root, sign_targets,
-    verify_root_update, verify_targets_upload,
+    OnlineSigner, RepoKey, RoleKeys, RootParams, TargetFile, init_root, sign_targets,
+    verify_first_root, verify_root_update, verify_targets_upload,
 };
 use rota_tuf::fuzzing::TrustedSet;
-use serde::de::DeserializeOwned;
 
 /// 2030-01-01T00:00:00Z, the server's clock.
 const NOW_S: u64 = 1_893_456_000;
@@ -74,11 +72,11 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     }
 });
 
-/// `signed` (kept byte for byte) in a metadata file signed by `key` over tough's canonical
-/// form of it as a `T`; with no signature when it is not a `T`.
-fn sign<T: Role + DeserializeOwned>(signed: &[u8], key: &RepoKey, seed: u8) -> Vec<u8> {
-    let signatures = match serde_json::from_slice::<T>(signed).map(|t| t.canonical_form()) {
-        Ok(Ok(canonical)) => {
+/// `signed` (kept byte for byte) in a metadata file signed by `key` over rota-tuf's
+/// canonical form of it; with no signature when it has none (not strict JSON, or floats).
+fn sign(signed: &[u8], key: &RepoKey, seed: u8) -> Vec<u8> {
+    let signatures = match rota_tuf::json::canonical_bytes(signed) {
+        Ok(canonical) => {
             use ed25519_dalek::Signer;
             let sig = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).sign(&canonical);
             format!(
@@ -129,13 +127,16 @@ fuzz_target!(|data: &[u8]| {
     let step = selector & 3;
     let bytes = match (selector & 8 != 0, step) {
         (false, _) => rest.to_vec(),
-        (true, 0 | 1) => sign::<Root>(rest, &fixture.root_key, 6),
-        (true, _) => sign::<Targets>(rest, &fixture.targets_key, 7),
+        (true, 0 | 1) => sign(rest, &fixture.root_key, 6),
+        (true, _) => sign(rest, &fixture.targets_key, 7),
     };
     match step {
         0 => {
-            if RootInfo::parse(&bytes).is_ok() {
+            if verify_first_root(&bytes, now()).is_ok() {
                 let _ = fixture.online.check_against_root(&bytes);
+                let device = TrustedSet::new(&bytes, NOW_S as i64);
+                let device = device.expect("a device trusts the first root the server accepted");
+                device.check_final_root().expect("and it has not expired");
             }
         }
         1 => {

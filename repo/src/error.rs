@@ -78,24 +78,6 @@ pub enum Error {
         field: String,
     },
 
-    /// `spec_version` is not a TUF 1.x version.
-    #[error("the {role} metadata is for TUF specification version {found:?}, not 1.x")]
-    SpecVersion {
-        /// The role.
-        role: RoleName,
-        /// The `spec_version` found.
-        found: String,
-    },
-
-    /// `expires` is not a TUF date-time (`YYYY-MM-DDTHH:MM:SSZ`).
-    #[error("the {role} metadata's expiry {found:?} is not of the form YYYY-MM-DDTHH:MM:SSZ")]
-    ExpiresFormat {
-        /// The role.
-        role: RoleName,
-        /// The `expires` value found.
-        found: String,
-    },
-
     /// A time cannot be written as a TUF date-time.
     #[error("the expiry time is outside the years 1970 to 9999")]
     TimeOutOfRange,
@@ -114,10 +96,6 @@ pub enum Error {
     /// A root without consistent snapshots.
     #[error("the root metadata does not enable consistent snapshots, which rota requires")]
     NotConsistentSnapshot,
-
-    /// A root whose roles are not exactly root, targets, snapshot and timestamp.
-    #[error("the root metadata must list exactly the roles root, targets, snapshot and timestamp")]
-    RootRoles,
 
     /// A role's keys or threshold are unusable.
     #[error("the {role} role {reason}")]
@@ -163,13 +141,18 @@ pub enum Error {
         given: usize,
     },
 
-    /// Metadata is not signed by a threshold of the trusted keys for its role.
+    /// Metadata is not signed by a threshold of the trusted keys for its role (TUF 1.0.34
+    /// §5.6.3, as rota-tuf counts them: distinct key ids, exactly as listed).
     #[error(
-        "the {role} metadata is not signed by a threshold of the {role} keys of the trusted root"
+        "the {role} metadata has {valid} valid signature(s) from the {role} keys of the trusted root, {threshold} required"
     )]
     Signatures {
         /// The role.
         role: RoleName,
+        /// How many distinct keys of the role signed validly.
+        valid: u64,
+        /// The role's threshold.
+        threshold: u64,
     },
 
     /// A new root lacks a threshold of signatures by the previous root's root keys.
@@ -188,6 +171,24 @@ pub enum Error {
     RootNotSelfSigned {
         /// The new root's version.
         version: u64,
+    },
+
+    /// The first root a server accepts is not version 1.
+    #[error("the repository's first root must be version 1, not {version}")]
+    FirstRootVersion {
+        /// The root's version.
+        version: u64,
+    },
+
+    /// A key listed under an id other than the one TUF 1.0.34 §4.2 defines for it.
+    #[error(
+        "key {listed} is listed under an id that is not the SHA-256 of its canonical JSON ({computed})"
+    )]
+    KeyIdMismatch {
+        /// The id the metadata lists the key under.
+        listed: String,
+        /// The key's id.
+        computed: String,
     },
 
     /// A new root's version is not the trusted version plus one.
@@ -288,6 +289,16 @@ pub enum Error {
         key_id: String,
         /// The root's version.
         root_version: u64,
+    },
+
+    /// Metadata the device client (rota-tuf) refuses, for a reason with no variant of its
+    /// own here.
+    #[error("a device would refuse the {role} metadata: {reason}")]
+    Device {
+        /// The role.
+        role: RoleName,
+        /// rota-tuf's reason (boxed: it is larger than every other variant).
+        reason: Box<rota_tuf::Error>,
     },
 
     /// Canonical JSON cannot represent a value (floating-point numbers).

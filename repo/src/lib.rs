@@ -1,5 +1,6 @@
-//! rota's TUF repository (The Update Framework, specification 1.0.34), on the schema types
-//! and signature checks of [`tough`].
+//! rota's TUF repository (The Update Framework, specification 1.0.34): metadata built with
+//! the schema types of [`tough`], read and verified with the device's own TUF client,
+//! rota-tuf, so that the server and the CLI never accept or publish what a device refuses.
 //!
 //! The keys are split as Uptane splits them (see docs/ARCHITECTURE.md, "Trust model"):
 //!
@@ -22,7 +23,17 @@
 //! - [`verify_targets_upload`]: targets metadata uploaded by the CLI, checked against the
 //!   trusted root (signature threshold, version, expiry, target names and rota's custom
 //!   fields) before the server records it;
-//! - [`verify_root_update`]: a new root version, checked as a client will check it;
+//! - [`verify_first_root`], [`verify_root_update`]: the first root and each new root
+//!   version, checked as a client will check them;
+//!
+//! One model for both ends: every file is read with rota-tuf's strict JSON and model
+//! (`rota_tuf::model`: canonical form, key schemes, `spec_version`, the §4.2 date
+//! grammar) at most at the device's size limits (`rota_tuf::limits`), and trusted only
+//! through rota-tuf's `TrustedSet` (signature thresholds over distinct key ids, §5.3.4's
+//! two thresholds for a new root, version and expiry rules). rota-repo adds only rota's own,
+//! stricter shape on top (Ed25519 keys under their §4.2 key ids, consistent snapshots, the
+//! key split, target names, hashes and custom fields); signatures it makes cover rota-tuf's
+//! canonical form.
 //! - [`OnlineSigner`]: the snapshot and timestamp the server signs after each change.
 //!
 //! # Offline side
@@ -95,7 +106,8 @@ pub use error::{Error, Result};
 pub use keys::{PublicKey, RepoKey};
 pub use online::OnlineSigner;
 pub use root::{
-    RoleKeys, RootInfo, RootParams, init_root, rotate_root, verify_root_chain, verify_root_update,
+    RoleKeys, RootInfo, RootParams, init_root, rotate_root, verify_first_root, verify_root_chain,
+    verify_root_update,
 };
 pub use targets::{
     RotaTarget, TargetEntry, TargetFile, VerifiedTargets, listed_targets, sign_targets,

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::time::SystemTime;
 
+use rota_tuf::json::Json;
 use sha2::Digest as _;
-use tough::schema::{Hashes, Metafile, Signed, Snapshot, Timestamp};
+use tough::schema::{Hashes, Metafile, Snapshot, Timestamp};
 
-use crate::encoding::{self, decoded, from_tuf_time, to_tuf_time};
+use crate::encoding::{self, decoded, from_tuf_time, only_fields, to_tuf_time};
 use crate::error::{Error, Result};
 use crate::keys::{PublicKey, RepoKey};
 use crate::root::RootInfo;
@@ -97,9 +98,7 @@ impl OnlineSigner {
         version: u64,
         expires: SystemTime,
     ) -> Result<SignedBytes> {
-        let targets: Signed<tough::schema::Targets> =
-            encoding::parse(targets_bytes, RoleName::Targets)?;
-        targets::check_targets(&targets.signed)?;
+        let (targets, _) = targets::parse(targets_bytes)?;
         let mut snapshot = Snapshot::new(
             SPEC_VERSION.to_owned(),
             nonzero(RoleName::Snapshot, version)?,
@@ -107,7 +106,10 @@ impl OnlineSigner {
         );
         snapshot.meta.insert(
             "targets.json".to_owned(),
-            metafile(targets_bytes, targets.signed.version),
+            metafile(
+                targets_bytes,
+                nonzero(RoleName::Targets, targets.common.version)?,
+            ),
         );
         let bytes = encoding::sign(&snapshot, RoleName::Snapshot, &[&self.snapshot])?;
         Ok(SignedBytes {
@@ -131,14 +133,15 @@ impl OnlineSigner {
         version: u64,
         expires: SystemTime,
     ) -> Result<SignedBytes> {
-        let snapshot: Signed<Snapshot> = encoding::parse(snapshot_bytes, RoleName::Snapshot)?;
-        if !encoding::signed_by(&snapshot, self.snapshot.public(), RoleName::Snapshot) {
+        let parsed = encoding::parse(snapshot_bytes, RoleName::Snapshot)?;
+        let snapshot = encoding::typed(&parsed, RoleName::Snapshot, rota_tuf::model::snapshot)?;
+        if !encoding::signed_by(&parsed, self.snapshot.public()) {
             return Err(Error::Meta {
                 role: RoleName::Snapshot,
                 reason: "is not signed by this server's snapshot key".into(),
             });
         }
-        check_snapshot_meta(&snapshot.signed)?;
+        check_snapshot_meta(&snapshot, &parsed.signed)?;
         let mut timestamp = Timestamp::new(
             SPEC_VERSION.to_owned(),
             nonzero(RoleName::Timestamp, version)?,
@@ -146,7 +149,10 @@ impl OnlineSigner {
         );
         timestamp.meta.insert(
             "snapshot.json".to_owned(),
-            metafile(snapshot_bytes, snapshot.signed.version),
+            metafile(
+                snapshot_bytes,
+                nonzero(RoleName::Snapshot, snapshot.common.version)?,
+            ),
         );
         let bytes = encoding::sign(&timestamp, RoleName::Timestamp, &[&self.timestamp])?;
         Ok(SignedBytes {
@@ -160,19 +166,23 @@ impl OnlineSigner {
 
 /// TUF 1.0.34 §4.4: rota's snapshot lists exactly `targets.json` (no delegated roles),
 /// with no fields beyond version, length and hashes.
-fn check_snapshot_meta(snapshot: &Snapshot) -> Result<()> {
+fn check_snapshot_meta(snapshot: &rota_tuf::model::Snapshot, signed: &Json) -> Result<()> {
     let bad = |reason: &str| Error::Meta {
         role: RoleName::Snapshot,
         reason: reason.to_owned(),
     };
-    if !snapshot._extra.is_empty() {
-        return Err(bad("has fields TUF does not define"));
+    if !snapshot.meta.contains_key("targets.json") {
+        return Err(bad("does not list targets.json"));
     }
-    match snapshot.meta.get("targets.json") {
-        Some(meta) if snapshot.meta.len() == 1 && meta._extra.is_empty() => Ok(()),
-        Some(_) => Err(bad("lists more than targets.json, or unknown fields")),
-        None => Err(bad("does not list targets.json")),
+    if snapshot.meta.len() != 1 {
+        return Err(bad("lists more than targets.json"));
     }
+    only_fields(
+        encoding::members(signed, &["meta", "targets.json"]),
+        &["version", "length", "hashes"],
+        RoleName::Snapshot,
+        "signed.meta.targets.json.",
+    )
 }
 
 /// The METAFILES entry for a metadata file (TUF 1.0.34 §4.4).

@@ -1,13 +1,19 @@
 //! Root metadata: creating version 1, rotating to version N+1, and checking a new version
 //! as a client will (TUF 1.0.34 §4.3, §5.3).
+//!
+//! Every check a device makes is made by the device's own code: roots are read with
+//! rota-tuf's model and verified by its `TrustedSet` (§5.2, §5.3.4, §5.3.5, §5.3.10).
+//! What is left here is rota's own shape, stricter than TUF ([`check_structure`]).
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::time::SystemTime;
 
-use tough::schema::{Root, Signed};
+use rota_tuf::TrustedSet;
+use rota_tuf::json::Json;
+use tough::schema::Root;
 
-use crate::encoding::{self, check_not_expired, decoded, from_tuf_time, to_tuf_time};
+use crate::encoding::{self, decoded, only_fields, system_time, to_tuf_time};
 use crate::error::{Error, Result};
 use crate::keys::{PublicKey, RepoKey};
 use crate::{RoleName, SPEC_VERSION, SignedBytes};
@@ -105,7 +111,7 @@ impl RootInfo {
     /// keys (TUF 1.0.34 §5.2, as for a trusted root) and has the shape rota requires
     /// (consistent snapshots, Ed25519 keys, usable thresholds). Expiry is not checked.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        Ok(parse_trusted(bytes)?.1)
+        Ok(trusted(bytes, SystemTime::now())?.1)
     }
 
     /// The keys of `role`.
@@ -119,96 +125,109 @@ impl RootInfo {
     }
 }
 
-/// Parses root metadata strictly and checks its shape (not its signatures).
-pub(crate) fn parse(bytes: &[u8]) -> Result<(Signed<Root>, RootInfo)> {
-    let root: Signed<Root> = encoding::parse(bytes, RoleName::Root)?;
-    let info = check_structure(&root.signed)?;
-    Ok((root, info))
+/// Reads root metadata as a device does and checks rota's shape (not its signatures).
+pub(crate) fn parse(bytes: &[u8]) -> Result<RootInfo> {
+    let parsed = encoding::parse(bytes, RoleName::Root)?;
+    let root = encoding::typed(&parsed, RoleName::Root, rota_tuf::model::root)?;
+    check_structure(&root, &parsed.signed)
 }
 
-/// [`parse`], then TUF 1.0.34 §5.2/§5.3.4 (2): signed by a threshold of its own root keys.
-pub(crate) fn parse_trusted(bytes: &[u8]) -> Result<(Signed<Root>, RootInfo)> {
-    let (root, info) = parse(bytes)?;
-    root.signed
-        .verify_role(&root)
-        .map_err(|_| Error::RootNotSelfSigned {
+/// [`parse`], then TUF 1.0.34 §5.2: signed by a threshold of its own root keys, checked by
+/// the device's trusted set, which is returned with `now` as its reference time.
+pub(crate) fn trusted(bytes: &[u8], now: SystemTime) -> Result<(TrustedSet, RootInfo)> {
+    let info = parse(bytes)?;
+    let set = TrustedSet::new(bytes, now).map_err(|e| match e {
+        rota_tuf::Error::Signature { .. } => Error::RootNotSelfSigned {
             version: info.version,
-        })?;
-    Ok((root, info))
+        },
+        other => encoding::refused(RoleName::Root, other),
+    })?;
+    Ok((set, info))
 }
 
-/// The shape rota requires of every root it writes or accepts:
-/// - TUF 1.0.34 §4.3: exactly the roles root, targets, snapshot and timestamp (python-tuf
-///   refuses any other set), every listed key id present in `keys`, each threshold
-///   between 1 and the role's key count;
-/// - §4.2: keys are Ed25519 with the "ed25519" scheme (rota's only kind), no extra fields;
+/// The shape rota requires of every root it writes or accepts, on top of what rota-tuf's
+/// model already requires (exactly the four top-level roles, distinct key ids per role,
+/// thresholds of at least 1):
+/// - TUF 1.0.34 §4.3: every key id a role lists is defined in `keys` (a device counts an
+///   undefined one as no key at all), each threshold at most the role's key count;
+/// - §4.2: keys are Ed25519 with the "ed25519" scheme (rota's only kind) under the key id
+///   §4.2 defines (SHA-256 of the key's canonical JSON), no fields TUF does not define;
 /// - §6.2: `consistent_snapshot` is true (rota's layout depends on it);
-/// - rota's key split (docs/ARCHITECTURE.md): no key serves both an offline role (root,
-///   targets) and an online role (snapshot, timestamp), so the server's keys never carry
-///   offline authority.
-fn check_structure(root: &Root) -> Result<RootInfo> {
-    if let Some(field) = root._extra.keys().next() {
-        return Err(Error::UnknownField {
-            role: RoleName::Root,
-            field: format!("signed.{field}"),
-        });
-    }
+/// - rota's key split ([`check_key_split`]).
+fn check_structure(root: &rota_tuf::model::Root, signed: &Json) -> Result<RootInfo> {
     if !root.consistent_snapshot {
         return Err(Error::NotConsistentSnapshot);
     }
-    let wanted = [
-        RoleName::Root,
-        RoleName::Targets,
-        RoleName::Snapshot,
-        RoleName::Timestamp,
-    ];
-    if root.roles.len() != wanted.len()
-        || !wanted
-            .iter()
-            .all(|r| root.roles.contains_key(&r.role_type()))
-    {
-        return Err(Error::RootRoles);
-    }
     let mut keys = HashMap::new();
     for (id, key) in &root.keys {
-        keys.insert(hex::encode(&**id), PublicKey::from_tuf_key(key)?);
-    }
-    let role_keys = |role: RoleName| -> Result<RoleKeys> {
-        let entry = root.roles.get(&role.role_type()).ok_or(Error::RootRoles)?;
-        if let Some(field) = entry._extra.keys().next() {
-            return Err(Error::UnknownField {
-                role: RoleName::Root,
-                field: format!("signed.roles.{role}.{field}"),
+        let place = format!("signed.keys.{id}.");
+        let fields = encoding::members(signed, &["keys", id]);
+        only_fields(
+            fields,
+            &["keytype", "scheme", "keyval"],
+            RoleName::Root,
+            &place,
+        )?;
+        let keyval = encoding::members(signed, &["keys", id, "keyval"]);
+        only_fields(
+            keyval,
+            &["public"],
+            RoleName::Root,
+            &format!("{place}keyval."),
+        )?;
+        let unsupported = || Error::UnsupportedKey { key_id: id.clone() };
+        let public = key.ed25519_public().ok_or_else(unsupported)?;
+        let public = PublicKey::from_bytes(public).map_err(|_| unsupported())?;
+        if public.key_id() != id {
+            return Err(Error::KeyIdMismatch {
+                listed: id.clone(),
+                computed: public.key_id().to_owned(),
             });
         }
+        keys.insert(id.as_str(), public);
+    }
+    let role_keys = |role: RoleName| -> Result<RoleKeys> {
+        let place = format!("signed.roles.{role}.");
+        let fields = encoding::members(signed, &["roles", role.as_str()]);
+        only_fields(fields, &["keyids", "threshold"], RoleName::Root, &place)?;
+        let entry = root.roles.get(role.as_str()).ok_or_else(|| Error::Parse {
+            role: RoleName::Root,
+            reason: format!("there is no {role} role"),
+        })?;
         let mut listed = Vec::new();
         for id in &entry.keyids {
-            let id = hex::encode(&**id);
-            let key = keys.get(&id).ok_or_else(|| Error::RoleKeys {
+            let key = keys.get(id.as_str()).ok_or_else(|| Error::RoleKeys {
                 role,
                 reason: format!("lists key {id}, which the root does not define"),
             })?;
             listed.push(key.clone());
         }
-        let role_keys = RoleKeys::new(listed, entry.threshold.get());
+        let role_keys = RoleKeys::new(listed, entry.threshold);
         role_keys.check(role)?;
         Ok(role_keys)
     };
     let info = RootInfo {
-        version: root.version.get(),
-        expires: from_tuf_time(root.expires),
+        version: root.common.version,
+        expires: system_time(root.common.expires),
         root: role_keys(RoleName::Root)?,
         targets: role_keys(RoleName::Targets)?,
         snapshot: role_keys(RoleName::Snapshot)?,
         timestamp: role_keys(RoleName::Timestamp)?,
     };
+    check_key_split(|role| info.role(role))?;
+    Ok(info)
+}
+
+/// rota's key split (docs/ARCHITECTURE.md): no key serves both an offline role (root,
+/// targets) and an online role (snapshot, timestamp), so the server's keys never carry
+/// offline authority.
+fn check_key_split<'a>(role: impl Fn(RoleName) -> &'a RoleKeys) -> Result<()> {
     for offline in [RoleName::Root, RoleName::Targets] {
         for online in [RoleName::Snapshot, RoleName::Timestamp] {
-            if let Some(key) = info
-                .role(offline)
+            if let Some(key) = role(offline)
                 .keys
                 .iter()
-                .find(|k| info.role(online).contains(k.key_id()))
+                .find(|k| role(online).contains(k.key_id()))
             {
                 return Err(Error::OfflineKeyOnline {
                     key_id: key.key_id().to_owned(),
@@ -218,7 +237,7 @@ fn check_structure(root: &Root) -> Result<RootInfo> {
             }
         }
     }
-    Ok(info)
+    Ok(())
 }
 
 /// The unsigned root metadata for `params` at `version`.
@@ -260,7 +279,12 @@ fn build(params: &RootParams, version: u64) -> Result<Root> {
         roles,
         _extra: HashMap::new(),
     };
-    check_structure(&root)?;
+    check_key_split(|role| match role {
+        RoleName::Root => &params.root,
+        RoleName::Targets => &params.targets,
+        RoleName::Snapshot => &params.snapshot,
+        RoleName::Timestamp => &params.timestamp,
+    })?;
     Ok(root)
 }
 
@@ -298,7 +322,7 @@ pub fn init_root(params: &RootParams, signers: &[&RepoKey]) -> Result<SignedByte
     let root = build(params, 1)?;
     check_signers(RoleName::Root, &params.root, signers)?;
     let bytes = encoding::sign(&root, RoleName::Root, signers)?;
-    let (_, info) = parse_trusted(&bytes)?;
+    let (_, info) = trusted(&bytes, SystemTime::now())?;
     Ok(SignedBytes {
         role: RoleName::Root,
         version: info.version,
@@ -319,7 +343,8 @@ pub fn rotate_root(
     old_signers: &[&RepoKey],
     new_signers: &[&RepoKey],
 ) -> Result<SignedBytes> {
-    let (_, old) = parse_trusted(old_root)?;
+    let now = SystemTime::now();
+    let (_, old) = trusted(old_root, now)?;
     let version = old.version.checked_add(1).ok_or(Error::VersionOverflow {
         role: RoleName::Root,
         current: old.version,
@@ -329,7 +354,7 @@ pub fn rotate_root(
     check_signers(RoleName::Root, &params.root, new_signers)?;
     let signers: Vec<&RepoKey> = old_signers.iter().chain(new_signers).copied().collect();
     let bytes = encoding::sign(&root, RoleName::Root, &signers)?;
-    let info = check_update(old_root, &bytes)?;
+    let (_, info) = check_update(old_root, &bytes, now)?;
     Ok(SignedBytes {
         role: RoleName::Root,
         version: info.version,
@@ -338,9 +363,24 @@ pub fn rotate_root(
     })
 }
 
-/// Checks `new_root` as the successor of `trusted_root`, as a client will when it walks
-/// from one to the other, and that it is not expired at `now` (it becomes the root
-/// clients end on, TUF 1.0.34 §5.3.10). Returns what `new_root` says.
+/// Checks the first root a repository publishes: what devices are provisioned with and
+/// trust as shipped (TUF 1.0.34 §5.2), so it must be self-signed by its threshold, rota's
+/// shape ([`RootInfo::parse`]), version 1 (clients walk 1, 2, 3, …) and not expired at
+/// `now` (§5.3.10). Returns what it says.
+pub fn verify_first_root(root: &[u8], now: SystemTime) -> Result<RootInfo> {
+    let (set, info) = trusted(root, now)?;
+    if info.version != 1 {
+        return Err(Error::FirstRootVersion {
+            version: info.version,
+        });
+    }
+    check_final(&set, &info)?;
+    Ok(info)
+}
+
+/// Checks `new_root` as the successor of `trusted_root`, with the device's own trusted set
+/// (rota-tuf's `TrustedSet::update_root`), and that it is not expired at `now` (it
+/// becomes the root clients end on, TUF 1.0.34 §5.3.10). Returns what `new_root` says.
 ///
 /// - TUF 1.0.34 §4.3: `_type` is "root", the shape is rota's (see [`RootInfo::parse`]);
 /// - §5.3.4 (1): signed by a threshold of the root keys of `trusted_root`;
@@ -351,9 +391,8 @@ pub fn verify_root_update(
     new_root: &[u8],
     now: SystemTime,
 ) -> Result<RootInfo> {
-    let info = check_update(trusted_root, new_root)?;
-    let expires = to_tuf_time(info.expires)?;
-    check_not_expired(RoleName::Root, info.version, expires, now)?;
+    let (set, info) = check_update(trusted_root, new_root, now)?;
+    check_final(&set, &info)?;
     Ok(info)
 }
 
@@ -366,39 +405,60 @@ pub fn verify_root_update(
 /// repository whose latest root expired is repaired by rotating it. Clients refuse to go
 /// on from an expired final root (§5.3.10): check [`RootInfo::expires`] before publishing.
 pub fn verify_root_chain(trusted_root: &[u8], newer_roots: &[&[u8]]) -> Result<RootInfo> {
+    let now = SystemTime::now();
     let mut info = RootInfo::parse(trusted_root)?;
     let mut trusted = trusted_root;
     for new_root in newer_roots {
-        info = check_update(trusted, new_root)?;
+        info = check_update(trusted, new_root, now)?.1;
         trusted = new_root;
     }
     Ok(info)
 }
 
-/// [`verify_root_update`] without the expiry check.
-fn check_update(trusted_root: &[u8], new_root: &[u8]) -> Result<RootInfo> {
-    let (trusted, trusted_info) = parse_trusted(trusted_root)?;
-    let (new, new_info) = parse(new_root)?;
-    // TUF 1.0.34 §5.3.4 (1): a threshold of the keys the client already trusts.
-    trusted
-        .signed
-        .verify_role(&new)
-        .map_err(|_| Error::RootNotSignedByTrusted {
+/// [`verify_root_update`] without the expiry check: the trusted set after the rotation.
+fn check_update(
+    trusted_root: &[u8],
+    new_root: &[u8],
+    now: SystemTime,
+) -> Result<(TrustedSet, RootInfo)> {
+    let (mut set, trusted_info) = trusted(trusted_root, now)?;
+    let new_info = parse(new_root)?;
+    set.update_root(new_root).map_err(|e| match e {
+        // TUF 1.0.34 §5.3.4 (1): a threshold of the keys the client already trusts.
+        rota_tuf::Error::Signature { signer, .. } if signer == "trusted root" => {
+            Error::RootNotSignedByTrusted {
+                version: new_info.version,
+                trusted: trusted_info.version,
+            }
+        }
+        // §5.3.4 (2): a threshold of the new root's own keys.
+        rota_tuf::Error::Signature { .. } => Error::RootNotSelfSigned {
             version: new_info.version,
-            trusted: trusted_info.version,
-        })?;
-    // TUF 1.0.34 §5.3.4 (2): a threshold of the new root's own keys.
-    new.signed
-        .verify_role(&new)
-        .map_err(|_| Error::RootNotSelfSigned {
-            version: new_info.version,
-        })?;
-    // TUF 1.0.34 §5.3.5: exactly N+1 (clients fetch N+1.root.json and nothing else).
-    if trusted_info.version.checked_add(1) != Some(new_info.version) {
-        return Err(Error::RootVersion {
-            trusted: trusted_info.version,
-            version: new_info.version,
-        });
+        },
+        // §5.3.5: exactly N+1 (clients fetch N+1.root.json and nothing else).
+        rota_tuf::Error::RootVersion { trusted, got } => Error::RootVersion {
+            trusted,
+            version: got,
+        },
+        other => encoding::refused(RoleName::Root, other),
+    })?;
+    Ok((set, new_info))
+}
+
+/// TUF 1.0.34 §5.3.10 (freeze attacks): the root devices end on must not be expired.
+fn check_final(set: &TrustedSet, info: &RootInfo) -> Result<()> {
+    set.check_final_root()
+        .map_err(|e| expired(RoleName::Root, info.version, e))
+}
+
+/// rota-tuf's expiry error (TUF 1.0.34 §5.3.10, §5.6.5) for `role` at `version`.
+pub(crate) fn expired(role: RoleName, version: u64, e: rota_tuf::Error) -> Error {
+    match e {
+        rota_tuf::Error::Expired { expires, .. } => Error::Expired {
+            role,
+            version,
+            expires,
+        },
+        other => encoding::refused(role, other),
     }
-    Ok(new_info)
 }

@@ -1,19 +1,24 @@
 //! Targets metadata: the released files, signed offline by the targets keys
 //! (TUF 1.0.34 §4.5), and the server's checks of an upload.
+//!
+//! Uploads are read with rota-tuf's model and verified by its `TrustedSet` against the
+//! trusted root (§5.3.10, §5.6.3, §5.6.5): the server accepts nothing a device refuses.
+//! What is left here is rota's own shape of a target list ([`check_targets`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::num::NonZeroU64;
 use std::time::SystemTime;
 
+use rota_tuf::json::Json;
 use serde_json::Value;
 use sha2::Digest as _;
 use tough::TargetName;
-use tough::schema::{Hashes, Signed, Target, Targets};
+use tough::schema::{Hashes, Target, Targets};
 
 pub use rota_protocol::target::RotaTarget;
 
-use crate::encoding::{self, check_not_expired, decoded, from_tuf_time, to_tuf_time};
+use crate::encoding::{self, decoded, only_fields, system_time, to_tuf_time};
 use crate::error::{Error, Result};
 use crate::keys::RepoKey;
 use crate::{RoleName, SPEC_VERSION, SignedBytes, layout, root};
@@ -166,77 +171,72 @@ pub(crate) fn check_target_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks every target of `targets` as rota requires and returns them by name:
+/// Checks every target of `targets` (rota-tuf's view of the `signed` value `signed`) as
+/// rota requires and returns them by name:
 /// - no fields beyond TUF 1.0.34 §4.5 (`length`, `hashes`, `custom`), no delegations
 ///   (rota has no delegated roles);
 /// - names per [`check_target_name`];
-/// - §4.5 HASHES: a lowercase-hex SHA-256 (required by tough, and the consistent-snapshot
-///   file name), optionally a SHA-512, and no other algorithm (a client that cannot check
-///   a listed hash refuses the file);
+/// - §4.5 HASHES: a lowercase-hex SHA-256 (the consistent-snapshot file name), optionally
+///   a SHA-512, and no other algorithm (a client that cannot check a listed hash refuses
+///   the file);
 /// - `custom` is an object whose `"rota"` entry, if any, is a valid [`RotaTarget`], and
 ///   every rota image and envelope name each other.
-pub(crate) fn check_targets(targets: &Targets) -> Result<Vec<TargetEntry>> {
-    if let Some(field) = targets._extra.keys().next() {
-        return Err(Error::UnknownField {
-            role: RoleName::Targets,
-            field: format!("signed.{field}"),
-        });
-    }
+pub(crate) fn check_targets(
+    targets: &rota_tuf::model::Targets,
+    signed: &Json,
+) -> Result<Vec<TargetEntry>> {
     if let Some(delegations) = &targets.delegations
-        && (!delegations.keys.is_empty() || !delegations.roles.is_empty())
+        && (!delegations.keys.is_empty()
+            || !delegations.roles.is_empty()
+            || delegations.succinct.is_some())
     {
         return Err(Error::Delegations);
     }
     let mut entries = Vec::with_capacity(targets.targets.len());
     for (name, target) in &targets.targets {
-        let name = name.raw();
         check_target_name(name)?;
-        if let Some(field) = target._extra.keys().next() {
-            return Err(Error::UnknownField {
-                role: RoleName::Targets,
-                field: format!("signed.targets.{name}.{field}"),
-            });
-        }
+        only_fields(
+            encoding::members(signed, &["targets", name]),
+            &["length", "hashes", "custom"],
+            RoleName::Targets,
+            &format!("signed.targets.{name}."),
+        )?;
         let bad_hashes = |reason: String| Error::TargetHashes {
             name: name.to_owned(),
             reason,
         };
-        let sha256: [u8; 32] = target
-            .hashes
-            .sha256
-            .as_ref()
-            .try_into()
-            .map_err(|_| bad_hashes("the sha256 hash is not 32 bytes".into()))?;
-        let written = serde_json::to_value(&target.hashes.sha256).unwrap_or(Value::Null);
-        if written.as_str() != Some(hex::encode(sha256).as_str()) {
-            return Err(bad_hashes("the sha256 hash is not lowercase hex".into()));
-        }
+        let mut sha256 = None;
         let mut sha512 = None;
-        for (alg, value) in &target.hashes._extra {
-            if alg != "sha512" {
-                return Err(bad_hashes(format!(
-                    "rota lists only sha256 and sha512, not {alg:?}"
-                )));
-            }
-            let text = value.as_str().unwrap_or_default();
-            let bytes = hex::decode(text)
-                .ok()
-                .filter(|_| text == text.to_lowercase());
-            sha512 = Some(
-                bytes
-                    .and_then(|b| <[u8; 64]>::try_from(b).ok())
-                    .ok_or_else(|| {
+        for (alg, text) in &target.hashes {
+            match alg.as_str() {
+                "sha256" => {
+                    sha256 = Some(lowercase_hex::<32>(text).ok_or_else(|| {
+                        bad_hashes("the sha256 hash is not 32 bytes of lowercase hex".into())
+                    })?);
+                }
+                "sha512" => {
+                    sha512 = Some(lowercase_hex::<64>(text).ok_or_else(|| {
                         bad_hashes("the sha512 hash is not 64 bytes of lowercase hex".into())
-                    })?,
-            );
+                    })?);
+                }
+                _ => {
+                    return Err(bad_hashes(format!(
+                        "rota lists only sha256 and sha512, not {alg:?}"
+                    )));
+                }
+            }
         }
-        let custom = Value::Object(
-            target
-                .custom
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
+        let sha256 = sha256.ok_or_else(|| bad_hashes("there is no sha256 hash".into()))?;
+        let custom = match &target.custom {
+            None => Value::Object(serde_json::Map::new()),
+            Some(custom @ Value::Object(_)) => custom.clone(),
+            Some(_) => {
+                return Err(Error::TargetCustom {
+                    name: name.to_owned(),
+                    reason: "it is not a JSON object".into(),
+                });
+            }
+        };
         let rota = RotaTarget::from_custom(&custom).map_err(|reason| Error::TargetCustom {
             name: name.to_owned(),
             reason,
@@ -253,6 +253,16 @@ pub(crate) fn check_targets(targets: &Targets) -> Result<Vec<TargetEntry>> {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     check_links(&entries)?;
     Ok(entries)
+}
+
+/// `N` bytes written as exactly `2N` lowercase hex digits.
+fn lowercase_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
 }
 
 /// Every rota image names an envelope target that names it back, and vice versa.
@@ -290,10 +300,11 @@ fn check_links(entries: &[TargetEntry]) -> Result<()> {
     Ok(())
 }
 
-/// Parses targets metadata strictly and checks its targets (not its signatures).
-fn parse(bytes: &[u8]) -> Result<(Signed<Targets>, Vec<TargetEntry>)> {
-    let targets: Signed<Targets> = encoding::parse(bytes, RoleName::Targets)?;
-    let entries = check_targets(&targets.signed)?;
+/// Reads targets metadata as a device does and checks its targets (not its signatures).
+pub(crate) fn parse(bytes: &[u8]) -> Result<(rota_tuf::model::Targets, Vec<TargetEntry>)> {
+    let parsed = encoding::parse(bytes, RoleName::Targets)?;
+    let targets = encoding::typed(&parsed, RoleName::Targets, rota_tuf::model::targets)?;
+    let entries = check_targets(&targets, &parsed.signed)?;
     Ok((targets, entries))
 }
 
@@ -302,6 +313,63 @@ fn parse(bytes: &[u8]) -> Result<(Signed<Targets>, Vec<TargetEntry>)> {
 /// was stored, such as a server's current targets.
 pub fn listed_targets(bytes: &[u8]) -> Result<Vec<TargetEntry>> {
     parse(bytes).map(|(_, entries)| entries)
+}
+
+impl TargetFile {
+    /// The entry this file becomes in targets metadata (`custom` `null` is `{}`).
+    fn entry(&self) -> Result<TargetEntry> {
+        check_target_name(&self.name)?;
+        let custom = match &self.custom {
+            Value::Null => Value::Object(serde_json::Map::new()),
+            custom @ Value::Object(_) => custom.clone(),
+            _ => {
+                return Err(Error::TargetCustom {
+                    name: self.name.clone(),
+                    reason: "it is not a JSON object".into(),
+                });
+            }
+        };
+        let rota = RotaTarget::from_custom(&custom).map_err(|reason| Error::TargetCustom {
+            name: self.name.clone(),
+            reason,
+        })?;
+        Ok(TargetEntry {
+            name: self.name.clone(),
+            length: self.length,
+            sha256: self.sha256,
+            sha512: Some(self.sha512),
+            custom,
+            rota,
+        })
+    }
+}
+
+impl TargetEntry {
+    /// tough's schema type for this entry, to build metadata with.
+    fn to_tough(&self) -> Result<(TargetName, Target)> {
+        let name = TargetName::new(self.name.as_str()).map_err(|_| Error::TargetName {
+            name: self.name.clone(),
+            reason: "tough refuses it",
+        })?;
+        let mut other_hashes = HashMap::new();
+        if let Some(sha512) = &self.sha512 {
+            other_hashes.insert("sha512".to_owned(), Value::String(hex::encode(sha512)));
+        }
+        let custom = match &self.custom {
+            Value::Object(object) => object.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => HashMap::new(),
+        };
+        let target = Target {
+            length: self.length,
+            hashes: Hashes {
+                sha256: decoded(&self.sha256),
+                _extra: other_hashes,
+            },
+            custom,
+            _extra: HashMap::new(),
+        };
+        Ok((name, target))
+    }
 }
 
 /// New targets metadata: the targets of `current_targets` (if any) plus `add`, at the
@@ -327,57 +395,32 @@ pub fn sign_targets(
     }
     let (mut listed, version) = match current_targets {
         Some(bytes) => {
-            let (current, _) = parse(bytes)?;
-            let current_version = current.signed.version.get();
+            let (current, entries) = parse(bytes)?;
+            let current_version = current.common.version;
             let version = current_version
                 .checked_add(1)
                 .ok_or(Error::VersionOverflow {
                     role: RoleName::Targets,
                     current: current_version,
                 })?;
-            (current.signed.targets, version)
+            (entries, version)
         }
-        None => (HashMap::new(), 1),
+        None => (Vec::new(), 1),
     };
     for file in add {
-        check_target_name(&file.name)?;
-        let custom = match &file.custom {
-            Value::Null => HashMap::new(),
-            Value::Object(object) => object.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            _ => {
-                return Err(Error::TargetCustom {
-                    name: file.name.clone(),
-                    reason: "it is not a JSON object".into(),
-                });
-            }
-        };
-        let mut other_hashes = HashMap::new();
-        other_hashes.insert("sha512".to_owned(), Value::String(hex::encode(file.sha512)));
-        let target = Target {
-            length: file.length,
-            hashes: Hashes {
-                sha256: decoded(&file.sha256),
-                _extra: other_hashes,
-            },
-            custom,
-            _extra: HashMap::new(),
-        };
-        let name = TargetName::new(file.name.as_str()).map_err(|_| Error::TargetName {
-            name: file.name.clone(),
-            reason: "tough refuses it",
-        })?;
-        match listed.get(&name) {
-            Some(existing) if *existing != target => {
+        let entry = file.entry()?;
+        match listed.iter().find(|e| e.name == entry.name) {
+            Some(existing) if *existing != entry => {
                 return Err(Error::TargetChanged {
                     name: file.name.clone(),
                 });
             }
             Some(_) => {}
-            None => {
-                listed.insert(name, target);
-            }
+            None => listed.push(entry),
         }
     }
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    check_links(&listed)?;
     let targets = Targets {
         spec_version: SPEC_VERSION.to_owned(),
         version: NonZeroU64::new(version).ok_or(Error::VersionOverflow {
@@ -385,18 +428,20 @@ pub fn sign_targets(
             current: 0,
         })?,
         expires: to_tuf_time(expires)?,
-        targets: listed,
+        targets: listed
+            .iter()
+            .map(TargetEntry::to_tough)
+            .collect::<Result<_>>()?,
         delegations: None,
         _extra: HashMap::new(),
     };
-    check_targets(&targets)?;
     let bytes = encoding::sign(&targets, RoleName::Targets, targets_keys)?;
     // Read back what was written, as the server will.
     let (written, _) = parse(&bytes)?;
     Ok(SignedBytes {
         role: RoleName::Targets,
-        version: written.signed.version.get(),
-        expires: from_tuf_time(written.signed.expires),
+        version: written.common.version,
+        expires: system_time(written.common.expires),
         bytes,
     })
 }
@@ -405,34 +450,49 @@ pub fn sign_targets(
 /// signs a snapshot listing it. `root` is the trusted (latest) root, `previous_targets`
 /// the targets metadata the server serves now, if any.
 ///
-/// - parsed strictly: `_type` "targets", no unknown fields or duplicate keys, no
-///   delegations, rota's names, hashes and custom fields (TUF 1.0.34 §4.5);
-/// - TUF 1.0.34 §5.6.3: signed by a threshold of the targets keys of `root` (distinct key
-///   ids, only keys the root lists for the role count);
+/// What a device checks, by the device's own code (rota-tuf's `TrustedSet` with the
+/// trusted root and `now` as its reference time):
+/// - TUF 1.0.34 §5.3.10: the root is not expired (devices stop there otherwise);
+/// - §5.6.3: signed by a threshold of the targets keys of `root` (distinct key ids,
+///   exactly as the root lists them);
+/// - §5.6.5: not expired at `now`;
+/// - rota-tuf's model: strict JSON, canonical form, `spec_version`, the §4.2 date grammar.
+///
+/// What rota requires on top:
+/// - `_type` "targets", no unknown fields, no delegations, rota's names, hashes and custom
+///   fields (`check_targets`);
 /// - its version is greater than the previous one: clients refuse a snapshot whose targets
 ///   version goes down (TUF 1.0.34 §5.5.5), so a lower one could never be published;
-/// - a target already listed keeps its content ([`Error::TargetChanged`]);
-/// - TUF 1.0.34 §5.6.5: not expired at `now`.
+/// - a target already listed keeps its content ([`Error::TargetChanged`]).
 pub fn verify_targets_upload(
     root: &[u8],
     previous_targets: Option<&[u8]>,
     new_targets: &[u8],
     now: SystemTime,
 ) -> Result<VerifiedTargets> {
-    let (trusted_root, _) = root::parse_trusted(root)?;
+    let (device, root_info) = root::trusted(root, now)?;
     let (new, entries) = parse(new_targets)?;
-    trusted_root
-        .signed
-        .verify_role(&new)
-        .map_err(|_| Error::Signatures {
-            role: RoleName::Targets,
+    let version = new.common.version;
+    device
+        .verify_new_targets(new_targets)
+        .map_err(|e| match e {
+            rota_tuf::Error::Signature {
+                valid, threshold, ..
+            } => Error::Signatures {
+                role: RoleName::Targets,
+                valid,
+                threshold,
+            },
+            rota_tuf::Error::Expired { ref role, .. } if role == "root" => {
+                root::expired(RoleName::Root, root_info.version, e)
+            }
+            other => root::expired(RoleName::Targets, version, other),
         })?;
-    let version = new.signed.version.get();
     let mut added = Vec::new();
     match previous_targets {
         Some(previous) => {
             let (previous, previous_entries) = parse(previous)?;
-            let current = previous.signed.version.get();
+            let current = previous.common.version;
             if version <= current {
                 return Err(Error::VersionNotIncreasing {
                     role: RoleName::Targets,
@@ -458,10 +518,9 @@ pub fn verify_targets_upload(
         }
         None => added.extend(entries.iter().map(|e| e.name.clone())),
     }
-    check_not_expired(RoleName::Targets, version, new.signed.expires, now)?;
     Ok(VerifiedTargets {
         version,
-        expires: from_tuf_time(new.signed.expires),
+        expires: system_time(new.common.expires),
         targets: entries,
         added,
     })

@@ -813,3 +813,144 @@ fn mutated_metadata_never_panics() {
         assert!(verify_root_update(repo.root(), bytes, now).is_err());
     }
 }
+
+/// `metadata` with every signature's key id in upper case. tough compares key ids as the
+/// bytes they decode to, so it still counts them; rota-tuf compares them as the strings
+/// the root lists, as python-tuf does, so a device counts none of them.
+fn with_uppercase_key_ids(metadata: &[u8]) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(metadata).unwrap();
+    for signature in value["signatures"].as_array_mut().unwrap() {
+        let keyid = signature["keyid"].as_str().unwrap().to_uppercase();
+        signature["keyid"] = Value::String(keyid);
+    }
+    serde_json::to_vec_pretty(&value).unwrap()
+}
+
+/// `metadata` re-signed by the Ed25519 key `seed` over tough's canonical form of its
+/// `signed` value, which normalises strings to Unicode NFC; devices (rota-tuf, like
+/// securesystemslib) verify the bytes as written.
+fn signed_over_toughs_canonical_form<T>(metadata: &[u8], seed: &[u8; 32]) -> Vec<u8>
+where
+    T: tough::schema::Role + serde::de::DeserializeOwned,
+{
+    use ed25519_dalek::Signer as _;
+    let mut value: Value = serde_json::from_slice(metadata).unwrap();
+    let signed: T = serde_json::from_value(value["signed"].clone()).unwrap();
+    let sig = ed25519_dalek::SigningKey::from_bytes(seed).sign(&signed.canonical_form().unwrap());
+    value["signatures"][0]["sig"] = Value::String(hex::encode(sig.to_bytes()));
+    serde_json::to_vec_pretty(&value).unwrap()
+}
+
+/// What tough's schema check (rota-repo's upload check before it used rota-tuf) says of
+/// `metadata` against the role keys of `root`.
+fn tough_accepts<T>(root: &[u8], metadata: &[u8]) -> bool
+where
+    T: tough::schema::Role + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let root: tough::schema::Signed<tough::schema::Root> = serde_json::from_slice(root).unwrap();
+    let metadata: tough::schema::Signed<T> = serde_json::from_slice(metadata).unwrap();
+    root.signed.verify_role(&metadata).is_ok()
+}
+
+/// The device client's verdict on targets `targets` under `root` (TUF 1.0.34 §5.6.3).
+fn device_accepts_targets(root: &[u8], targets: &[u8]) -> bool {
+    rota_tuf::TrustedSet::new(root, SystemTime::now())
+        .and_then(|set| set.verify_new_targets(targets))
+        .is_ok()
+}
+
+#[test]
+fn upload_check_refuses_targets_the_device_client_would_refuse() {
+    let seed = [7u8; 32];
+    let targets_key = RepoKey::from_seed(&seed);
+    let root_keys = keys(1);
+    let online = OnlineSigner::new(RepoKey::generate().unwrap(), RepoKey::generate().unwrap());
+    let root = rota_repo::init_root(
+        &params(&root_keys, 1, &targets_key, &online),
+        &[&root_keys[0]],
+    )
+    .unwrap()
+    .bytes;
+    let now = SystemTime::now();
+    // "cafe" and a combining acute accent: not in NFC, which would write one "é".
+    let note = TargetFile::from_bytes("notes.bin", b"notes", json!({"note": "cafe\u{301}"}));
+    let signed = sign_targets(None, &[note], &[&targets_key], in_days(30)).unwrap();
+    // rota signs the canonical form devices verify.
+    assert!(device_accepts_targets(&root, &signed.bytes));
+    verify_targets_upload(&root, None, &signed.bytes, now).unwrap();
+    let image = TargetFile::from_bytes("fw.bin", b"image", Value::Null);
+    let ascii = sign_targets(None, &[image], &[&targets_key], in_days(30)).unwrap();
+
+    let crafted = [
+        (
+            "signed over tough's NFC-normalised canonical form",
+            signed_over_toughs_canonical_form::<tough::schema::Targets>(&signed.bytes, &seed),
+        ),
+        (
+            "signature key ids in upper case",
+            with_uppercase_key_ids(&ascii.bytes),
+        ),
+    ];
+    for (what, bytes) in crafted {
+        assert!(
+            tough_accepts::<tough::schema::Targets>(&root, &bytes),
+            "{what}"
+        );
+        assert!(!device_accepts_targets(&root, &bytes), "{what}");
+        let err = verify_targets_upload(&root, None, &bytes, now).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Signatures {
+                    valid: 0,
+                    threshold: 1,
+                    ..
+                }
+            ),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn upload_check_refuses_a_root_the_device_client_would_refuse() {
+    let repo = Repo::build();
+    let now = SystemTime::now();
+    // The first root, its signatures under upper-case key ids.
+    rota_repo::verify_first_root(repo.root(), now).unwrap();
+    let first = with_uppercase_key_ids(repo.root());
+    assert!(tough_accepts::<tough::schema::Root>(&first, &first));
+    assert!(rota_tuf::TrustedSet::new(&first, now).is_err());
+    let err = rota_repo::verify_first_root(&first, now).unwrap_err();
+    assert!(
+        matches!(err, Error::RootNotSelfSigned { version: 1 }),
+        "{err}"
+    );
+    let err = rota_repo::RootInfo::parse(&first).unwrap_err();
+    assert!(
+        matches!(err, Error::RootNotSelfSigned { version: 1 }),
+        "{err}"
+    );
+
+    // A rotation signed by both thresholds (TUF 1.0.34 §5.3.4), the same way.
+    let new_keys = keys(2);
+    let p = params(&new_keys, 2, &repo.targets_key, &repo.online);
+    let old: Vec<&RepoKey> = repo.root_keys.iter().take(2).collect();
+    let new: Vec<&RepoKey> = new_keys.iter().collect();
+    let v2 = rotate_root(repo.root(), &p, &old, &new).unwrap();
+    let rotated = with_uppercase_key_ids(&v2.bytes);
+    assert!(tough_accepts::<tough::schema::Root>(repo.root(), &rotated));
+    assert!(tough_accepts::<tough::schema::Root>(&rotated, &rotated));
+    let mut device = rota_tuf::TrustedSet::new(repo.root(), now).unwrap();
+    assert!(device.update_root(&rotated).is_err());
+    for err in [
+        verify_root_update(repo.root(), &rotated, now).unwrap_err(),
+        rota_repo::verify_root_chain(repo.root(), &[&rotated]).unwrap_err(),
+    ] {
+        let trusted_keys_refuse = Error::RootNotSignedByTrusted {
+            version: 2,
+            trusted: 1,
+        };
+        assert_eq!(err.to_string(), trusted_keys_refuse.to_string());
+    }
+}

@@ -3,8 +3,9 @@
 //! from the artifact store under `/tuf/targets/`, with ETags and HTTP Range.
 //!
 //! The server holds only the online keys (snapshot, timestamp). Root and targets arrive
-//! signed offline; the server checks them as a TUF client will (`rota_repo`) before it
-//! records them, then signs a new snapshot and timestamp. Every write is an insert keyed by
+//! signed offline; the server checks them with the device's own TUF client code (rota-tuf's
+//! model and trusted set, through `rota_repo`) before it records them, then signs a new
+//! snapshot and timestamp. Every write is an insert keyed by
 //! (role, version), so two replicas that race produce one version, never two.
 
 use std::collections::{HashMap, HashSet};
@@ -228,33 +229,20 @@ impl Repository {
 
     /// Accepts a root: the first one (trusted on first use by an admin), or version N+1
     /// of the trusted one, signed by a threshold of both the old and the new root keys
-    /// (TUF 1.0.34 §5.3.4). Either way the root must name this server's online keys for
-    /// snapshot and timestamp, or the server could not sign anything it would trust.
+    /// (TUF 1.0.34 §5.3.4). Both are checked by the device's own TUF client code
+    /// (`rota_repo::verify_first_root`, `verify_root_update`: rota-tuf's model and trusted
+    /// set), so the server never serves a root a device refuses. Either way the root must
+    /// name this server's online keys for snapshot and timestamp, or the server could not
+    /// sign anything it would trust.
     pub async fn put_root(&self, bytes: &[u8]) -> ApiResult<i64> {
         let signer = self.signer()?;
         let current = self.latest(RoleName::Root).await?;
         let now = SystemTime::now();
         let info = match &current {
-            None => {
-                // TUF 1.0.34 §5.2: the first root is trusted as shipped, so it must be
-                // self-signed by its threshold, version 1 (clients walk 1, 2, 3, …) and
-                // not expired.
-                let info = rota_repo::RootInfo::parse(bytes)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                if info.version != 1 {
-                    return Err(ApiError::bad_request(format!(
-                        "the repository's first root must be version 1, not {}",
-                        info.version
-                    )));
-                }
-                if info.expires <= now {
-                    return Err(ApiError::bad_request("the root metadata has expired"));
-                }
-                info
-            }
-            Some(trusted) => rota_repo::verify_root_update(trusted.body.as_bytes(), bytes, now)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        };
+            None => rota_repo::verify_first_root(bytes, now),
+            Some(trusted) => rota_repo::verify_root_update(trusted.body.as_bytes(), bytes, now),
+        }
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
         signer
             .check_against_root(bytes)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -273,7 +261,9 @@ impl Repository {
         Ok(info.version as i64)
     }
 
-    /// Accepts offline-signed targets metadata: checked against the trusted root (§5.5),
+    /// Accepts offline-signed targets metadata: checked against the trusted root as a
+    /// device checks it (`rota_repo::verify_targets_upload`: rota-tuf's model and trusted
+    /// set, TUF 1.0.34 §5.3.10, §5.6.3, §5.6.5),
     /// every target file must already be uploaded with its exact length, then the new
     /// targets, the releases they list, a new snapshot and a new timestamp are recorded in
     /// one transaction.

@@ -452,18 +452,8 @@ async fn bad_input_gets_a_4xx_with_a_reason(backend: Backend) {
         ),
     ];
     for (method, path, body) in cases {
-        let resp = server
-            .http
-            .request(method.clone(), server.url(path))
-            .bearer_auth(&server.admin)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
+        let (status, text) = admin_send(&server, method.clone(), path, body).await;
         assert!(status.is_client_error(), "{method} {path}: {status}");
-        let text = resp.text().await.unwrap();
         let body: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"));
         let reason = body["error"].as_str().unwrap();
@@ -973,5 +963,159 @@ async fn targets_upload_body_limit_is_the_device_download_limit() {
     );
     let over = put(limit + 1).await.unwrap();
     assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    server.stop().await;
+}
+
+/// `metadata` with every signature's key id in upper case: tough, which rota-repo checked
+/// uploads with before, compares key ids as the bytes they decode to and still counts
+/// them; devices compare them as the strings the root lists (as python-tuf does).
+fn with_uppercase_key_ids(metadata: &[u8]) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(metadata).unwrap();
+    for signature in value["signatures"].as_array_mut().unwrap() {
+        signature["keyid"] = json!(signature["keyid"].as_str().unwrap().to_uppercase());
+    }
+    serde_json::to_vec(&value).unwrap()
+}
+
+/// `body` sent to `path` as the admin, as JSON: the status and the response body.
+async fn admin_send(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let resp = server
+        .http
+        .request(method, server.url(path))
+        .bearer_auth(&server.admin)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// A `PUT` of `body` to `path` as the admin: the status and the reason given.
+async fn put_metadata(server: &TestServer, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let (status, text) = admin_send(server, Method::PUT, path, body).await;
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let reason = body["error"].as_str().unwrap_or_default().to_owned();
+    (status, reason)
+}
+
+/// Targets that tough's schema check accepted, as the server's check did before it ran
+/// the device client's model and verification (rota-tuf): each is refused with a reason,
+/// nothing is published, and a device refuses it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_refuses_targets_the_device_client_would_refuse() {
+    use ed25519_dalek::Signer as _;
+    use rota_repo::tough::schema::{Role as _, Root, Signed, Targets};
+    let seed = support::server::rand_seed();
+    let keys = Keys {
+        targets: rota_repo::RepoKey::from_seed(&seed),
+        ..Keys::new()
+    };
+    let server = TestServer::start(&keys, None).await;
+    let root = keys.root_v1();
+    server.init_repo_with_root(&keys, &root).await;
+    let tough_root: Signed<Root> = serde_json::from_slice(&root).unwrap();
+    let current = server.current_targets().await;
+    let sign = |files: &[rota_repo::TargetFile]| {
+        let expires = support::server::far_future();
+        rota_repo::sign_targets(Some(&current), files, &[&keys.targets], expires)
+            .unwrap()
+            .bytes
+    };
+    server.upload(b"notes").await;
+    // "cafe" and a combining acute accent: not in Unicode NFC.
+    let custom = json!({"note": "cafe\u{301}"});
+    let notes = sign(&[rota_repo::TargetFile::from_bytes(
+        "notes.bin",
+        b"notes",
+        custom,
+    )]);
+    let mut nfc: serde_json::Value = serde_json::from_slice(&notes).unwrap();
+    let signed: Targets = serde_json::from_value(nfc["signed"].clone()).unwrap();
+    let sig = ed25519_dalek::SigningKey::from_bytes(&seed).sign(&signed.canonical_form().unwrap());
+    nfc["signatures"][0]["sig"] = json!(hex::encode(sig.to_bytes()));
+    let crafted = [
+        // Signed over tough's canonical form, which normalises strings to NFC: the
+        // signature covers other bytes than the ones devices verify.
+        serde_json::to_vec(&nfc).unwrap(),
+        with_uppercase_key_ids(&sign(&[])),
+    ];
+    for bytes in crafted {
+        let upload: Signed<Targets> = serde_json::from_slice(&bytes).unwrap();
+        assert!(tough_root.signed.verify_role(&upload).is_ok());
+        let device = rota_tuf::TrustedSet::new(&root, std::time::SystemTime::now()).unwrap();
+        assert!(device.verify_new_targets(&bytes).is_err());
+        let (status, reason) = put_metadata(&server, "/api/v1/repo/targets", bytes).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+        assert!(
+            reason.contains("0 valid signature(s) from the targets keys of the trusted root"),
+            "{reason}"
+        );
+        assert_eq!(server.current_targets().await, current);
+    }
+    // As rota signs it, the same upload is what devices accept, and is published.
+    let device = rota_tuf::TrustedSet::new(&root, std::time::SystemTime::now()).unwrap();
+    device.verify_new_targets(&notes).unwrap();
+    let (status, reason) = put_metadata(&server, "/api/v1/repo/targets", notes.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{reason}");
+    assert_eq!(server.current_targets().await, notes);
+    server.stop().await;
+}
+
+/// Roots that tough's schema check accepted (signatures under key ids that differ from the
+/// root's only in case), as the first root and as a rotation: the server refuses both, as
+/// a device does (TUF 1.0.34 §5.2, §5.3.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_refuses_a_root_the_device_client_would_refuse() {
+    use rota_repo::tough::schema::{Root, Signed};
+    let tough_accepts = |trusted: &[u8], new: &[u8]| {
+        let trusted: Signed<Root> = serde_json::from_slice(trusted).unwrap();
+        let new: Signed<Root> = serde_json::from_slice(new).unwrap();
+        trusted.signed.verify_role(&new).is_ok()
+    };
+    let now = std::time::SystemTime::now();
+    let keys = Keys::new();
+    let server = TestServer::start(&keys, None).await;
+    let v1 = keys.root_v1();
+    let first = with_uppercase_key_ids(&v1);
+    assert!(tough_accepts(&first, &first));
+    assert!(rota_tuf::TrustedSet::new(&first, now).is_err());
+    let (status, reason) = put_metadata(&server, "/api/v1/repo/root", first).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+    assert!(
+        reason.contains("root version 1 is not signed by a threshold of its own root keys"),
+        "{reason}"
+    );
+    let (status, reason) = put_metadata(&server, "/api/v1/repo/root", v1.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{reason}");
+
+    let params = rota_repo::RootParams {
+        root: rota_repo::RoleKeys::new(vec![keys.root.public().clone()], 1),
+        targets: rota_repo::RoleKeys::new(vec![keys.targets.public().clone()], 1),
+        snapshot: rota_repo::RoleKeys::new(vec![keys.snapshot.public().clone()], 1),
+        timestamp: rota_repo::RoleKeys::new(vec![keys.timestamp.public().clone()], 1),
+        expires: support::server::far_future(),
+    };
+    let v2 = rota_repo::rotate_root(&v1, &params, &[&keys.root], &[&keys.root])
+        .unwrap()
+        .bytes;
+    let rotated = with_uppercase_key_ids(&v2);
+    assert!(tough_accepts(&v1, &rotated) && tough_accepts(&rotated, &rotated));
+    let mut device = rota_tuf::TrustedSet::new(&v1, now).unwrap();
+    assert!(device.update_root(&rotated).is_err());
+    let (status, reason) = put_metadata(&server, "/api/v1/repo/root", rotated).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+    assert!(
+        reason
+            .contains("root version 2 is not signed by a threshold of the root keys of version 1"),
+        "{reason}"
+    );
+    let (status, reason) = put_metadata(&server, "/api/v1/repo/root", v2).await;
+    assert_eq!(status, StatusCode::CREATED, "{reason}");
     server.stop().await;
 }

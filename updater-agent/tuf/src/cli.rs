@@ -123,7 +123,7 @@ fn init(metadata_dir: &Path, trusted_root: &Path) -> Result<(), CliError> {
         path: trusted_root.display().to_string(),
         reason: e.to_string(),
     })?;
-    TrustedSet::new(&bytes, 0)?;
+    TrustedSet::at(&bytes, 0)?;
     std::fs::create_dir_all(metadata_dir).map_err(|e| Error::storage(metadata_dir, e))?;
     store::write_atomic(&metadata_dir.join("root.json"), &bytes)?;
     Ok(())

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::fetch::{Fetch, FetchError};
 use crate::hashes::TargetVerifier;
@@ -23,23 +23,6 @@ pub struct Client<F: Fetch> {
     refreshed: bool,
 }
 
-/// Unix seconds of `t`, rounded down (so "expired" is `start >= expires` exactly as with
-/// python's sub-second datetimes).
-fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => {
-            let before = e.duration();
-            let secs = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
-            if before.subsec_nanos() > 0 {
-                -secs - 1
-            } else {
-                -secs
-            }
-        }
-    }
-}
-
 impl<F: Fetch> Client<F> {
     /// §5.1 and §5.2: `start` is the update start time used for every expiry check;
     /// `METADATA_DIR/root.json` must verify against a threshold of its own root keys
@@ -52,7 +35,7 @@ impl<F: Fetch> Client<F> {
     ) -> Result<Self, Error> {
         let dir = MetadataDir::new(metadata_dir);
         let root = dir.read("root")?;
-        let trusted = TrustedSet::new(&root, unix_seconds(start))?;
+        let trusted = TrustedSet::new(&root, start)?;
         Ok(Client {
             dir,
             config,

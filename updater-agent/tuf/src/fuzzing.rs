@@ -11,7 +11,7 @@ pub struct TrustedSet(trusted::TrustedSet);
 impl TrustedSet {
     /// §5.2: a root verified by its own root keys; `start` is the update start time.
     pub fn new(root: &[u8], start: i64) -> Result<Self, Error> {
-        trusted::TrustedSet::new(root, start).map(TrustedSet)
+        trusted::TrustedSet::at(root, start).map(TrustedSet)
     }
 
     /// §5.3.4–§5.3.8.

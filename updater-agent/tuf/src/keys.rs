@@ -13,7 +13,7 @@ use crate::json::Json;
 /// (securesystemslib: "Keyid is not verified to be the hash of a specific representation of
 /// the key"), so it is not checked against the key's content.
 #[derive(Debug, Clone)]
-pub(crate) struct Key {
+pub struct Key {
     scheme: Scheme,
     public: String,
 }
@@ -44,7 +44,7 @@ enum Scheme {
 impl Key {
     /// Parses a key object (`Key.from_dict`): `keytype`, `scheme` strings and a `keyval`
     /// object are required; unknown fields are allowed.
-    pub(crate) fn from_json(value: &Json) -> Result<Self, String> {
+    pub fn from_json(value: &Json) -> Result<Self, String> {
         let keytype = value
             .get("keytype")
             .and_then(Json::as_str)
@@ -80,8 +80,24 @@ impl Key {
         Ok(Key { scheme, public })
     }
 
+    /// The raw public key, when this is an `ed25519`/`ed25519` key whose `public` is 64
+    /// lowercase hex digits (the form §4.2 gives and rota writes).
+    pub fn ed25519_public(&self) -> Option<[u8; 32]> {
+        let lowercase_hex = self.public.len() == 64
+            && self
+                .public
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !matches!(self.scheme, Scheme::Ed25519) || !lowercase_hex {
+            return None;
+        }
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(&self.public, &mut raw).ok()?;
+        Some(raw)
+    }
+
     /// Whether `sig_hex` is a valid signature by this key over `message`.
-    pub(crate) fn verifies(&self, message: &[u8], sig_hex: &str) -> bool {
+    pub fn verifies(&self, message: &[u8], sig_hex: &str) -> bool {
         let Ok(sig) = hex::decode(sig_hex) else {
             return false;
         };

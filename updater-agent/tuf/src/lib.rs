@@ -25,6 +25,13 @@
 //!   (high-S accepted, as securesystemslib does) and RSA-PSS/PKCS#1 v1.5 directly.
 //!
 //! Every check cites the step of TUF 1.0.34 §5 it enforces.
+//!
+//! # One model for the device and the repository
+//!
+//! The repository side (rota-repo, and through it rota-server and the CLI) reads metadata
+//! with this crate's [`model`] and trusts it only through [`TrustedSet`]: the same strict
+//! JSON, canonical form, key schemes, date grammar, signature thresholds and expiry rules
+//! as every device, so the server can never publish what a device refuses.
 
 #[cfg(feature = "http")]
 pub mod cli;
@@ -36,7 +43,7 @@ pub mod fuzzing;
 mod hashes;
 pub mod json;
 mod keys;
-mod model;
+pub mod model;
 mod paths;
 mod store;
 mod trusted;
@@ -47,7 +54,9 @@ pub use error::Error;
 pub use fetch::HttpFetcher;
 pub use fetch::{Fetch, FetchError};
 pub use hashes::TargetVerifier;
+pub use keys::Key;
 pub use paths::{encode_name, fnmatch, path_matches};
+pub use trusted::TrustedSet;
 
 /// The largest metadata files a device downloads ([`Config::new`]'s defaults, python-tuf's
 /// `UpdaterConfig` defaults), in bytes.

@@ -4,6 +4,10 @@
 //! The typed view is read from the strict [`Json`] of the file; signatures are checked over
 //! the canonical form of that same `signed` value, unknown fields included. Unknown fields
 //! are allowed at every level, as the specification and python-tuf allow them.
+//!
+//! Public so that the repository side reads metadata exactly as devices do; trust
+//! decisions stay with [`TrustedSet`](crate::TrustedSet). The types are read-only views:
+//! nothing is ever serialised from them.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,18 +20,21 @@ pub(crate) const TOP_LEVEL: [&str; 4] = ["root", "timestamp", "snapshot", "targe
 
 /// One metadata file: its signatures and the canonical bytes they cover.
 #[derive(Clone)]
-pub(crate) struct Envelope {
+pub struct Envelope {
     /// (keyid, sig hex) in file order; key ids are unique.
     pub signatures: Vec<(String, String)>,
+    /// The canonical form of `signed` as received (§4.2): what every signature covers.
     pub canonical: Vec<u8>,
 }
 
 /// Fields every role has (`Signed.from_dict`).
 #[derive(Debug, Clone)]
-pub(crate) struct Common {
+pub struct Common {
+    /// §4.3 VERSION: at least 1.
     pub version: u64,
-    /// Seconds since the Unix epoch.
+    /// §4.3 EXPIRES, in seconds since the Unix epoch.
     pub expires: i64,
+    /// `expires` as written: `YYYY-MM-DDTHH:MM:SSZ`.
     pub expires_text: String,
 }
 
@@ -40,13 +47,16 @@ impl Common {
 
 /// A role's keys and threshold (`Role.from_dict`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RoleKeys {
+pub struct RoleKeys {
+    /// Distinct key ids, in file order.
     pub keyids: Vec<String>,
+    /// At least 1.
     pub threshold: u64,
 }
 
+/// §4.3 root metadata: exactly the four top-level roles.
 #[derive(Debug, Clone)]
-pub(crate) struct Root {
+pub struct Root {
     pub common: Common,
     pub consistent_snapshot: bool,
     pub keys: BTreeMap<String, Key>,
@@ -55,33 +65,37 @@ pub(crate) struct Root {
 
 /// An entry of timestamp's or snapshot's `meta` (`MetaFile.from_dict`).
 #[derive(Debug, Clone)]
-pub(crate) struct MetaFile {
+pub struct MetaFile {
     pub version: u64,
     pub length: Option<u64>,
     pub hashes: Option<Vec<(String, String)>>,
 }
 
+/// §4.6 timestamp metadata: the `snapshot.json` entry of its `meta`.
 #[derive(Debug, Clone)]
-pub(crate) struct Timestamp {
+pub struct Timestamp {
     pub common: Common,
     pub snapshot_meta: MetaFile,
 }
 
+/// §4.4 snapshot metadata.
 #[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
+pub struct Snapshot {
     pub common: Common,
     pub meta: BTreeMap<String, MetaFile>,
 }
 
+/// §4.5 targets metadata (top-level or delegated).
 #[derive(Debug, Clone)]
-pub(crate) struct Targets {
+pub struct Targets {
     pub common: Common,
     pub targets: BTreeMap<String, TargetInfo>,
     pub delegations: Option<Delegations>,
 }
 
+/// §4.5 DELEGATIONS: listed roles or TAP 15 succinct roles, never both.
 #[derive(Debug, Clone)]
-pub(crate) struct Delegations {
+pub struct Delegations {
     pub keys: BTreeMap<String, Key>,
     pub roles: Vec<DelegatedRole>,
     pub succinct: Option<SuccinctRoles>,
@@ -89,13 +103,14 @@ pub(crate) struct Delegations {
 
 /// Which target paths a delegated role is trusted for.
 #[derive(Debug, Clone)]
-pub(crate) enum PathRule {
+pub enum PathRule {
     Paths(Vec<String>),
     HashPrefixes(Vec<String>),
 }
 
+/// One listed delegated role (`DelegatedRole.from_dict`).
 #[derive(Debug, Clone)]
-pub(crate) struct DelegatedRole {
+pub struct DelegatedRole {
     pub name: String,
     pub keys: RoleKeys,
     pub terminating: bool,
@@ -104,20 +119,31 @@ pub(crate) struct DelegatedRole {
 
 /// TAP 15 succinct hash bin delegation (`SuccinctRoles`).
 #[derive(Debug, Clone)]
-pub(crate) struct SuccinctRoles {
+pub struct SuccinctRoles {
     pub keys: RoleKeys,
     pub bit_length: u32,
     pub name_prefix: String,
 }
 
-/// Parses one metadata file of role `role` whose `_type` must be `expected_type`.
-pub(crate) fn parse_envelope(
+/// Parses one metadata file of role `role` whose `_type` must be `expected_type`:
+/// strict JSON ([`json::parse_strict`]), then [`envelope_from_json`].
+pub fn parse_envelope(
     bytes: &[u8],
     role: &str,
     expected_type: &str,
 ) -> Result<(Envelope, Json), Error> {
+    let doc = json::parse_strict(bytes).map_err(|e| Error::parse(role, e.0))?;
+    envelope_from_json(&doc, role, expected_type)
+}
+
+/// The signatures and canonical signed bytes of an already strict-parsed metadata file
+/// `doc` of role `role`, and its `signed` value.
+pub fn envelope_from_json(
+    doc: &Json,
+    role: &str,
+    expected_type: &str,
+) -> Result<(Envelope, Json), Error> {
     let err = |reason: String| Error::parse(role, reason);
-    let doc = json::parse_strict(bytes).map_err(|e| err(e.0))?;
     let signed = doc
         .get("signed")
         .filter(|s| s.as_object().is_some())
@@ -175,7 +201,7 @@ fn common(signed: &Json) -> Result<Common, String> {
     })
 }
 
-pub(crate) fn root(signed: &Json) -> Result<Root, String> {
+pub fn root(signed: &Json) -> Result<Root, String> {
     let common = common(signed)?;
     let consistent_snapshot = match signed.get("consistent_snapshot") {
         None => false,
@@ -200,7 +226,7 @@ pub(crate) fn root(signed: &Json) -> Result<Root, String> {
     })
 }
 
-pub(crate) fn timestamp(signed: &Json) -> Result<Timestamp, String> {
+pub fn timestamp(signed: &Json) -> Result<Timestamp, String> {
     let common = common(signed)?;
     let meta = signed
         .get("meta")
@@ -213,7 +239,7 @@ pub(crate) fn timestamp(signed: &Json) -> Result<Timestamp, String> {
     })
 }
 
-pub(crate) fn snapshot(signed: &Json) -> Result<Snapshot, String> {
+pub fn snapshot(signed: &Json) -> Result<Snapshot, String> {
     let common = common(signed)?;
     let mut meta = BTreeMap::new();
     for (name, value) in object(signed, "meta")? {
@@ -222,7 +248,7 @@ pub(crate) fn snapshot(signed: &Json) -> Result<Snapshot, String> {
     Ok(Snapshot { common, meta })
 }
 
-pub(crate) fn targets(signed: &Json) -> Result<Targets, String> {
+pub fn targets(signed: &Json) -> Result<Targets, String> {
     let common = common(signed)?;
     let mut targets = BTreeMap::new();
     for (name, value) in object(signed, "targets")? {

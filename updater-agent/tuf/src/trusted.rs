@@ -1,12 +1,17 @@
 //! The trusted metadata set: python-tuf's `TrustedMetadataSet`, which enforces every
 //! metadata rule of TUF 1.0.34 §5.2–§5.6 independent of where the bytes come from.
 //!
+//! Public for the repository side: rota-repo checks an uploaded root with
+//! [`TrustedSet::new`] and [`TrustedSet::update_root`], and uploaded targets with
+//! [`TrustedSet::verify_new_targets`], so the server trusts exactly what a device trusts.
+//!
 //! New metadata that verifies is stored *before* its expiry and version checks
 //! ("intermediate"): it still serves as the reference for rollback checks, but as long as
 //! those final checks fail it blocks loading the next role, and the caller persists only
 //! metadata whose update returned `Ok`.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::hashes::check_meta;
 use crate::keys::Key;
@@ -23,15 +28,16 @@ pub(crate) enum TimestampUpdate {
     SameVersion,
 }
 
+/// The metadata trusted so far in one update cycle, and the checks that admit more.
 #[derive(Clone)]
-pub(crate) struct TrustedSet {
+pub struct TrustedSet {
     /// §5.1: the update start time (Unix seconds) for every expiry check.
     start: i64,
-    pub root: Root,
-    pub timestamp: Option<Timestamp>,
-    pub snapshot: Option<Snapshot>,
+    pub(crate) root: Root,
+    pub(crate) timestamp: Option<Timestamp>,
+    pub(crate) snapshot: Option<Snapshot>,
     /// "targets" and the delegated roles loaded so far.
-    pub targets: HashMap<String, Targets>,
+    pub(crate) targets: HashMap<String, Targets>,
     /// The signatures and signed bytes of each loaded targets role, kept so that a role
     /// reached again through another delegator can be verified against that one's keys.
     envelopes: HashMap<String, Envelope>,
@@ -95,10 +101,34 @@ fn expired(role: &str, common: &model::Common) -> Error {
     }
 }
 
+/// Unix seconds of `t`, rounded down (so "expired" is `start >= expires` exactly as with
+/// python's sub-second datetimes).
+pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let before = e.duration();
+            let secs = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            if before.subsec_nanos() > 0 {
+                -secs - 1
+            } else {
+                -secs
+            }
+        }
+    }
+}
+
 impl TrustedSet {
-    /// §5.2: the local root, verified by a threshold of its own root keys. Its expiry is
-    /// not checked here: an expired trusted root is the start of a rotation chain.
-    pub(crate) fn new(root_bytes: &[u8], start: i64) -> Result<Self, Error> {
+    /// §5.1 and §5.2: the local root, verified by a threshold of its own root keys;
+    /// `start` is the reference time of every expiry check. The root's own expiry is not
+    /// checked here: an expired trusted root is the start of a rotation chain
+    /// ([`TrustedSet::check_final_root`] checks it at the end).
+    pub fn new(root_bytes: &[u8], start: SystemTime) -> Result<Self, Error> {
+        Self::at(root_bytes, unix_seconds(start))
+    }
+
+    /// [`TrustedSet::new`] with the start time in Unix seconds.
+    pub(crate) fn at(root_bytes: &[u8], start: i64) -> Result<Self, Error> {
         let (envelope, signed) = model::parse_envelope(root_bytes, "root", "root")?;
         let root = model::root(&signed).map_err(|r| Error::parse("root", r))?;
         verify_by_root(&root, "root", "trusted root", &envelope)?;
@@ -113,8 +143,14 @@ impl TrustedSet {
         })
     }
 
+    /// The trusted root: the one given to [`TrustedSet::new`], or the last one
+    /// [`TrustedSet::update_root`] accepted.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
     /// §5.3.4–§5.3.8: one step of root rotation.
-    pub(crate) fn update_root(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    pub fn update_root(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let (envelope, signed) = model::parse_envelope(bytes, "root", "root")?;
         let new = model::root(&signed).map_err(|r| Error::parse("root", r))?;
         // §5.3.4 (1): signed by a threshold of the trusted root's root keys.
@@ -134,7 +170,7 @@ impl TrustedSet {
     }
 
     /// §5.3.10: the final root must not be expired.
-    pub(crate) fn check_final_root(&self) -> Result<(), Error> {
+    pub fn check_final_root(&self) -> Result<(), Error> {
         if self.root.common.is_expired(self.start) {
             return Err(expired("root", &self.root.common));
         }
@@ -261,10 +297,7 @@ impl TrustedSet {
         })?;
         // §5.6.2: length and every hash snapshot lists.
         check_meta(&file, bytes, meta.length, meta.hashes.as_deref())?;
-        let (envelope, signed) = model::parse_envelope(bytes, role, "targets")?;
-        let new = model::targets(&signed).map_err(|r| Error::parse(role, r))?;
-        // §5.6.3: signed by a threshold of the keys its delegator trusts it with.
-        self.verify_delegate(role, delegator, &envelope)?;
+        let (envelope, new) = self.signed_targets(bytes, role, delegator)?;
         // §5.6.4: the version snapshot lists.
         if new.common.version != meta.version {
             return Err(Error::VersionMismatch {
@@ -274,14 +307,46 @@ impl TrustedSet {
                 got: new.common.version,
             });
         }
-        // §5.6.5: not expired, with the same start time as every other role.
-        if new.common.is_expired(self.start) {
-            return Err(expired(role, &new.common));
-        }
+        self.check_targets_expiry(role, &new)?;
         self.targets.insert(role.to_owned(), new);
         self.envelopes.insert(role.to_owned(), envelope);
         self.verified_by
             .insert((delegator.to_owned(), role.to_owned()));
+        Ok(())
+    }
+
+    /// §5.6.3 and §5.6.5 for top-level targets that no snapshot lists yet: what a
+    /// repository checks before it signs the snapshot that will list them (§5.6.1,
+    /// §5.6.2 and §5.6.4 then hold by construction). Nothing is added to the set.
+    ///
+    /// §5.3.10 first: a device stops at an expired root, so nothing published under one
+    /// would ever be read.
+    pub fn verify_new_targets(&self, bytes: &[u8]) -> Result<Targets, Error> {
+        self.check_final_root()?;
+        let (_, targets) = self.signed_targets(bytes, "targets", "root")?;
+        self.check_targets_expiry("targets", &targets)?;
+        Ok(targets)
+    }
+
+    /// Parses targets role `role` and checks §5.6.3: signed by a threshold of the keys
+    /// its delegator trusts it with.
+    fn signed_targets(
+        &self,
+        bytes: &[u8],
+        role: &str,
+        delegator: &str,
+    ) -> Result<(Envelope, Targets), Error> {
+        let (envelope, signed) = model::parse_envelope(bytes, role, "targets")?;
+        let new = model::targets(&signed).map_err(|r| Error::parse(role, r))?;
+        self.verify_delegate(role, delegator, &envelope)?;
+        Ok((envelope, new))
+    }
+
+    /// §5.6.5: not expired, with the same start time as every other role.
+    fn check_targets_expiry(&self, role: &str, targets: &Targets) -> Result<(), Error> {
+        if targets.common.is_expired(self.start) {
+            return Err(expired(role, &targets.common));
+        }
         Ok(())
     }
 
