@@ -56,32 +56,6 @@ impl PublicKey {
         Ok(Self { bytes, key_id })
     }
 
-    /// The key from a TUF `KEY` (TUF 1.0.34 §4.2); only Ed25519 keys with the "ed25519"
-    /// scheme and no extra fields are accepted (the key id covers every field).
-    pub fn from_tuf_key(key: &Key) -> Result<Self> {
-        let unsupported = || Error::UnsupportedKey {
-            key_id: key
-                .key_id()
-                .map(|id| hex::encode(&*id))
-                .unwrap_or_else(|_| "(unknown)".into()),
-        };
-        match key {
-            Key::Ed25519 {
-                keyval,
-                scheme: Ed25519Scheme::Ed25519,
-                _extra,
-            } if _extra.is_empty() && keyval._extra.is_empty() => {
-                let bytes: [u8; 32] = keyval
-                    .public
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| unsupported())?;
-                Self::from_bytes(bytes).map_err(|_| unsupported())
-            }
-            _ => Err(unsupported()),
-        }
-    }
-
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.bytes
