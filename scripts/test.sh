@@ -85,7 +85,11 @@ step "tests (all crates, all features)"
 cargo test --workspace --all-features
 
 step "the server's API against its /openapi.json (schemathesis, 20 cases per operation)"
-API_FUZZ_EXAMPLES="${API_FUZZ_EXAMPLES:-20}" scripts/api-fuzz.sh
+# The binaries the test run just built (cargo builds a package's binaries for its
+# integration tests): a `cargo build` here would resolve features without the
+# dev-dependencies and rebuild part of the tree.
+ROTA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug" \
+    API_FUZZ_EXAMPLES="${API_FUZZ_EXAMPLES:-20}" scripts/api-fuzz.sh
 
 step "rota-manifest and rota-boot compile for a bare-metal Cortex-M without std or alloc"
 cargo check -p rota-manifest -p rota-boot --target thumbv7em-none-eabihf --no-default-features
