@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
+use rota_manifest::PublicKey;
 
 /// The largest envelope or TUF root a command reads.
 const MAX_SMALL_FILE: u64 = 512 * 1024;
@@ -98,42 +98,6 @@ pub fn install_trusted_root(state_dir: &Path, root: &[u8]) -> Result<()> {
         &tuf.join("root.json"),
         root,
     )?)
-}
-
-/// What a factory envelope says about the devices it is for.
-pub struct FactoryClaims {
-    pub vendor_id: [u8; 16],
-    pub class_id: [u8; 16],
-    /// The trust anchor that signed it: the key that goes into slot A's header.
-    pub signer: [u8; 32],
-}
-
-/// Authenticates the factory envelope against `anchors` (draft-ietf-suit-manifest §8.3)
-/// and reads its vendor and class (§8.4.8.3, §8.4.8.4).
-pub fn factory_claims(envelope: &[u8], anchors: &[PublicKey]) -> Result<FactoryClaims> {
-    let policy = Policy::default();
-    let authenticated = Envelope::decode(envelope, &policy)
-        .and_then(|e| e.authenticate(anchors, &HostVerifier, &policy))
-        .map_err(|e| anyhow!("the factory envelope is not signed by a trust anchor: {e}"))?;
-    let claims = authenticated
-        .claims(0, None)
-        .map_err(|e| anyhow!("cannot read the factory manifest: {e}"))?;
-    let id = |claim: Option<&[u8]>| -> Option<[u8; 16]> { claim.and_then(|c| c.try_into().ok()) };
-    let (Some(vendor_id), Some(class_id)) = (id(claims.vendor_id), id(claims.class_id)) else {
-        return Err(anyhow!(
-            "the factory manifest names no 16-byte vendor-id and class-id"
-        ));
-    };
-    let Some(PublicKey::Ed25519(signer)) = anchors.get(authenticated.signer) else {
-        return Err(anyhow!(
-            "the factory envelope must be signed with an Ed25519 key"
-        ));
-    };
-    Ok(FactoryClaims {
-        vendor_id,
-        class_id,
-        signer: *signer,
-    })
 }
 
 #[cfg(test)]
