@@ -2,10 +2,13 @@
 
 pub mod provision;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim_image;
+#[cfg(feature = "sim")]
 pub mod simulate;
 
 use std::path::Path;
+#[cfg(feature = "sim")]
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -54,13 +57,15 @@ pub fn read_signing_key(path: &Path, what: &str) -> Result<ed25519_dalek::Signin
 /// A command-line value that is not what its option takes (clap prints it).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
+    #[cfg(feature = "sim")]
     #[error("{0:?} is not a duration: a whole number and ms, s or m (250ms, 2s, 5m)")]
     Duration(String),
     #[error("{0:?} is not a size: bytes, or a whole number with K or M (65536, 256K, 16M)")]
     Size(String),
 }
 
-/// `250ms`, `2s`, `5m`.
+/// `250ms`, `2s`, `5m` (only `simulate` takes a duration).
+#[cfg(feature = "sim")]
 pub fn parse_duration(text: &str) -> Result<Duration, ArgError> {
     let bad = || ArgError::Duration(text.to_string());
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;

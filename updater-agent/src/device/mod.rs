@@ -1,6 +1,6 @@
 //! What the agent needs from the device it runs on, and the two devices it knows: a
-//! simulated one (tests, demos, fleets) and a Linux one (gateways; flash as a file or
-//! an MTD partition).
+//! Linux one (gateways; flash as a file or an MTD partition) and, with the feature `sim`,
+//! a simulated one (tests, demos, fleets). Both are provisioned by `rota_boot::factory`.
 //!
 //! The boot state is never the agent's own: it lives in flash, in rota-boot's journal,
 //! and every decision about it goes through rota-boot's [`Updater`] and
@@ -10,6 +10,7 @@
 
 pub mod file_flash;
 pub mod linux;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use std::path::Path;
