@@ -67,7 +67,7 @@ die() { say "$*"; exit 1; }
 if [[ -z "$bin_dir" ]]; then
     say "building rota, rota-server and rota-agent (cargo build --release, agent with its simulator)"
     cargo build --release --manifest-path "$repo_root/Cargo.toml" \
-        -p rota-cli -p rota-server -p rota-agent --features rota-agent/sim >&2
+        -p rota-cli -p rota-server -p rota-agent --features sim >&2
     bin_dir="${CARGO_TARGET_DIR:-$repo_root/target}/release"
 fi
 bin_dir="$(cd "$bin_dir" && pwd)"
