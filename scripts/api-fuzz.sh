@@ -26,7 +26,7 @@ fi
 if [[ -z "${ROTA_BIN:-}" ]]; then
   # --all-features: the same build as the test suite's, so nothing is rebuilt.
   cargo build -q --manifest-path "$root/Cargo.toml" --all-features -p rota-cli -p rota-server
-  ROTA_BIN="$root/target/debug"
+  ROTA_BIN="${CARGO_TARGET_DIR:-$root/target}/debug"
 fi
 export PATH="$ROTA_BIN:$PATH"
 # The server takes its settings from its flags alone.

@@ -24,8 +24,9 @@
 #   --time-limit  seconds from the fleet's start until the run stops (default 600)
 #   --settle      seconds without a device changing version, once the rollout ended,
 #                 after which the rest count as left behind (default 6 polls, >= 30)
-#   --bin-dir     a directory with prebuilt rota, rota-server and rota-agent (to measure
-#                 two builds alike); default: cargo build --release of this checkout
+#   --bin-dir     a directory with prebuilt rota, rota-server and rota-agent, the agent
+#                 built with `--features sim` (to measure two builds alike); default:
+#                 cargo build --release of this checkout
 #   --out FILE    also write the JSON to FILE
 #   --keep        keep the scratch directory (keys, data/, logs, device state)
 set -euo pipefail
@@ -64,9 +65,9 @@ say() { printf 'bench-fleet: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 if [[ -z "$bin_dir" ]]; then
-    say "building rota, rota-server and rota-agent (cargo build --release)"
+    say "building rota, rota-server and rota-agent (cargo build --release, agent with its simulator)"
     cargo build --release --manifest-path "$repo_root/Cargo.toml" \
-        -p rota-cli -p rota-server -p rota-agent >&2
+        -p rota-cli -p rota-server -p rota-agent --features sim >&2
     bin_dir="${CARGO_TARGET_DIR:-$repo_root/target}/release"
 fi
 bin_dir="$(cd "$bin_dir" && pwd)"

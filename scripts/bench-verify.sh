@@ -11,7 +11,7 @@ runs="${1:-200}"
 size="${2:-1048576}"
 
 cargo build --release --quiet -p rota-cli
-rota="$PWD/target/release/rota"
+rota="${CARGO_TARGET_DIR:-$PWD/target}/release/rota"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rota-bench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 cd "$work"

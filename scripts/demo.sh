@@ -55,10 +55,13 @@ wait_for() {
 }
 
 printf '%sbuilding rota, rota-server and rota-agent (cargo build --release; the first build takes a while)...%s\n' "$dim" "$off"
-# Not --quiet: cargo's progress shows how far a first build has got.
+# Not --quiet: cargo's progress shows how far a first build has got. The fleet needs the
+# agent's simulator (`simulate`, `sim-image`): feature `sim`, off in the agent devices run.
+# Plain `sim`, only rota-agent has it: `rota-agent/sim` would name the feature of the
+# agent's dev-dependency on itself, inactive in this build.
 cargo build --release --manifest-path "$repo_root/Cargo.toml" \
-    -p rota-cli -p rota-server -p rota-agent
-export PATH="$repo_root/target/release:$PATH"
+    -p rota-cli -p rota-server -p rota-agent --features sim
+export PATH="${CARGO_TARGET_DIR:-$repo_root/target}/release:$PATH"
 # The demo's server takes its settings from its flags alone.
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^ROTA_SERVER_' || true)
 

@@ -10,7 +10,7 @@ cd "$root"
 
 cargo build --quiet --release -p rota-cli
 (cd bootloader/qemu && cargo build --quiet --release -p rota-qemu-bench)
-rota="$root/target/release/rota"
+rota="${CARGO_TARGET_DIR:-$root/target}/release/rota"
 bench="$root/bootloader/qemu/target/thumbv7em-none-eabihf/release/rota-qemu-bench"
 
 work="$(mktemp -d)"

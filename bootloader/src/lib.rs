@@ -13,17 +13,21 @@
 //!
 //! Everything here is `no_std` and allocation-free and generic over
 //! [`embedded_storage::nor_flash::NorFlash`]; flash geometry is always a parameter.
-//! The `sim` module (feature `sim`, and in tests) simulates NOR flash and OTP with
-//! their real programming rules and power cuts, torn writes and erases included.
+//! Two host-side modules need `alloc` and stay off the boot path: `factory` (feature
+//! `factory`) writes what a device leaves the factory with, its flash and its root of
+//! trust; `sim` (feature `sim`, and in tests) simulates NOR flash and OTP with their real
+//! programming rules and power cuts, torn writes and erases included.
 #![no_std]
 #![forbid(unsafe_code)]
 
-#[cfg(any(test, feature = "sim"))]
+#[cfg(any(test, feature = "factory"))]
 extern crate alloc;
 
 pub mod board;
 pub mod boot;
 pub mod error;
+#[cfg(any(test, feature = "factory"))]
+pub mod factory;
 pub mod header;
 pub mod journal;
 pub mod layout;

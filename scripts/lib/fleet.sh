@@ -2,7 +2,7 @@
 # TUF repository, rota-server on loopback in ./data, signed simulated firmware, a
 # simulated fleet, a published release and its rollout. Sourced, not run; every step
 # works in the current directory and expects `rota`, `rota-server` and `rota-agent` on
-# PATH.
+# PATH, the agent built with its simulator (`cargo build -p rota-agent --features sim`).
 #
 # The caller defines:
 #   fleet_run CMD             runs the command line CMD (the demo shows it first);

@@ -64,6 +64,7 @@ pub enum StateError {
 pub struct Unhealthy(pub String);
 
 /// A simulated device could not be made (`fleet::provision`, `Fleet::start`).
+#[cfg(feature = "sim")]
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("cannot make a device key: {0}")]
@@ -74,6 +75,7 @@ pub enum ProvisionError {
     Device(#[from] DeviceError),
 }
 
+#[cfg(feature = "sim")]
 impl From<StateError> for ProvisionError {
     fn from(e: StateError) -> Self {
         ProvisionError::Device(e.into())

@@ -5,7 +5,8 @@
 //! ([`release`]), streams the image into the inactive slot through rota-boot, resuming
 //! where flash says an interrupted download stopped ([`install`]), reboots into it, runs
 //! the health check, and confirms or reverts ([`agent`]). [`device`] holds the devices it
-//! runs on: simulated ones for tests and fleets ([`fleet`]), and Linux gateways.
+//! runs on: Linux gateways, and with the feature `sim` simulated ones for tests and
+//! fleets (`fleet`), on rota-boot's simulated flash and OTP.
 //!
 //! The TUF client is its own crate, `rota-tuf` (TUF 1.0.34 §5), re-exported as [`tuf`].
 
@@ -13,7 +14,9 @@ pub mod agent;
 pub mod backoff;
 pub mod device;
 pub mod error;
+#[cfg(feature = "sim")]
 pub mod firmware;
+#[cfg(feature = "sim")]
 pub mod fleet;
 pub mod install;
 pub mod release;
@@ -21,5 +24,7 @@ pub mod server;
 pub mod state;
 
 pub use agent::{Agent, Config, Event, Outcome};
-pub use error::{DeviceError, ProvisionError, StateError, Unhealthy};
+#[cfg(feature = "sim")]
+pub use error::ProvisionError;
+pub use error::{DeviceError, StateError, Unhealthy};
 pub use rota_tuf as tuf;

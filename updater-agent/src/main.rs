@@ -4,6 +4,9 @@
 //! - `rota-agent provision`: what a factory does to a Linux device's flash and OTP.
 //! - `rota-agent simulate`: a fleet of simulated devices (the demo, load tests).
 //! - `rota-agent sim-image`: firmware for simulated devices.
+//!
+//! The last two exist only with the feature `sim` (`cargo build -p rota-agent --features
+//! sim`), so the agent that ships on devices carries no simulator.
 //! - `rota-agent tuf-client`: the TUF client alone, with the tuf-conformance interface.
 //!
 //! Failures are one line on stderr and exit code 1.
@@ -28,7 +31,9 @@ struct Cli {
 enum Command {
     Run(cli::run::Args),
     Provision(cli::provision::Args),
+    #[cfg(feature = "sim")]
     Simulate(cli::simulate::Args),
+    #[cfg(feature = "sim")]
     SimImage(cli::sim_image::Args),
     /// The TUF client alone (TUF 1.0.34 §5), with the tuf-conformance command line:
     /// `tuf-client --metadata-dir DIR [--metadata-url URL] [--target-name NAME]…
@@ -59,7 +64,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Provision(args) => cli::provision::run(args),
+        #[cfg(feature = "sim")]
         Command::Simulate(args) => cli::simulate::run(args),
+        #[cfg(feature = "sim")]
         Command::SimImage(args) => cli::sim_image::run(args),
         Command::TufClient { args } => {
             return ExitCode::from(rota_tuf::cli::run(args) as u8);

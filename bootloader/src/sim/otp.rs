@@ -14,18 +14,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::power::{CutKind, PowerLoss, PowerRail, SplitMix};
+use crate::factory::Provisioning;
 use crate::rot::{KeyHash, RootOfTrust, Uuid};
-
-/// What a factory writes into a device's OTP.
-#[derive(Clone, Debug)]
-pub struct Provisioning {
-    /// Trusted key hashes, one per slot; `None` leaves a slot blank.
-    pub keys: Vec<Option<KeyHash>>,
-    pub vendor_id: Uuid,
-    pub class_id: Uuid,
-    /// Bits in the floor counter: the highest floor the device can ever reach.
-    pub floor_bits: u32,
-}
 
 /// Why a simulated OTP operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +47,8 @@ pub struct SimOtp {
 }
 
 impl SimOtp {
-    /// A freshly provisioned bank on `rail`: no key revoked, floor 0.
+    /// A bank on `rail` as the factory burns it ([`crate::factory`]): one key slot per
+    /// provisioned key, a floor counter of `floor_bits`, no key revoked, floor 0.
     pub fn provision(rail: PowerRail, provisioning: &Provisioning) -> Self {
         Self {
             revoked: vec![false; provisioning.keys.len()],

@@ -5,8 +5,8 @@
 use std::marker::PhantomData;
 
 use embedded_storage::nor_flash::NorFlash;
+use rota_boot::factory::Provisioning;
 use rota_boot::header::SlotHeader;
-use rota_boot::sim::otp::Provisioning;
 use rota_boot::sim::{PowerRail, SimFlash, SimOtp};
 use rota_boot::{
     BootDecision, BootState, EnvelopeAuth, Error, Journal, Layout, Region, Slot, SuitDecoder,

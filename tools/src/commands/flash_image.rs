@@ -4,18 +4,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use embedded_storage::nor_flash::NorFlash;
-use rota_boot::board::{BOARDS, Board};
-use rota_boot::header::{FIXED_LEN, SlotHeader};
+use rota_boot::board::BOARDS;
+use rota_boot::factory::{self, Provisioning, RamFlash};
+use rota_boot::header::FIXED_LEN;
 use rota_boot::otp_map::{self, OtpRot};
-use rota_boot::sim::SimFlash;
 use rota_boot::{BootProfile, Slot, verify_slot};
-use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey, public_key_from_pem};
+use rota_manifest::{PublicKey, public_key_from_pem};
 
 use crate::files;
 use crate::output;
 
-/// The emulated flash of every preset board: 4 KiB sectors, 4-byte words.
-type ImageFlash = SimFlash<4096, 4>;
+/// The flash of every preset board: 4 KiB sectors, 4-byte words.
+type ImageFlash = RamFlash<4096, 4>;
 
 /// Assemble a device's flash image (bootloader, journal, slot A with the factory image)
 /// and its OTP map (trusted keys, vendor and class), for a board preset.
@@ -80,18 +80,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
 
-    let keys = args
+    let anchors = args
         .trust_anchors
         .iter()
-        .map(|path| load_ed25519(path))
+        .map(|path| load_ed25519(path).map(PublicKey::Ed25519))
         .collect::<Result<Vec<_>>>()?;
-    if keys.len() > otp_map::KEY_SLOTS {
-        bail!(
-            "the OTP map has {} key slots; {} trust anchors given",
-            otp_map::KEY_SLOTS,
-            keys.len()
-        );
-    }
     let bootloader = files::read_limited(
         &args.bootloader,
         board.bootloader.size.into(),
@@ -104,54 +97,29 @@ pub fn run(args: Args) -> Result<()> {
         "an image for slot A",
     )?;
 
-    // Which anchor signed, and for which vendor and class.
-    let anchors: Vec<PublicKey> = keys.iter().map(|k| PublicKey::Ed25519(*k)).collect();
-    let policy = Policy::default();
-    let authenticated = Envelope::decode(&envelope, &policy)
-        .and_then(|e| e.authenticate(&anchors, &HostVerifier, &policy))
-        .map_err(|e| {
-            anyhow!(
-                "{} is not signed by a trust anchor: {e}",
-                args.envelope.display()
-            )
-        })?;
-    let claims = authenticated.claims(0, None).map_err(|e| {
-        anyhow!(
-            "cannot read the manifest of {}: {e}",
-            args.envelope.display()
-        )
-    })?;
-    let id = |claim: Option<&[u8]>, what| -> Result<[u8; 16]> {
-        claim.and_then(|id| id.try_into().ok()).ok_or_else(|| {
-            anyhow!(
-                "the manifest of {} names no 16-byte {what}",
-                args.envelope.display()
-            )
-        })
-    };
-    let vendor = id(claims.vendor_id, "vendor-id")?;
-    let class = id(claims.class_id, "class-id")?;
-    let signer = keys[authenticated.signer];
-
-    let hashes: Vec<_> = anchors.iter().map(|k| Some(k.key_id())).collect();
-    let mut otp = otp_map::provision(&hashes, &vendor, &class).expect("at most KEY_SLOTS keys");
-    let flash = assemble(&board, &bootloader, &signer, &envelope, &image)?;
+    let layout = &board.layout;
+    let claims = factory::claims(&envelope, &anchors)
+        .with_context(|| args.envelope.display().to_string())?;
+    let mut otp = Provisioning::new(&anchors, &claims, otp_map::FLOOR_BITS).otp_map()?;
+    let mut flash = ImageFlash::new(
+        (board.flash_size / board.erase_size) as usize,
+        layout.erased,
+    );
+    let assembling = "assembling the flash image failed";
+    factory::program_bootloader(&mut flash, board.bootloader, &bootloader, layout.erased)
+        .context(assembling)?;
+    factory::program_first_image(&mut flash, layout, &claims.signer, &envelope, &image)
+        .context(assembling)?;
 
     // The device's own check, on the device's own bytes.
-    let mut check = flash.fork(rota_boot::sim::PowerRail::new());
     let mut rot = OtpRot::open(&mut otp).expect("just provisioned");
-    let mut scratch = vec![0u8; board.layout.header_size as usize - FIXED_LEN];
+    let mut scratch = vec![0u8; layout.header_size as usize - FIXED_LEN];
     // rota's board bootloaders read envelopes with the boot profile (`CompactBootAuth`:
     // only the layout `rota sign` writes, a subset of the general decoder); the same
     // profile with ed25519-dalek gives the same verdicts on the host.
-    let verified = verify_slot::<BootProfile, _, _>(
-        &mut check,
-        &mut rot,
-        &board.layout,
-        Slot::A,
-        &mut scratch,
-    )
-    .map_err(|e| anyhow!("a device programmed with this image would not boot it: {e}"))?;
+    let verified =
+        verify_slot::<BootProfile, _, _>(&mut flash, &mut rot, layout, Slot::A, &mut scratch)
+            .map_err(|e| anyhow!("a device programmed with this image would not boot it: {e}"))?;
 
     files::write_atomically(&args.out_flash, flash.contents(), args.force)?;
     files::write_atomically(&args.out_otp, &otp, args.force)?;
@@ -167,53 +135,9 @@ pub fn run(args: Args) -> Result<()> {
         verified.security_version,
         verified.size,
         args.out_otp.display(),
-        keys.len(),
-        authenticated.signer,
+        anchors.len(),
+        claims.signer_slot,
     ))
-}
-
-/// The whole flash: the bootloader, a blank journal, slot A with the factory image.
-fn assemble(
-    board: &Board,
-    bootloader: &[u8],
-    signer: &[u8; 32],
-    envelope: &[u8],
-    image: &[u8],
-) -> Result<ImageFlash> {
-    let layout = &board.layout;
-    let mut flash = ImageFlash::new(
-        (board.flash_size / board.erase_size) as usize,
-        layout.erased,
-    );
-    let header = SlotHeader {
-        key: *signer,
-        envelope,
-    };
-    if !header.fits(layout) {
-        bail!(
-            "the envelope ({} bytes) does not fit the slot header area",
-            envelope.len()
-        );
-    }
-    let program = |flash: &mut ImageFlash, at: u32, bytes: &[u8]| -> Result<()> {
-        let mut padded = bytes.to_vec();
-        padded.resize(
-            bytes.len().next_multiple_of(ImageFlash::WRITE_SIZE),
-            layout.erased,
-        );
-        if padded.is_empty() {
-            return Ok(());
-        }
-        flash
-            .write(at, &padded)
-            .map_err(|e| anyhow!("assembling the flash image failed: {e:?}"))
-    };
-    program(&mut flash, board.bootloader.offset, bootloader)?;
-    header
-        .write(&mut flash, layout, Slot::A)
-        .map_err(|e| anyhow!("assembling the flash image failed: {e:?}"))?;
-    program(&mut flash, layout.image_address(Slot::A), image)?;
-    Ok(flash)
 }
 
 /// Reads a trust anchor that the bootloader can use: an Ed25519 public key.

@@ -2,14 +2,17 @@
 
 pub mod provision;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim_image;
+#[cfg(feature = "sim")]
 pub mod simulate;
 
 use std::path::Path;
+#[cfg(feature = "sim")]
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use rota_manifest::{Envelope, HostVerifier, Policy, PublicKey};
+use rota_manifest::PublicKey;
 
 /// The largest envelope or TUF root a command reads.
 const MAX_SMALL_FILE: u64 = 512 * 1024;
@@ -53,13 +56,15 @@ pub fn read_signing_key(path: &Path, what: &str) -> Result<rota_keys::SoftwareKe
 /// A command-line value that is not what its option takes (clap prints it).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
+    #[cfg(feature = "sim")]
     #[error("{0:?} is not a duration: a whole number and ms, s or m (250ms, 2s, 5m)")]
     Duration(String),
     #[error("{0:?} is not a size: bytes, or a whole number with K or M (65536, 256K, 16M)")]
     Size(String),
 }
 
-/// `250ms`, `2s`, `5m`.
+/// `250ms`, `2s`, `5m` (only `simulate` takes a duration).
+#[cfg(feature = "sim")]
 pub fn parse_duration(text: &str) -> Result<Duration, ArgError> {
     let bad = || ArgError::Duration(text.to_string());
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -97,42 +102,6 @@ pub fn install_trusted_root(state_dir: &Path, root: &[u8]) -> Result<()> {
         &tuf.join("root.json"),
         root,
     )?)
-}
-
-/// What a factory envelope says about the devices it is for.
-pub struct FactoryClaims {
-    pub vendor_id: [u8; 16],
-    pub class_id: [u8; 16],
-    /// The trust anchor that signed it: the key that goes into slot A's header.
-    pub signer: [u8; 32],
-}
-
-/// Authenticates the factory envelope against `anchors` (draft-ietf-suit-manifest §8.3)
-/// and reads its vendor and class (§8.4.8.3, §8.4.8.4).
-pub fn factory_claims(envelope: &[u8], anchors: &[PublicKey]) -> Result<FactoryClaims> {
-    let policy = Policy::default();
-    let authenticated = Envelope::decode(envelope, &policy)
-        .and_then(|e| e.authenticate(anchors, &HostVerifier, &policy))
-        .map_err(|e| anyhow!("the factory envelope is not signed by a trust anchor: {e}"))?;
-    let claims = authenticated
-        .claims(0, None)
-        .map_err(|e| anyhow!("cannot read the factory manifest: {e}"))?;
-    let id = |claim: Option<&[u8]>| -> Option<[u8; 16]> { claim.and_then(|c| c.try_into().ok()) };
-    let (Some(vendor_id), Some(class_id)) = (id(claims.vendor_id), id(claims.class_id)) else {
-        return Err(anyhow!(
-            "the factory manifest names no 16-byte vendor-id and class-id"
-        ));
-    };
-    let Some(PublicKey::Ed25519(signer)) = anchors.get(authenticated.signer) else {
-        return Err(anyhow!(
-            "the factory envelope must be signed with an Ed25519 key"
-        ));
-    };
-    Ok(FactoryClaims {
-        vendor_id,
-        class_id,
-        signer: *signer,
-    })
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use rota_agent::device::file_flash::FileFlash;
 use rota_agent::device::linux::{FileOtp, HEADER_SIZE};
-use rota_agent::device::{program_factory_image, standard_layout};
-use rota_boot::Slot;
+use rota_agent::device::standard_layout;
+use rota_boot::factory::{self, Provisioning};
 use rota_boot::otp_map;
 
 /// Program a Linux device's flash (a file, created here) with a factory image in slot A,
@@ -42,38 +42,22 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let anchors = super::read_anchors(&args.trust_anchors)?;
-    if anchors.len() > otp_map::KEY_SLOTS {
-        return Err(anyhow!(
-            "the OTP map holds at most {} keys",
-            otp_map::KEY_SLOTS
-        ));
-    }
     let envelope = super::read_small(&args.envelope, "the envelope")?;
     let image = std::fs::read(&args.image)
         .with_context(|| format!("cannot read {}", args.image.display()))?;
     let root = super::read_small(&args.tuf_root, "the TUF root")?;
 
-    // Which anchor signed the factory envelope, and for which vendor and class.
-    let factory = super::factory_claims(&envelope, &anchors)?;
+    let claims = factory::claims(&envelope, &anchors)?;
+    let map = Provisioning::new(&anchors, &claims, otp_map::FLOOR_BITS).otp_map()?;
     let layout = standard_layout(
         rota_agent::device::file_flash::ERASE_SIZE as u32,
         HEADER_SIZE,
         args.image_capacity,
     );
-    let hashes: Vec<_> = anchors.iter().map(|k| Some(k.key_id())).collect();
-    let map = otp_map::provision(&hashes, &factory.vendor_id, &factory.class_id)
-        .ok_or_else(|| anyhow!("too many trust anchors for the OTP map"))?;
     let mut flash = FileFlash::create(&args.flash, layout.slots[1].end() as usize, layout.erased)
         .with_context(|| format!("cannot create the flash {}", args.flash.display()))?;
-    program_factory_image(
-        &mut flash,
-        &layout,
-        Slot::A,
-        &factory.signer,
-        &envelope,
-        &image,
-    )
-    .map_err(|e| anyhow!(e))?;
+    factory::program_first_image(&mut flash, &layout, &claims.signer, &envelope, &image)
+        .context("programming the factory image failed")?;
     FileOtp::provision(&args.otp, &map)
         .with_context(|| format!("cannot create the OTP {}", args.otp.display()))?;
     super::install_trusted_root(&args.state_dir, &root)?;

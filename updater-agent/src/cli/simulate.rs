@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<()> {
     let envelope = super::read_small(&args.factory_envelope, "the factory envelope")?;
     let image = std::fs::read(&args.factory_image)
         .with_context(|| format!("cannot read {}", args.factory_image.display()))?;
-    let factory = super::factory_claims(&envelope, &anchors)?;
+    let claims = rota_boot::factory::claims(&envelope, &anchors)?;
     let spec = FleetSpec {
         count: args.devices,
         id_prefix: args.prefix,
@@ -69,10 +69,10 @@ pub fn run(args: Args) -> Result<()> {
         key_algorithm: args.key_algorithm,
         tags: args.tags,
         factory: Factory {
-            vendor_id: factory.vendor_id,
-            class_id: factory.class_id,
+            vendor_id: claims.vendor_id,
+            class_id: claims.class_id,
             anchors,
-            signer: factory.signer,
+            signer: claims.signer,
             envelope,
             image,
             image_capacity: args.image_capacity,

@@ -1,6 +1,6 @@
 //! What the agent needs from the device it runs on, and the two devices it knows: a
-//! simulated one (tests, demos, fleets) and a Linux one (gateways; flash as a file or
-//! an MTD partition).
+//! Linux one (gateways; flash as a file or an MTD partition) and, with the feature `sim`,
+//! a simulated one (tests, demos, fleets). Both are provisioned by `rota_boot::factory`.
 //!
 //! The boot state is never the agent's own: it lives in flash, in rota-boot's journal,
 //! and every decision about it goes through rota-boot's [`Updater`] and
@@ -10,12 +10,12 @@
 
 pub mod file_flash;
 pub mod linux;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use std::path::Path;
 
 use embedded_storage::nor_flash::NorFlash;
-use rota_boot::header::SlotHeader;
 use rota_boot::{BootDecision, Bootloader, Layout, Region, RootOfTrust, Slot, Updater};
 use rota_manifest::PublicKey;
 
@@ -118,53 +118,4 @@ pub fn standard_layout(erase_size: u32, header_size: u32, image_capacity: u32) -
         erased: 0xFF,
         max_trial_boots: 3,
     }
-}
-
-/// Programs a factory image into `slot`: what a production line does before the first
-/// boot (the slot is erased, then the header, then the image).
-pub fn program_factory_image<F: NorFlash>(
-    flash: &mut F,
-    layout: &Layout,
-    slot: Slot,
-    key: &[u8; 32],
-    envelope: &[u8],
-    image: &[u8],
-) -> Result<(), DeviceError> {
-    let region = layout.slot(slot);
-    if image.len() as u64 > u64::from(layout.image_capacity(slot)) {
-        return Err(DeviceError::Factory(format!(
-            "the factory image ({} bytes) does not fit slot {slot:?} ({} bytes)",
-            image.len(),
-            layout.image_capacity(slot)
-        )));
-    }
-    let header = SlotHeader {
-        key: *key,
-        envelope,
-    };
-    if !header.fits(layout) {
-        return Err(DeviceError::Factory(
-            "the factory envelope does not fit the slot's header area".into(),
-        ));
-    }
-    let failed = |e: F::Error| DeviceError::Factory(format!("{e:?}"));
-    flash
-        .erase(region.offset, region.end() as u32)
-        .map_err(failed)?;
-    header.write(flash, layout, slot).map_err(failed)?;
-    // Whole write words; the last one padded with the erased value.
-    let word = F::WRITE_SIZE;
-    let whole = image.len() / word * word;
-    let at = layout.image_address(slot);
-    for (i, chunk) in image[..whole].chunks(F::ERASE_SIZE).enumerate() {
-        flash
-            .write(at + (i * F::ERASE_SIZE) as u32, chunk)
-            .map_err(failed)?;
-    }
-    if whole < image.len() {
-        let mut last = vec![layout.erased; word];
-        last[..image.len() - whole].copy_from_slice(&image[whole..]);
-        flash.write(at + whole as u32, &last).map_err(failed)?;
-    }
-    Ok(())
 }

@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use rota_boot::sim::otp::Provisioning;
+use rota_boot::Layout;
+use rota_boot::factory::{Provisioning, program_first_image};
 use rota_boot::sim::{CutKind, PowerCut, PowerRail, SimFlash, SimOtp};
-use rota_boot::{Layout, Slot};
 use rota_manifest::PublicKey;
 
-use super::{BootParts, Device, Identity, Running, program_factory_image, standard_layout};
+use super::{BootParts, Device, Identity, Running, standard_layout};
 use crate::error::{DeviceError, Unhealthy};
 use crate::firmware::{DESCRIPTION_MAX, SimFirmware};
 
@@ -69,14 +69,14 @@ impl SimDevice {
         let rail = PowerRail::new();
         let sectors = (layout.slots[1].end() / ERASE_SIZE as u64) as usize;
         let mut flash = Flash::on_rail(rail.clone(), sectors, layout.erased);
-        program_factory_image(
+        program_first_image(
             &mut flash,
             &layout,
-            Slot::A,
             &factory.signer,
             &factory.envelope,
             &factory.image,
-        )?;
+        )
+        .map_err(|e| DeviceError::Factory(e.to_string()))?;
         let otp = SimOtp::provision(
             rail.clone(),
             &Provisioning {
