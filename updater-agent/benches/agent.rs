@@ -7,8 +7,7 @@
 //!
 //! Run with `scripts/bench-agent.sh`; results also go to target/bench-agent.json.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use rota_system_tests as support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

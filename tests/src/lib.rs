@@ -1,7 +1,8 @@
-//! The world the end-to-end tests run in: a real rota-server (SQLite, in-process, on a
+//! The world rota's system tests run in: a real rota-server (SQLite, in-process, on a
 //! loopback port), the offline keys a release engineer and a manufacturer hold, signed
-//! releases of simulated firmware, and fleets of simulated devices.
-#![allow(dead_code)]
+//! releases of simulated firmware, fleets of simulated devices, and a fault-injecting
+//! proxy ([`proxy`]). Used by `tests/system/` and by rota-agent's tests of its binary
+//! and its bench.
 
 pub mod proxy;
 
