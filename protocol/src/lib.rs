@@ -27,8 +27,8 @@ mod encoding;
 pub use api::rollout_bucket;
 pub use auth::{AuthError, Nonce, RequestVerifier, SignedHeaders, parse_headers, sign_request};
 pub use identity::{
-    CertBody, DeviceCertificate, IdentityError, issue, valid_device_id, valid_tag, valid_uuid,
-    validate_tags,
+    CertBody, DeviceCertificate, IdentityError, certify, issue, valid_device_id, valid_tag,
+    valid_uuid, validate_tags,
 };
 pub use target::RotaTarget;
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rota_agent::firmware::SimFirmware;
-use rota_agent::fleet::provision;
+use rota_agent::fleet::provision_key;
 use rota_protocol::api::RolloutState;
 use serde_json::json;
 use support::proxy::{Action, FaultProxy};
@@ -37,9 +37,9 @@ impl Gateway {
         std::fs::write(p("factory.suit"), &factory.envelope).unwrap();
         std::fs::write(p("factory.bin"), &factory.image).unwrap();
         std::fs::write(p("root.json"), world.root_json()).unwrap();
-        let (identity, certificate) =
-            provision(&world.ca, id, CLASS, &[], rota_keys::Algorithm::Ed25519).unwrap();
-        let pem = identity.key.to_pkcs8_pem().unwrap();
+        let (key, certificate) =
+            provision_key(&world.ca, id, CLASS, &[], rota_keys::Algorithm::Ed25519).unwrap();
+        let pem = key.to_pkcs8_pem().unwrap();
         std::fs::write(p("device.key"), pem.as_bytes()).unwrap();
         std::fs::write(
             p("device.cert.json"),

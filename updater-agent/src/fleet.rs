@@ -9,12 +9,11 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::blocking::Client;
 use rota_keys::{Algorithm, Sign, SoftwareKey};
-use rota_protocol::DeviceCertificate;
-use rota_protocol::identity::{CertBody, issue};
+use rota_protocol::{DeviceCertificate, certify};
 
 use crate::agent::{Agent, Config, Event, Outcome};
 use crate::device::sim::{Factory, SimDevice};
@@ -76,27 +75,32 @@ pub fn provision(
     tags: &[String],
     algorithm: Algorithm,
 ) -> Result<(Identity, DeviceCertificate), ProvisionError> {
+    let (key, certificate) = provision_key(ca, device_id, class_id, tags, algorithm)?;
+    let identity = Identity {
+        device_id: device_id.to_string(),
+        key: Box::new(key),
+    };
+    Ok((identity, certificate))
+}
+
+/// [`provision`], keeping the key in memory (to write it to a file, as a factory does
+/// for a Linux device).
+pub fn provision_key(
+    ca: &dyn Sign,
+    device_id: &str,
+    class_id: [u8; 16],
+    tags: &[String],
+    algorithm: Algorithm,
+) -> Result<(SoftwareKey, DeviceCertificate), ProvisionError> {
     let key = SoftwareKey::generate(algorithm)?;
-    let issued_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let body = CertBody::new(
-        &ca.public_key(),
+    let certificate = certify(
+        ca,
         device_id,
         &key.public_key(),
         &uuid::Uuid::from_bytes(class_id),
         tags.to_vec(),
-        issued_at,
-    );
-    let certificate = issue(ca, &body)?;
-    Ok((
-        Identity {
-            device_id: device_id.to_string(),
-            key,
-        },
-        certificate,
-    ))
+    )?;
+    Ok((key, certificate))
 }
 
 impl Fleet {

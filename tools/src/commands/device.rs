@@ -4,14 +4,13 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use rota_manifest::{Sign as _, SoftwareKey};
 use rota_protocol::api::{DeviceInfo, DeviceRegister};
 use rota_protocol::identity::{valid_device_id, validate_tags};
-use rota_protocol::{CertBody, DeviceCertificate, issue};
+use rota_protocol::{DeviceCertificate, certify};
 
 use crate::client::{Client, ServerArgs, segment};
 use crate::commands::release::{table, time_text};
@@ -193,19 +192,14 @@ fn provision(args: ProvisionArgs) -> Result<()> {
     let device_pem = device
         .to_pkcs8_pem()
         .context("cannot encode the device key")?;
-    let issued_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let body = CertBody::new(
-        &ca.public_key(),
-        args.id.clone(),
+    let certificate = certify(
+        &ca,
+        &args.id,
         &device.public_key(),
         &args.class,
         args.tags.clone(),
-        issued_at,
-    );
-    let certificate = issue(&ca, &body).context("cannot issue the certificate")?;
+    )
+    .context("cannot issue the certificate")?;
     let mut cert_json = serde_json::to_vec_pretty(&certificate)?;
     cert_json.push(b'\n');
 
@@ -227,7 +221,7 @@ fn provision(args: ProvisionArgs) -> Result<()> {
         } else {
             args.tags.join(", ")
         },
-        &body.issuer[..16],
+        &rota_protocol::identity::issuer_id(&ca.public_key())[..16],
     );
     if let Some(client) = &client {
         let info = register(client, &certificate, &args.id).with_context(|| {

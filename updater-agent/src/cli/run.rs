@@ -71,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = LinuxDevice::open(LinuxConfig {
         identity: Identity {
             device_id: body.device_id.clone(),
-            key,
+            key: Box::new(key),
         },
         anchors: super::read_anchors(&args.trust_anchors)?,
         state_dir: args.state_dir,

@@ -24,9 +24,10 @@ use crate::error::{DeviceError, Unhealthy};
 /// Who the device is: the identity provisioned at manufacturing.
 pub struct Identity {
     pub device_id: String,
-    /// The device's identity key (Ed25519 or P-256); every request to the server is
-    /// signed with it.
-    pub key: rota_keys::SoftwareKey,
+    /// The device's identity key (Ed25519 or P-256, in a file or held by a secure
+    /// element: any signer of rota's key seam); every request to the server is signed
+    /// with it.
+    pub key: Box<dyn rota_keys::Sign>,
 }
 
 /// The image that booted.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rota_agent::device::Device;
 use rota_agent::device::linux::{LinuxConfig, LinuxDevice};
-use rota_agent::fleet::provision;
+use rota_agent::fleet::{provision, provision_key};
 use rota_manifest::signer::Sign;
 use support::World;
 
@@ -40,7 +40,7 @@ fn factory_files(world: &World) -> Files {
     std::fs::write(files.path("factory.suit"), &factory.envelope).unwrap();
     std::fs::write(files.path("factory.bin"), &factory.image).unwrap();
     std::fs::write(files.path("root.json"), world.root_json()).unwrap();
-    let (identity, certificate) = provision(
+    let (key, certificate) = provision_key(
         &world.ca,
         "gateway-1",
         support::CLASS,
@@ -48,7 +48,7 @@ fn factory_files(world: &World) -> Files {
         rota_keys::Algorithm::Ed25519,
     )
     .unwrap();
-    let pem = identity.key.to_pkcs8_pem().unwrap();
+    let pem = key.to_pkcs8_pem().unwrap();
     std::fs::write(files.path("device.key"), pem.as_bytes()).unwrap();
     std::fs::write(
         files.path("device.cert.json"),
@@ -221,7 +221,7 @@ fn a_gateway_is_provisioned_updated_and_reverts_a_release_that_fails_its_health_
 fn a_key_the_certificate_does_not_name_is_refused_before_anything_runs() {
     let world = World::start();
     let files = factory_files(&world);
-    let (other, _) = provision(
+    let (other, _) = provision_key(
         &world.ca,
         "gateway-2",
         support::CLASS,
@@ -229,7 +229,7 @@ fn a_key_the_certificate_does_not_name_is_refused_before_anything_runs() {
         rota_keys::Algorithm::Ed25519,
     )
     .unwrap();
-    let pem = other.key.to_pkcs8_pem().unwrap();
+    let pem = other.to_pkcs8_pem().unwrap();
     std::fs::write(files.path("device.key"), pem.as_bytes()).unwrap();
     let out = run_once(&world, &files, &[]);
     assert_eq!(out.status.code(), Some(1));
