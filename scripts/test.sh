@@ -93,6 +93,8 @@ ROTA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug" \
 
 step "rota-manifest and rota-boot compile for a bare-metal Cortex-M without std or alloc"
 cargo check -p rota-manifest -p rota-boot --target thumbv7em-none-eabihf --no-default-features
+# ...and with the P-256 verifier a bootloader for secure-element anchors would choose.
+cargo check -p rota-manifest --target thumbv7em-none-eabihf --no-default-features --features p256
 
 # The real bootloader, already built for the QEMU tests above (scripts/size-probe.sh
 # measures the verifier alone in four configurations; it cold-builds each, so it is a

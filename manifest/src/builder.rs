@@ -647,11 +647,18 @@ mod tests {
         let key = SoftwareKey::generate(crate::signer::Algorithm::EcdsaP256Sha256).unwrap();
         let bytes = release().build_envelope(&[&key]).unwrap();
         let policy = Policy::default();
-        let auth = Envelope::decode(&bytes, &policy)
-            .unwrap()
-            .authenticate(&[key.public_key()], &crate::HostVerifier, &policy)
-            .unwrap();
-        assert_eq!(auth.algorithm, SignatureAlgorithm::Es256);
+        let envelope = Envelope::decode(&bytes, &policy).unwrap();
+        let host = envelope.authenticate(&[key.public_key()], &crate::HostVerifier, &policy);
+        assert_eq!(host.unwrap().algorithm, SignatureAlgorithm::Es256);
+        let boot = envelope.authenticate(&[key.public_key()], &crate::EcdsaP256Verifier, &policy);
+        assert_eq!(boot.unwrap().algorithm, SignatureAlgorithm::Es256);
+        // The bootloader's default verifier has no P-256: it refuses, never accepts.
+        assert_eq!(
+            envelope
+                .authenticate(&[key.public_key()], &Ed25519Verifier, &policy)
+                .map(|_| ()),
+            Err(Error::UnsupportedAlgorithm { alg: -7 })
+        );
     }
 
     #[test]

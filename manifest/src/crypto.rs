@@ -288,6 +288,42 @@ impl Verifier for CompactEd25519Verifier {
     }
 }
 
+/// ECDSA P-256 with SHA-256 (ES256 -7, ESP256 -9), `no_std` and allocation-free: the
+/// bootloader-side verifier for anchors held where Ed25519 is not (many secure elements
+/// and TPMs). Other algorithms are [`Error::UnsupportedAlgorithm`].
+#[cfg(feature = "p256")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EcdsaP256Verifier;
+
+#[cfg(feature = "p256")]
+impl Verifier for EcdsaP256Verifier {
+    fn verify(
+        &self,
+        alg: SignatureAlgorithm,
+        key: &PublicKey,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
+        use p256::ecdsa::signature::Verifier as _;
+        let (SignatureAlgorithm::Es256 | SignatureAlgorithm::Esp256, PublicKey::P256(k)) =
+            (alg, key)
+        else {
+            return Err(Error::UnsupportedAlgorithm { alg: alg.cose_id() });
+        };
+        // Only the uncompressed form (SEC 1 §2.3.3, 0x04 || x || y): one key, one key id.
+        if k[0] != 0x04 {
+            return Err(Error::InvalidPublicKey);
+        }
+        let key =
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(k).map_err(|_| Error::InvalidPublicKey)?;
+        // COSE carries ECDSA signatures as fixed-size r || s (RFC 9053 §2.1).
+        let signature =
+            p256::ecdsa::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
+        key.verify(message, &signature)
+            .map_err(|_| Error::BadSignature)
+    }
+}
+
 /// Ed25519 and ECDSA P-256 (ES256, ESP256): the verifier for the CLI and the agent.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, Default)]
@@ -302,18 +338,9 @@ impl Verifier for HostVerifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<()> {
-        use p256::ecdsa::signature::Verifier as _;
-        match (alg, key) {
-            (SignatureAlgorithm::Es256 | SignatureAlgorithm::Esp256, PublicKey::P256(k)) => {
-                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(k)
-                    .map_err(|_| Error::InvalidPublicKey)?;
-                // COSE carries ECDSA signatures as fixed-size r || s (RFC 9053 §2.1).
-                let signature = p256::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| Error::BadSignature)?;
-                key.verify(message, &signature)
-                    .map_err(|_| Error::BadSignature)
-            }
-            _ => Ed25519Verifier.verify(alg, key, message, signature),
+        match key {
+            PublicKey::P256(_) => EcdsaP256Verifier.verify(alg, key, message, signature),
+            PublicKey::Ed25519(_) => Ed25519Verifier.verify(alg, key, message, signature),
         }
     }
 }

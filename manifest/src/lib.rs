@@ -70,6 +70,8 @@ pub use command::{Command, CommandSequence, Condition, Directive, IndexArg, Para
 pub use cose::CoseSign1;
 #[cfg(feature = "compact-ed25519")]
 pub use crypto::CompactEd25519Verifier;
+#[cfg(feature = "p256")]
+pub use crypto::EcdsaP256Verifier;
 #[cfg(feature = "std")]
 pub use crypto::HostVerifier;
 pub use crypto::{Ed25519Verifier, PublicKey, SignatureAlgorithm, Verifier};
