@@ -63,16 +63,6 @@ pub enum Algorithm {
     EcdsaP256Sha256,
 }
 
-impl Algorithm {
-    /// A readable name, as `rota keygen --algorithm` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ed25519 => "ed25519",
-            Self::EcdsaP256Sha256 => "p256",
-        }
-    }
-}
-
 impl core::str::FromStr for Algorithm {
     type Err = UnknownAlgorithm;
 

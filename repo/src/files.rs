@@ -145,8 +145,8 @@ pub fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u
     Ok(bytes)
 }
 
-/// The largest key file rota reads.
-pub const MAX_KEY_FILE_SIZE: u64 = 64 * 1024;
+/// The largest key file rota reads: rota-keys' limit for its key files, one number.
+pub const MAX_KEY_FILE_SIZE: u64 = rota_keys::MAX_KEY_FILE_LEN;
 
 /// Reads a PEM key file as text.
 pub fn read_key_file(path: &Path) -> Result<String, FileError> {
