@@ -12,6 +12,7 @@ use rota_agent::device::Device;
 use rota_agent::device::linux::{LinuxConfig, LinuxDevice};
 use rota_agent::fleet::{provision, provision_key};
 use rota_manifest::signer::Sign;
+use rota_protocol::DeviceCertificate;
 use support::World;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_rota-agent");
@@ -40,9 +41,21 @@ fn factory_files(world: &World) -> Files {
     std::fs::write(files.path("factory.suit"), &factory.envelope).unwrap();
     std::fs::write(files.path("factory.bin"), &factory.image).unwrap();
     std::fs::write(files.path("root.json"), world.root_json()).unwrap();
+    let certificate = write_device_key(world, &files, "gateway-1");
+    std::fs::write(
+        files.path("device.cert.json"),
+        serde_json::to_vec(&certificate).unwrap(),
+    )
+    .unwrap();
+    files
+}
+
+/// A new Ed25519 identity for `device_id` from the world's CA: its key written as the
+/// gateway's `device.key`; returns its certificate.
+fn write_device_key(world: &World, files: &Files, device_id: &str) -> DeviceCertificate {
     let (key, certificate) = provision_key(
         &world.ca,
-        "gateway-1",
+        device_id,
         support::CLASS,
         &[],
         rota_keys::Algorithm::Ed25519,
@@ -50,12 +63,7 @@ fn factory_files(world: &World) -> Files {
     .unwrap();
     let pem = key.to_pkcs8_pem().unwrap();
     std::fs::write(files.path("device.key"), pem.as_bytes()).unwrap();
-    std::fs::write(
-        files.path("device.cert.json"),
-        serde_json::to_vec(&certificate).unwrap(),
-    )
-    .unwrap();
-    files
+    certificate
 }
 
 fn agent(files: &Files, args: &[&str]) -> std::process::Output {
@@ -221,16 +229,7 @@ fn a_gateway_is_provisioned_updated_and_reverts_a_release_that_fails_its_health_
 fn a_key_the_certificate_does_not_name_is_refused_before_anything_runs() {
     let world = World::start();
     let files = factory_files(&world);
-    let (other, _) = provision_key(
-        &world.ca,
-        "gateway-2",
-        support::CLASS,
-        &[],
-        rota_keys::Algorithm::Ed25519,
-    )
-    .unwrap();
-    let pem = other.to_pkcs8_pem().unwrap();
-    std::fs::write(files.path("device.key"), pem.as_bytes()).unwrap();
+    write_device_key(&world, &files, "gateway-2");
     let out = run_once(&world, &files, &[]);
     assert_eq!(out.status.code(), Some(1));
     let message = text(&out);
