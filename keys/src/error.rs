@@ -48,6 +48,9 @@ pub enum KeyError {
     /// The key's holder (a token, a TPM, a service) cannot be reached or refused.
     #[error("the key is unavailable: {0}")]
     Unavailable(String),
+    /// A key in a PKCS#11 token could not be found, opened or used.
+    #[error(transparent)]
+    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
     /// A key file could not be read.
     #[error("cannot read the key file {path}: {source}")]
     Io {

@@ -4,8 +4,9 @@
 //! identities and their signed requests) signs through the same two traits, in the
 //! style of tough's `KeySource` → `Sign`:
 //!
-//! - a [`KeySource`] says where a key lives (a PEM file today; a PKCS#11 token or a TPM
-//!   plug in here) and yields a signer;
+//! - a [`KeySource`] says where a key lives and yields a signer: a [`KeyAddress`] is a
+//!   PEM file ([`KeyFile`]) or a key inside a PKCS#11 token ([`pkcs11`]: HSMs, secure
+//!   elements, TPMs through tpm2-pkcs11), as every `--key` argument takes it;
 //! - a [`Sign`] knows its [`PublicKey`] (and so its [`Algorithm`]) and signs bytes.
 //!
 //! Algorithms: Ed25519 (RFC 8032) and ECDSA P-256 with SHA-256 (FIPS 186-5; many
@@ -30,9 +31,13 @@ mod error;
 #[cfg(feature = "std")]
 pub mod pem;
 #[cfg(feature = "std")]
+pub mod pkcs11;
+#[cfg(feature = "std")]
 mod sign;
 #[cfg(feature = "std")]
 mod software;
+#[cfg(feature = "test-tokens")]
+pub mod test_tokens;
 #[cfg(feature = "std")]
 mod verify;
 
@@ -41,7 +46,7 @@ pub use error::{KeyError, SignError, VerifyError};
 #[cfg(feature = "std")]
 pub use pem::{private_key_from_pem, public_key_from_pem};
 #[cfg(feature = "std")]
-pub use sign::{KeyFile, KeySource, MAX_KEY_FILE_LEN, Sign};
+pub use sign::{KeyAddress, KeyFile, KeySource, MAX_KEY_FILE_LEN, Sign};
 #[cfg(feature = "std")]
 pub use software::SoftwareKey;
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::pkcs11::{Pkcs11Key, Pkcs11Uri};
 use crate::{Algorithm, KeyError, PublicKey, SignError, SoftwareKey, private_key_from_pem};
 
 /// Signs bytes with one key. Implemented by [`SoftwareKey`] and by keys that never leave
@@ -98,5 +99,50 @@ impl KeyFile {
 impl KeySource for KeyFile {
     fn as_sign(&self) -> Result<Box<dyn Sign>, KeyError> {
         Ok(Box::new(self.load()?))
+    }
+}
+
+/// Where a private key is, as every `--key`-like argument takes it: a PKCS#11 URI
+/// (RFC 7512, text starting `pkcs11:`) for a key in a token, else the path of a PEM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAddress {
+    File(KeyFile),
+    Pkcs11(Pkcs11Uri),
+}
+
+impl KeyAddress {
+    /// Whether the key is held in a token (and so cannot be read or written as a file).
+    pub fn is_in_token(&self) -> bool {
+        matches!(self, Self::Pkcs11(_))
+    }
+}
+
+impl std::str::FromStr for KeyAddress {
+    type Err = KeyError;
+
+    fn from_str(text: &str) -> Result<Self, KeyError> {
+        if text.starts_with("pkcs11:") {
+            Ok(Self::Pkcs11(text.parse()?))
+        } else {
+            Ok(Self::File(KeyFile::new(text)))
+        }
+    }
+}
+
+impl fmt::Display for KeyAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(file) => write!(f, "{}", file.path().display()),
+            Self::Pkcs11(uri) => write!(f, "{uri}"),
+        }
+    }
+}
+
+impl KeySource for KeyAddress {
+    fn as_sign(&self) -> Result<Box<dyn Sign>, KeyError> {
+        match self {
+            Self::File(file) => file.as_sign(),
+            Self::Pkcs11(uri) => Ok(Box::new(Pkcs11Key::open(uri)?)),
+        }
     }
 }
