@@ -14,6 +14,18 @@ fn uri(object: &str) -> Pkcs11Uri {
     SoftHsm::in_process().uri(TOKEN, object).parse().unwrap()
 }
 
+/// The module as another library in this process would load it: loaded once and kept.
+static MODULE: std::sync::LazyLock<cryptoki::context::Pkcs11> = std::sync::LazyLock::new(|| {
+    // rota initialises the module first (two concurrent C_Initialize calls race inside
+    // SoftHSM2; a real application has one initialiser).
+    let _ = error_of(&SoftHsm::in_process().uri(TOKEN, "no-such-key"));
+    let module = cryptoki::context::Pkcs11::new(SoftHsm::in_process().module()).unwrap();
+    let _ = module.initialize(cryptoki::context::CInitializeArgs::new(
+        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+    ));
+    module
+});
+
 fn error_of(text: &str) -> String {
     match text.parse::<KeyAddress>() {
         Err(e) => e.to_string(),
@@ -64,11 +76,8 @@ fn private_key_cannot_be_read_out_of_the_token() {
     let key = Pkcs11Key::generate(&uri("sealed"), Algorithm::EcdsaP256Sha256).unwrap();
     drop(key);
     let hsm = SoftHsm::in_process();
-    let module = cryptoki::context::Pkcs11::new(hsm.module()).unwrap();
-    // The module is already initialised by rota's key in this process, or is now.
-    let _ = module.initialize(cryptoki::context::CInitializeArgs::new(
-        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
-    ));
+    let _ = hsm;
+    let module = &*MODULE;
     let slot = module
         .get_slots_with_token()
         .unwrap()
@@ -175,10 +184,8 @@ fn pin_in_the_uri_and_no_pin_at_all_are_refused() {
 /// wrong-type and wrong-usage cases.
 fn foreign_key(label: &str, key_type: &str, may_sign: bool) {
     let hsm = SoftHsm::in_process();
-    let module = cryptoki::context::Pkcs11::new(hsm.module()).unwrap();
-    let _ = module.initialize(cryptoki::context::CInitializeArgs::new(
-        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
-    ));
+    let _ = hsm;
+    let module = &*MODULE;
     let slot = module
         .get_slots_with_token()
         .unwrap()
