@@ -55,7 +55,10 @@ pub trait KeySource: fmt::Debug + Send + Sync {
     fn as_sign(&self) -> Result<Box<dyn Sign>, KeyError>;
 }
 
-/// A private key in a PKCS#8 PEM file, as `rota keygen` writes it.
+/// A private key file: PKCS#8 PEM as `rota keygen` writes it, or a *stub* naming a key
+/// held in a token: one line holding its PKCS#11 URI (as GnuPG's stubs point at a smart
+/// card). A stub lets every place that finds keys as files (a repository's `keys/`
+/// directory, a configuration) hold token keys too, and it holds no secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFile {
     path: PathBuf,
@@ -73,8 +76,9 @@ impl KeyFile {
         &self.path
     }
 
-    /// Reads the key (at most [`MAX_KEY_FILE_LEN`] bytes).
-    pub fn load(&self) -> Result<SoftwareKey, KeyError> {
+    /// Reads the file (at most [`MAX_KEY_FILE_LEN`] bytes): the key in it, or the
+    /// token key its stub names.
+    pub fn open(&self) -> Result<PrivateKey, KeyError> {
         use std::io::Read as _;
         let io = |source| KeyError::Io {
             path: self.path.clone(),
@@ -92,18 +96,86 @@ impl KeyFile {
                 detail: format!("the file is over {MAX_KEY_FILE_LEN} bytes"),
             });
         }
-        private_key_from_pem(&text)
+        match stub_uri(&text) {
+            Some(uri) => Ok(PrivateKey::Pkcs11(Pkcs11Key::open(&uri.parse()?)?)),
+            None => private_key_from_pem(&text).map(PrivateKey::Software),
+        }
     }
+
+    /// Writes a stub for the token key `uri` at `path` (a new file, mode 0600 on Unix:
+    /// the URI may name where the PIN is).
+    pub fn write_stub(path: &Path, uri: &Pkcs11Uri) -> Result<Self, KeyError> {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = options.open(path).map_err(io)?;
+        file.write_all(format!("{uri}\n").as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(Self::new(path))
+    }
+}
+
+/// The URI of a stub: the file is one `pkcs11:` line.
+fn stub_uri(text: &str) -> Option<&str> {
+    let line = text
+        .strip_suffix('\n')
+        .unwrap_or(text)
+        .trim_end_matches('\r');
+    (line.starts_with("pkcs11:") && !line.contains('\n')).then_some(line)
 }
 
 impl KeySource for KeyFile {
     fn as_sign(&self) -> Result<Box<dyn Sign>, KeyError> {
-        Ok(Box::new(self.load()?))
+        self.open().map(PrivateKey::boxed)
+    }
+}
+
+/// A private key once its address is resolved: in memory (a key file), or in a token.
+#[derive(Debug)]
+pub enum PrivateKey {
+    Software(SoftwareKey),
+    Pkcs11(Pkcs11Key),
+}
+
+impl PrivateKey {
+    /// The key as a signer.
+    pub fn boxed(self) -> Box<dyn Sign> {
+        match self {
+            Self::Software(key) => Box::new(key),
+            Self::Pkcs11(key) => Box::new(key),
+        }
+    }
+
+    /// Whether the key lives in a token (and so can never be written out).
+    pub fn is_in_token(&self) -> bool {
+        matches!(self, Self::Pkcs11(_))
+    }
+}
+
+impl Sign for PrivateKey {
+    fn public_key(&self) -> PublicKey {
+        match self {
+            Self::Software(key) => key.public_key(),
+            Self::Pkcs11(key) => key.public_key(),
+        }
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match self {
+            Self::Software(key) => key.sign(message),
+            Self::Pkcs11(key) => key.sign(message),
+        }
     }
 }
 
 /// Where a private key is, as every `--key`-like argument takes it: a PKCS#11 URI
-/// (RFC 7512, text starting `pkcs11:`) for a key in a token, else the path of a PEM file.
+/// (RFC 7512, text starting `pkcs11:`) for a key in a token, else the path of a key file
+/// (which may itself be a stub naming a token key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyAddress {
     File(KeyFile),
@@ -111,9 +183,20 @@ pub enum KeyAddress {
 }
 
 impl KeyAddress {
-    /// Whether the key is held in a token (and so cannot be read or written as a file).
-    pub fn is_in_token(&self) -> bool {
-        matches!(self, Self::Pkcs11(_))
+    /// Opens the key: reads the file, or logs in to the token and finds the key.
+    pub fn open(&self) -> Result<PrivateKey, KeyError> {
+        match self {
+            Self::File(file) => file.open(),
+            Self::Pkcs11(uri) => Ok(PrivateKey::Pkcs11(Pkcs11Key::open(uri)?)),
+        }
+    }
+
+    /// The file, for an address that is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::File(file) => Some(file.path()),
+            Self::Pkcs11(_) => None,
+        }
     }
 }
 
@@ -129,6 +212,12 @@ impl std::str::FromStr for KeyAddress {
     }
 }
 
+impl From<PathBuf> for KeyAddress {
+    fn from(path: PathBuf) -> Self {
+        Self::File(KeyFile::new(path))
+    }
+}
+
 impl fmt::Display for KeyAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -140,9 +229,6 @@ impl fmt::Display for KeyAddress {
 
 impl KeySource for KeyAddress {
     fn as_sign(&self) -> Result<Box<dyn Sign>, KeyError> {
-        match self {
-            Self::File(file) => file.as_sign(),
-            Self::Pkcs11(uri) => Ok(Box::new(Pkcs11Key::open(uri)?)),
-        }
+        self.open().map(PrivateKey::boxed)
     }
 }

@@ -248,3 +248,16 @@ fn key_not_allowed_to_sign_is_refused() {
         "object=derive-only in token=rota-test may not sign (its CKA_SIGN is false)"
     );
 }
+
+#[test]
+fn key_file_stub_opens_the_key_in_the_token() {
+    let key = Pkcs11Key::generate(&uri("stubbed"), Algorithm::Ed25519).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("targets-1.key");
+    rota_keys::KeyFile::write_stub(&path, &uri("stubbed")).unwrap();
+    let opened = rota_keys::KeyFile::new(&path).open().unwrap();
+    assert!(opened.is_in_token());
+    assert_eq!(opened.public_key(), key.public_key());
+    // A stub is never overwritten.
+    assert!(rota_keys::KeyFile::write_stub(&path, &uri("stubbed")).is_err());
+}

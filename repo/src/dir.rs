@@ -802,13 +802,17 @@ struct Finished {
     online_replaced: bool,
 }
 
-/// Reads a private key file.
+/// Reads a private key file: a PEM key, or a stub naming a key in a PKCS#11 token
+/// (`rota_keys::KeyFile`), which is then opened there.
 pub fn load_key(path: &Path) -> Result<RepoKey, DirError> {
-    let text = files::read_key_file(path)?;
-    RepoKey::from_pkcs8_pem(&text).map_err(|source| DirError::Key {
+    let key_error = |source| DirError::Key {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let key = rota_keys::KeyFile::new(path)
+        .open()
+        .map_err(|e| key_error(e.into()))?;
+    RepoKey::from_private(key).map_err(key_error)
 }
 
 /// The paths of a repository directory.

@@ -138,6 +138,15 @@ impl RepoKey {
         Self::from_software(rota_keys::private_key_from_pem(pem)?)
     }
 
+    /// A key opened from its address (a key file, a stub, a PKCS#11 URI): exportable
+    /// when it is in memory, held in its token otherwise.
+    pub fn from_private(key: rota_keys::PrivateKey) -> Result<Self> {
+        match key {
+            rota_keys::PrivateKey::Software(key) => Self::from_software(key),
+            rota_keys::PrivateKey::Pkcs11(key) => Self::from_signer(Box::new(key)),
+        }
+    }
+
     /// A key held elsewhere (an HSM, a TPM): signs through `signer`.
     pub fn from_signer(signer: Box<dyn Sign>) -> Result<Self> {
         let public = PublicKey::from_seam(&signer.public_key())?;
