@@ -185,14 +185,17 @@ impl Swtpm {
         std::fs::write(dir.path().join("wrong-pin"), "not-the-pin").expect("PIN file");
         let deadline = Instant::now() + Duration::from_secs(20);
         let (process, port) = loop {
-            // Two free ports (server, control): swtpm binds them itself.
-            let free = || {
-                TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map(|a| a.port())
-                    .expect("a free port")
-            };
-            let (port, ctrl) = (free(), free());
+            // A free port for the server and the next for control: tpm2-tss's swtpm
+            // TCTI reaches the control channel at port + 1. swtpm binds them itself
+            // (exits if either is taken, and this loop tries again).
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            if port == u16::MAX {
+                continue;
+            }
+            let ctrl = port + 1;
             let mut process = Command::new("swtpm")
                 .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
                 .arg("--tpmstate")
@@ -233,12 +236,9 @@ impl Swtpm {
             port,
             module,
         };
-        tpm.pkcs11_tool(&["--slot-index", "0", "--init-token", "--label", "device"])
-            .args(["--so-pin", SO_PIN])
-            .status()
-            .ok()
-            .filter(|s| s.success())
-            .expect("pkcs11-tool --init-token on tpm2-pkcs11 (apt-get install -y opensc)");
+        run(tpm
+            .pkcs11_tool(&["--slot-index", "0", "--init-token", "--label", "device"])
+            .args(["--so-pin", SO_PIN]));
         run(tpm
             .pkcs11_tool(&["--token-label", "device", "--login", "--login-type", "so"])
             .args(["--so-pin", SO_PIN, "--init-pin", "--pin", USER_PIN]));
@@ -251,9 +251,7 @@ impl Swtpm {
             .envs(self.env())
             .arg("--module")
             .arg(&self.module)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .args(args);
         command
     }
 

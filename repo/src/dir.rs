@@ -53,6 +53,7 @@ use std::time::SystemTime;
 
 use crate::files::{self, FileError};
 use crate::{Error, RepoKey, RoleKeys, RoleName, RootInfo, RootParams};
+use rota_keys::KeyAddress;
 
 /// The online keys' files in `REPO/online`: the snapshot key, then the timestamp key.
 pub const ONLINE_KEY_FILES: [&str; 2] = ["snapshot.key", "timestamp.key"];
@@ -94,6 +95,25 @@ pub enum DirError {
     /// A key cannot be written as PEM.
     #[error("cannot encode a private key")]
     KeyEncoding(#[source] Error),
+
+    /// Existing keys were given for a role, but not as many as the role has.
+    #[error("{given} keys were given for a role of {count} keys")]
+    GivenKeyCount {
+        /// How many were given.
+        given: usize,
+        /// How many the role has.
+        count: u64,
+    },
+
+    /// A key given by address is not a usable private key.
+    #[error("cannot use the key {key}")]
+    KeyAt {
+        /// The address, as given.
+        key: String,
+        /// Why.
+        #[source]
+        source: Error,
+    },
 
     /// A key file is not a usable private key.
     #[error("cannot use {}", path.display())]
@@ -149,10 +169,10 @@ pub enum DirError {
     },
 
     /// A key given for a role is not one of the role's keys in the latest root.
-    #[error("{} is not a {role} key of root version {version}", path.display())]
+    #[error("{key} is not a {role} key of root version {version}")]
     NotARoleKey {
-        /// The key file.
-        path: PathBuf,
+        /// The key's address, as given.
+        key: String,
         /// The role.
         role: RoleName,
         /// The latest root's version.
@@ -308,6 +328,50 @@ pub struct InitOptions {
     pub targets_threshold: u64,
     /// When root version 1 expires.
     pub expires: SystemTime,
+    /// Keys to use instead of new ones (for example in an HSM); the counts above must
+    /// match where they are given.
+    pub given: GivenKeys,
+}
+
+/// Existing keys a repository is made or rotated with, by address (a key file or a
+/// PKCS#11 URI). A key in a token gets a stub in `keys/` or `online/` rather than a copy.
+#[derive(Debug, Clone, Default)]
+pub struct GivenKeys {
+    /// The root keys.
+    pub root: Vec<KeyAddress>,
+    /// The targets keys (at `init` only: rotation keeps them).
+    pub targets: Vec<KeyAddress>,
+    /// The snapshot key.
+    pub snapshot: Option<KeyAddress>,
+    /// The timestamp key.
+    pub timestamp: Option<KeyAddress>,
+}
+
+impl GivenKeys {
+    /// The `role` keys given, opened, or `count` new ones.
+    fn role_or_new(given: &[KeyAddress], count: u64) -> Result<Vec<RepoKey>, DirError> {
+        if given.is_empty() {
+            return generate(count);
+        }
+        if given.len() as u64 != count {
+            return Err(DirError::GivenKeyCount {
+                given: given.len(),
+                count,
+            });
+        }
+        given.iter().map(open_key).collect()
+    }
+
+    /// The online keys (snapshot, timestamp): given or new.
+    fn online_or_new(&self) -> Result<Vec<RepoKey>, DirError> {
+        [&self.snapshot, &self.timestamp]
+            .into_iter()
+            .map(|given| match given {
+                Some(address) => open_key(address),
+                None => RepoKey::generate().map_err(DirError::KeyGeneration),
+            })
+            .collect()
+    }
 }
 
 /// A repository [`RepoDir::init`] created, and where its offline keys are.
@@ -328,10 +392,13 @@ pub struct RotateOptions {
     pub root_keys: Option<u64>,
     /// How many root keys must sign the next root version (default: as now).
     pub root_threshold: Option<u64>,
-    /// The current root keys' files (default: `keys/root-*.key`).
-    pub root_key_files: Vec<PathBuf>,
+    /// The current root keys (default: `keys/root-*.key`).
+    pub root_key_files: Vec<KeyAddress>,
     /// Also replace the online snapshot and timestamp keys.
     pub replace_online: bool,
+    /// The new root keys and online keys, where they exist already (for example in an
+    /// HSM) rather than being made; `root_keys` must match where given.
+    pub given: GivenKeys,
     /// When the new root version expires.
     pub expires: SystemTime,
 }
@@ -405,9 +472,9 @@ impl RepoDir {
         };
 
         // Everything is made and checked in memory before anything is written.
-        let root_keys = generate(options.root_keys)?;
-        let targets_keys = generate(options.targets_keys)?;
-        let online = generate(2)?;
+        let root_keys = GivenKeys::role_or_new(&options.given.root, options.root_keys)?;
+        let targets_keys = GivenKeys::role_or_new(&options.given.targets, options.targets_keys)?;
+        let online = options.given.online_or_new()?;
         let params = RootParams {
             root: role(&root_keys, options.root_threshold),
             targets: role(&targets_keys, options.targets_threshold),
@@ -526,26 +593,29 @@ impl RepoDir {
     /// The targets keys to sign with: the files `given`, or `REPO/keys/targets-*.key`;
     /// each must be a targets key of the latest root, and together they must meet its
     /// threshold. A key given twice counts once.
-    pub fn targets_keys(&self, given: &[PathBuf]) -> Result<Vec<RepoKey>, DirError> {
+    pub fn targets_keys(&self, given: &[KeyAddress]) -> Result<Vec<RepoKey>, DirError> {
         self.role_keys(RoleName::Targets, given)
     }
 
     /// The keys of `role` (root or targets) from `given` or `REPO/keys`, checked against
     /// the latest root: [`DirError::NotARoleKey`], [`DirError::TooFewKeys`].
-    fn role_keys(&self, role: RoleName, given: &[PathBuf]) -> Result<Vec<RepoKey>, DirError> {
+    fn role_keys(&self, role: RoleName, given: &[KeyAddress]) -> Result<Vec<RepoKey>, DirError> {
         let latest = &self.chain.latest;
-        let paths = if given.is_empty() {
+        let addresses: Vec<KeyAddress> = if given.is_empty() {
             self.role_key_files(role)?
+                .into_iter()
+                .map(KeyAddress::from)
+                .collect()
         } else {
             given.to_vec()
         };
         let role_keys = latest.role(role);
         let mut keys: Vec<RepoKey> = Vec::new();
-        for path in &paths {
-            let key = load_key(path)?;
+        for address in &addresses {
+            let key = open_key(address)?;
             if !role_keys.contains(key.key_id()) {
                 return Err(DirError::NotARoleKey {
-                    path: path.clone(),
+                    key: address.to_string(),
                     role,
                     version: latest.version,
                 });
@@ -583,9 +653,9 @@ impl RepoDir {
 
         let new_count = options.root_keys.unwrap_or(current.root.keys.len() as u64);
         let new_threshold = options.root_threshold.unwrap_or(current.root.threshold);
-        let new_root_keys = generate(new_count)?;
+        let new_root_keys = GivenKeys::role_or_new(&options.given.root, new_count)?;
         let new_online = if options.replace_online {
-            Some(generate(2)?)
+            Some(options.given.online_or_new()?)
         } else {
             None
         };
@@ -812,6 +882,16 @@ pub fn load_key(path: &Path) -> Result<RepoKey, DirError> {
     let key = rota_keys::KeyFile::new(path)
         .open()
         .map_err(|e| key_error(e.into()))?;
+    RepoKey::from_private(key).map_err(key_error)
+}
+
+/// Opens a key by address: a key file ([`load_key`]) or a PKCS#11 URI.
+pub fn open_key(address: &KeyAddress) -> Result<RepoKey, DirError> {
+    let key_error = |source| DirError::KeyAt {
+        key: address.to_string(),
+        source,
+    };
+    let key = address.open().map_err(|e| key_error(e.into()))?;
     RepoKey::from_private(key).map_err(key_error)
 }
 
@@ -1142,10 +1222,11 @@ impl<'a> Created<'a> {
         self.paths.push(path.to_path_buf());
         Ok(())
     }
-    /// Writes `key` as a new PKCS#8 PEM file readable by its owner only.
+    /// Writes `key`'s file (PKCS#8 PEM, or the stub of a token key), readable by its
+    /// owner only.
     fn key(&mut self, path: &Path, key: &RepoKey) -> Result<(), DirError> {
-        let pem = key.to_pkcs8_pem().map_err(DirError::KeyEncoding)?;
-        self.file(path, pem.as_bytes(), 0o600)
+        let text = key.key_file_text().map_err(DirError::KeyEncoding)?;
+        self.file(path, text.as_bytes(), 0o600)
     }
     fn keep(&mut self) {
         self.keep = true;

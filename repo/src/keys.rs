@@ -112,6 +112,8 @@ pub struct RepoKey {
 enum Holder {
     /// Exportable: `rota repo init` writes it to a key file.
     Software(Box<SoftwareKey>),
+    /// In a PKCS#11 token: its key file is a stub naming it (`rota_keys::KeyFile`).
+    Token(Box<rota_keys::pkcs11::Pkcs11Key>),
     /// Held elsewhere; it signs but never leaves its holder.
     Elsewhere(Box<dyn Sign>),
 }
@@ -143,7 +145,13 @@ impl RepoKey {
     pub fn from_private(key: rota_keys::PrivateKey) -> Result<Self> {
         match key {
             rota_keys::PrivateKey::Software(key) => Self::from_software(key),
-            rota_keys::PrivateKey::Pkcs11(key) => Self::from_signer(Box::new(key)),
+            rota_keys::PrivateKey::Pkcs11(key) => {
+                let public = PublicKey::from_seam(&key.public_key())?;
+                Ok(Self {
+                    holder: Holder::Token(Box::new(key)),
+                    public,
+                })
+            }
         }
     }
 
@@ -169,7 +177,16 @@ impl RepoKey {
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>> {
         match &self.holder {
             Holder::Software(key) => Ok(key.to_pkcs8_pem()?),
-            Holder::Elsewhere(_) => Err(Error::KeyNotExportable),
+            Holder::Token(_) | Holder::Elsewhere(_) => Err(Error::KeyNotExportable),
+        }
+    }
+
+    /// What the key's file in a repository holds: the PKCS#8 PEM of a key in memory, or
+    /// the stub naming a key in a token (its URI, one line); a key held elsewhere has none.
+    pub fn key_file_text(&self) -> Result<Zeroizing<String>> {
+        match &self.holder {
+            Holder::Token(key) => Ok(Zeroizing::new(format!("{}\n", key.uri()))),
+            _ => self.to_pkcs8_pem(),
         }
     }
 
@@ -187,6 +204,7 @@ impl RepoKey {
     pub(crate) fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>> {
         Ok(match &self.holder {
             Holder::Software(key) => key.sign(msg)?,
+            Holder::Token(key) => key.sign(msg)?,
             Holder::Elsewhere(signer) => signer.sign(msg)?,
         })
     }

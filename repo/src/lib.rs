@@ -98,8 +98,8 @@ use std::fmt;
 use std::time::SystemTime;
 
 pub use dir::{
-    DirError, InitOptions, Initialized, ONLINE_KEY_FILES, Recovery, RepoDir, RootChain,
-    RotateOptions, Rotated, load_key,
+    DirError, GivenKeys, InitOptions, Initialized, ONLINE_KEY_FILES, Recovery, RepoDir, RootChain,
+    RotateOptions, Rotated, load_key, open_key,
 };
 pub use encoding::{max_len as max_metadata_len, tuf_date_time};
 pub use error::{Error, Result};

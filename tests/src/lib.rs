@@ -402,7 +402,7 @@ impl World {
         FleetSpec {
             count,
             id_prefix: prefix.into(),
-            ca: self.ca.clone(),
+            ca: std::sync::Arc::new(self.ca.clone()),
             key_algorithm: rota_keys::Algorithm::Ed25519,
             tags: vec![],
             factory: self.factory(),

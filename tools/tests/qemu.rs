@@ -19,6 +19,7 @@ use rota_boot::header::SlotHeader;
 use rota_boot::otp_map::OtpRot;
 use rota_boot::sim::SimFlash;
 use rota_boot::{BootState, Journal, RootOfTrust, Slot};
+use rota_keys::test_tokens::SoftHsm;
 use rota_manifest::{PublicKey, public_key_from_pem};
 
 const VENDOR: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe";
@@ -137,8 +138,14 @@ fn objcopy(elf: &Path, bin: &Path) {
 // ---- The release engineer's side: the rota CLI ----
 
 fn rota(args: &[&str], dir: &Path) -> String {
+    rota_env(args, dir, &[])
+}
+
+/// `rota` with more environment (a SoftHSM2's configuration).
+fn rota_env(args: &[&str], dir: &Path, env: &[(&str, PathBuf)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rota"))
         .args(args)
+        .envs(env.iter().cloned())
         .current_dir(dir)
         .output()
         .unwrap();
@@ -161,6 +168,8 @@ struct Release {
 
 struct Device {
     dir: tempfile::TempDir,
+    /// Where the `release` key lives when it is in an HSM rather than a file.
+    hsm: Option<SoftHsm>,
 }
 
 /// What one boot printed, and how QEMU ended.
@@ -200,10 +209,31 @@ impl Device {
     /// Keys `release` (OTP key slot 0) and `backup` (slot 1), and a factory-fresh device
     /// with v1 in slot A (sequence 1, security version 1).
     fn new() -> Device {
+        Self::made(None)
+    }
+
+    /// As [`Device::new`], with the `release` key made inside a SoftHSM2 token.
+    fn with_release_key_in_hsm() -> Device {
+        let hsm = SoftHsm::new();
+        hsm.init_token("release");
+        Self::made(Some(hsm))
+    }
+
+    fn made(hsm: Option<SoftHsm>) -> Device {
         let device = Device {
             dir: tempfile::tempdir().unwrap(),
+            hsm,
         };
-        rota(&["keygen", "--out", "release"], device.dir());
+        match &device.hsm {
+            Some(hsm) => {
+                let uri = hsm.uri("release", "fw");
+                device.rota(&["keygen", "--pkcs11", &uri, "--out", "release"]);
+                assert!(!device.dir().join("release.key").exists());
+            }
+            None => {
+                rota(&["keygen", "--out", "release"], device.dir());
+            }
+        }
         rota(&["keygen", "--out", "backup"], device.dir());
         let v1 = device.sign("v1-a", "release", 1, 1);
         let fw = Firmware::get();
@@ -234,31 +264,42 @@ impl Device {
         self.dir.path()
     }
 
+    /// Runs `rota` in the device's directory, seeing its HSM.
+    fn rota(&self, args: &[&str]) -> String {
+        let env = self.hsm.as_ref().map(SoftHsm::env).unwrap_or_default();
+        rota_env(args, self.dir(), &env)
+    }
+
+    /// What `rota sign --key` takes for `key`: its file, or its URI in the HSM.
+    fn key_address(&self, key: &str) -> String {
+        match &self.hsm {
+            Some(hsm) if key == "release" => hsm.uri("release", "fw"),
+            _ => format!("{key}.key"),
+        }
+    }
+
     /// Signs firmware build `app` with key `key` as the given sequence and security
     /// version.
     fn sign(&self, app: &str, key: &str, sequence: u64, security_version: u64) -> Release {
         let image = Firmware::get().path(&format!("{app}.bin"));
         let envelope = self.dir().join(format!("{app}-{key}-{sequence}.suit"));
-        rota(
-            &[
-                "sign",
-                "--key",
-                &format!("{key}.key"),
-                "--image",
-                image.to_str().unwrap(),
-                "--vendor-id",
-                VENDOR,
-                "--class-id",
-                CLASS,
-                "--sequence",
-                &sequence.to_string(),
-                "--security-version",
-                &security_version.to_string(),
-                "-o",
-                envelope.to_str().unwrap(),
-            ],
-            self.dir(),
-        );
+        self.rota(&[
+            "sign",
+            "--key",
+            &self.key_address(key),
+            "--image",
+            image.to_str().unwrap(),
+            "--vendor-id",
+            VENDOR,
+            "--class-id",
+            CLASS,
+            "--sequence",
+            &sequence.to_string(),
+            "--security-version",
+            &security_version.to_string(),
+            "-o",
+            envelope.to_str().unwrap(),
+        ]);
         Release {
             image,
             envelope,
@@ -442,6 +483,23 @@ impl Device {
 }
 
 // ---- The scenarios ----
+
+#[test]
+fn an_image_signed_inside_an_hsm_boots_and_its_update_installs() {
+    // The release key never leaves SoftHSM2: `rota keygen --pkcs11` wrote only
+    // release.pub, which `rota flash-image` put into the root of trust.
+    let d = Device::with_release_key_in_hsm();
+    d.boot()
+        .expect("rota-boot: booting slot A, sequence 1, security version 1\n")
+        .expect("app: v1 running from slot A\n");
+    let v2 = d.sign("v2-b", "release", 2, 2);
+    d.offer(&v2);
+    d.boot().expect("app: update staged in slot B (sequence 2)");
+    d.withdraw_offer();
+    d.boot()
+        .expect("rota-boot: booting slot B, sequence 2, security version 2, on trial")
+        .expect("app: health check passed: confirmed v2");
+}
 
 #[test]
 fn boots_v1_from_slot_a() {

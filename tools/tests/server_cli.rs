@@ -34,11 +34,16 @@ impl Server {
     /// Serves from `data` (which holds the online keys and the device CA), after waiting
     /// for it to answer.
     fn start(data: &Path) -> Server {
-        let settings = Settings {
+        Self::start_with(data, |_| {})
+    }
+
+    fn start_with(data: &Path, adjust: impl FnOnce(&mut Settings)) -> Server {
+        let mut settings = Settings {
             data_dir: Some(data.to_path_buf()),
             tick: Some(50),
             ..Default::default()
         };
+        adjust(&mut settings);
         let config = settings.resolve(None).unwrap();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -798,4 +803,209 @@ fn python_tuf_refreshes_the_pushed_repository_through_a_rotation_and_downloads_a
         String::from_utf8_lossy(&output.stdout).trim(),
         "307217 True"
     );
+}
+
+// ---- Every offline key in an HSM (SoftHSM2, a real PKCS#11 module) ----
+
+/// `rota ARGS --server URL --token-file TOKEN`.
+fn rota_at(dir: &Path, server: &Server, args: &[&str]) -> Run {
+    let token = server.token_file();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--server", &server.base, "--token-file", &token]);
+    rota(dir, &all)
+}
+
+/// The server's data directory: the online keys from `repo` (key files or stubs) and
+/// the CA public key `ca.pub`.
+fn server_data(path: &Path, ca_pub: &str) -> PathBuf {
+    let data = path.join("data");
+    std::fs::create_dir_all(data.join("tuf-online-keys")).unwrap();
+    std::fs::create_dir_all(data.join("device-ca")).unwrap();
+    for key in ["snapshot.key", "timestamp.key"] {
+        std::fs::copy(
+            path.join("repo/online").join(key),
+            data.join("tuf-online-keys").join(key),
+        )
+        .unwrap();
+    }
+    std::fs::copy(path.join(ca_pub), data.join("device-ca/factory-ca.pub")).unwrap();
+    data
+}
+
+#[test]
+fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
+    use rota_agent::device::sim::Factory;
+    use rota_agent::firmware::SimFirmware;
+    use rota_agent::fleet::{Fleet, FleetSpec};
+
+    // SoftHSM2 for this process and the `rota` runs it starts (SOFTHSM2_CONF).
+    let hsm = rota_keys::test_tokens::SoftHsm::in_process();
+    let uri = |object: &str| hsm.uri("rota-test", &format!("release-{object}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+
+    // Keys born in the token: only their public halves are files.
+    for (object, algorithm) in [
+        ("root-1", "ed25519"),
+        ("root-2", "ed25519"),
+        ("targets", "ed25519"),
+        ("firmware", "ed25519"),
+        ("factory-ca", "p256"),
+    ] {
+        rota(
+            path,
+            &[
+                "keygen",
+                "--pkcs11",
+                &uri(object),
+                "--algorithm",
+                algorithm,
+                "--out",
+                object,
+            ],
+        )
+        .ok()
+        .has("sensitive and never extractable");
+        assert!(!path.join(format!("{object}.key")).exists());
+    }
+    rota(
+        path,
+        &[
+            "repo",
+            "init",
+            "--dir",
+            "repo",
+            "--root-key",
+            &uri("root-1"),
+            "--root-key",
+            &uri("root-2"),
+            "--targets-key",
+            &uri("targets"),
+        ],
+    )
+    .ok()
+    .has("root keys (2 of 2 sign a new root)");
+    // REPO/keys holds stubs naming the token keys, never a private key.
+    for name in ["root-1.key", "root-2.key", "targets-1.key"] {
+        let text = std::fs::read_to_string(path.join("repo/keys").join(name)).unwrap();
+        assert!(
+            text.starts_with("pkcs11:token=rota-test;"),
+            "{name}: {text}"
+        );
+        assert!(!text.contains("PRIVATE KEY"));
+    }
+
+    let server = Server::start(&server_data(path, "factory-ca.pub"));
+    rota_at(path, &server, &["repo", "push", "--dir", "repo"]).ok();
+
+    // v1 (the factory image) and v2, simulated firmware, signed inside the token.
+    for (version, label) in [(1, "v1"), (2, "v2")] {
+        let image = SimFirmware {
+            label: label.into(),
+            fail_health_percent: 0,
+        }
+        .image(16 * 1024);
+        std::fs::write(path.join(format!("{label}.bin")), image).unwrap();
+        rota(
+            path,
+            &[
+                "sign",
+                "--key",
+                &uri("firmware"),
+                "--image",
+                &format!("{label}.bin"),
+                "--vendor-id",
+                VENDOR,
+                "--class-id",
+                CLASS,
+                "--sequence",
+                &version.to_string(),
+                "--security-version",
+                "1",
+                "-o",
+                &format!("{label}.suit"),
+            ],
+        )
+        .ok();
+    }
+    let published = rota_at(
+        path,
+        &server,
+        &[
+            "release",
+            "publish",
+            "--repo",
+            "repo",
+            "--image",
+            "v2.bin",
+            "--envelope",
+            "v2.suit",
+            "--trust-anchor",
+            "firmware.pub",
+        ],
+    )
+    .ok();
+    let release = published.stdout.trim().lines().last().unwrap().to_string();
+    let release = release.rsplit(' ').next().unwrap().to_string();
+
+    // Devices enrolled by the CA in the token, trusting the firmware key in the token.
+    let anchors = vec![
+        rota_keys::public_key_from_pem(
+            &std::fs::read_to_string(path.join("firmware.pub")).unwrap(),
+        )
+        .unwrap(),
+    ];
+    let envelope = std::fs::read(path.join("v1.suit")).unwrap();
+    let claims = rota_boot::factory::claims(&envelope, &anchors).unwrap();
+    let ca_address: rota_keys::KeyAddress = uri("factory-ca").parse().unwrap();
+    let spec = FleetSpec {
+        count: 4,
+        id_prefix: "hsm".into(),
+        ca: ca_address.open().unwrap().boxed().into(),
+        key_algorithm: rota_keys::Algorithm::EcdsaP256Sha256,
+        tags: vec![],
+        factory: Factory {
+            vendor_id: claims.vendor_id,
+            class_id: claims.class_id,
+            anchors,
+            signer: claims.signer,
+            envelope,
+            image: std::fs::read(path.join("v1.bin")).unwrap(),
+            image_capacity: 64 * 1024,
+        },
+        trusted_root: std::fs::read(path.join("repo/root.json")).unwrap(),
+        state_root: path.join("devices"),
+        agent: rota_agent::Config {
+            poll_min: Duration::from_millis(200),
+            poll_max: Duration::from_millis(500),
+            ..rota_agent::Config::new(&server.base)
+        },
+    };
+    let fleet = Fleet::start(&spec, &reqwest::blocking::Client::new()).unwrap();
+    rota_at(
+        path,
+        &server,
+        &[
+            "rollout",
+            "create",
+            "--release",
+            &release,
+            "--stages",
+            "50%,100%",
+            "--soak",
+            "0s",
+        ],
+    )
+    .ok()
+    .has("created rollout");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !fleet.views().iter().all(|v| v.version == 2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout did not complete: {:?}",
+            fleet.views()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fleet.stop();
 }

@@ -32,6 +32,21 @@ pub struct Settings {
     /// `rota repo init`; DATA_DIR/tuf-online-keys by default.
     #[arg(long, env = "ROTA_SERVER_TUF_ONLINE_KEYS", value_name = "DIR")]
     pub tuf_online_keys: Option<PathBuf>,
+    /// The snapshot key: a key file, or a PKCS#11 URI (RFC 7512) for a key in an HSM;
+    /// TUF_ONLINE_KEYS/snapshot.key by default.
+    #[arg(
+        long,
+        env = "ROTA_SERVER_TUF_SNAPSHOT_KEY",
+        value_name = "FILE|PKCS11-URI"
+    )]
+    pub tuf_snapshot_key: Option<String>,
+    /// The timestamp key, likewise; TUF_ONLINE_KEYS/timestamp.key by default.
+    #[arg(
+        long,
+        env = "ROTA_SERVER_TUF_TIMESTAMP_KEY",
+        value_name = "FILE|PKCS11-URI"
+    )]
+    pub tuf_timestamp_key: Option<String>,
     /// Directory of trusted manufacturer CA public keys (`*.pub`); DATA_DIR/device-ca by
     /// default.
     #[arg(long, env = "ROTA_SERVER_DEVICE_CA_DIR", value_name = "DIR")]
@@ -118,6 +133,8 @@ pub struct Config {
     pub database_url: String,
     pub artifacts: String,
     pub tuf_online_keys: PathBuf,
+    pub tuf_snapshot_key: rota_keys::KeyAddress,
+    pub tuf_timestamp_key: rota_keys::KeyAddress,
     pub device_ca_dir: PathBuf,
     pub poll_interval_s: u32,
     pub timestamp_lifetime_s: u64,
@@ -203,6 +220,8 @@ impl Settings {
             database_url: self.database_url.or(lower.database_url),
             artifacts: self.artifacts.or(lower.artifacts),
             tuf_online_keys: self.tuf_online_keys.or(lower.tuf_online_keys),
+            tuf_snapshot_key: self.tuf_snapshot_key.or(lower.tuf_snapshot_key),
+            tuf_timestamp_key: self.tuf_timestamp_key.or(lower.tuf_timestamp_key),
             device_ca_dir: self.device_ca_dir.or(lower.device_ca_dir),
             poll_interval: self.poll_interval.or(lower.poll_interval),
             timestamp_lifetime: self.timestamp_lifetime.or(lower.timestamp_lifetime),
@@ -249,14 +268,18 @@ impl Settings {
         let artifacts = s
             .artifacts
             .unwrap_or_else(|| data_dir.join("artifacts").display().to_string());
+        let online_keys = s
+            .tuf_online_keys
+            .clone()
+            .unwrap_or_else(|| data_dir.join("tuf-online-keys"));
         let config = Config {
             limits,
             listen: s.listen.unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
             database_url,
             artifacts,
-            tuf_online_keys: s
-                .tuf_online_keys
-                .unwrap_or_else(|| data_dir.join("tuf-online-keys")),
+            tuf_snapshot_key: online_key(&s.tuf_snapshot_key, &online_keys, "snapshot.key")?,
+            tuf_timestamp_key: online_key(&s.tuf_timestamp_key, &online_keys, "timestamp.key")?,
+            tuf_online_keys: online_keys,
             device_ca_dir: s
                 .device_ca_dir
                 .unwrap_or_else(|| data_dir.join("device-ca")),
@@ -324,5 +347,16 @@ mod tests {
         };
         let err = no_connections.resolve(None).unwrap_err();
         assert!(err.to_string().contains("max-connections"), "{err}");
+    }
+}
+
+/// An online key's address: as configured (a file or a PKCS#11 URI), else `name` in the
+/// online keys directory.
+fn online_key(given: &Option<String>, dir: &Path, name: &str) -> Result<rota_keys::KeyAddress> {
+    match given {
+        Some(text) => text
+            .parse()
+            .with_context(|| format!("the {} setting", name.trim_end_matches(".key"))),
+        None => Ok(dir.join(name).into()),
     }
 }

@@ -9,7 +9,6 @@
 //! (role, version), so two replicas that race produce one version, never two.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,8 +85,8 @@ impl Repository {
     pub fn open(db: Db, config: &Config) -> Result<Repository> {
         let dir = &config.tuf_online_keys;
         let signer = match (
-            read_key(dir, "snapshot.key")?,
-            read_key(dir, "timestamp.key")?,
+            read_key(&config.tuf_snapshot_key)?,
+            read_key(&config.tuf_timestamp_key)?,
         ) {
             (Some(snapshot), Some(timestamp)) => Some(OnlineSigner::new(snapshot, timestamp)),
             _ => {
@@ -450,17 +449,20 @@ async fn insert_resigned(
     }
 }
 
-fn read_key(dir: &Path, name: &str) -> Result<Option<RepoKey>> {
-    let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(pem) => {
-            Ok(Some(RepoKey::from_pkcs8_pem(&pem).with_context(|| {
-                format!("{} is not a usable key", path.display())
-            })?))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+/// An online key: a key file (a missing one is `None`: publishing stays off), a stub or a
+/// PKCS#11 URI, opened once at start (a token's login lasts while the server runs).
+fn read_key(address: &rota_keys::KeyAddress) -> Result<Option<RepoKey>> {
+    if let Some(path) = address.file()
+        && !path.exists()
+    {
+        return Ok(None);
     }
+    let key = address
+        .open()
+        .with_context(|| format!("cannot use the online key {address}"))?;
+    Ok(Some(RepoKey::from_private(key).with_context(|| {
+        format!("{address} is not a usable online key")
+    })?))
 }
 
 fn conflict_on_race(err: sqlx::Error) -> ApiError {

@@ -28,8 +28,9 @@ pub struct FleetSpec {
     pub count: usize,
     /// Device ids are `{prefix}-{0001…}`.
     pub id_prefix: String,
-    /// The manufacturer CA that certifies device keys (the server trusts it).
-    pub ca: SoftwareKey,
+    /// The manufacturer CA that certifies device keys (the server trusts it): a key in
+    /// memory or in an HSM.
+    pub ca: std::sync::Arc<dyn Sign>,
     /// The algorithm of the devices' identity keys (Ed25519, or P-256 as on a TPM or a
     /// secure element without Ed25519).
     pub key_algorithm: Algorithm,
@@ -110,7 +111,7 @@ impl Fleet {
         for n in 1..=spec.count {
             let id = format!("{}-{n:04}", spec.id_prefix);
             let (identity, certificate) = provision(
-                &spec.ca,
+                &*spec.ca,
                 &id,
                 spec.factory.class_id,
                 &spec.tags,

@@ -243,8 +243,6 @@ impl Pkcs11Key {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
-            Attribute::Decrypt(false),
-            Attribute::Derive(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
         ];
@@ -369,9 +367,16 @@ impl<'u> Token<'u> {
         let mut labels = Vec::new();
         let mut matching = Vec::new();
         for slot in slots {
-            let Ok(info) = module.get_token_info(slot) else {
-                continue;
+            let info = match module.get_token_info(slot) {
+                Ok(info) => info,
+                Err(e) => {
+                    labels.push(format!("slot-id={} unreadable: {e}", slot.id()));
+                    continue;
+                }
             };
+            if !info.token_initialized() {
+                continue;
+            }
             labels.push(info.label().trim_end().to_owned());
             let field = |want: &Option<String>, have: &str| {
                 want.as_ref().is_none_or(|w| w == have.trim_end())

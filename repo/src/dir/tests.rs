@@ -18,6 +18,7 @@ fn init_options() -> InitOptions {
         targets_keys: 1,
         targets_threshold: 1,
         expires: in_a_year(),
+        given: Default::default(),
     }
 }
 
@@ -28,6 +29,7 @@ fn rotate_options(replace_online: bool) -> RotateOptions {
         root_key_files: Vec::new(),
         replace_online,
         expires: in_a_year(),
+        given: Default::default(),
     }
 }
 
@@ -356,7 +358,7 @@ fn signing_keys_must_be_the_latest_roots_and_meet_its_threshold() {
     let repo = RepoDir::open(&dir).unwrap();
     assert_eq!(repo.targets_keys(&[]).unwrap().len(), 1);
     let err = repo
-        .targets_keys(&[dir.join("keys/root-1.key")])
+        .targets_keys(&[dir.join("keys/root-1.key").into()])
         .unwrap_err();
     assert!(
         matches!(
@@ -381,7 +383,7 @@ fn signing_keys_must_be_the_latest_roots_and_meet_its_threshold() {
     let mut repo = repo;
     let one = dir.join("keys/root-1.key");
     let options = RotateOptions {
-        root_key_files: vec![one.clone(), one],
+        root_key_files: vec![one.clone().into(), one.into()],
         ..rotate_options(false)
     };
     let err = repo.rotate(&options).unwrap_err();

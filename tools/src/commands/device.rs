@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
-use rota_manifest::{Sign as _, SoftwareKey};
+use rota_keys::KeyAddress;
+use rota_keys::pkcs11::{Pkcs11Key, Pkcs11Uri};
+use rota_manifest::{Sign, SoftwareKey};
 use rota_protocol::api::{DeviceInfo, DeviceRegister};
 use rota_protocol::identity::{valid_device_id, validate_tags};
 use rota_protocol::{DeviceCertificate, certify};
@@ -53,11 +55,16 @@ enum DeviceCommand {
 /// by the manufacturer CA key, binding the id, class and tags to the key. Never
 /// overwrites either. With a server (--server or ROTA_SERVER), registers the device
 /// there (state provisioned until it first checks in).
+///
+/// With --pkcs11 URI the identity key is made inside the device's token (a secure
+/// element or a TPM through its PKCS#11 module) and never leaves it: DIR/ID.key is then
+/// a stub naming it (one line, its URI), which `rota-agent run --device-key` opens.
+/// --ca-key may name a key in an HSM as well.
 #[derive(Debug, clap::Args)]
 struct ProvisionArgs {
-    /// The manufacturer CA's private key (`rota keygen`).
-    #[arg(long, value_name = "CA.key")]
-    ca_key: PathBuf,
+    /// The manufacturer CA's private key: a key file (`rota keygen`) or a PKCS#11 URI.
+    #[arg(long, value_name = "FILE|PKCS11-URI")]
+    ca_key: KeyAddress,
 
     /// The device id: 1 to 64 of A-Z a-z 0-9 . _ -
     #[arg(long, value_name = "ID")]
@@ -74,6 +81,12 @@ struct ProvisionArgs {
     /// without Ed25519 holds; the server accepts both).
     #[arg(long, default_value = "ed25519")]
     key_algorithm: rota_manifest::Algorithm,
+
+    /// Make the identity key inside this PKCS#11 token (RFC 7512 URI naming the token
+    /// and the key's label) instead of a key file; --key-algorithm p256 for tokens
+    /// without Ed25519 (most secure elements and TPMs).
+    #[arg(long, value_name = "PKCS11-URI")]
+    pkcs11: Option<Pkcs11Uri>,
 
     /// The directory to write ID.key and ID.cert.json into (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -179,19 +192,29 @@ fn provision(args: ProvisionArgs) -> Result<()> {
     } else {
         None
     };
-    let ca_pem = files::read_key_file(&args.ca_key)?;
-    let ca = SoftwareKey::from_pkcs8_pem(&ca_pem)
-        .map_err(|e| anyhow!("cannot use {} as the CA key: {e}", args.ca_key.display()))?;
+    let ca = args
+        .ca_key
+        .open()
+        .map_err(|e| anyhow!("cannot use {} as the CA key: {e}", args.ca_key))?;
     let key_path = args.out.join(format!("{}.key", args.id));
     let cert_path = args.out.join(format!("{}.cert.json", args.id));
     let hint = "rota device provision never overwrites a device's key or certificate";
     files::refuse_existing(&key_path, hint)?;
     files::refuse_existing(&cert_path, hint)?;
 
-    let device = SoftwareKey::generate(args.key_algorithm).context("cannot generate a key")?;
-    let device_pem = device
-        .to_pkcs8_pem()
-        .context("cannot encode the device key")?;
+    // The device key: made in its token (the key file is then a stub naming it), or in
+    // memory and written out.
+    let (device, key_file): (Box<dyn Sign>, zeroize::Zeroizing<String>) = match &args.pkcs11 {
+        Some(uri) => (
+            Box::new(Pkcs11Key::generate(uri, args.key_algorithm)?),
+            zeroize::Zeroizing::new(format!("{uri}\n")),
+        ),
+        None => {
+            let key = SoftwareKey::generate(args.key_algorithm).context("cannot generate a key")?;
+            let pem = key.to_pkcs8_pem().context("cannot encode the device key")?;
+            (Box::new(key), pem)
+        }
+    };
     let certificate = certify(
         &ca,
         &args.id,
@@ -204,16 +227,23 @@ fn provision(args: ProvisionArgs) -> Result<()> {
     cert_json.push(b'\n');
 
     ensure_dir(&args.out)?;
-    files::create_new(&key_path, device_pem.as_bytes(), 0o600)?;
+    files::create_new(&key_path, key_file.as_bytes(), 0o600)?;
     if let Err(e) = files::create_new(&cert_path, &cert_json, 0o644) {
         // No key without its certificate: the key was created just now, by us.
         let _ = fs::remove_file(&key_path);
         return Err(e);
     }
     let mut text = format!(
-        "wrote {} (the device's private key, mode 0600: install it on the device only)\n\
+        "wrote {} ({})\n\
          wrote {} (class {}, tags {}, issued by CA {})\n",
         key_path.display(),
+        match &args.pkcs11 {
+            Some(uri) => format!(
+                "a stub naming the identity key made inside {}: the key never leaves it",
+                uri.token_part()
+            ),
+            None => "the device's private key, mode 0600: install it on the device only".into(),
+        },
         cert_path.display(),
         args.class.hyphenated(),
         if args.tags.is_empty() {

@@ -80,10 +80,10 @@ struct PublishArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
     expires_days: u64,
 
-    /// A targets private key, where it is not in REPO/keys; repeat for each (default:
-    /// REPO/keys/targets-*.key).
-    #[arg(long = "targets-key", value_name = "FILE")]
-    targets_keys: Vec<PathBuf>,
+    /// A targets private key, where it is not in REPO/keys: a key file or a PKCS#11 URI;
+    /// repeat for each (default: REPO/keys/targets-*.key, key files or stubs).
+    #[arg(long = "targets-key", value_name = "PKCS11-URI|FILE")]
+    targets_keys: Vec<rota_keys::KeyAddress>,
 
     /// Also check that the envelope is signed by this key (PEM, such as the NAME.pub of
     /// `rota keygen`); repeat to accept any of several.
@@ -122,10 +122,10 @@ pub struct PushArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
     targets_expires_days: u64,
 
-    /// A targets private key, where it is not in REPO/keys; repeat for each (default:
-    /// REPO/keys/targets-*.key).
-    #[arg(long = "targets-key", value_name = "FILE")]
-    targets_keys: Vec<PathBuf>,
+    /// A targets private key, where it is not in REPO/keys: a key file or a PKCS#11 URI;
+    /// repeat for each (default: REPO/keys/targets-*.key, key files or stubs).
+    #[arg(long = "targets-key", value_name = "PKCS11-URI|FILE")]
+    targets_keys: Vec<rota_keys::KeyAddress>,
 
     #[command(flatten)]
     server: ServerArgs,

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
-use rota_repo::{DirError, InitOptions, RepoDir, RoleName, RotateOptions};
+use rota_keys::KeyAddress;
+use rota_repo::{DirError, GivenKeys, InitOptions, RepoDir, RoleName, RotateOptions};
 
 use crate::output;
 
@@ -40,21 +41,39 @@ struct InitArgs {
     #[arg(long, value_name = "REPO")]
     dir: PathBuf,
 
-    /// How many root keys to make.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=32))]
-    root_keys: u64,
+    /// How many root keys to make (default: 3, or as many as --root-key names).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
+    root_keys: Option<u64>,
 
-    /// How many root keys must sign a new root version.
-    #[arg(long, value_name = "K", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=32))]
-    root_threshold: u64,
+    /// How many root keys must sign a new root version (default: 2, or 1 of 1).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=32))]
+    root_threshold: Option<u64>,
 
-    /// How many targets keys to make.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=32))]
-    targets_keys: u64,
+    /// How many targets keys to make (default: 1, or as many as --targets-key names).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=32))]
+    targets_keys: Option<u64>,
 
     /// How many targets keys must sign the list of releases.
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=32))]
     targets_threshold: u64,
+
+    /// An existing root key to use instead of making one: a PKCS#11 URI (a key in an
+    /// HSM, made by `rota keygen --pkcs11`) or a key file; repeat for each. REPO/keys
+    /// then holds a stub naming it, never the key.
+    #[arg(long = "root-key", value_name = "PKCS11-URI|FILE")]
+    root_key: Vec<KeyAddress>,
+
+    /// An existing targets key, likewise; repeat for each.
+    #[arg(long = "targets-key", value_name = "PKCS11-URI|FILE")]
+    targets_key: Vec<KeyAddress>,
+
+    /// An existing snapshot key (online: the update server signs with it), likewise.
+    #[arg(long = "snapshot-key", value_name = "PKCS11-URI|FILE")]
+    snapshot_key: Option<KeyAddress>,
+
+    /// An existing timestamp key (online), likewise.
+    #[arg(long = "timestamp-key", value_name = "PKCS11-URI|FILE")]
+    timestamp_key: Option<KeyAddress>,
 
     /// Days until the root metadata expires; devices stop updating when it does, until a
     /// new root version (`rota repo rotate`) is published.
@@ -84,15 +103,36 @@ struct RotateArgs {
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=32))]
     root_threshold: Option<u64>,
 
-    /// A current root private key, where it is not in REPO/keys; repeat for each
-    /// (default: REPO/keys/root-*.key).
-    #[arg(long = "root-key", value_name = "FILE")]
-    root_key_files: Vec<PathBuf>,
+    /// A current root private key, where it is not in REPO/keys: a key file or a PKCS#11
+    /// URI; repeat for each (default: REPO/keys/root-*.key, key files or stubs).
+    #[arg(long = "root-key", value_name = "PKCS11-URI|FILE")]
+    root_key_files: Vec<KeyAddress>,
+
+    /// An existing key to be a new root key instead of making one (a PKCS#11 URI or a
+    /// key file); repeat for each. REPO/keys then holds a stub naming it.
+    #[arg(long = "new-root-key", value_name = "PKCS11-URI|FILE")]
+    new_root_key: Vec<KeyAddress>,
 
     /// Also replace the online snapshot and timestamp keys (the old ones move to
     /// REPO/online/old/vN/); give the new ones to the update server with the new root.
     #[arg(long)]
     replace_online: bool,
+
+    /// With --replace-online: an existing key to be the new snapshot key.
+    #[arg(
+        long = "new-snapshot-key",
+        value_name = "PKCS11-URI|FILE",
+        requires = "replace_online"
+    )]
+    new_snapshot_key: Option<KeyAddress>,
+
+    /// With --replace-online: an existing key to be the new timestamp key.
+    #[arg(
+        long = "new-timestamp-key",
+        value_name = "PKCS11-URI|FILE",
+        requires = "replace_online"
+    )]
+    new_timestamp_key: Option<KeyAddress>,
 
     /// Days until the new root metadata expires.
     #[arg(long, value_name = "DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
@@ -158,14 +198,32 @@ fn list(paths: &[PathBuf]) -> String {
 }
 
 fn init(args: InitArgs) -> Result<()> {
+    let count = |given: &[KeyAddress], option: Option<u64>, default: u64, name: &str| match (
+        given.len() as u64,
+        option,
+    ) {
+        (0, n) => Ok(n.unwrap_or(default)),
+        (g, None) => Ok(g),
+        (g, Some(n)) if g == n => Ok(n),
+        (g, Some(n)) => Err(anyhow!("--{name}s {n} but --{name} names {g} keys")),
+    };
+    let root_keys = count(&args.root_key, args.root_keys, 3, "root-key")?;
+    let targets_keys = count(&args.targets_key, args.targets_keys, 1, "targets-key")?;
+    let root_threshold = args.root_threshold.unwrap_or(root_keys.min(2));
     let created = RepoDir::init(
         &args.dir,
         &InitOptions {
-            root_keys: args.root_keys,
-            root_threshold: args.root_threshold,
-            targets_keys: args.targets_keys,
+            root_keys,
+            root_threshold,
+            targets_keys,
             targets_threshold: args.targets_threshold,
             expires: expiry(args.expires_days),
+            given: GivenKeys {
+                root: args.root_key,
+                targets: args.targets_key,
+                snapshot: args.snapshot_key,
+                timestamp: args.timestamp_key,
+            },
         },
     )?;
     let repo = &created.repo;
@@ -182,11 +240,11 @@ fn init(args: InitArgs) -> Result<()> {
          - give the online keys and {anchor_name} to the update server\n\
          - build {anchor_name} into the device firmware as its TUF trust anchor\n",
         dir = repo.path().display(),
-        rt = args.root_threshold,
-        rn = args.root_keys,
+        rt = root_threshold,
+        rn = root_keys,
         root_paths = list(&created.root_key_files),
         tt = args.targets_threshold,
-        tn = args.targets_keys,
+        tn = targets_keys,
         targets_paths = list(&created.targets_key_files),
         online = repo.online_dir().display(),
         expires = date(repo.root_chain().latest.expires),
@@ -205,6 +263,12 @@ fn rotate(args: RotateArgs) -> Result<()> {
             root_key_files: args.root_key_files,
             replace_online: args.replace_online,
             expires: expiry(args.expires_days),
+            given: GivenKeys {
+                root: args.new_root_key,
+                targets: Vec::new(),
+                snapshot: args.new_snapshot_key,
+                timestamp: args.new_timestamp_key,
+            },
         })
         .map_err(|e| key_error(e, "--root-key"))?;
 

@@ -1,9 +1,10 @@
 //! `rota sign`: build and sign the envelope of one firmware image.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
-use rota_manifest::{ImageManifest, Sign, SoftwareKey};
+use rota_keys::{KeyAddress, PrivateKey};
+use rota_manifest::{ImageManifest, Sign};
 
 use crate::files;
 use crate::output;
@@ -13,12 +14,14 @@ use crate::output;
 /// The image is hashed (SHA-256) as it is read, never loaded whole. The manifest says
 /// which devices may install the image (vendor and class id), what it is (digest and
 /// size), its place in the release order (sequence number) and its anti-rollback level
-/// (security version); it is signed with Ed25519 (COSE alg -19).
+/// (security version); it is signed with the key's algorithm (Ed25519, COSE alg -19, or
+/// ECDSA P-256, ES256), in a PKCS#11 token when --key is a `pkcs11:` URI.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The private signing key (PKCS#8 PEM, as written by `rota keygen`).
-    #[arg(long, value_name = "NAME.key")]
-    key: PathBuf,
+    /// The private signing key: a key file (PKCS#8 PEM, as written by `rota keygen`) or
+    /// a PKCS#11 URI naming a key in an HSM (`rota keygen --pkcs11`).
+    #[arg(long, value_name = "NAME.key|PKCS11-URI")]
+    key: KeyAddress,
 
     /// The firmware image to sign.
     #[arg(long, value_name = "FILE")]
@@ -127,24 +130,28 @@ pub fn run(args: Args) -> Result<()> {
 
     output::print(&format!(
         "signed {} ({image_size} bytes, sha-256 {}) -> {} ({} bytes): sequence {}, \
-         security version {}, Ed25519 key {}\n",
+         security version {}, {} key {}\n",
         args.image.display(),
         hex::encode(image_digest),
         args.output.display(),
         envelope.len(),
         args.sequence,
         args.security_version,
+        match signer.algorithm() {
+            rota_keys::Algorithm::Ed25519 => "Ed25519",
+            rota_keys::Algorithm::EcdsaP256Sha256 => "ECDSA P-256",
+        },
         output::short_id(&signer.public_key().key_id()),
     ))
 }
 
-/// Reads a PKCS#8 Ed25519 private key, warning when others can read it.
-fn load_signing_key(path: &Path) -> Result<SoftwareKey> {
-    let pem = files::read_key_file(path)?;
-    let signer = SoftwareKey::from_pkcs8_pem(&pem)
-        .map_err(|e| anyhow!("cannot use {} as a signing key: {e}", path.display()))?;
+/// Opens the signing key (a file, warning when others can read it, or a token key).
+pub fn load_signing_key(address: &KeyAddress) -> Result<PrivateKey> {
+    let key = address
+        .open()
+        .map_err(|e| anyhow!("cannot use {address} as a signing key: {e}"))?;
     #[cfg(unix)]
-    {
+    if let Some(path) = address.file() {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
@@ -156,7 +163,7 @@ fn load_signing_key(path: &Path) -> Result<SoftwareKey> {
             }
         }
     }
-    Ok(signer)
+    Ok(key)
 }
 
 #[cfg(test)]

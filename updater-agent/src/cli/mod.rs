@@ -46,11 +46,15 @@ pub fn read_anchors(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
         .collect()
 }
 
-/// A private key in PKCS#8 PEM, Ed25519 or P-256 (a device key, a CA key).
-pub fn read_signing_key(path: &Path, what: &str) -> Result<rota_keys::SoftwareKey> {
-    rota_keys::KeyFile::new(path)
-        .load()
-        .map_err(|e| anyhow!("cannot use {} as {what}: {e}", path.display()))
+/// A private key, Ed25519 or P-256 (a device key, a CA key): a key file or a stub, or
+/// a PKCS#11 URI.
+pub fn open_signing_key(
+    address: &rota_keys::KeyAddress,
+    what: &str,
+) -> Result<rota_keys::PrivateKey> {
+    address
+        .open()
+        .map_err(|e| anyhow!("cannot use {address} as {what}: {e}"))
 }
 
 /// A command-line value that is not what its option takes (clap prints it).

@@ -28,9 +28,11 @@ pub struct Args {
     /// The largest image a slot holds (as provisioned): bytes, or with K or M.
     #[arg(long, value_parser = super::parse_size)]
     image_capacity: u32,
-    /// The device's private key (PKCS#8 PEM), from `rota device provision`.
-    #[arg(long)]
-    device_key: PathBuf,
+    /// The device's private key, from `rota device provision`: a key file (PKCS#8 PEM,
+    /// or the stub naming a key in the device's token), or a PKCS#11 URI (a secure
+    /// element or a TPM through tpm2-pkcs11).
+    #[arg(long, value_name = "FILE|PKCS11-URI")]
+    device_key: rota_keys::KeyAddress,
     /// The device's certificate, from `rota device provision`: its id, and self-enrolment.
     #[arg(long)]
     certificate: PathBuf,
@@ -60,12 +62,12 @@ pub fn run(args: Args) -> Result<()> {
             args.certificate.display()
         )
     })?;
-    let key = super::read_signing_key(&args.device_key, "the device key")?;
+    let key = super::open_signing_key(&args.device_key, "the device key")?;
     if body.public_key != hex::encode(rota_keys::Sign::public_key(&key).as_bytes()) {
         return Err(anyhow!(
-            "{} does not certify the key in {}",
+            "{} does not certify the key {}",
             args.certificate.display(),
-            args.device_key.display()
+            args.device_key
         ));
     }
     let device = LinuxDevice::open(LinuxConfig {

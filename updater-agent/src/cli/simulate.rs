@@ -24,9 +24,10 @@ pub struct Args {
     /// Device ids are PREFIX-0001, PREFIX-0002, …
     #[arg(long, default_value = "sim")]
     prefix: String,
-    /// The manufacturer CA's private key (the server trusts its public key).
-    #[arg(long)]
-    ca_key: PathBuf,
+    /// The manufacturer CA's private key (the server trusts its public key): a key file
+    /// or a PKCS#11 URI.
+    #[arg(long, value_name = "FILE|PKCS11-URI")]
+    ca_key: rota_keys::KeyAddress,
     /// Tags in every device certificate (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
@@ -65,7 +66,9 @@ pub fn run(args: Args) -> Result<()> {
     let spec = FleetSpec {
         count: args.devices,
         id_prefix: args.prefix,
-        ca: super::read_signing_key(&args.ca_key, "the CA key")?,
+        ca: super::open_signing_key(&args.ca_key, "the CA key")?
+            .boxed()
+            .into(),
         key_algorithm: args.key_algorithm,
         tags: args.tags,
         factory: Factory {
