@@ -851,6 +851,8 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
         ("targets", "ed25519"),
         ("firmware", "ed25519"),
         ("factory-ca", "p256"),
+        ("snapshot", "ed25519"),
+        ("timestamp", "ed25519"),
     ] {
         rota(
             path,
@@ -881,13 +883,23 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
             &uri("root-2"),
             "--targets-key",
             &uri("targets"),
+            "--snapshot-key",
+            &uri("snapshot"),
+            "--timestamp-key",
+            &uri("timestamp"),
         ],
     )
     .ok()
     .has("root keys (2 of 2 sign a new root)");
-    // REPO/keys holds stubs naming the token keys, never a private key.
-    for name in ["root-1.key", "root-2.key", "targets-1.key"] {
-        let text = std::fs::read_to_string(path.join("repo/keys").join(name)).unwrap();
+    // REPO/keys and REPO/online hold stubs naming the token keys, never a private key.
+    for name in [
+        "keys/root-1.key",
+        "keys/root-2.key",
+        "keys/targets-1.key",
+        "online/snapshot.key",
+        "online/timestamp.key",
+    ] {
+        let text = std::fs::read_to_string(path.join("repo").join(name)).unwrap();
         assert!(
             text.starts_with("pkcs11:token=rota-test;"),
             "{name}: {text}"
@@ -895,7 +907,41 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
         assert!(!text.contains("PRIVATE KEY"));
     }
 
-    let server = Server::start(&server_data(path, "factory-ca.pub"));
+    // Root version 1 lists the token keys, by the public keys `rota keygen` wrote.
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(path.join("repo/root.json")).unwrap()).unwrap();
+    let tuf_key_id = |name: &str| {
+        let pem = std::fs::read_to_string(path.join(format!("{name}.pub"))).unwrap();
+        let key = rota_keys::public_key_from_pem(&pem).unwrap();
+        rota_repo::PublicKey::from_seam(&key)
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    for (role, names) in [
+        ("root", &["root-1", "root-2"][..]),
+        ("targets", &["targets"]),
+        ("snapshot", &["snapshot"]),
+        ("timestamp", &["timestamp"]),
+    ] {
+        let listed = &root["signed"]["roles"][role]["keyids"];
+        for name in names {
+            assert!(
+                listed
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|id| id == tuf_key_id(name).as_str()),
+                "{role}: {name} not in {listed}"
+            );
+        }
+    }
+
+    // The server signs snapshot and timestamp in the token (its data directory holds
+    // the stubs), the timestamp for 60 s: re-signed every 30 s.
+    let server = Server::start_with(&server_data(path, "factory-ca.pub"), |s| {
+        s.timestamp_lifetime = Some(60);
+    });
     rota_at(path, &server, &["repo", "push", "--dir", "repo"]).ok();
 
     // v1 (the factory image) and v2, simulated firmware, signed inside the token.
@@ -945,8 +991,7 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
         ],
     )
     .ok();
-    let release = published.stdout.trim().lines().last().unwrap().to_string();
-    let release = release.rsplit(' ').next().unwrap().to_string();
+    let release = field(&published.stdout, "release id:");
 
     // Devices enrolled by the CA in the token, trusting the firmware key in the token.
     let anchors = vec![
@@ -1006,6 +1051,38 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
             fleet.views()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The timestamp is re-signed on schedule, in the token.
+    let timestamp = || -> Value {
+        reqwest::blocking::get(format!("{}/tuf/metadata/timestamp.json", server.base))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let first = timestamp()["signed"]["version"].as_u64().unwrap();
+    let key_id = tuf_key_id("timestamp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let resigned = loop {
+        let now = timestamp();
+        if now["signed"]["version"].as_u64().unwrap() > first {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timestamp was not re-signed"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(resigned["signatures"][0]["keyid"], key_id.as_str());
+    // ... and the devices, polling on, accept the repository it now vouches for.
+    std::thread::sleep(Duration::from_secs(2));
+    for view in fleet.views() {
+        assert_eq!(view.version, 2, "{view:?}");
+        assert!(
+            matches!(view.last, Some(rota_agent::Outcome::UpToDate)),
+            "{view:?}"
+        );
     }
     fleet.stop();
 }
