@@ -47,6 +47,18 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
     fi
 fi
 command -v qemu-system-arm >/dev/null || { echo "qemu-system-arm is required" >&2; exit 1; }
+# Real PKCS#11 tokens for the hardware-key tests: SoftHSM2 (the HSM), a software TPM 2.0
+# with tpm2-pkcs11 on top (a device's secure element), and OpenSC's pkcs11-tool.
+if ! command -v softhsm2-util >/dev/null || ! command -v swtpm >/dev/null \
+    || ! command -v pkcs11-tool >/dev/null || ! ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so >/dev/null 2>&1; then
+    step "installing SoftHSM2, swtpm, tpm2-pkcs11 and OpenSC"
+    packages=(softhsm2 opensc swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1)
+    if [[ "$(id -u)" == 0 ]]; then
+        apt-get update -qq && apt-get install -y -qq "${packages[@]}"
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq "${packages[@]}"
+    fi
+fi
 # The update server's tests: python-tuf is the reference TUF client they check the
 # repository against, moto the S3-compatible server for the object-storage backend.
 if ! python3 -c "import tuf.ngclient, moto.server" >/dev/null 2>&1; then
