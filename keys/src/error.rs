@@ -50,7 +50,7 @@ pub enum KeyError {
     Unavailable(String),
     /// A key in a PKCS#11 token could not be found, opened or used.
     #[error(transparent)]
-    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
+    Pkcs11(Box<crate::pkcs11::Pkcs11Error>),
     /// A key file could not be read.
     #[error("cannot read the key file {path}: {source}")]
     Io {
@@ -69,4 +69,10 @@ pub enum VerifyError {
     /// The signature does not verify (or is not the 64-byte fixed form).
     #[error("the signature does not verify")]
     BadSignature,
+}
+
+impl From<crate::pkcs11::Pkcs11Error> for KeyError {
+    fn from(e: crate::pkcs11::Pkcs11Error) -> Self {
+        Self::Pkcs11(Box::new(e))
+    }
 }

@@ -179,7 +179,7 @@ impl Sign for PrivateKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyAddress {
     File(KeyFile),
-    Pkcs11(Pkcs11Uri),
+    Pkcs11(Box<Pkcs11Uri>),
 }
 
 impl KeyAddress {
@@ -205,7 +205,7 @@ impl std::str::FromStr for KeyAddress {
 
     fn from_str(text: &str) -> Result<Self, KeyError> {
         if text.starts_with("pkcs11:") {
-            Ok(Self::Pkcs11(text.parse()?))
+            Ok(Self::Pkcs11(Box::new(text.parse()?)))
         } else {
             Ok(Self::File(KeyFile::new(text)))
         }

@@ -272,9 +272,9 @@ fn each_bad_key_address_is_one_sentence_naming_its_uri_part_and_nothing_is_writt
 
 #[test]
 fn a_tpm_locked_by_wrong_pins_is_reported_locked_and_signs_nothing() {
-    let (dir, hsm) = scratch();
+    let (dir, _hsm) = scratch();
     let path = dir.path();
-    let rota = |dir: &Path, args: &[&str]| rota_env(dir, args, &hsm.env());
+
     let tpm = Swtpm::start();
     let env = tpm.env();
     rota_env(

@@ -306,6 +306,17 @@ impl Settings {
     }
 }
 
+/// An online key's address: as configured (a file or a PKCS#11 URI), else `name` in the
+/// online keys directory.
+fn online_key(given: &Option<String>, dir: &Path, name: &str) -> Result<rota_keys::KeyAddress> {
+    match given {
+        Some(text) => text
+            .parse()
+            .with_context(|| format!("the {} setting", name.trim_end_matches(".key"))),
+        None => Ok(dir.join(name).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,16 +358,5 @@ mod tests {
         };
         let err = no_connections.resolve(None).unwrap_err();
         assert!(err.to_string().contains("max-connections"), "{err}");
-    }
-}
-
-/// An online key's address: as configured (a file or a PKCS#11 URI), else `name` in the
-/// online keys directory.
-fn online_key(given: &Option<String>, dir: &Path, name: &str) -> Result<rota_keys::KeyAddress> {
-    match given {
-        Some(text) => text
-            .parse()
-            .with_context(|| format!("the {} setting", name.trim_end_matches(".key"))),
-        None => Ok(dir.join(name).into()),
     }
 }

@@ -37,7 +37,7 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum DeviceCommand {
-    Provision(ProvisionArgs),
+    Provision(Box<ProvisionArgs>),
     Register(RegisterArgs),
     List(ListArgs),
     /// Suspend an active device: the server refuses its requests until it is resumed.
@@ -138,7 +138,7 @@ struct StateArgs {
 
 pub fn run(args: Args) -> Result<()> {
     match args.command {
-        DeviceCommand::Provision(args) => provision(args),
+        DeviceCommand::Provision(args) => provision(*args),
         DeviceCommand::Register(args) => register_file(args),
         DeviceCommand::List(args) => list(args),
         DeviceCommand::Suspend(args) => change(args, "suspend", "suspended"),
