@@ -52,7 +52,7 @@ pub enum KeyError {
     #[error(transparent)]
     Pkcs11(Box<crate::pkcs11::Pkcs11Error>),
     /// A key file could not be read.
-    #[error("cannot read the key file {path}: {source}")]
+    #[error("cannot read {}: {}", path.display(), io_reason(source))]
     Io {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -74,5 +74,20 @@ pub enum VerifyError {
 impl From<crate::pkcs11::Pkcs11Error> for KeyError {
     fn from(e: crate::pkcs11::Pkcs11Error) -> Self {
         Self::Pkcs11(Box::new(e))
+    }
+}
+
+/// An I/O error in words: the one phrasing of every rota file error ("cannot read
+/// PATH: no such file").
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "no such file".into(),
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        ErrorKind::IsADirectory => "it is a directory".into(),
+        ErrorKind::AlreadyExists => "it already exists".into(),
+        ErrorKind::NotADirectory => "a parent is not a directory".into(),
+        ErrorKind::DirectoryNotEmpty => "it is not empty".into(),
+        _ => e.to_string(),
     }
 }

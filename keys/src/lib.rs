@@ -42,7 +42,7 @@ pub mod test_tokens;
 mod verify;
 
 #[cfg(feature = "std")]
-pub use error::{KeyError, SignError, VerifyError};
+pub use error::{KeyError, SignError, VerifyError, io_reason};
 #[cfg(feature = "std")]
 pub use pem::{private_key_from_pem, public_key_from_pem};
 #[cfg(feature = "std")]

@@ -89,18 +89,8 @@ pub enum FileError {
     },
 }
 
-/// `io::Error` in words, without the "(os error N)" suffix for the common cases.
-pub fn reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        io::ErrorKind::IsADirectory => "it is a directory".into(),
-        io::ErrorKind::AlreadyExists => "it already exists".into(),
-        io::ErrorKind::NotADirectory => "a parent is not a directory".into(),
-        io::ErrorKind::DirectoryNotEmpty => "it is not empty".into(),
-        _ => e.to_string(),
-    }
-}
+/// An I/O error in words (the one phrasing every rota file error uses).
+pub use rota_keys::io_reason as reason;
 
 fn read_error(path: &Path, e: &io::Error) -> FileError {
     FileError::Read {

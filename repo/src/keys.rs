@@ -314,4 +314,21 @@ mod tests {
             Err(Error::KeyNotExportable)
         ));
     }
+
+    #[test]
+    fn a_key_in_a_token_is_never_written_out_only_named() {
+        let hsm = rota_keys::test_tokens::SoftHsm::in_process();
+        let uri: rota_keys::pkcs11::Pkcs11Uri =
+            hsm.uri("rota-test", "repo-sealed").parse().unwrap();
+        let key = rota_keys::pkcs11::Pkcs11Key::generate(&uri, Algorithm::Ed25519).unwrap();
+        let key = RepoKey::from_private(rota_keys::PrivateKey::Pkcs11(key)).unwrap();
+        assert!(matches!(key.to_pkcs8_pem(), Err(Error::KeyNotExportable)));
+        // Its key file in a repository is the stub naming it.
+        assert_eq!(key.key_file_text().unwrap().trim_end(), uri.to_string());
+        // It signs as TUF wants: Ed25519, verifying with its public key.
+        let signature = key.sign_bytes(b"signed").unwrap();
+        rota_keys::PublicKey::Ed25519(*key.public().as_bytes())
+            .verify(b"signed", &signature)
+            .unwrap();
+    }
 }

@@ -5,8 +5,9 @@
 //! once per process, finds the one token and the one private key the URI matches, logs
 //! in with the user PIN (`pin.rs`: pin-source, `ROTA_PKCS11_PIN`, a prompt), reads the
 //! public key from the token and checks it is an Ed25519 (`CKK_EC_EDWARDS`, curve
-//! edwards25519) or P-256 (`CKK_EC`, prime256v1) key allowed to sign (`CKA_SIGN`). [`Pkcs11Key::generate`] makes a new key pair inside the
-//! token, sensitive and never extractable; only its public key ever leaves.
+//! edwards25519) or P-256 (`CKK_EC`, prime256v1) key allowed to sign (`CKA_SIGN`).
+//! [`Pkcs11Key::generate`] makes a new key pair inside the token, sensitive and never
+//! extractable; only its public key ever leaves.
 //!
 //! Signatures are rota's fixed 64-byte forms: `CKM_EDDSA` (pure Ed25519) gives `R || S`;
 //! `CKM_ECDSA` signs the SHA-256 digest rota computes and gives `r || s` (PKCS#11 v3.0
