@@ -805,8 +805,10 @@ impl RepoDir {
             self.ensure_dir(&archive)?;
             let new_root = &self.chain.latest.root;
             for path in role_key_files(&keys_dir, "root")? {
-                // A key this version lists was moved in by an earlier run.
-                let is_new = load_key(&path).is_ok_and(|key| new_root.contains(key.key_id()));
+                // A key this version lists was moved in by an earlier run. A key that
+                // cannot be opened (a token that is absent) stops the recovery rather
+                // than being archived unseen: it may be one of the new keys.
+                let is_new = new_root.contains(load_key(&path)?.key_id());
                 if !is_new && let Some(name) = path.file_name() {
                     self.disk.rename(&path, &archive.join(name))?;
                     finished.archived_root_keys += 1;

@@ -369,3 +369,89 @@ fn a_device_identity_made_in_a_tpm_is_certified_and_never_leaves_it() {
     );
     assert!(!path.join("devices/gw-8.cert.json").exists());
 }
+
+#[test]
+fn root_keys_in_an_hsm_rotate_to_new_token_keys_and_a_bad_one_changes_nothing() {
+    let (dir, hsm) = scratch();
+    let path = dir.path();
+    let rota = |dir: &Path, args: &[&str]| rota_env(dir, args, &hsm.env());
+    let uri = |object: &str| hsm.uri("rota-test", object);
+    for key in ["root-a", "root-b", "targets", "root-c"] {
+        rota(path, &["keygen", "--pkcs11", &uri(key), "--out", key]).ok();
+    }
+    rota(
+        path,
+        &[
+            "repo",
+            "init",
+            "--dir",
+            "repo",
+            "--root-key",
+            &uri("root-a"),
+            "--root-key",
+            &uri("root-b"),
+            "--targets-key",
+            &uri("targets"),
+        ],
+    )
+    .ok();
+    let stub = |name: &str| {
+        std::fs::read_to_string(path.join("repo").join(name))
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    // A key the token does not hold: refused before anything is written.
+    rota(
+        path,
+        &[
+            "repo",
+            "rotate",
+            "--dir",
+            "repo",
+            "--new-root-key",
+            &uri("missing"),
+            "--root-threshold",
+            "1",
+        ],
+    )
+    .fails_with("token=rota-test has no PKCS#11 private key object=missing");
+    assert!(!path.join("repo/metadata/2.root.json").exists());
+    assert_eq!(stub("keys/root-1.key"), uri("root-a"));
+
+    // Rotated to root-c, signed in the token by both old keys and the new one.
+    rota(
+        path,
+        &[
+            "repo",
+            "rotate",
+            "--dir",
+            "repo",
+            "--new-root-key",
+            &uri("root-c"),
+            "--root-threshold",
+            "1",
+        ],
+    )
+    .ok()
+    .has("wrote root version 2")
+    .has("signed by 2 current root keys and 1 new ones");
+    assert_eq!(stub("keys/root-1.key"), uri("root-c"));
+    assert!(!path.join("repo/keys/root-2.key").exists());
+    assert_eq!(stub("keys/old/v1/root-1.key"), uri("root-a"));
+    assert_eq!(stub("keys/old/v1/root-2.key"), uri("root-b"));
+    // The rotated repository opens, its chain verified, and signs with its stubs.
+    rota(
+        path,
+        &[
+            "repo",
+            "rotate",
+            "--dir",
+            "repo",
+            "--new-root-key",
+            &uri("root-a"),
+        ],
+    )
+    .ok()
+    .has("wrote root version 3");
+}

@@ -258,7 +258,10 @@ fn rotate(args: RotateArgs) -> Result<()> {
     let mut repo = open(&args.dir)?;
     let rotated = repo
         .rotate(&RotateOptions {
-            root_keys: args.root_keys,
+            // Existing keys given: as many new root keys as were named.
+            root_keys: args
+                .root_keys
+                .or((!args.new_root_key.is_empty()).then_some(args.new_root_key.len() as u64)),
             root_threshold: args.root_threshold,
             root_key_files: args.root_key_files,
             replace_online: args.replace_online,
