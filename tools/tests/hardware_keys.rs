@@ -4,13 +4,12 @@
 //! and verified with the public key file, and every bad key address refused in one
 //! sentence naming the URI part at fault, with nothing written.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use rota_keys::test_tokens::{SoftHsm, Swtpm};
 
 mod common;
-use common::Run;
+use common::{Run, rota_env};
 
 const VENDOR: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe";
 const CLASS: &str = "8a1c3c1e-3b2a-4f5e-9d3a-0c1b2a3d4e5f";
@@ -45,21 +44,6 @@ fn sign_args<'a>(key: &'a str, output: &'a str) -> Vec<&'a str> {
         "-o",
         output,
     ]
-}
-
-/// `rota` with more environment (a TPM's).
-fn rota_env(dir: &Path, args: &[&str], env: &[(&'static str, PathBuf)]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_rota"))
-        .current_dir(dir)
-        .envs(env.iter().cloned())
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().expect("rota was killed by a signal"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
 }
 
 /// Exit 1 with rota's one `error: ` sentence containing `needle` as the last line: a

@@ -115,21 +115,7 @@ impl Setup {
         let path = dir.path();
         rota(path, &["repo", "init", "--dir", "repo"]).ok();
         rota(path, &["keygen", "--out", "factory-ca"]).ok();
-        let data = path.join("data");
-        std::fs::create_dir_all(data.join("tuf-online-keys")).unwrap();
-        std::fs::create_dir_all(data.join("device-ca")).unwrap();
-        for key in ["snapshot.key", "timestamp.key"] {
-            std::fs::copy(
-                path.join("repo/online").join(key),
-                data.join("tuf-online-keys").join(key),
-            )
-            .unwrap();
-        }
-        std::fs::copy(
-            path.join("factory-ca.pub"),
-            data.join("device-ca/factory-ca.pub"),
-        )
-        .unwrap();
+        let data = server_data(path, "factory-ca.pub");
         rota(path, &["keygen", "--out", "release"]).ok();
         let image: Vec<u8> = (0..300 * 1024 + 17).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(path.join("fw.bin"), image).unwrap();

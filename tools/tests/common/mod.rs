@@ -16,10 +16,16 @@ pub struct Run {
 
 /// Runs `rota` with `args` in `dir`, without ROTA_SERVER or ROTA_TOKEN from outside.
 pub fn rota(dir: &Path, args: &[&str]) -> Run {
+    rota_env(dir, args, &[])
+}
+
+/// `rota` as [`rota`] runs it, with more environment (a SoftHSM2's or a TPM's).
+pub fn rota_env(dir: &Path, args: &[&str], env: &[(&'static str, std::path::PathBuf)]) -> Run {
     let output = assert_cmd::cargo::cargo_bin_cmd!("rota")
         .current_dir(dir)
         .env_remove("ROTA_SERVER")
         .env_remove("ROTA_TOKEN")
+        .envs(env.iter().cloned())
         .args(args)
         .output()
         .unwrap();
