@@ -186,7 +186,7 @@ impl Pkcs11Key {
 
     /// Generates a key pair inside the token `uri` names, labelled by its `object=`
     /// (and `id=`, else 16 random bytes): the private key sensitive, never extractable
-    /// and able only to sign; the public key stored beside it. Refuses to add a second
+    /// and allowed to sign; the public key stored beside it. Refuses to add a second
     /// key under a label or id the token already holds.
     pub fn generate(uri: &Pkcs11Uri, algorithm: Algorithm) -> Result<Self, Pkcs11Error> {
         let Some(label) = uri.object.clone() else {
@@ -238,6 +238,8 @@ impl Pkcs11Key {
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
         ];
+        // Other usages are left to the token: tpm2-pkcs11 refuses a template that
+        // turns off the decrypt or derive it gives every TPM key.
         let private_template = [
             Attribute::Token(true),
             Attribute::Private(true),
