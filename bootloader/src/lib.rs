@@ -25,6 +25,7 @@ extern crate alloc;
 
 pub mod board;
 pub mod boot;
+pub mod dice;
 pub mod error;
 #[cfg(any(test, feature = "factory"))]
 pub mod factory;
