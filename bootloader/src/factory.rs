@@ -143,7 +143,7 @@ pub fn claims(envelope: &[u8], anchors: &[PublicKey]) -> Result<Claims, FactoryE
 }
 
 /// What a factory writes into a device's root of trust.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Provisioning {
     /// Trusted key hashes, one per slot; `None` leaves a slot blank.
     pub keys: Vec<Option<KeyHash>>,
@@ -151,6 +151,21 @@ pub struct Provisioning {
     pub class_id: Uuid,
     /// Bits in the floor counter: the highest floor the device can ever reach.
     pub floor_bits: u32,
+    /// The Unique Device Secret (TCG DICE), random per device; `None`: a part without one.
+    pub uds: Option<[u8; crate::dice::CDI_LEN]>,
+}
+
+impl fmt::Debug for Provisioning {
+    /// Everything but the UDS, which is never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provisioning")
+            .field("keys", &self.keys)
+            .field("vendor_id", &self.vendor_id)
+            .field("class_id", &self.class_id)
+            .field("floor_bits", &self.floor_bits)
+            .field("uds", &self.uds.map(|_| "…"))
+            .finish()
+    }
 }
 
 impl Provisioning {
@@ -162,6 +177,7 @@ impl Provisioning {
             vendor_id: claims.vendor_id,
             class_id: claims.class_id,
             floor_bits,
+            uds: None,
         }
     }
 

@@ -18,6 +18,7 @@
 //! or the floor bit `v - 1` when the floor rises to `v` (the floor is the highest set bit
 //! plus one, so a raise never depends on earlier bits being intact).
 
+use crate::dice::{CDI_LEN, Secret};
 use crate::rot::{KeyHash, RootOfTrust, Uuid};
 
 /// Bytes in the map.
@@ -179,6 +180,12 @@ impl<C: OtpCells> RootOfTrust for OtpRot<C> {
 
     fn class_id(&mut self) -> Result<Uuid, Self::Error> {
         self.uuid(CLASS_AT)
+    }
+
+    /// Map version 1 holds no UDS (version 2 adds it, with a cell range hidden until
+    /// reset: `docs/design/attestation.md`).
+    fn take_uds(&mut self) -> Result<Option<Secret<CDI_LEN>>, Self::Error> {
+        Ok(None)
     }
 }
 

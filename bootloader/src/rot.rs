@@ -5,6 +5,8 @@
 //! a revocation bit, once burned, stays burned; the security-version floor only rises,
 //! and only as far as the device's counter has bits for ([`RootOfTrust::floor_budget`]).
 
+use crate::dice::{CDI_LEN, Secret};
+
 /// SHA-256 of a firmware-signing public key: the COSE `kid` rota signs with
 /// (`rota_manifest::PublicKey::key_id`).
 pub type KeyHash = [u8; 32];
@@ -46,6 +48,12 @@ pub trait RootOfTrust {
 
     /// The device's class: firmware for another class never runs here.
     fn class_id(&mut self) -> Result<Uuid, Self::Error>;
+
+    /// The Unique Device Secret (TCG DICE), once per reset: the first call after a reset
+    /// returns it and hides it until the next reset, so only the first code to run (the
+    /// bootloader, which derives the DICE identities from it: [`crate::dice`]) ever reads
+    /// it, and a later call fails. `Ok(None)`: this part holds no UDS.
+    fn take_uds(&mut self) -> Result<Option<Secret<CDI_LEN>>, Self::Error>;
 }
 
 impl<T: RootOfTrust> RootOfTrust for &mut T {
@@ -77,5 +85,8 @@ impl<T: RootOfTrust> RootOfTrust for &mut T {
     }
     fn class_id(&mut self) -> Result<Uuid, Self::Error> {
         T::class_id(self)
+    }
+    fn take_uds(&mut self) -> Result<Option<Secret<CDI_LEN>>, Self::Error> {
+        T::take_uds(self)
     }
 }

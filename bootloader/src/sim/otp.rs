@@ -14,6 +14,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::power::{CutKind, PowerLoss, PowerRail, SplitMix};
+use crate::dice::{CDI_LEN, Secret};
 use crate::factory::Provisioning;
 use crate::rot::{KeyHash, RootOfTrust, Uuid};
 
@@ -26,6 +27,8 @@ pub enum SimOtpError {
     NoSuchSlot,
     /// The counter has no bit for this floor.
     BudgetExhausted,
+    /// The UDS was read since the last reset and is hidden until the next.
+    UdsHidden,
 }
 
 impl From<PowerLoss> for SimOtpError {
@@ -42,6 +45,9 @@ pub struct SimOtp {
     floor_bits: Vec<bool>,
     vendor_id: Uuid,
     class_id: Uuid,
+    /// The Unique Device Secret, and whether it is hidden (read since the last reset).
+    uds: Option<[u8; CDI_LEN]>,
+    uds_hidden: bool,
     burns: u64,
     rail: PowerRail,
 }
@@ -56,9 +62,16 @@ impl SimOtp {
             floor_bits: vec![false; provisioning.floor_bits as usize],
             vendor_id: provisioning.vendor_id,
             class_id: provisioning.class_id,
+            uds: provisioning.uds,
+            uds_hidden: false,
             burns: 0,
             rail,
         }
+    }
+
+    /// The part is reset (a reboot or a power cycle): ranges hidden until reset read again.
+    pub fn reset(&mut self) {
+        self.uds_hidden = false;
     }
 
     /// An independent copy of this bank on `rail`.
@@ -69,6 +82,8 @@ impl SimOtp {
             floor_bits: self.floor_bits.clone(),
             vendor_id: self.vendor_id,
             class_id: self.class_id,
+            uds: self.uds,
+            uds_hidden: false,
             burns: self.burns,
             rail,
         }
@@ -166,6 +181,17 @@ impl RootOfTrust for SimOtp {
         self.rail.check()?;
         Ok(self.class_id)
     }
+
+    /// Hidden in the same step as it is read: no power cut can fall between the read and
+    /// the hide (a real part's read-and-lock is one register access).
+    fn take_uds(&mut self) -> Result<Option<Secret<CDI_LEN>>, SimOtpError> {
+        self.rail.check()?;
+        if self.uds_hidden {
+            return Err(SimOtpError::UdsHidden);
+        }
+        self.uds_hidden = true;
+        Ok(self.uds.map(Secret::new))
+    }
 }
 
 #[cfg(test)]
@@ -181,8 +207,42 @@ mod tests {
                 vendor_id: [2; 16],
                 class_id: [3; 16],
                 floor_bits: 8,
+                uds: Some([4; 32]),
             },
         )
+    }
+
+    #[test]
+    fn uds_is_read_once_per_reset_then_hidden() {
+        let rail = PowerRail::new();
+        let mut otp = otp(&rail);
+        assert_eq!(otp.take_uds().unwrap().unwrap().expose(), &[4; 32]);
+        // The application, after the bootloader: hidden.
+        assert_eq!(otp.take_uds().unwrap_err(), SimOtpError::UdsHidden);
+        assert_eq!(otp.take_uds().unwrap_err(), SimOtpError::UdsHidden);
+        // The next boot reads it again, once.
+        otp.reset();
+        assert_eq!(otp.take_uds().unwrap().unwrap().expose(), &[4; 32]);
+        assert_eq!(otp.take_uds().unwrap_err(), SimOtpError::UdsHidden);
+    }
+
+    #[test]
+    fn with_the_power_off_the_uds_is_not_read() {
+        let rail = PowerRail::new();
+        let mut otp = otp(&rail);
+        // The power fails (here at a burn): nothing reads until it is back.
+        rail.schedule_cut(PowerCut {
+            at: rail.operations(),
+            kind: CutKind::Before,
+            seed: 0,
+        });
+        assert_eq!(otp.revoke(1), Err(SimOtpError::PowerLoss));
+        assert_eq!(otp.take_uds().unwrap_err(), SimOtpError::PowerLoss);
+        // Power back means a reset: the next boot reads it, once.
+        rail.power_on();
+        otp.reset();
+        assert!(otp.take_uds().unwrap().is_some());
+        assert_eq!(otp.take_uds().unwrap_err(), SimOtpError::UdsHidden);
     }
 
     #[test]

@@ -140,6 +140,7 @@ impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
                 vendor_id: VENDOR,
                 class_id: CLASS,
                 floor_bits: FLOOR_BITS,
+                uds: Some([0x5d; 32]),
             },
         );
         Self {
@@ -167,6 +168,8 @@ impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
 
     /// Runs the bootloader once.
     pub fn boot(&mut self) -> Result<BootDecision, SimError<E, W>> {
+        // A boot follows a reset.
+        self.otp.reset();
         rota_boot::Bootloader::<_, _, A>::new(
             &mut self.flash,
             &mut self.otp,

@@ -84,6 +84,9 @@ impl SimDevice {
                 vendor_id: factory.vendor_id,
                 class_id: factory.class_id,
                 floor_bits: FLOOR_BITS,
+                // DICE in simulated devices is the next step of the attestation work
+                // (docs/design/attestation.md).
+                uds: None,
             },
         );
         std::fs::create_dir_all(&state_dir).map_err(|e| DeviceError::Open {
@@ -190,6 +193,7 @@ impl Device for SimDevice {
     fn reboot(&mut self) -> Result<(), DeviceError> {
         self.running = None;
         self.boots += 1;
+        self.otp.reset();
         self.running = self.boot_parts().boot()?;
         Ok(())
     }
