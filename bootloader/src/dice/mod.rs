@@ -22,6 +22,10 @@
 //!
 //! No heap, no `std`: the bootloader runs this before it jumps.
 
+mod cert;
+
+pub use cert::{CertError, DiceSigner, MAX_CERT_LEN, certificate};
+
 use hkdf::Hkdf;
 use sha2::{Digest as _, Sha512};
 use zeroize::Zeroize;
@@ -163,12 +167,15 @@ impl Cdis {
 }
 
 /// A key's identifier (Open DICE `DiceDeriveCdiCertificateId`): 20 bytes derived from its
-/// encoded public key, the serial number and key id of the certificates that name it.
+/// encoded public key, top bit clear; the serial number and key id of the certificates
+/// that name it.
 pub fn key_id(public_key: &[u8]) -> [u8; ID_LEN] {
     let mut id = [0; ID_LEN];
     Hkdf::<Sha512>::new(Some(&ID_SALT), public_key)
         .expand(b"ID", &mut id)
         .unwrap_or_else(|_| unreachable!("20 bytes is within HKDF-SHA512's 16320"));
+    // The top bit cleared, so the id is a positive integer (an X.509 serial number).
+    id[0] &= 0x7f;
     id
 }
 
@@ -182,7 +189,7 @@ fn kdf(ikm: &[u8; 32], salt: &[u8], info: &[u8]) -> Secret<32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use alloc::format;
     use alloc::string::String;
@@ -190,7 +197,7 @@ mod tests {
     /// Open DICE's `DeriveFakeInputValue` (`src/test_utils.cc`): SHA-512 of the seed is
     /// a counter block whose first 8 bytes count up (little-endian); each output block
     /// is the SHA-512 of that block.
-    fn fake_input<const N: usize>(seed: &str) -> [u8; N] {
+    pub(super) fn fake_input<const N: usize>(seed: &str) -> [u8; N] {
         let mut block: [u8; 64] = Sha512::digest(seed.as_bytes()).into();
         let mut out = [0; N];
         for chunk in out.chunks_mut(64) {
