@@ -208,21 +208,12 @@ fn write_bstr_head<W: Write>(
 mod tests {
     use super::*;
     use crate::dice::{Cdis, Secret};
-    use ed25519_dalek::{Signer as _, SigningKey};
+    use ed25519_dalek::SigningKey;
 
-    struct Key(SigningKey);
-
-    impl DiceSigner for Key {
-        fn public_key(&self) -> [u8; 32] {
-            self.0.verifying_key().to_bytes()
-        }
-        fn sign(&self, message: &[u8]) -> [u8; 64] {
-            self.0.sign(message).to_bytes()
-        }
-    }
-
-    fn key(cdis: &Cdis) -> Key {
-        Key(SigningKey::from_bytes(cdis.private_key_seed().expose()))
+    /// The layer's key, as rota-boot's DICE layer makes it (`SigningKey` is a
+    /// `DiceSigner`).
+    fn key(cdis: &Cdis) -> SigningKey {
+        SigningKey::from_bytes(cdis.private_key_seed().expose())
     }
 
     fn unhex(text: &str) -> alloc::vec::Vec<u8> {

@@ -23,8 +23,10 @@
 //! No heap, no `std`: the bootloader runs this before it jumps.
 
 mod cert;
+mod layer;
 
 pub use cert::{CertError, DiceSigner, MAX_CERT_LEN, certificate};
+pub use layer::{Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive};
 
 use hkdf::Hkdf;
 use sha2::{Digest as _, Sha512};
