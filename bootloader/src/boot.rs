@@ -114,6 +114,39 @@ impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Bootloader<'s, F, R, A> {
         }
     }
 
+    /// The DICE hand-off for `image` (what [`Self::decide`] chose to boot): takes the UDS
+    /// from the root of trust (once per reset; it stays hidden from what runs next),
+    /// measures the image (digest, versions, slot, signer) and this bootloader
+    /// (`bootloader`: the SHA-256 of its own code), and derives the DeviceID and Alias
+    /// keys and the Alias certificate ([`crate::dice::derive`]). `Ok(None)`: the part has
+    /// no UDS, and the image boots without DICE.
+    pub fn attest(
+        &mut self,
+        image: &VerifiedImage,
+        bootloader: [u8; 32],
+        mode: crate::dice::Mode,
+    ) -> Result<Option<crate::dice::Handoff>, Error<F::Error, R::Error>> {
+        let Some(uds) = self.rot.take_uds().map_err(Error::Rot)? else {
+            return Ok(None);
+        };
+        let signer = self
+            .rot
+            .key_hash(image.key_slot)
+            .map_err(Error::Rot)?
+            .unwrap_or_default();
+        let measurement = crate::dice::Measurement {
+            image_digest: image.digest,
+            security_version: image.security_version,
+            sequence: image.sequence_number,
+            slot: image.slot,
+            signer,
+            bootloader,
+        };
+        crate::dice::derive(uds, &measurement, mode)
+            .map(Some)
+            .map_err(|_| Error::Dice)
+    }
+
     /// Gives the flash and the root of trust back.
     pub fn into_parts(self) -> (F, R) {
         (self.flash, self.rot)

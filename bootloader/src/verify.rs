@@ -129,6 +129,8 @@ pub struct VerifiedImage {
     pub sequence_number: u64,
     /// The root-of-trust key slot of the signer.
     pub key_slot: usize,
+    /// The image's SHA-256 digest, as its envelope signs it and the flash holds it.
+    pub digest: [u8; 32],
 }
 
 /// What a verified envelope promises about its image.
@@ -213,6 +215,11 @@ pub fn verify_slot<A: EnvelopeAuth, F: NorFlash, R: RootOfTrust>(
         .map_err(Error::Rejected)?;
     let promise = check_envelope::<A, _, _>(rot, layout, slot, &header.key, header.envelope)?;
     check_image(flash, layout.image_address(slot), &promise)?;
+    // `check_image` matched a SHA-256 digest (the only algorithm it accepts).
+    let mut digest = [0; 32];
+    if let Some(bytes) = promise.digest.bytes.get(..32) {
+        digest.copy_from_slice(bytes);
+    }
     Ok(VerifiedImage {
         slot,
         address: layout.image_address(slot),
@@ -220,6 +227,7 @@ pub fn verify_slot<A: EnvelopeAuth, F: NorFlash, R: RootOfTrust>(
         security_version: promise.security_version,
         sequence_number: promise.sequence_number,
         key_slot: promise.key_slot,
+        digest,
     })
 }
 

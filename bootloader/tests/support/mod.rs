@@ -179,6 +179,29 @@ impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
         .decide()
     }
 
+    /// Runs the bootloader once and, when it boots an image, its DICE layer: the hand-off
+    /// the image would receive (`bootloader`: the bootloader's own measurement).
+    pub fn boot_attested(
+        &mut self,
+        bootloader: [u8; 32],
+    ) -> Result<(BootDecision, Option<rota_boot::dice::Handoff>), SimError<E, W>> {
+        self.otp.reset();
+        let mut boot = rota_boot::Bootloader::<_, _, A>::new(
+            &mut self.flash,
+            &mut self.otp,
+            self.layout,
+            &mut self.scratch,
+        )?;
+        let decision = boot.decide()?;
+        let handoff = match &decision {
+            BootDecision::Boot { image, .. } => {
+                boot.attest(image, bootloader, rota_boot::dice::Mode::Normal)?
+            }
+            BootDecision::Recovery(_) => None,
+        };
+        Ok((decision, handoff))
+    }
+
     /// The updater, as the running firmware opens it.
     pub fn updater(
         &mut self,
