@@ -46,7 +46,7 @@ pub use error::{KeyError, SignError, VerifyError, io_reason};
 #[cfg(feature = "std")]
 pub use pem::{private_key_from_pem, public_key_from_pem};
 #[cfg(feature = "std")]
-pub use sign::{KeyAddress, KeyFile, KeySource, MAX_KEY_FILE_LEN, PrivateKey, Sign};
+pub use sign::{KeyAddress, KeyFile, KeySource, MAX_KEY_FILE_LEN, PrivateKey, Sign, stub_text};
 #[cfg(feature = "std")]
 pub use software::SoftwareKey;
 

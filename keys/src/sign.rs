@@ -115,10 +115,15 @@ impl KeyFile {
             source,
         };
         let mut file = options.open(path).map_err(io)?;
-        file.write_all(format!("{uri}\n").as_bytes()).map_err(io)?;
+        file.write_all(stub_text(uri).as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(Self::new(path))
     }
+}
+
+/// A stub's content: the URI on one line (what [`KeyFile::open`] reads back).
+pub fn stub_text(uri: &Pkcs11Uri) -> String {
+    format!("{uri}\n")
 }
 
 /// The URI of a stub: the file is one `pkcs11:` line.

@@ -26,6 +26,21 @@ static MODULE: std::sync::LazyLock<cryptoki::context::Pkcs11> = std::sync::LazyL
     module
 });
 
+/// A read-write session on the test token, logged in as its user (another test may hold
+/// the login already).
+fn user_session() -> cryptoki::session::Session {
+    let module = &*MODULE;
+    let slot = module
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| module.get_token_info(*s).unwrap().label() == TOKEN)
+        .unwrap();
+    let session = module.open_rw_session(slot).unwrap();
+    let _ = session.login(UserType::User, Some(&AuthPin::from(USER_PIN)));
+    session
+}
+
 fn error_of(text: &str) -> String {
     match text.parse::<KeyAddress>() {
         Err(e) => e.to_string(),
@@ -75,17 +90,7 @@ fn p256_key_made_in_the_token_signs_low_s_signatures_its_public_key_verifies() {
 fn private_key_cannot_be_read_out_of_the_token() {
     let key = Pkcs11Key::generate(&uri("sealed"), Algorithm::EcdsaP256Sha256).unwrap();
     drop(key);
-    let hsm = SoftHsm::in_process();
-    let _ = hsm;
-    let module = &*MODULE;
-    let slot = module
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| module.get_token_info(*s).unwrap().label() == TOKEN)
-        .unwrap();
-    let session = module.open_ro_session(slot).unwrap();
-    let _ = session.login(UserType::User, Some(&AuthPin::from(USER_PIN)));
+    let session = user_session();
     let private = session
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -183,17 +188,7 @@ fn pin_in_the_uri_and_no_pin_at_all_are_refused() {
 /// Makes a key pair in the test token directly (as another tool would), for the
 /// wrong-type and wrong-usage cases.
 fn foreign_key(label: &str, key_type: &str, may_sign: bool) {
-    let hsm = SoftHsm::in_process();
-    let _ = hsm;
-    let module = &*MODULE;
-    let slot = module
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| module.get_token_info(*s).unwrap().label() == TOKEN)
-        .unwrap();
-    let session = module.open_rw_session(slot).unwrap();
-    let _ = session.login(UserType::User, Some(&AuthPin::from(USER_PIN)));
+    let session = user_session();
     let label = Attribute::Label(label.as_bytes().to_vec());
     let (mechanism, public, private) = match key_type {
         "rsa" => (

@@ -185,7 +185,7 @@ impl RepoKey {
     /// the stub naming a key in a token (its URI, one line); a key held elsewhere has none.
     pub fn key_file_text(&self) -> Result<Zeroizing<String>> {
         match &self.holder {
-            Holder::Token(key) => Ok(Zeroizing::new(format!("{}\n", key.uri()))),
+            Holder::Token(key) => Ok(Zeroizing::new(rota_keys::stub_text(key.uri()))),
             _ => self.to_pkcs8_pem(),
         }
     }

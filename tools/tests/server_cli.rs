@@ -987,7 +987,6 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
         .unwrap(),
     ];
     let envelope = std::fs::read(path.join("v1.suit")).unwrap();
-    let claims = rota_boot::factory::claims(&envelope, &anchors).unwrap();
     let ca_address: rota_keys::KeyAddress = uri("factory-ca").parse().unwrap();
     let spec = FleetSpec {
         count: 4,
@@ -995,15 +994,13 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
         ca: ca_address.open().unwrap().boxed().into(),
         key_algorithm: rota_keys::Algorithm::EcdsaP256Sha256,
         tags: vec![],
-        factory: Factory {
-            vendor_id: claims.vendor_id,
-            class_id: claims.class_id,
+        factory: Factory::signed(
             anchors,
-            signer: claims.signer,
             envelope,
-            image: std::fs::read(path.join("v1.bin")).unwrap(),
-            image_capacity: 64 * 1024,
-        },
+            std::fs::read(path.join("v1.bin")).unwrap(),
+            64 * 1024,
+        )
+        .unwrap(),
         trusted_root: std::fs::read(path.join("repo/root.json")).unwrap(),
         state_root: path.join("devices"),
         agent: rota_agent::Config {

@@ -207,7 +207,7 @@ fn provision(args: ProvisionArgs) -> Result<()> {
     let (device, key_file): (Box<dyn Sign>, zeroize::Zeroizing<String>) = match &args.pkcs11 {
         Some(uri) => (
             Box::new(Pkcs11Key::generate(uri, args.key_algorithm)?),
-            zeroize::Zeroizing::new(format!("{uri}\n")),
+            zeroize::Zeroizing::new(rota_keys::stub_text(uri)),
         ),
         None => {
             let key = SoftwareKey::generate(args.key_algorithm).context("cannot generate a key")?;

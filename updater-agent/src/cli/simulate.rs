@@ -62,7 +62,6 @@ pub fn run(args: Args) -> Result<()> {
     let envelope = super::read_small(&args.factory_envelope, "the factory envelope")?;
     let image = std::fs::read(&args.factory_image)
         .with_context(|| format!("cannot read {}", args.factory_image.display()))?;
-    let claims = rota_boot::factory::claims(&envelope, &anchors)?;
     let spec = FleetSpec {
         count: args.devices,
         id_prefix: args.prefix,
@@ -71,15 +70,7 @@ pub fn run(args: Args) -> Result<()> {
             .into(),
         key_algorithm: args.key_algorithm,
         tags: args.tags,
-        factory: Factory {
-            vendor_id: claims.vendor_id,
-            class_id: claims.class_id,
-            anchors,
-            signer: claims.signer,
-            envelope,
-            image,
-            image_capacity: args.image_capacity,
-        },
+        factory: Factory::signed(anchors, envelope, image, args.image_capacity)?,
         trusted_root: super::read_small(&args.tuf_root, "the TUF root")?,
         state_root: args.state_dir,
         agent: Config {

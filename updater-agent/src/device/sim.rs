@@ -39,6 +39,26 @@ pub struct Factory {
 }
 
 impl Factory {
+    /// The production line for the factory image `image` and its `envelope`, which a
+    /// key among `anchors` must sign: vendor, class and signer are the envelope's.
+    pub fn signed(
+        anchors: Vec<PublicKey>,
+        envelope: Vec<u8>,
+        image: Vec<u8>,
+        image_capacity: u32,
+    ) -> Result<Self, rota_boot::factory::FactoryError> {
+        let claims = rota_boot::factory::claims(&envelope, &anchors)?;
+        Ok(Self {
+            vendor_id: claims.vendor_id,
+            class_id: claims.class_id,
+            anchors,
+            signer: claims.signer,
+            envelope,
+            image,
+            image_capacity,
+        })
+    }
+
     pub fn layout(&self) -> Layout {
         standard_layout(ERASE_SIZE as u32, HEADER_SIZE, self.image_capacity)
     }

@@ -120,8 +120,9 @@ fn run_once(world: &World, files: &Files, extra: &[&str]) -> std::process::Outpu
     agent(files, &args)
 }
 
-/// `rota-agent provision`: the factory writes the gateway's flash, OTP and TUF root.
-fn factory_provision(files: &Files) -> std::process::Output {
+/// `rota-agent provision`: the factory writes the gateway's flash, OTP (into `otp`) and
+/// TUF root.
+fn factory_provision(files: &Files, otp: &str) -> std::process::Output {
     agent(
         files,
         &[
@@ -129,7 +130,7 @@ fn factory_provision(files: &Files) -> std::process::Output {
             "--flash",
             "flash.bin",
             "--otp",
-            "otp.bin",
+            otp,
             "--image-capacity",
             "64K",
             "--trust-anchor",
@@ -185,32 +186,11 @@ fn wait_for_last_seen() {
 fn a_gateway_is_provisioned_updated_and_reverts_a_release_that_fails_its_health_check() {
     let world = World::start();
     let files = factory_files(&world);
-    let out = factory_provision(&files);
+    let out = factory_provision(&files, "otp.bin");
     assert!(out.status.success(), "{}", text(&out));
     assert!(files.path("state/tuf/root.json").exists());
     // The factory never overwrites a provisioned part.
-    let again = agent(
-        &files,
-        &[
-            "provision",
-            "--flash",
-            "flash.bin",
-            "--otp",
-            "otp2.bin",
-            "--image-capacity",
-            "64K",
-            "--trust-anchor",
-            "fw.pub",
-            "--envelope",
-            "factory.suit",
-            "--image",
-            "factory.bin",
-            "--tuf-root",
-            "root.json",
-            "--state-dir",
-            "state",
-        ],
-    );
+    let again = factory_provision(&files, "otp2.bin");
     assert!(!again.status.success());
     assert!(text(&again).contains("flash.bin"), "{}", text(&again));
 
@@ -346,7 +326,7 @@ fn a_gateway_whose_identity_key_is_in_a_tpm_enrols_checks_in_and_installs() {
     files.env = tpm.env();
     assert!(!files.path("device.key").exists());
 
-    let out = factory_provision(&files);
+    let out = factory_provision(&files, "otp.bin");
     assert!(out.status.success(), "{}", text(&out));
 
     // First start: it enrols and checks in, nothing to do.
