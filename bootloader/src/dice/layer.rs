@@ -178,6 +178,15 @@ pub enum HandoffError {
     Corrupt,
 }
 
+/// The DeviceID public key of the device whose UDS is `uds`: what a factory computes
+/// once, beside the OTP it burns, for the manufacturer CA to certify. The same derivation
+/// as [`derive`]'s, so the key certified is the key that signs every Alias certificate.
+pub fn device_id(uds: &Secret<CDI_LEN>) -> [u8; 32] {
+    SigningKey::from_bytes(Cdis::from_uds(uds).private_key_seed().expose())
+        .verifying_key()
+        .to_bytes()
+}
+
 /// The DICE layer: takes the UDS (and drops it, wiped, with every secret derived from it
 /// but the Alias seed), returns what the application receives.
 pub fn derive(
@@ -257,6 +266,7 @@ mod tests {
         };
         let after = derive_for(3, &v2);
         assert_eq!(before.device_id, after.device_id);
+        assert_eq!(before.device_id, device_id(&Secret::new([3; 32])));
         assert_ne!(before.alias_public_key(), after.alias_public_key());
         // The same image booted again: the same keys (derived, never stored).
         let again = derive_for(3, &v1());

@@ -26,7 +26,7 @@ mod cert;
 mod layer;
 
 pub use cert::{CertError, DiceSigner, MAX_CERT_LEN, certificate};
-pub use layer::{Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive};
+pub use layer::{Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive, device_id};
 
 use hkdf::Hkdf;
 use sha2::{Digest as _, Sha512};
