@@ -22,6 +22,7 @@
 //! | `tags`       | strings  | at most 32, each 1 to 64 of `A-Z a-z 0-9 . _ : -` ([`valid_tag`]), no duplicates |
 //! | `issued_at`  | integer  | unix seconds |
 //! | `issuer`     | string   | lowercase hex SHA-256 of the CA's raw public key (the "key id" `rota keygen` prints) |
+//! | `dice_device_id` | string, optional | the device's DICE DeviceID public key (Ed25519, 64 lowercase hex characters), for devices whose bootloader derives one from a UDS: the key every Alias certificate in its attestation evidence must be signed by (`crate::attestation`) |
 //!
 //! Verification ([`DeviceCertificate::verify`]) is strict: unknown or duplicate fields,
 //! bytes after the object, a body over 8 KiB, an untrusted issuer or a non-canonical
@@ -86,6 +87,9 @@ pub enum IdentityError {
     /// The device public key is not 32 bytes of lowercase hex naming a usable Ed25519 point.
     #[error("the device public key is not a valid Ed25519 public key in lowercase hex")]
     InvalidPublicKey,
+    /// The DICE DeviceID is not 32 bytes of lowercase hex naming a usable Ed25519 point.
+    #[error("the DICE DeviceID is not a valid Ed25519 public key in lowercase hex")]
+    InvalidDiceDeviceId,
     /// The class id is not a lowercase hyphenated UUID.
     #[error("the class id {0:?} is not a UUID in lowercase hyphenated form")]
     InvalidClassId(String),
@@ -115,6 +119,9 @@ pub struct CertBody {
     pub issued_at: u64,
     /// [`issuer_id`] of the CA key.
     pub issuer: String,
+    /// The DICE DeviceID public key (Ed25519, lowercase hex), for devices with a UDS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dice_device_id: Option<String>,
 }
 
 impl CertBody {
@@ -135,7 +142,28 @@ impl CertBody {
             tags,
             issued_at,
             issuer: issuer_id(ca),
+            dice_device_id: None,
         }
+    }
+
+    /// The body, binding also the device's DICE DeviceID public key.
+    pub fn with_dice_device_id(mut self, device_id: Option<&[u8; 32]>) -> Self {
+        self.dice_device_id = device_id.map(hex::encode);
+        self
+    }
+
+    /// The DICE DeviceID public key, if the body binds one: a valid Ed25519 point
+    /// (canonical, not of small order), as for the device key.
+    pub fn dice_device_id(&self) -> Result<Option<[u8; 32]>, IdentityError> {
+        let Some(hex) = &self.dice_device_id else {
+            return Ok(None);
+        };
+        let key =
+            encoding::lower_hex_decode::<32>(hex).ok_or(IdentityError::InvalidDiceDeviceId)?;
+        PublicKey::Ed25519(key)
+            .validate()
+            .map_err(|_| IdentityError::InvalidDiceDeviceId)?;
+        Ok(Some(key))
     }
 
     /// Checks every field rule except the issuer's trust (which needs the CA list).
@@ -151,6 +179,7 @@ impl CertBody {
             return Err(IdentityError::InvalidClassId(self.class_id.clone()));
         }
         validate_tags(&self.tags)?;
+        self.dice_device_id()?;
         if encoding::lower_hex_decode::<32>(&self.issuer).is_none() {
             return Err(IdentityError::InvalidIssuer);
         }
@@ -223,13 +252,14 @@ pub fn issue(ca: &dyn Sign, body: &CertBody) -> Result<DeviceCertificate, Identi
     Ok(DeviceCertificate::from_parts(bytes, signature))
 }
 
-/// Issues a certificate now (`issued_at` is the current unix time): `device_key` bound to
-/// `device_id`, its class and its tags by the CA key `ca`. What a factory line and a
-/// simulated fleet both do.
+/// Issues a certificate now (`issued_at` is the current unix time): `device_key` (and
+/// the DICE DeviceID, where the device has one) bound to `device_id`, its class and its
+/// tags by the CA key `ca`. What a factory line and a simulated fleet both do.
 pub fn certify(
     ca: &dyn Sign,
     device_id: &str,
     device_key: &PublicKey,
+    dice_device_id: Option<&[u8; 32]>,
     class_id: &uuid::Uuid,
     tags: Vec<String>,
 ) -> Result<DeviceCertificate, IdentityError> {
@@ -244,7 +274,8 @@ pub fn certify(
         class_id,
         tags,
         issued_at,
-    );
+    )
+    .with_dice_device_id(dice_device_id);
     issue(ca, &body)
 }
 

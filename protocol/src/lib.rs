@@ -6,6 +6,8 @@
 //!   server-side verifier with its clock-skew window and replay cache.
 //! - [`api`]: the JSON (and query-string) types of the device and management HTTP APIs,
 //!   and the deterministic stage-membership function of staged rollouts.
+//! - [`attestation`]: the evidence (an RFC 9711 EAT, with the DICE chain where the device
+//!   has one) by which a device proves what firmware its bootloader measured.
 //! - [`target`]: rota's fields in a signed TUF target (`custom.rota`), written by the CLI,
 //!   checked by the server and read by the agent.
 //!
@@ -18,6 +20,7 @@
 //! not know. Incompatible changes take a new signing context (`-v2`) or a new `/api/v2`.
 
 pub mod api;
+pub mod attestation;
 pub mod auth;
 pub mod identity;
 pub mod target;

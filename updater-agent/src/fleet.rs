@@ -98,6 +98,7 @@ pub fn provision_key(
         ca,
         device_id,
         &key.public_key(),
+        None,
         &uuid::Uuid::from_bytes(class_id),
         tags.to_vec(),
     )?;

@@ -50,15 +50,19 @@ pub const MAX_CERT_LEN: usize = 512;
 /// The COSE protected header: `{1: -8}` (alg EdDSA, RFC 9053 §2.2).
 const PROTECTED: [u8; 3] = [0xa1, 0x01, 0x27];
 
-/// Open DICE's CWT labels (specification §"CBOR CDI Certificates").
-const CODE_HASH: i64 = -4670545;
-const CONFIG_DESCRIPTOR: i64 = -4670548;
-const AUTHORITY_HASH: i64 = -4670549;
-const MODE: i64 = -4670551;
-const SUBJECT_PUBLIC_KEY: i64 = -4670552;
-const KEY_USAGE: i64 = -4670553;
-/// RFC 5280 keyCertSign, as Open DICE encodes it.
-const KEY_USAGE_CERT_SIGN: u8 = 0x20;
+/// Open DICE's CWT labels (specification §"CBOR CDI Certificates"), for writers and
+/// verifiers alike.
+pub mod label {
+    pub const CODE_HASH: i64 = -4670545;
+    pub const CONFIG_DESCRIPTOR: i64 = -4670548;
+    pub const AUTHORITY_HASH: i64 = -4670549;
+    pub const MODE: i64 = -4670551;
+    pub const SUBJECT_PUBLIC_KEY: i64 = -4670552;
+    pub const KEY_USAGE: i64 = -4670553;
+    /// RFC 5280 keyCertSign, as Open DICE encodes it.
+    pub const KEY_USAGE_CERT_SIGN: u8 = 0x20;
+}
+use label::*;
 
 /// A `Write` that only counts: the length of an encoding before it is written.
 struct Count(usize);

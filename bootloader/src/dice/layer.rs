@@ -81,6 +81,45 @@ impl Measurement {
     }
 }
 
+impl Measurement {
+    /// The measurement [`Measurement::inputs`] encoded, read back from the values a
+    /// certificate carries (a verifier's side): `None` when they are not in that layout
+    /// (non-zero padding, a slot byte other than 0 or 1).
+    pub fn from_inputs(
+        code_hash: &[u8; HASH_LEN],
+        config: &[u8; CONFIG_LEN],
+        authority_hash: &[u8; HASH_LEN],
+    ) -> Option<Measurement> {
+        let zero = |bytes: &[u8]| bytes.iter().all(|&b| b == 0);
+        if !zero(&code_hash[32..]) || !zero(&authority_hash[32..]) || !zero(&config[17..32]) {
+            return None;
+        }
+        let slot = match config[16] {
+            0 => Slot::A,
+            1 => Slot::B,
+            _ => return None,
+        };
+        let word = |at: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&config[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let half = |bytes: &[u8]| {
+            let mut out = [0; 32];
+            out.copy_from_slice(&bytes[..32]);
+            out
+        };
+        Some(Measurement {
+            image_digest: half(code_hash),
+            security_version: word(0),
+            sequence: word(8),
+            slot,
+            signer: half(authority_hash),
+            bootloader: half(&config[32..]),
+        })
+    }
+}
+
 impl DiceSigner for SigningKey {
     fn public_key(&self) -> [u8; 32] {
         self.verifying_key().to_bytes()
@@ -271,6 +310,35 @@ mod tests {
         // The same image booted again: the same keys (derived, never stored).
         let again = derive_for(3, &v1());
         assert_eq!(again.alias_public_key(), before.alias_public_key());
+    }
+
+    #[test]
+    fn a_measurement_reads_back_from_its_inputs_and_nothing_else_does() {
+        let m = Measurement {
+            slot: Slot::B,
+            security_version: u64::MAX,
+            ..v1()
+        };
+        let i = m.inputs(Mode::Normal);
+        assert_eq!(
+            Measurement::from_inputs(&i.code_hash, &i.config, &i.authority_hash),
+            Some(m)
+        );
+        for at in [16, 17, 31] {
+            let mut config = i.config;
+            config[at] = 2;
+            assert_eq!(
+                Measurement::from_inputs(&i.code_hash, &config, &i.authority_hash),
+                None,
+                "config byte {at}"
+            );
+        }
+        let mut code_hash = i.code_hash;
+        code_hash[63] = 1;
+        assert_eq!(
+            Measurement::from_inputs(&code_hash, &i.config, &i.authority_hash),
+            None
+        );
     }
 
     #[test]

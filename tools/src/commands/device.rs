@@ -219,6 +219,7 @@ fn provision(args: ProvisionArgs) -> Result<()> {
         &ca,
         &args.id,
         &device.public_key(),
+        None,
         &args.class,
         args.tags.clone(),
     )

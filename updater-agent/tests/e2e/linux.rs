@@ -317,6 +317,7 @@ fn a_gateway_whose_identity_key_is_in_a_tpm_enrols_checks_in_and_installs() {
         &world.ca,
         "gateway-tpm",
         &public_key,
+        None,
         &uuid::Uuid::from_bytes(support::CLASS),
         vec![],
     )
