@@ -7,7 +7,7 @@
 //!
 //! | where | what | written by |
 //! |---|---|---|
-//! | root of trust | every trusted firmware key's hash in key-slot order, the vendor and class ids the first image's manifest names, no key revoked, floor 0 | [`Provisioning`]; as OTP cells, [`Provisioning::otp_map`] ([`crate::otp_map`]) |
+//! | root of trust | every trusted firmware key's hash in key-slot order, the vendor and class ids the first image's manifest names, no key revoked, floor 0, and the device's random UDS where the part has one | [`Provisioning`]; as OTP cells, [`Provisioning::otp_map`] ([`crate::otp_map`]) |
 //! | bootloader region (boards) | the bootloader, padded to the write size | [`program_bootloader`] |
 //! | journal | nothing: a blank journal is the factory state (slot A confirmed); the first boot commits the image's security version to the floor | — |
 //! | slot A | the header (the signer's key, the envelope), then the first image | [`program_first_image`] |
@@ -181,18 +181,23 @@ impl Provisioning {
         }
     }
 
-    /// The OTP map to burn ([`crate::otp_map`]).
+    /// The OTP map to burn ([`crate::otp_map`]): version 2 with the UDS when there is
+    /// one, version 1 otherwise.
     pub fn otp_map(&self) -> Result<[u8; OTP_LEN], FactoryError> {
         if self.floor_bits != otp_map::FLOOR_BITS {
             return Err(FactoryError::FloorBits {
                 given: self.floor_bits,
             });
         }
-        otp_map::provision(&self.keys, &self.vendor_id, &self.class_id).ok_or(
-            FactoryError::TooManyKeys {
-                given: self.keys.len(),
-            },
+        otp_map::provision(
+            &self.keys,
+            &self.vendor_id,
+            &self.class_id,
+            self.uds.as_ref(),
         )
+        .ok_or(FactoryError::TooManyKeys {
+            given: self.keys.len(),
+        })
     }
 }
 
