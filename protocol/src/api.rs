@@ -24,6 +24,10 @@ pub const CHECKIN_PATH: &str = "/api/v1/device/checkin";
 pub const REPORT_PATH: &str = "/api/v1/device/report";
 /// `POST`: device self-enrollment with an [`Enroll`] body.
 pub const ENROLL_PATH: &str = "/api/v1/device/enroll";
+/// `POST` (empty body): a fresh attestation challenge; answers an [`AttestationChallenge`].
+pub const ATTESTATION_NONCE_PATH: &str = "/api/v1/device/attestation/nonce";
+/// `POST`: attestation evidence in an [`Attest`] body; answers an [`AttestationResult`].
+pub const ATTESTATION_PATH: &str = "/api/v1/device/attestation";
 
 /// Longest [`Report::reason`], in characters.
 pub const MAX_REASON_LEN: usize = 512;
@@ -171,6 +175,9 @@ pub struct CheckInResponse {
     /// The update to install, or `null` for "nothing new".
     #[serde(default)]
     pub assignment: Option<Assignment>,
+    /// The server asks for attestation evidence ([`ATTESTATION_PATH`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attest: bool,
 }
 
 /// An update the server assigns to a device. The agent trusts none of it on its own: it
@@ -225,6 +232,11 @@ pub struct Report {
     /// Why, for `failed` and `reverted`: at most 512 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Attestation evidence of the boot this report is about (with `confirmed`), answering
+    /// a challenge the device fetched just before: a rollout whose class requires
+    /// attestation counts a confirmation only with evidence of the new image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 impl Report {
@@ -241,6 +253,7 @@ impl Report {
             kind,
             version,
             reason,
+            evidence: None,
         })
     }
 
@@ -286,6 +299,112 @@ pub struct ReportAck {
 #[serde(deny_unknown_fields)]
 pub struct Enroll {
     pub certificate: DeviceCertificate,
+}
+
+/// Attestation evidence ([`crate::attestation`]), standard padded base64 on the wire.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+pub struct Evidence(#[serde(with = "crate::encoding::base64_bytes")] pub Vec<u8>);
+
+impl fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Evidence({} bytes)", self.0.len())
+    }
+}
+
+/// The answer to [`ATTESTATION_NONCE_PATH`]: a single-use challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttestationChallenge {
+    /// The nonce to put in the evidence's `eat_nonce`, standard padded base64.
+    #[serde(with = "crate::encoding::base64_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+    pub nonce: Vec<u8>,
+    /// Seconds the server accepts it for.
+    pub expires_in_s: u32,
+}
+
+/// The body of `POST` [`ATTESTATION_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Attest {
+    pub evidence: Evidence,
+}
+
+text_enum! {
+    /// What the server concluded from a device's latest attestation.
+    pub enum AttestationState ("attestation state") {
+        /// No evidence yet.
+        None = "none",
+        /// The evidence verified and shows signed firmware and an expected bootloader.
+        Ok = "ok",
+        /// The evidence shows firmware no signed release contains, an unexpected
+        /// bootloader, or another device's hardware: excluded from rollouts.
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// A device class's attestation policy.
+    pub enum AttestationPolicy ("attestation policy") {
+        /// Attestation is not asked for; confirmations count on the device's word.
+        Off = "off",
+        /// Evidence is asked for; software-measured evidence is accepted.
+        Software = "software",
+        /// Hardware-rooted (bootloader-measured) evidence is required: a confirmation
+        /// counts only with evidence that the bootloader measured the new image.
+        Required = "required",
+    }
+}
+
+/// The answer to attestation evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttestationResult {
+    pub attestation: AttestationState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The release version whose image the bootloader (or the software) measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_version: Option<u64>,
+}
+
+/// A class's attestation policy: the body of `PUT /api/v1/classes/{class_id}/attestation`
+/// and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClassAttestation {
+    pub policy: AttestationPolicy,
+    /// The bootloader measurements (SHA-256 of the bootloader region, lowercase hex) a
+    /// device of the class may report; empty: any (the measurement is still recorded).
+    #[serde(default)]
+    pub bootloaders: Vec<String>,
+}
+
+impl ClassAttestation {
+    /// Most bootloader measurements per class.
+    pub const MAX_BOOTLOADERS: usize = 32;
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bootloaders.len() > Self::MAX_BOOTLOADERS {
+            return Err(format!(
+                "{} bootloader measurements, more than the {} allowed",
+                self.bootloaders.len(),
+                Self::MAX_BOOTLOADERS
+            ));
+        }
+        for b in &self.bootloaders {
+            if crate::encoding::lower_hex_decode::<32>(b).is_none() {
+                return Err(format!(
+                    "bootloader measurement {b:?} is not 64 lowercase hex characters"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -443,6 +562,17 @@ pub struct DeviceInfo {
     pub running_version: Option<u64>,
     pub slot: Option<SlotState>,
     pub last_result: Option<LastResult>,
+    /// The latest attestation's verdict, and why when it failed.
+    pub attestation: AttestationState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_reason: Option<String>,
+    /// The release version the latest good evidence showed, who measured it, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_at: Option<u64>,
 }
 
 /// A published release: an image and its SUIT envelope, both TUF targets.

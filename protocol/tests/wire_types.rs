@@ -55,6 +55,7 @@ fn report() -> Report {
         kind: ReportKind::Reverted,
         version: 4,
         reason: Some("health check timed out".into()),
+        evidence: Some(rota_protocol::api::Evidence(vec![0x82, 0x40, 0x40])),
     }
 }
 
@@ -115,6 +116,7 @@ fn outputs_round_trip_and_tolerate_new_fields() {
             length: 123_456,
             sha256: "ab".repeat(32),
         }),
+        attest: true,
     };
     round_trip(&response);
     let mut value = serde_json::to_value(&response).unwrap();
@@ -154,6 +156,11 @@ fn outputs_round_trip_and_tolerate_new_fields() {
         running_version: Some(3),
         slot: Some(SlotState::Confirmed),
         last_result: Some(LastResult::None),
+        attestation: rota_protocol::api::AttestationState::Failed,
+        attestation_reason: Some("the measured firmware is in no signed release".into()),
+        attested_version: Some(2),
+        attested_by: Some("bootloader".into()),
+        attested_at: Some(4),
     });
     round_trip(&ReleaseInfo {
         id: "rel-1".into(),

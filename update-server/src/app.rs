@@ -44,6 +44,8 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     /// New reports per device (`reports-per-minute`, `report-burst`).
     pub report_limiter: Arc<ReportLimiter>,
+    /// Device classes' attestation policies, cached briefly.
+    pub policies: Arc<crate::attestation::Policies>,
 }
 
 /// The largest JSON body of a management request (rollouts, tokens, devices); signed
@@ -76,6 +78,7 @@ impl AppState {
         Ok(AppState {
             audit,
             report_limiter,
+            policies: Arc::default(),
             config: Arc::new(config),
             db,
             artifacts,
@@ -144,6 +147,10 @@ pub fn router(state: AppState) -> Router {
             post(manage::devices::lifecycle),
         )
         .route(
+            "/api/v1/classes/{class_id}/attestation",
+            put(crate::attestation::set_policy).get(crate::attestation::get_policy),
+        )
+        .route(
             "/api/v1/rollouts",
             post(manage::rollouts::create).get(manage::rollouts::list),
         )
@@ -180,6 +187,14 @@ pub fn router(state: AppState) -> Router {
             post(device::checkin::report),
         )
         .route(rota_protocol::api::ENROLL_PATH, post(device::enroll))
+        .route(
+            rota_protocol::api::ATTESTATION_NONCE_PATH,
+            post(crate::attestation::challenge),
+        )
+        .route(
+            rota_protocol::api::ATTESTATION_PATH,
+            post(crate::attestation::attest),
+        )
         .route("/api/v1/device/self", get(device::whoami))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

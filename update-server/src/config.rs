@@ -116,6 +116,21 @@ pub struct Settings {
         value_name = "SECONDS"
     )]
     pub unlisted_artifact_grace: Option<u64>,
+    /// Seconds an attestation challenge (nonce) stays valid; each is used at most once.
+    #[arg(
+        long,
+        env = "ROTA_SERVER_ATTESTATION_NONCE_LIFETIME",
+        value_name = "SECONDS"
+    )]
+    pub attestation_nonce_lifetime: Option<u32>,
+    /// Unused, unexpired attestation challenges one device may hold at once; beyond that
+    /// a request for another is answered 429.
+    #[arg(
+        long,
+        env = "ROTA_SERVER_ATTESTATION_NONCES_PER_DEVICE",
+        value_name = "COUNT"
+    )]
+    pub attestation_nonces_per_device: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -144,6 +159,8 @@ pub struct Config {
     pub tick_ms: u64,
     pub log_format: LogFormat,
     pub unlisted_artifact_grace_s: u64,
+    pub attestation_nonce_lifetime_s: u32,
+    pub attestation_nonces_per_device: u32,
     pub limits: Limits,
 }
 
@@ -241,6 +258,12 @@ impl Settings {
             unlisted_artifact_grace: self
                 .unlisted_artifact_grace
                 .or(lower.unlisted_artifact_grace),
+            attestation_nonce_lifetime: self
+                .attestation_nonce_lifetime
+                .or(lower.attestation_nonce_lifetime),
+            attestation_nonces_per_device: self
+                .attestation_nonces_per_device
+                .or(lower.attestation_nonces_per_device),
         }
     }
 
@@ -291,6 +314,8 @@ impl Settings {
             tick_ms: s.tick.unwrap_or(250),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             unlisted_artifact_grace_s: s.unlisted_artifact_grace.unwrap_or(24 * 3600),
+            attestation_nonce_lifetime_s: s.attestation_nonce_lifetime.unwrap_or(300),
+            attestation_nonces_per_device: s.attestation_nonces_per_device.unwrap_or(8),
             data_dir,
         };
         if config.poll_interval_s == 0 {
@@ -298,6 +323,12 @@ impl Settings {
         }
         if config.timestamp_lifetime_s < 60 {
             bail!("the timestamp lifetime must be at least 60 seconds");
+        }
+        if !(10..=86_400).contains(&config.attestation_nonce_lifetime_s) {
+            bail!("the attestation nonce lifetime must be between 10 and 86400 seconds");
+        }
+        if config.attestation_nonces_per_device == 0 {
+            bail!("a device must be allowed at least one attestation nonce at a time");
         }
         if config.tick_ms == 0 || config.tick_ms > 1000 {
             bail!("the tick must be between 1 and 1000 milliseconds");

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod artifacts;
+pub mod attestation;
 pub mod config;
 pub mod connections;
 pub mod db;

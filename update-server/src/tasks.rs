@@ -3,8 +3,8 @@
 //! TUF metadata before it expires, write the audit log's counted refusals, and delete
 //! artifacts no signed targets list. Every step is a compare-and-set in the database, so
 //! replicas running it at the same time do each thing once. Once a minute, housekeeping:
-//! the audit log's retention, and forgetting rate-limit state of clients that have gone
-//! quiet.
+//! the audit log's retention, expired attestation challenges, and forgetting rate-limit
+//! state of clients that have gone quiet.
 
 use std::time::Duration;
 
@@ -28,12 +28,18 @@ pub async fn run(state: AppState) {
 /// How often [`housekeep`] runs; the first run is at start-up.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
-/// Deletes audit records past their retention; forgets idle rate-limit keys.
+/// Deletes audit records past their retention and expired attestation challenges;
+/// forgets idle rate-limit keys.
 pub async fn housekeep(state: &AppState) {
     match state.audit.sweep(&state.db, now_ms()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(count = n, "deleted audit records past their retention"),
         Err(err) => tracing::error!(error = %err, "cannot sweep the audit log"),
+    }
+    match crate::attestation::sweep_nonces(&state.db, now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(count = n, "deleted expired attestation challenges"),
+        Err(err) => tracing::error!(error = %err, "cannot sweep attestation challenges"),
     }
     state.report_limiter.retain_recent();
     state.report_limiter.shrink_to_fit();

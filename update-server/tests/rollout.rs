@@ -12,7 +12,7 @@ use rota_protocol::api::{
     Selector, Stage, new_event_id, rollout_bucket,
 };
 use rota_server::db::{Backend, Db};
-use rota_server::rollout::{DeviceView, Engine, RolloutError};
+use rota_server::rollout::{DeviceView, Engine, Proof, RolloutError};
 use support::TestDb;
 use support::server::{Keys, TestDevice, TestServer};
 
@@ -182,11 +182,15 @@ fn event(rollout: &RolloutStatus, kind: ReportKind, version: u64) -> Report {
         kind,
         version,
         reason: None,
+        evidence: None,
     }
 }
 
 async fn send(engine: &Engine, device: &str, report: &Report, now: i64) -> ReportAck {
-    engine.report(device, report, now).await.unwrap()
+    engine
+        .report(device, report, &Proof::NotRequired, now)
+        .await
+        .unwrap()
 }
 
 /// A new event of `kind` for version 2, reported by `device` at `now`.
@@ -572,8 +576,8 @@ async fn duplicate_reports_count_once(backend: Backend) {
     let other = replica(&t).await;
     let racing = event(&rollout, ReportKind::Failed, 2);
     let (a, b) = tokio::join!(
-        engine.report(&ids[0], &racing, T0 + 3),
-        other.report(&ids[0], &racing, T0 + 3)
+        engine.report(&ids[0], &racing, &Proof::NotRequired, T0 + 3),
+        other.report(&ids[0], &racing, &Proof::NotRequired, T0 + 3)
     );
     let mut dups = [a.unwrap().duplicate, b.unwrap().duplicate];
     dups.sort();
@@ -736,7 +740,7 @@ async fn concurrent_reports_crossing_the_threshold_halt_exactly(backend: Backend
     let report_futures = reports
         .iter()
         .enumerate()
-        .map(|(i, (id, r))| engines[i % 2].report(id, r, T0 + 2));
+        .map(|(i, (id, r))| engines[i % 2].report(id, r, &Proof::NotRequired, T0 + 2));
     let views: Vec<DeviceView> = ids[38..].iter().map(|id| view(id, 1)).collect();
     let offer_futures = views
         .iter()
@@ -1099,8 +1103,8 @@ async fn rollout_counters_agree_with_a_recount_after_concurrent_reports(backend:
             for kind in kinds {
                 let r = event(rollout, *kind, 2);
                 let (a, b) = tokio::join!(
-                    engines[i % 2].report(id, &r, now + 1),
-                    engines[(i + 1) % 2].report(id, &r, now + 1)
+                    engines[i % 2].report(id, &r, &Proof::NotRequired, now + 1),
+                    engines[(i + 1) % 2].report(id, &r, &Proof::NotRequired, now + 1)
                 );
                 assert_ne!(a.unwrap().duplicate, b.unwrap().duplicate);
             }

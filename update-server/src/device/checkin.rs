@@ -12,7 +12,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
-use rota_protocol::api::{Assignment, CheckInQuery, CheckInResponse, Report, ReportAck};
+use rota_protocol::api::{
+    Assignment, AttestationPolicy, AttestationState, CheckInQuery, CheckInResponse, Report,
+    ReportAck, ReportKind,
+};
 use sha2::{Digest, Sha256};
 
 use super::SignedByDevice;
@@ -21,7 +24,7 @@ use crate::app::AppState;
 use crate::config::Limits;
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::rollout::DeviceView;
+use crate::rollout::{DeviceView, Proof};
 
 pub use rota_protocol::api::POLL_AFTER_HEADER;
 
@@ -36,6 +39,18 @@ pub async fn checkin(
 ) -> ApiResult<Response> {
     let device = signed.device;
     let now = now_ms();
+    // Rule "ask for evidence": when an operator asked, or when the class attests and
+    // this device never has.
+    let attest = device.attest_requested
+        || (device.attestation == AttestationState::None
+            && state
+                .policies
+                .get(&state.db, &device.class_id)
+                .await?
+                .policy
+                != AttestationPolicy::Off);
+    // Rule "a device whose attestation failed is excluded from rollouts".
+    let excluded = device.attestation == AttestationState::Failed;
     metrics::counter!("rota_checkins_total").increment(1);
     state.devices.saw(
         &device.id,
@@ -52,12 +67,12 @@ pub async fn checkin(
         tags: device.tags,
         running_version: query.version,
     };
-    let assignment = if state.live.may_offer(&view) {
+    let assignment = if !excluded && state.live.may_offer(&view) {
         state.engine.offer(&view, now).await?
     } else {
         None
     };
-    let tag = entity_tag(assignment.as_ref());
+    let tag = entity_tag(assignment.as_ref(), attest);
     let poll_after = jittered(state.config.poll_interval_s);
     let known = crate::app::if_none_match(&headers, &tag);
     let mut response = if known {
@@ -67,6 +82,7 @@ pub async fn checkin(
         Json(CheckInResponse {
             poll_after_s: poll_after,
             assignment,
+            attest,
         })
         .into_response()
     };
@@ -86,9 +102,9 @@ fn set_headers(response: &mut Response, tag: &str, poll_after: u32) {
     );
 }
 
-/// A weak entity tag over the assignment: equal answers, equal tags.
-pub fn entity_tag(assignment: Option<&Assignment>) -> String {
-    let canonical = serde_json::to_vec(&assignment).unwrap_or_default();
+/// A weak entity tag over the answer (less its poll hint): equal answers, equal tags.
+pub fn entity_tag(assignment: Option<&Assignment>, attest: bool) -> String {
+    let canonical = serde_json::to_vec(&(assignment, attest)).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     format!("W/\"{}\"", hex::encode(&digest[..12]))
 }
@@ -149,7 +165,52 @@ pub async fn report(
             wait,
         ));
     }
-    let ack = state.engine.report(device_id, &report, now_ms()).await?;
+    let proof = confirmation_proof(&state, &signed.device, &report).await?;
+    let ack = state
+        .engine
+        .report(device_id, &report, &proof, now_ms())
+        .await?;
     metrics::counter!("rota_reports_total", "kind" => report.kind.as_str()).increment(1);
     Ok(Json(ack))
+}
+
+/// What a report's evidence proves about the boot it reports (rule "a confirmed counts
+/// only when the evidence shows the new image measured", for classes that attest).
+/// Evidence that does not verify is refused here (4xx) and the report is not stored; a
+/// report of `confirmed` whose evidence shows another image flags the device.
+async fn confirmation_proof(
+    state: &AppState,
+    device: &super::directory::KnownDevice,
+    report: &Report,
+) -> Result<Proof, ApiError> {
+    let appraisal = match &report.evidence {
+        Some(evidence) => Some(crate::attestation::appraise(state, device, &evidence.0).await?),
+        None => None,
+    };
+    if report.kind != ReportKind::Confirmed {
+        return Ok(Proof::NotRequired);
+    }
+    let policy = state
+        .policies
+        .get(&state.db, &device.class_id)
+        .await?
+        .policy;
+    if policy == AttestationPolicy::Off {
+        return Ok(Proof::NotRequired);
+    }
+    Ok(match appraisal {
+        None => Proof::Missing(format!(
+            "confirmed version {} without attestation evidence, which class {} requires",
+            report.version, device.class_id
+        )),
+        Some(a) if a.state != AttestationState::Ok => Proof::Missing(format!(
+            "attestation failed: {}",
+            a.reason.unwrap_or_default()
+        )),
+        Some(a) if a.version != Some(report.version) => Proof::Missing(
+            crate::attestation::flag_contradiction(state, device, report.version, a.version)
+                .await?,
+        ),
+        Some(_) => Proof::Attested,
+    })
 }

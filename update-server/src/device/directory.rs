@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use anyhow::Result;
-use rota_protocol::api::{DeviceInfo, DeviceState, LastResult, SlotState};
+use rota_protocol::api::{AttestationState, DeviceInfo, DeviceState, LastResult, SlotState};
 use rota_protocol::{CertBody, DeviceCertificate, PublicKey};
 
 use crate::db::{Db, now_ms};
@@ -27,6 +27,12 @@ pub struct KnownDevice {
     pub class_id: String,
     pub tags: Vec<String>,
     pub state: DeviceState,
+    /// The DICE DeviceID its certificate binds, where it has DICE.
+    pub dice_device_id: Option<[u8; 32]>,
+    /// Its latest attestation verdict: a `failed` device is offered no update.
+    pub attestation: AttestationState,
+    /// An operator asked for fresh evidence since the last: the check-in says so.
+    pub attest_requested: bool,
 }
 
 /// The latest check-in of a device, waiting to be written.
@@ -44,7 +50,16 @@ pub struct Directory {
     seen: Mutex<HashMap<String, Seen>>,
 }
 
-type DeviceRow = (String, String, String, String, String);
+type DeviceRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+);
 
 impl Directory {
     /// The device `id`, from the cache if fresh, else from the database.
@@ -56,7 +71,10 @@ impl Directory {
             }
         }
         let row: Option<DeviceRow> = sqlx::query_as(
-            "SELECT id, public_key, class_id, tags, state FROM devices WHERE id = $1",
+            "SELECT id, public_key, class_id, tags, state, dice_device_id, attestation, \
+             CASE WHEN attest_requested_at IS NOT NULL AND \
+             (attested_at IS NULL OR attest_requested_at > attested_at) THEN 1 ELSE 0 END \
+             FROM devices WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&db.read)
@@ -101,8 +119,8 @@ impl Directory {
         let tags = serde_json::to_string(&cert.tags).map_err(ApiError::internal)?;
         let certificate_json = serde_json::to_string(certificate).map_err(ApiError::internal)?;
         let inserted = sqlx::query(
-            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at, dice_device_id) \
+             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&cert.device_id)
         .bind(&cert.public_key)
@@ -110,6 +128,7 @@ impl Directory {
         .bind(&tags)
         .bind(&certificate_json)
         .bind(now)
+        .bind(cert.dice_device_id.clone())
         .execute(&db.write)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -217,7 +236,9 @@ impl Directory {
     }
 }
 
-fn known_device((id, key, class_id, tags, state): DeviceRow) -> Result<KnownDevice, ApiError> {
+fn known_device(
+    (id, key, class_id, tags, state, dice_device_id, attestation, attest_requested): DeviceRow,
+) -> Result<KnownDevice, ApiError> {
     // Stored from a verified certificate (`CertBody::device_key`): Ed25519 or P-256.
     let public_key = hex::decode(&key)
         .ok()
@@ -231,12 +252,24 @@ fn known_device((id, key, class_id, tags, state): DeviceRow) -> Result<KnownDevi
         .parse::<DeviceState>()
         .ok()
         .ok_or_else(|| ApiError::internal(format!("device {id} has state {state}")))?;
+    // Stored from a verified certificate (`CertBody::dice_device_id`).
+    let dice_device_id = dice_device_id
+        .map(|hex| {
+            hex::decode(&hex)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| ApiError::internal(format!("device {id} has a malformed DeviceID")))
+        })
+        .transpose()?;
     Ok(KnownDevice {
+        attestation: attestation.parse().unwrap_or(AttestationState::None),
         id,
         public_key,
         class_id,
         tags,
         state,
+        dice_device_id,
+        attest_requested: attest_requested != 0,
     })
 }
 
@@ -250,15 +283,39 @@ type InfoRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
 );
 
-const INFO_COLUMNS: &str =
-    "id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result";
+const INFO_COLUMNS: &str = "id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result, \
+     attestation, attestation_reason, attested_version, attested_by, attested_at";
 
 fn info(row: InfoRow) -> Result<DeviceInfo, ApiError> {
-    let (id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result) =
-        row;
+    let (
+        id,
+        class_id,
+        tags,
+        state,
+        created_at,
+        last_seen_at,
+        running_version,
+        slot,
+        last_result,
+        attestation,
+        attestation_reason,
+        attested_version,
+        attested_by,
+        attested_at,
+    ) = row;
     Ok(DeviceInfo {
+        attestation: attestation.parse().unwrap_or(AttestationState::None),
+        attestation_reason,
+        attested_version: attested_version.map(|v| v as u64),
+        attested_by,
+        attested_at: attested_at.map(crate::db::api_time),
         tags: serde_json::from_str(&tags).map_err(ApiError::internal)?,
         state: state
             .parse::<DeviceState>()

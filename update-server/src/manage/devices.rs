@@ -83,20 +83,43 @@ pub async fn get(
 pub async fn lifecycle(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
+    Query(query): Query<ActionQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let to = match action.as_str() {
         "suspend" => DeviceState::Suspended,
         "resume" => DeviceState::Active,
         "decommission" => DeviceState::Decommissioned,
+        "attest" => {
+            let clear = query.clear.unwrap_or(false);
+            let info = crate::attestation::request_evidence(&state, &id, clear).await?;
+            let detail = if clear {
+                format!("device {id}: attestation flag cleared, fresh evidence requested")
+            } else {
+                format!("device {id}: fresh evidence requested")
+            };
+            return Ok((Extension(AuditDetail(detail)), Json(info)));
+        }
         _ => {
             return Err(ApiError::not_found(format!(
-                "{action} is not a device action; use suspend, resume or decommission"
+                "{action} is not a device action; use suspend, resume, decommission or attest"
             )));
         }
     };
+    if query.clear.is_some() {
+        return Err(ApiError::bad_request(
+            "clear applies to the attest action only",
+        ));
+    }
     let info = state.devices.transition(&state.db, &id, to).await?;
     Ok((
         Extension(AuditDetail(format!("device {id} {action}"))),
         Json(info),
     ))
+}
+
+/// The query of a device action: `clear=true` with `attest` clears an attestation flag.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionQuery {
+    pub clear: Option<bool>,
 }

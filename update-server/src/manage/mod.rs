@@ -51,6 +51,16 @@ pub const ENDPOINTS: &[(Method, &str, Role)] = &[
         "/api/v1/devices/{id}/{action}",
         Role::Operator,
     ),
+    (
+        Method::PUT,
+        "/api/v1/classes/{class_id}/attestation",
+        Role::Admin,
+    ),
+    (
+        Method::GET,
+        "/api/v1/classes/{class_id}/attestation",
+        Role::Viewer,
+    ),
     (Method::POST, "/api/v1/rollouts", Role::Operator),
     (Method::GET, "/api/v1/rollouts", Role::Viewer),
     (Method::GET, "/api/v1/rollouts/{id}", Role::Viewer),

@@ -99,6 +99,8 @@ mod report;
 mod store;
 mod tick;
 
+pub use report::Proof;
+
 use rota_protocol::api::{
     Assignment, Report, ReportAck, RolloutCreate, RolloutState, RolloutStatus,
 };
@@ -373,9 +375,10 @@ impl Engine {
         &self,
         device_id: &str,
         report: &Report,
+        proof: &Proof,
         now_ms: i64,
     ) -> Result<ReportAck, RolloutError> {
-        report::report(&self.db, device_id, report, now_ms).await
+        report::report(&self.db, device_id, report, proof, now_ms).await
     }
 
     /// Per-device timeouts (and the failure threshold they may cross), the current stage's

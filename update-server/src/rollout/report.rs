@@ -7,10 +7,22 @@ use super::store::{self, DeviceStatus};
 use super::{RolloutError, halt_if_failing};
 use crate::db::Db;
 
+/// What attestation proves about a `confirmed` report, for classes that attest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The class does not attest, or the report is not a confirmation.
+    NotRequired,
+    /// Evidence with the report shows the bootloader measured the reported version.
+    Attested,
+    /// The class attests and this confirmation is not proven: why.
+    Missing(String),
+}
+
 pub(super) async fn report(
     db: &Db,
     device_id: &str,
     report: &Report,
+    proof: &Proof,
     now_ms: i64,
 ) -> Result<ReportAck, RolloutError> {
     let mut tx = db.write.begin().await?;
@@ -40,7 +52,7 @@ pub(super) async fn report(
         return Ok(ReportAck { duplicate: true });
     }
     if let Some(rollout_id) = rollout_id {
-        apply(&mut tx, rollout_id, device_id, report, now_ms).await?;
+        apply(&mut tx, rollout_id, device_id, report, proof, now_ms).await?;
     }
     tx.commit().await?;
     Ok(ReportAck { duplicate: false })
@@ -52,6 +64,7 @@ async fn apply(
     rollout_id: &str,
     device_id: &str,
     report: &Report,
+    proof: &Proof,
     now_ms: i64,
 ) -> Result<(), RolloutError> {
     let Some(rollout) = store::load_rollout(&mut *conn, rollout_id).await? else {
@@ -73,10 +86,15 @@ async fn apply(
         | ReportKind::Downloaded
         | ReportKind::Installed
         | ReportKind::Trial => (DeviceStatus::InProgress, row.attempts, None, None),
-        // Rule "success only on a confirmed boot of the new version".
-        ReportKind::Confirmed if report.version == rollout.release.version => {
-            (DeviceStatus::Confirmed, row.attempts, None, None)
-        }
+        // Rule "success only on a confirmed boot of the new version", and, where the
+        // class attests, only when evidence shows the bootloader measured it: an unproven
+        // confirmation is a failure with its reason.
+        ReportKind::Confirmed if report.version == rollout.release.version => match proof {
+            Proof::NotRequired | Proof::Attested => {
+                (DeviceStatus::Confirmed, row.attempts, None, None)
+            }
+            Proof::Missing(why) => (DeviceStatus::Failed, row.attempts, None, Some(why.clone())),
+        },
         // A confirmed boot of another version (the old one, after a revert the device
         // did not report) is not a success; the timeout settles it.
         ReportKind::Confirmed => return Ok(()),
