@@ -104,17 +104,24 @@ fn cwt<W: Write>(
     subject_key: &[u8; 45],
     inputs: &Inputs,
 ) -> Result<(), minicbor::encode::Error<W::Error>> {
-    // Hex digits are ASCII, so always UTF-8.
-    fn as_str(hex: &[u8; 40]) -> &str {
-        core::str::from_utf8(hex).unwrap_or_default()
+    // A 40-character text string (RFC 8949 §3.1, major type 3, one length byte), written
+    // as its bytes: hex digits are ASCII, and `Encoder::str` would take a `&str` that
+    // only `core::str::from_utf8` (368 bytes of the bootloader's flash) can make here.
+    fn hex_text<W: Write>(
+        e: &mut Encoder<W>,
+        hex: &[u8; 40],
+    ) -> Result<(), minicbor::encode::Error<W::Error>> {
+        e.writer_mut()
+            .write_all(&[0x78, 40])
+            .and_then(|()| e.writer_mut().write_all(hex))
+            .map_err(minicbor::encode::Error::write)
     }
     let mut e = Encoder::new(w);
-    e.map(8)?
-        .i64(1)?
-        .str(as_str(issuer))?
-        .i64(2)?
-        .str(as_str(subject))?
-        .i64(CODE_HASH)?
+    e.map(8)?.i64(1)?;
+    hex_text(&mut e, issuer)?;
+    e.i64(2)?;
+    hex_text(&mut e, subject)?;
+    e.i64(CODE_HASH)?
         .bytes(&inputs.code_hash)?
         .i64(CONFIG_DESCRIPTOR)?
         .bytes(&inputs.config)?
@@ -211,13 +218,13 @@ fn write_bstr_head<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dice::layer::key_pair;
     use crate::dice::{Cdis, Secret};
-    use ed25519_dalek::SigningKey;
 
-    /// The layer's key, as rota-boot's DICE layer makes it (`SigningKey` is a
+    /// The layer's key, as rota-boot's DICE layer makes it (salty's `Keypair` is a
     /// `DiceSigner`).
-    fn key(cdis: &Cdis) -> SigningKey {
-        SigningKey::from_bytes(cdis.private_key_seed().expose())
+    fn key(cdis: &Cdis) -> salty::Keypair {
+        key_pair(&cdis.private_key_seed())
     }
 
     fn unhex(text: &str) -> alloc::vec::Vec<u8> {

@@ -28,8 +28,7 @@ mod layer;
 pub use cert::{CertError, DiceSigner, MAX_CERT_LEN, certificate, label};
 pub use layer::{Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive, device_id};
 
-use hkdf::Hkdf;
-use sha2::{Digest as _, Sha512};
+use salty::Sha512;
 use zeroize::Zeroize;
 
 /// Length of a CDI and of the Unique Device Secret.
@@ -147,13 +146,13 @@ impl Cdis {
     /// The next layer's CDIs, given its measurement (the derivation in the module docs).
     pub fn next(&self, inputs: &Inputs) -> Cdis {
         let mut attest_hash = Sha512::new();
-        attest_hash.update(inputs.code_hash);
-        attest_hash.update(inputs.config);
+        attest_hash.update(&inputs.code_hash);
+        attest_hash.update(&inputs.config);
         let mut seal_hash = Sha512::new();
         for hash in [&mut attest_hash, &mut seal_hash] {
-            hash.update(inputs.authority_hash);
-            hash.update([inputs.mode as u8]);
-            hash.update(inputs.hidden);
+            hash.update(&inputs.authority_hash);
+            hash.update(&[inputs.mode as u8]);
+            hash.update(&inputs.hidden);
         }
         Cdis {
             attest: kdf(self.attest.expose(), &attest_hash.finalize(), b"CDI_Attest"),
@@ -172,21 +171,53 @@ impl Cdis {
 /// encoded public key, top bit clear; the serial number and key id of the certificates
 /// that name it.
 pub fn key_id(public_key: &[u8]) -> [u8; ID_LEN] {
+    let okm = hkdf(public_key, &ID_SALT, b"ID");
     let mut id = [0; ID_LEN];
-    Hkdf::<Sha512>::new(Some(&ID_SALT), public_key)
-        .expand(b"ID", &mut id)
-        .unwrap_or_else(|_| unreachable!("20 bytes is within HKDF-SHA512's 16320"));
+    id.copy_from_slice(&okm.expose()[..ID_LEN]);
     // The top bit cleared, so the id is a positive integer (an X.509 serial number).
     id[0] &= 0x7f;
     id
 }
 
 /// HKDF-SHA512 (RFC 5869) of 32 bytes.
-fn kdf(ikm: &[u8; 32], salt: &[u8], info: &[u8]) -> Secret<32> {
+fn kdf(ikm: &[u8; 32], salt: &[u8; 64], info: &[u8]) -> Secret<32> {
+    let okm = hkdf(ikm, salt, info);
     let mut out = Secret::new([0; 32]);
-    Hkdf::<Sha512>::new(Some(salt), ikm)
-        .expand(info, &mut out.0)
-        .unwrap_or_else(|_| unreachable!("32 bytes is within HKDF-SHA512's 16320"));
+    out.0.copy_from_slice(&okm.expose()[..32]);
+    out
+}
+
+/// HKDF-SHA512 (RFC 5869) of at most 64 bytes: its first block, `T(1)`. On salty's
+/// SHA-512, the one the bootloader already links for Ed25519 (the `hkdf` crate on
+/// `sha2` would add a second SHA-512, ~2.5 KB of the Cortex-M4 bootloader's flash).
+fn hkdf(ikm: &[u8], salt: &[u8; 64], info: &[u8]) -> Secret<64> {
+    let prk = hmac(salt, &[ikm]);
+    hmac(prk.expose(), &[info, &[1]])
+}
+
+/// HMAC-SHA512 (RFC 2104) of the concatenated `message` under a key of one block or less
+/// (every key here is 64 bytes, so none is hashed first).
+fn hmac(key: &[u8; 64], message: &[&[u8]]) -> Secret<64> {
+    const BLOCK: usize = 128;
+    let mut pad = [0x36u8; BLOCK];
+    for (p, k) in pad.iter_mut().zip(key) {
+        *p ^= k;
+    }
+    let mut inner = Sha512::new().updated(&pad);
+    for part in message {
+        inner.update(part);
+    }
+    let inner = Secret::new(inner.finalize());
+    for p in pad.iter_mut() {
+        *p ^= 0x36 ^ 0x5c;
+    }
+    let out = Secret::new(
+        Sha512::new()
+            .updated(&pad)
+            .updated(inner.expose())
+            .finalize(),
+    );
+    pad.zeroize();
     out
 }
 
@@ -195,6 +226,8 @@ pub(super) mod tests {
     use super::*;
     use alloc::format;
     use alloc::string::String;
+    // An independent SHA-512 for the test inputs.
+    use sha2::{Digest as _, Sha512};
 
     /// Open DICE's `DeriveFakeInputValue` (`src/test_utils.cc`): SHA-512 of the seed is
     /// a counter block whose first 8 bytes count up (little-endian); each output block
