@@ -170,6 +170,8 @@ struct Device {
     dir: tempfile::TempDir,
     /// Where the `release` key lives when it is in an HSM rather than a file.
     hsm: Option<SoftHsm>,
+    /// What `rota flash-image` printed.
+    factory_output: String,
 }
 
 /// What one boot printed, and how QEMU ended.
@@ -192,6 +194,16 @@ impl Boot {
             self.output
         );
         self
+    }
+
+    /// The rest of the line that starts with `prefix` (a key the application printed).
+    #[track_caller]
+    fn value(&self, prefix: &str) -> String {
+        self.output
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in the boot output:\n{}", self.output))
+            .to_owned()
     }
 
     #[track_caller]
@@ -220,9 +232,10 @@ impl Device {
     }
 
     fn made(hsm: Option<SoftHsm>) -> Device {
-        let device = Device {
+        let mut device = Device {
             dir: tempfile::tempdir().unwrap(),
             hsm,
+            factory_output: String::new(),
         };
         match &device.hsm {
             Some(hsm) => {
@@ -237,7 +250,7 @@ impl Device {
         rota(&["keygen", "--out", "backup"], device.dir());
         let v1 = device.sign("v1-a", "release", 1, 1);
         let fw = Firmware::get();
-        rota(
+        device.factory_output = rota(
             &[
                 "flash-image",
                 "--bootloader",
@@ -460,6 +473,20 @@ impl Device {
         std::fs::write(&path, bytes).unwrap();
     }
 
+    /// The DeviceID public key `rota flash-image` wrote for the manufacturer CA.
+    fn device_id_pub(&self) -> String {
+        let text = std::fs::read_to_string(self.dir().join("device-id.pub")).unwrap();
+        text.trim_end().to_owned()
+    }
+
+    /// The OTP map, read from otp.bin.
+    fn otp_map(&self) -> [u8; rota_boot::otp_map::OTP_LEN] {
+        std::fs::read(self.dir().join("otp.bin"))
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
     /// The OTP floor, read from otp.bin.
     fn floor(&self) -> u32 {
         let bytes = std::fs::read(self.dir().join("otp.bin")).unwrap();
@@ -646,4 +673,83 @@ fn a_power_cut_while_writing_slot_a_leaves_v2_running_and_the_download_resumes()
     d.boot()
         .expect("rota-boot: booting slot A, sequence 4, security version 4, on trial")
         .expect("app: health check passed: confirmed v4");
+}
+
+// ---- Measured boot: the UDS, the DeviceID and the Alias key ----
+
+#[test]
+fn the_uds_cannot_be_read_by_the_application_after_the_bootloader_locks_it() {
+    use rota_boot::otp_map::{UDS_AT, UDS_LEN};
+    let d = Device::new();
+    let map = d.otp_map();
+    let uds = &map[UDS_AT..UDS_AT + UDS_LEN];
+    assert_eq!(map[4], 2, "a version 2 OTP map");
+    assert_ne!(uds, [0; UDS_LEN], "holding a UDS");
+    // The UDS went into the OTP map and nowhere else the factory keeps.
+    let uds_hex = hex::encode(uds);
+    assert!(!d.factory_output.contains(&uds_hex));
+    assert!(!d.device_id_pub().contains(&uds_hex));
+    for _ in 0..2 {
+        let boot = d.boot();
+        boot.expect("rota-boot: booting slot A, sequence 1")
+            .expect("app: reading the UDS: refused, hidden until reset\n")
+            .expect("app: reading the UDS cells: refused, hidden until reset\n")
+            .expect_not("READ")
+            .expect_not("no DICE hand-off");
+        assert!(boot.success);
+        // What only the UDS gives, the application did get, through the hand-off.
+        assert_eq!(boot.value("app: DeviceID "), d.device_id_pub());
+    }
+}
+
+#[test]
+fn after_an_update_the_alias_key_changes_and_the_device_id_does_not() {
+    let d = Device::new();
+    let device_id = d.device_id_pub();
+    assert!(
+        d.factory_output.contains(&device_id),
+        "rota flash-image prints the DeviceID:\n{}",
+        d.factory_output
+    );
+    let v1 = d.boot();
+    v1.expect("app: v1 running from slot A");
+    let v1_alias = v1.value("app: Alias key ");
+    assert_eq!(v1.value("app: DeviceID "), device_id);
+    assert_eq!(
+        d.boot().value("app: Alias key "),
+        v1_alias,
+        "the same image and bootloader: the same Alias key"
+    );
+
+    let d = d.with_v2_confirmed();
+    let v2 = d.boot();
+    v2.expect("app: v2 running from slot B\n");
+    assert_eq!(v2.value("app: DeviceID "), device_id);
+    assert_ne!(v2.value("app: Alias key "), v1_alias);
+}
+
+#[test]
+fn a_changed_bootloader_changes_the_alias_key() {
+    let d = Device::new();
+    let before = d.boot();
+    let alias = before.value("app: Alias key ");
+
+    // One byte of padding after the bootloader's code, inside its region: the code runs
+    // as before, and the bootloader measures its whole region.
+    let code = std::fs::metadata(Firmware::get().path("boot.bin"))
+        .unwrap()
+        .len();
+    let last = BOARD.bootloader.end() - 1;
+    assert!(code <= last, "the last byte of the region is padding");
+    let path = d.dir().join("flash.bin");
+    let mut flash = std::fs::read(&path).unwrap();
+    flash[last as usize] ^= 0x01;
+    std::fs::write(&path, flash).unwrap();
+
+    let after = d.boot();
+    after
+        .expect("rota-boot: booting slot A, sequence 1, security version 1\n")
+        .expect("app: v1 running from slot A\n");
+    assert_eq!(after.value("app: DeviceID "), d.device_id_pub());
+    assert_ne!(after.value("app: Alias key "), alias);
 }

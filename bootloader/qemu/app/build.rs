@@ -24,12 +24,14 @@ fn main() {
 
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let memory = format!(
-        "MEMORY\n{{\n  FLASH : ORIGIN = {:#x}, LENGTH = {:#x}\n  RAM : ORIGIN = 0x20000000, LENGTH = 64K\n}}\n",
+        "MEMORY\n{{\n  FLASH : ORIGIN = {:#x}, LENGTH = {:#x}\n}}\n{}",
         BOARD.layout.image_address(slot),
-        BOARD.layout.image_capacity(slot)
+        BOARD.layout.image_capacity(slot),
+        include_str!("../board/ram.x")
     );
     fs::write(out.join("memory.x"), memory).unwrap();
     println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=../board/ram.x");
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!(
         "cargo:rustc-env=ROTA_SLOT={}",

@@ -1,11 +1,14 @@
 //! A demo application for rota on QEMU mps2-an386, built to run from slot A or slot B.
 //!
 //! On every boot it:
-//! 1. reports its version, its slot, whether it is on trial, and the last revert;
-//! 2. runs its health check (it passes unless built with `ROTA_APP_HEALTH=fail`); on
+//! 1. takes the DICE hand-off the bootloader left in shared RAM (and wipes the area),
+//!    prints its DeviceID and Alias public keys in hex, and tries to read the UDS, which
+//!    the bootloader has hidden until reset (it reports the refusal);
+//! 2. reports its version, its slot, whether it is on trial, and the last revert;
+//! 3. runs its health check (it passes unless built with `ROTA_APP_HEALTH=fail`); on
 //!    trial it then confirms itself, or rejects itself and stops (exit status 1);
-//! 3. revokes a key slot if the host file `revoke.bin` holds its number (one byte);
-//! 4. installs an update if the host file `update.bin` holds one: `u32` little-endian
+//! 4. revokes a key slot if the host file `revoke.bin` holds its number (one byte);
+//! 5. installs an update if the host file `update.bin` holds one: `u32` little-endian
 //!    envelope length, the signer's 32-byte Ed25519 public key, the envelope, then the
 //!    image. It stages it through `rota-boot`'s updater (resuming a download that a
 //!    power cut interrupted), writes it in 4 KiB chunks and marks it pending. If the
@@ -17,10 +20,11 @@
 #![no_main]
 
 use cortex_m_rt::entry;
+use rota_boot::dice::Handoff;
 use rota_boot::header::FIXED_LEN;
-use rota_boot::otp_map::OtpRot;
-use rota_boot::{CompactBootAuth, Error, RevertReason, Slot, Updater};
-use rota_qemu_board::{BOARD, Flash, OtpFile, console, host};
+use rota_boot::otp_map::{self, OtpCells, OtpError, OtpRot};
+use rota_boot::{CompactBootAuth, Error, RevertReason, RootOfTrust, Slot, Updater};
+use rota_qemu_board::{BOARD, Flash, OtpFile, OtpFileError, console, host, shared};
 
 const VERSION: &str = env!("ROTA_APP_VERSION");
 const LINKED_SLOT: &str = env!("ROTA_SLOT");
@@ -73,10 +77,11 @@ fn main() -> ! {
         say(&[b"cannot open flash.bin or otp.bin"]);
         console::exit(false)
     };
-    let Ok(otp) = OtpRot::open(otp) else {
+    let Ok(mut otp) = OtpRot::open(otp) else {
         say(&[b"otp.bin is not provisioned"]);
         console::exit(false)
     };
+    report_attestation(&mut otp);
     let Ok(mut updater) = Board::new(flash, otp, BOARD.layout, scratch) else {
         say(&[b"cannot open the updater"]);
         console::exit(false)
@@ -126,6 +131,48 @@ fn main() -> ! {
     console::exit(true)
 }
 
+/// Takes the bootloader's DICE hand-off and shows that the UDS stays out of reach.
+fn report_attestation(otp: &mut OtpRot<OtpFile>) {
+    let area = shared::handoff_area();
+    let handoff = Handoff::read(area);
+    Handoff::wipe(area);
+    let mut hex = [0; 64];
+    match handoff {
+        Ok(handoff) => {
+            say(&[b"DeviceID ", console::hex(&handoff.device_id, &mut hex)]);
+            say(&[
+                b"Alias key ",
+                console::hex(&handoff.alias_public_key(), &mut hex),
+            ]);
+        }
+        Err(_) => say(&[b"no DICE hand-off"]),
+    }
+    // Through the root of trust, and straight from the cells.
+    say(&[
+        b"reading the UDS: ",
+        match otp.take_uds() {
+            Err(OtpError::UdsHidden) => b"refused, hidden until reset",
+            Ok(None) => b"this part has none",
+            Ok(Some(_)) => b"READ: the UDS is exposed",
+            Err(_) => b"OTP error",
+        },
+    ]);
+    let mut otp = OtpFile::open();
+    let mut uds = [0u8; otp_map::UDS_LEN];
+    let read = otp
+        .as_mut()
+        .map(|cells| cells.read(otp_map::UDS_AT, &mut uds));
+    say(&[
+        b"reading the UDS cells: ",
+        match read {
+            Ok(Err(OtpFileError::HiddenUntilReset)) => b"refused, hidden until reset",
+            Ok(Ok(())) if uds == [0; otp_map::UDS_LEN] => b"all zero",
+            Ok(Ok(())) => b"READ: the UDS is exposed",
+            _ => b"OTP error",
+        },
+    ]);
+}
+
 /// Reads all of `name` at `at` into `buf`, if the file exists and is long enough.
 fn read_file(name: &[u8], at: usize, buf: &mut [u8]) -> Option<()> {
     let file = host::open(name).ok()?;
@@ -165,13 +212,7 @@ fn install_if_offered(updater: &mut Board) {
 fn install(
     updater: &mut Board,
     file: usize,
-) -> Result<
-    (),
-    Error<
-        rota_qemu_board::FlashError,
-        rota_boot::otp_map::OtpError<rota_qemu_board::host::HostError>,
-    >,
-> {
+) -> Result<(), Error<rota_qemu_board::FlashError, rota_boot::otp_map::OtpError<OtpFileError>>> {
     let host_error = Error::Flash(rota_qemu_board::FlashError::Host);
     let mut head = [0u8; 36];
     host::read(file, &mut head).map_err(|_| host_error)?;

@@ -10,7 +10,12 @@
 //!   4-byte aligned writes only to erased words, erases of whole 4 KiB sectors, and no
 //!   access to the bootloader's own region.
 //! - [`OtpFile`]: the device's OTP, the host file `otp.bin` holding `rota-boot`'s OTP map
-//!   ([`rota_boot::otp_map`]); programming can only set bits.
+//!   ([`rota_boot::otp_map`]); programming can only set bits, and a range hidden until
+//!   reset (the UDS, once the bootloader has read it) fails every read through it. The
+//!   hide is a latch in [`shared`] RAM, which QEMU clears at reset like the RAM it is.
+//! - [`shared`]: RAM at a fixed address that the bootloader and the application both link
+//!   (`ram.x`): the OTP latch and the DICE hand-off area ([`rota_boot::dice::Handoff`]).
+//! - [`bootloader_measurement`]: SHA-256 of the bootloader's whole flash region.
 //! - [`console`]: semihosting output and exit, without `core::fmt` (it would double the
 //!   bootloader's size).
 //! - [`jump`]: hand the CPU to a verified image.
@@ -22,6 +27,7 @@ use embedded_storage::nor_flash::{
 };
 use rota_boot::board::{Board, QEMU_MPS2_AN386};
 use rota_boot::otp_map::OtpCells;
+use sha2::{Digest, Sha256};
 
 /// The board preset this firmware is built for (shared with `rota flash-image`).
 pub const BOARD: Board = QEMU_MPS2_AN386;
@@ -128,6 +134,16 @@ pub mod console {
                 return &buf[at..];
             }
         }
+    }
+
+    /// `bytes` in lowercase hex, in `buf`.
+    pub fn hex<'b>(bytes: &[u8; 32], buf: &'b mut [u8; 64]) -> &'b [u8] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        buf
     }
 
     /// Ends the QEMU run: status 0 when `success`, 1 otherwise.
@@ -284,15 +300,82 @@ impl NorFlash for Flash {
     }
 }
 
-/// The emulated OTP: `otp.bin` in the working directory.
+/// RAM the bootloader and the application share, at the fixed address `ram.x` gives the
+/// section `.shared` (the last 1 KiB of SRAM). Neither program's start-up code touches
+/// it, so what the bootloader leaves there survives the jump; a reset clears it (QEMU
+/// starts with zeroed RAM).
+pub mod shared {
+    use core::mem::MaybeUninit;
+    use rota_boot::dice::MAX_HANDOFF_LEN;
+
+    #[repr(C)]
+    struct Shared {
+        /// The OTP range hidden until reset, `start` then `end` (`[0, 0]`: none).
+        otp_hidden: [u16; 2],
+        /// The DICE hand-off (`rota_boot::dice::Handoff`'s format).
+        handoff: [u8; MAX_HANDOFF_LEN],
+    }
+
+    // Placed by ram.x; a firmware that never touches it (the vector runner) links
+    // without it.
+    #[unsafe(link_section = ".shared")]
+    static mut SHARED: MaybeUninit<Shared> = MaybeUninit::uninit();
+
+    fn latch() -> *mut [u16; 2] {
+        // SAFETY: a raw pointer into the static, no reference formed.
+        unsafe {
+            (&raw mut SHARED)
+                .cast::<Shared>()
+                .byte_add(core::mem::offset_of!(Shared, otp_hidden))
+                .cast()
+        }
+    }
+
+    /// The OTP range hidden until reset, if any.
+    pub(crate) fn otp_hidden() -> core::ops::Range<usize> {
+        // SAFETY: the latch is plain RAM that only this module writes.
+        let [start, end] = unsafe { latch().read_volatile() };
+        usize::from(start)..usize::from(end)
+    }
+
+    pub(crate) fn set_otp_hidden(range: core::ops::Range<usize>) {
+        // SAFETY: as above; OTP offsets fit 16 bits (the map is 209 bytes).
+        unsafe { latch().write_volatile([range.start as u16, range.end as u16]) }
+    }
+
+    /// The hand-off area: the bootloader writes it before the jump, the application reads
+    /// and wipes it.
+    pub fn handoff_area() -> &'static mut [u8; MAX_HANDOFF_LEN] {
+        // SAFETY: single-threaded firmware; the area is plain RAM (any byte pattern is a
+        // valid `[u8; N]`), and each program takes it once.
+        unsafe {
+            &mut *(&raw mut SHARED)
+                .cast::<Shared>()
+                .byte_add(core::mem::offset_of!(Shared, handoff))
+                .cast()
+        }
+    }
+}
+
+/// Why an OTP access failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtpFileError {
+    /// `otp.bin` is missing or a host call failed.
+    Host,
+    /// The read touched cells hidden until reset.
+    HiddenUntilReset,
+}
+
+/// The emulated OTP: `otp.bin` in the working directory, and the hide latch in
+/// [`shared`] RAM.
 pub struct OtpFile {
     file: usize,
 }
 
 impl OtpFile {
-    pub fn open() -> Result<Self, host::HostError> {
+    pub fn open() -> Result<Self, OtpFileError> {
         Ok(Self {
-            file: host::open(b"otp.bin\0")?,
+            file: host::open(b"otp.bin\0").map_err(|_| OtpFileError::Host)?,
         })
     }
 }
@@ -304,20 +387,67 @@ impl Drop for OtpFile {
 }
 
 impl OtpCells for OtpFile {
-    type Error = host::HostError;
+    type Error = OtpFileError;
 
-    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), host::HostError> {
-        host::seek(self.file, offset)?;
-        host::read(self.file, buf)
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), OtpFileError> {
+        if self.is_hidden(offset, buf.len()) {
+            return Err(OtpFileError::HiddenUntilReset);
+        }
+        host::seek(self.file, offset)
+            .and_then(|()| host::read(self.file, buf))
+            .map_err(|_| OtpFileError::Host)
     }
 
     /// OTP semantics: the new byte is the old one with more bits set, never fewer.
-    fn program(&mut self, offset: usize, mask: u8) -> Result<(), host::HostError> {
+    fn program(&mut self, offset: usize, mask: u8) -> Result<(), OtpFileError> {
         let mut byte = [0u8];
         self.read(offset, &mut byte)?;
-        host::seek(self.file, offset)?;
-        host::write(self.file, &[byte[0] | mask])
+        host::seek(self.file, offset)
+            .and_then(|()| host::write(self.file, &[byte[0] | mask]))
+            .map_err(|_| OtpFileError::Host)
     }
+
+    /// Until reset. A second hide widens the range to cover both: never less hidden.
+    fn hide_until_reset(&mut self, offset: usize, len: usize) -> Result<(), OtpFileError> {
+        let hidden = shared::otp_hidden();
+        shared::set_otp_hidden(if hidden.is_empty() {
+            offset..offset + len
+        } else {
+            hidden.start.min(offset)..hidden.end.max(offset + len)
+        });
+        Ok(())
+    }
+
+    fn is_hidden(&self, offset: usize, len: usize) -> bool {
+        let hidden = shared::otp_hidden();
+        offset < hidden.end && hidden.start < offset + len
+    }
+}
+
+/// The bootloader's measurement of itself: SHA-256 of its whole flash region as the CPU
+/// sees it (code, data and padding; flash offset = address on this board).
+pub fn bootloader_measurement() -> [u8; 32] {
+    let region = BOARD.bootloader;
+    let mut hasher = Sha256::new();
+    // The region starts at address 0, which Rust may not read through a reference (it
+    // is null): its first word goes through an instruction, the rest through a slice.
+    let first: u32;
+    // SAFETY: address 0 is the bootloader's vector table (ZBT SSRAM1), readable.
+    unsafe {
+        core::arch::asm!("ldr {w}, [{a}]", a = in(reg) region.offset, w = out(reg) first,
+            options(nostack, readonly, preserves_flags));
+    }
+    hasher.update(first.to_le_bytes());
+    // SAFETY: [offset + 4, end) is the rest of the region, plain RAM nothing writes while
+    // the bootloader runs.
+    let rest = unsafe {
+        core::slice::from_raw_parts(
+            (region.offset + 4) as usize as *const u8,
+            region.size as usize - 4,
+        )
+    };
+    hasher.update(rest);
+    hasher.finalize().into()
 }
 
 /// Starts the image whose vector table is at `address`: points VTOR at it, loads its

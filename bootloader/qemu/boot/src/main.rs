@@ -1,14 +1,23 @@
-//! rota's bootloader for QEMU mps2-an386: load the flash, let `rota-boot` decide, jump.
+//! rota's bootloader for QEMU mps2-an386: load the flash, let `rota-boot` decide, hand
+//! the chosen image its DICE identity, jump.
+//!
+//! After the decision, [`Bootloader::attest`] takes the UDS from the OTP (which hides it
+//! until reset) and derives the DeviceID and Alias keys and the Alias certificate from it,
+//! the image's measurement and the bootloader's own ([`bootloader_measurement`]); the
+//! hand-off goes into the shared RAM area ([`shared::handoff_area`]), its magic last.
+//! A part without a UDS gets an empty area. Before the jump, the stack the derivation
+//! used is wiped: no copy of the UDS or of a key derived from it is left for the image.
 #![no_std]
 #![no_main]
 
 mod mem;
 
 use cortex_m_rt::entry;
+use rota_boot::dice::{Handoff, Mode};
 use rota_boot::header::FIXED_LEN;
 use rota_boot::otp_map::OtpRot;
 use rota_boot::{BootDecision, Bootloader, CompactBootAuth, Error, RevertReason, Slot};
-use rota_qemu_board::{BOARD, Flash, OtpFile, console, jump};
+use rota_qemu_board::{BOARD, Flash, OtpFile, bootloader_measurement, console, jump, shared};
 
 /// Holds an envelope while it is verified.
 const SCRATCH: usize = BOARD.layout.header_size as usize - FIXED_LEN;
@@ -27,9 +36,28 @@ fn fail(why: &[u8]) -> ! {
 fn main() -> ! {
     let mut scratch = [0u8; SCRATCH];
     let address = decide(&mut scratch);
+    wipe_stack();
     // SAFETY: `decide` returns only the address of an image rota-boot verified, after
     // dropping (closing) the flash and OTP handles.
     unsafe { jump(address) }
+}
+
+unsafe extern "C" {
+    /// The lowest address the stack may grow to (cortex-m-rt).
+    static mut __sheap: u32;
+}
+
+/// Zeroes the stack below this function's frame, where `decide` ran: derivations leave
+/// intermediate values (HMAC states keyed with the UDS, scalars) that no type wipes.
+#[inline(never)]
+fn wipe_stack() {
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut at = (&raw mut __sheap) as usize;
+    while at < sp - 64 {
+        // SAFETY: [__sheap, sp - 64) is RAM below the live stack, which nothing uses now.
+        unsafe { core::ptr::write_volatile(at as *mut u32, 0) };
+        at += 4;
+    }
 }
 
 fn decide(scratch: &mut [u8]) -> u32 {
@@ -62,6 +90,17 @@ fn decide(scratch: &mut [u8]) -> u32 {
                 console::decimal(image.security_version, &mut sv),
                 if trial { b", on trial" } else { b"" },
             ]);
+            let area = shared::handoff_area();
+            Handoff::wipe(area);
+            match bootloader.attest(&image, bootloader_measurement(), Mode::Normal) {
+                Ok(Some(handoff)) => {
+                    if handoff.write(area).is_err() {
+                        fail(b"the hand-off does not fit its area")
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => console::line(&[b"rota-boot: no DICE hand-off"]),
+            }
             image.address
         }
         Ok(BootDecision::Recovery(why)) => {
