@@ -381,6 +381,7 @@ impl World {
             envelope: v1.envelope,
             image: v1.image,
             image_capacity: CAPACITY,
+            bootloader: rota_agent::device::sim::sim_bootloader(),
         }
     }
 

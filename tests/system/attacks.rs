@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::Method;
 use rota_agent::device::Device;
 use rota_agent::device::sim::SimDevice;
-use rota_agent::fleet::provision;
+use rota_agent::fleet::{new_uds, provision};
 use rota_agent::state::write_atomically;
 use rota_agent::{Agent, Outcome};
 use rota_protocol::api::{
@@ -56,13 +56,22 @@ impl Rig {
     /// A factory-fresh device (firmware 1.0.0, version 1), enrolled with the server.
     fn start(world: World) -> Rig {
         let proxy = FaultProxy::start(&world.base);
-        let (identity, certificate) =
-            provision(&world.ca, DEVICE, CLASS, &[], rota_keys::Algorithm::Ed25519).unwrap();
+        let uds = new_uds().unwrap();
+        let (identity, certificate) = provision(
+            &world.ca,
+            DEVICE,
+            CLASS,
+            &[],
+            rota_keys::Algorithm::Ed25519,
+            Some(&uds),
+        )
+        .unwrap();
         let state_dir = world.state_root("atk").join(DEVICE);
         let tuf_dir = state_dir.join("tuf");
         std::fs::create_dir_all(&tuf_dir).unwrap();
         write_atomically(&tuf_dir.join("root.json"), &world.root_json()).unwrap();
-        let device = SimDevice::manufacture(identity, &world.factory(), state_dir).unwrap();
+        let device =
+            SimDevice::manufacture(identity, &world.factory(), state_dir, Some(uds)).unwrap();
         let agent = Agent::new(
             device,
             world.agent_config(&proxy.url()),

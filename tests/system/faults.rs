@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 use rota_agent::device::Device;
 use rota_agent::device::sim::{ERASE_SIZE, SimDevice};
-use rota_agent::fleet::{Fleet, provision};
+use rota_agent::fleet::{Fleet, new_uds, provision};
 use rota_agent::{Agent, Event, Outcome};
 use rota_boot::sim::CutKind;
 use rota_protocol::api::RolloutState;
@@ -108,19 +108,21 @@ fn a_fleet_converges_through_cut_connections_stalls_and_server_errors() {
 
 /// One device driven pass by pass, its events recorded.
 fn device_agent(world: &World, id: &str) -> (Agent<SimDevice>, Arc<Mutex<Vec<Event>>>) {
+    let uds = new_uds().unwrap();
     let (identity, certificate) = provision(
         &world.ca,
         id,
         support::CLASS,
         &[],
         rota_keys::Algorithm::Ed25519,
+        Some(&uds),
     )
     .unwrap();
     let state_dir = world.state_root("cuts").join(id);
     let tuf = state_dir.join("tuf");
     std::fs::create_dir_all(&tuf).unwrap();
     std::fs::write(tuf.join("root.json"), world.root_json()).unwrap();
-    let device = SimDevice::manufacture(identity, &world.factory(), state_dir).unwrap();
+    let device = SimDevice::manufacture(identity, &world.factory(), state_dir, Some(uds)).unwrap();
     let mut agent = Agent::new(
         device,
         world.agent_config(&world.base),
@@ -238,6 +240,7 @@ fn power_cuts_anywhere_in_download_install_and_confirm_never_brick_and_downloads
                     reached = reached.max(*pos);
                 }
                 Event::Outcome(_) => first_of_attempt = true,
+                Event::Attested(_) => {}
             }
         }
     }

@@ -7,5 +7,6 @@
 use rota_system_tests as support;
 
 mod attacks;
+mod attestation;
 mod faults;
 mod fleet;

@@ -37,8 +37,15 @@ impl Gateway {
         std::fs::write(p("factory.suit"), &factory.envelope).unwrap();
         std::fs::write(p("factory.bin"), &factory.image).unwrap();
         std::fs::write(p("root.json"), world.root_json()).unwrap();
-        let (key, certificate) =
-            provision_key(&world.ca, id, CLASS, &[], rota_keys::Algorithm::Ed25519).unwrap();
+        let (key, certificate) = provision_key(
+            &world.ca,
+            id,
+            CLASS,
+            &[],
+            rota_keys::Algorithm::Ed25519,
+            None,
+        )
+        .unwrap();
         let pem = key.to_pkcs8_pem().unwrap();
         std::fs::write(p("device.key"), pem.as_bytes()).unwrap();
         std::fs::write(

@@ -11,8 +11,12 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 use rota_boot::RootOfTrust;
 use rota_protocol::DeviceCertificate;
-use rota_protocol::api::{Assignment, CheckInQuery, LastResult, Report, ReportKind, SlotState};
+use rota_protocol::api::{
+    Assignment, AttestationResult, AttestationState, CheckInQuery, LastResult, Report, ReportKind,
+    SlotState,
+};
 
+use crate::attest;
 use crate::backoff::Backoff;
 use crate::device::{Device, Running};
 use crate::error::DeviceError;
@@ -88,6 +92,8 @@ pub enum Event {
         of: u64,
     },
     Outcome(Outcome),
+    /// The server's verdict on evidence the agent sent (at enrolment or on request).
+    Attested(AttestationResult),
 }
 
 pub struct Agent<D: Device> {
@@ -201,7 +207,15 @@ impl<D: Device> Agent<D> {
                 Err(e) => return Ok(Outcome::Retrying(e.to_string())),
             };
         let assignment = check_in.answer.assignment.clone();
+        let attest = check_in.answer.attest;
         self.last_check_in = Some(check_in);
+        if attest {
+            // The server asks for evidence (on request, or a class that attests and has
+            // none from this device yet).
+            if let Err(e) = self.attest() {
+                tracing::warn!(error = %e, "could not send the attestation the server asked for");
+            }
+        }
         let Some(assignment) = assignment else {
             // No assignment: whatever was in progress is no longer wanted (the rollout
             // was paused, halted or aborted). The partial slot stays until the next stage.
@@ -443,8 +457,24 @@ impl<D: Device> Agent<D> {
             }
             self.state.enrolled = true;
             self.save()?;
+            // Evidence at enrolment; if it does not get through, the server asks again at
+            // the next check-in.
+            if let Err(e) = self.attest() {
+                tracing::warn!(error = %e, "could not attest at enrolment");
+            }
         }
-        while let Some(report) = self.state.outbox.first().cloned() {
+        while let Some(mut report) = self.state.outbox.first().cloned() {
+            // Every report of a confirmed boot carries evidence of that boot, answering a
+            // challenge fetched now (so a retried report answers a fresh one).
+            if report.kind == ReportKind::Confirmed {
+                match self.server.attestation_nonce(self.device.identity()) {
+                    Ok(nonce) => report.evidence = Some(attest::evidence(&self.device, &nonce)?),
+                    Err(ServerError::Refused { status, message }) => {
+                        tracing::warn!(status, %message, "the server gave no attestation challenge; reporting without evidence");
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
             match self.server.report(self.device.identity(), &report) {
                 Ok(_) => {}
                 Err(ServerError::Refused { status, message }) => {
@@ -456,6 +486,20 @@ impl<D: Device> Agent<D> {
             self.save()?;
         }
         Ok(Ok(()))
+    }
+
+    /// Sends evidence of the running boot, answering a fresh challenge; returns the
+    /// server's verdict.
+    pub fn attest(&mut self) -> Result<AttestationResult, AttestError> {
+        let identity = self.device.identity();
+        let nonce = self.server.attestation_nonce(identity)?;
+        let evidence = attest::evidence(&self.device, &nonce)?;
+        let result = self.server.attest(identity, evidence)?;
+        if result.attestation == AttestationState::Failed {
+            tracing::warn!(reason = ?result.reason, "the server's attestation of this device failed");
+        }
+        (self.on_event)(&Event::Attested(result.clone()));
+        Ok(result)
     }
 
     fn running(&self) -> Result<Running, DeviceError> {
@@ -486,4 +530,13 @@ fn report(
         reason,
     )
     .map_err(DeviceError::from)
+}
+
+/// Why evidence was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }

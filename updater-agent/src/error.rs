@@ -29,6 +29,10 @@ pub enum DeviceError {
     /// Nothing on the device is bootable.
     #[error("nothing on the device is bootable")]
     NothingBootable,
+    /// Attestation evidence could not be made (a key that cannot sign, a hand-off whose
+    /// certificate does not name its Alias key).
+    #[error("cannot make attestation evidence: {0}")]
+    Attestation(String),
     /// The operating system's random number generator failed (an event id).
     #[error("no randomness for a report id: {0}")]
     Random(#[from] rota_protocol::RandomError),
@@ -73,6 +77,8 @@ pub enum ProvisionError {
     Certificate(#[from] rota_protocol::IdentityError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error("no randomness for the device's UDS: {0}")]
+    Random(String),
 }
 
 #[cfg(feature = "sim")]

@@ -68,15 +68,17 @@ pub struct Fleet {
     members: Vec<Member>,
 }
 
-/// A new device identity: a fresh key of `algorithm` and a certificate from the CA.
+/// A new device identity: a fresh key of `algorithm` and a certificate from the CA,
+/// binding also the DeviceID of `uds` where the device has one (DICE).
 pub fn provision(
     ca: &dyn Sign,
     device_id: &str,
     class_id: [u8; 16],
     tags: &[String],
     algorithm: Algorithm,
+    uds: Option<&[u8; 32]>,
 ) -> Result<(Identity, DeviceCertificate), ProvisionError> {
-    let (key, certificate) = provision_key(ca, device_id, class_id, tags, algorithm)?;
+    let (key, certificate) = provision_key(ca, device_id, class_id, tags, algorithm, uds)?;
     let identity = Identity {
         device_id: device_id.to_string(),
         key: Box::new(key),
@@ -92,13 +94,18 @@ pub fn provision_key(
     class_id: [u8; 16],
     tags: &[String],
     algorithm: Algorithm,
+    uds: Option<&[u8; 32]>,
 ) -> Result<(SoftwareKey, DeviceCertificate), ProvisionError> {
     let key = SoftwareKey::generate(algorithm)?;
+    // The factory computes the DeviceID from the UDS it burns, with rota-boot's own
+    // derivation, so the CA certifies the key that will sign every Alias certificate.
+    let device_id_key =
+        uds.map(|uds| rota_boot::dice::device_id(&rota_boot::dice::Secret::new(*uds)));
     let certificate = certify(
         ca,
         device_id,
         &key.public_key(),
-        None,
+        device_id_key.as_ref(),
         &uuid::Uuid::from_bytes(class_id),
         tags.to_vec(),
     )?;
@@ -106,17 +113,20 @@ pub fn provision_key(
 }
 
 impl Fleet {
-    /// Manufactures `spec.count` devices and starts their agents.
+    /// Manufactures `spec.count` devices, each with a random UDS (so each attests with
+    /// DICE, as the simulated devices must), and starts their agents.
     pub fn start(spec: &FleetSpec, http: &Client) -> Result<Fleet, ProvisionError> {
         let mut members = Vec::with_capacity(spec.count);
         for n in 1..=spec.count {
             let id = format!("{}-{n:04}", spec.id_prefix);
+            let uds = new_uds()?;
             let (identity, certificate) = provision(
                 &*spec.ca,
                 &id,
                 spec.factory.class_id,
                 &spec.tags,
                 spec.key_algorithm,
+                Some(&uds),
             )?;
             let state_dir = spec.state_root.join(&id);
             let tuf_dir = state_dir.join("tuf");
@@ -126,7 +136,7 @@ impl Fleet {
                 detail: e.to_string(),
             })?;
             write_atomically(&tuf_dir.join("root.json"), &spec.trusted_root)?;
-            let device = SimDevice::manufacture(identity, &spec.factory, state_dir)?;
+            let device = SimDevice::manufacture(identity, &spec.factory, state_dir, Some(uds))?;
             let agent = Agent::new(device, spec.agent.clone(), http.clone(), Some(certificate))?;
             members.push(Member::start(id, agent));
         }
@@ -260,4 +270,12 @@ fn refresh_view(view: &Mutex<DeviceView>, agent: &mut Agent<SimDevice>) {
 
 fn device_version(device: &SimDevice) -> u64 {
     device.running().map(|r| r.version).unwrap_or(0)
+}
+
+/// A Unique Device Secret from the operating system's random number generator, as a
+/// factory draws one per device.
+pub fn new_uds() -> Result<[u8; 32], ProvisionError> {
+    let mut uds = [0u8; 32];
+    getrandom::fill(&mut uds).map_err(|e| ProvisionError::Random(e.to_string()))?;
+    Ok(uds)
 }

@@ -11,6 +11,7 @@
 //! The TUF client is its own crate, `rota-tuf` (TUF 1.0.34 §5), re-exported as [`tuf`].
 
 pub mod agent;
+pub mod attest;
 pub mod backoff;
 pub mod device;
 pub mod error;

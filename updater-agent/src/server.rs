@@ -9,8 +9,9 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use rota_protocol::DeviceCertificate;
 use rota_protocol::api::{
-    CheckInQuery, CheckInResponse, ENROLL_PATH, Enroll, POLL_AFTER_HEADER, REPORT_PATH, Report,
-    ReportAck,
+    ATTESTATION_NONCE_PATH, ATTESTATION_PATH, Attest, AttestationChallenge, AttestationResult,
+    CheckInQuery, CheckInResponse, ENROLL_PATH, Enroll, Evidence, POLL_AFTER_HEADER, REPORT_PATH,
+    Report, ReportAck,
 };
 use rota_protocol::auth::{Nonce, sign_request};
 
@@ -49,6 +50,8 @@ pub struct AnswerLimits {
     pub report: u64,
     /// An enrolment answer (empty on success).
     pub enroll: u64,
+    /// An attestation challenge or verdict (a nonce, or a state and a reason).
+    pub attestation: u64,
 }
 
 impl Default for AnswerLimits {
@@ -59,6 +62,7 @@ impl Default for AnswerLimits {
             check_in: 64 * 1024,
             report: 4 * 1024,
             enroll: 4 * 1024,
+            attestation: 4 * 1024,
         }
     }
 }
@@ -69,6 +73,7 @@ enum AnswerKind {
     CheckIn,
     Report,
     Enroll,
+    Attestation,
 }
 
 impl AnswerKind {
@@ -77,6 +82,7 @@ impl AnswerKind {
             AnswerKind::CheckIn => "check-in",
             AnswerKind::Report => "report",
             AnswerKind::Enroll => "enrolment",
+            AnswerKind::Attestation => "attestation",
         }
     }
 
@@ -85,6 +91,7 @@ impl AnswerKind {
             AnswerKind::CheckIn => limits.check_in,
             AnswerKind::Report => limits.report,
             AnswerKind::Enroll => limits.enroll,
+            AnswerKind::Attestation => limits.attestation,
         }
     }
 }
@@ -198,6 +205,44 @@ impl ServerClient {
         )?;
         serde_json::from_slice(&answer.body).map_err(|e| {
             ServerError::Transient(format!("the report answer is not valid JSON: {e}"))
+        })
+    }
+
+    /// `POST /api/v1/device/attestation/nonce`: a fresh, single-use challenge.
+    pub fn attestation_nonce(&self, identity: &Identity) -> Result<Vec<u8>, ServerError> {
+        let answer = self.send(
+            identity,
+            AnswerKind::Attestation,
+            "POST",
+            ATTESTATION_NONCE_PATH,
+            Vec::new(),
+            None,
+        )?;
+        let challenge: AttestationChallenge =
+            serde_json::from_slice(&answer.body).map_err(|e| {
+                ServerError::Transient(format!("the attestation challenge is not valid JSON: {e}"))
+            })?;
+        Ok(challenge.nonce)
+    }
+
+    /// `POST /api/v1/device/attestation`: evidence, and the server's verdict on it.
+    pub fn attest(
+        &self,
+        identity: &Identity,
+        evidence: Evidence,
+    ) -> Result<AttestationResult, ServerError> {
+        let body = serde_json::to_vec(&Attest { evidence })
+            .map_err(|e| ServerError::Transient(e.to_string()))?;
+        let answer = self.send(
+            identity,
+            AnswerKind::Attestation,
+            "POST",
+            ATTESTATION_PATH,
+            body,
+            None,
+        )?;
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            ServerError::Transient(format!("the attestation answer is not valid JSON: {e}"))
         })
     }
 

@@ -39,18 +39,19 @@ pub async fn checkin(
 ) -> ApiResult<Response> {
     let device = signed.device;
     let now = now_ms();
+    let attests = state
+        .policies
+        .get(&state.db, &device.class_id)
+        .await?
+        .policy
+        != AttestationPolicy::Off;
     // Rule "ask for evidence": when an operator asked, or when the class attests and
     // this device never has.
-    let attest = device.attest_requested
-        || (device.attestation == AttestationState::None
-            && state
-                .policies
-                .get(&state.db, &device.class_id)
-                .await?
-                .policy
-                != AttestationPolicy::Off);
-    // Rule "a device whose attestation failed is excluded from rollouts".
-    let excluded = device.attestation == AttestationState::Failed;
+    let attest =
+        device.attest_requested || (attests && device.attestation == AttestationState::None);
+    // Rule "a device whose attestation failed is excluded from rollouts", in classes
+    // that attest (elsewhere the verdict is shown, not acted on).
+    let excluded = attests && device.attestation == AttestationState::Failed;
     metrics::counter!("rota_checkins_total").increment(1);
     state.devices.saw(
         &device.id,

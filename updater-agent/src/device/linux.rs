@@ -83,6 +83,7 @@ pub struct LinuxDevice {
     scratch: Vec<u8>,
     running: Option<Running>,
     health_command: Option<String>,
+    boots: u64,
 }
 
 impl LinuxDevice {
@@ -118,6 +119,7 @@ impl LinuxDevice {
             layout,
             running: None,
             health_command: config.health_command,
+            boots: 0,
         };
         device.reboot()?;
         Ok(device)
@@ -155,8 +157,14 @@ impl Device for LinuxDevice {
 
     fn reboot(&mut self) -> Result<(), DeviceError> {
         self.running = None;
-        self.running = self.boot_parts().boot()?;
+        self.boots = count_boot(&self.state_dir)?;
+        // No DICE here: a Linux device's firmware is measured by the agent (software).
+        self.running = self.boot_parts().boot(None)?.map(|b| b.running);
         Ok(())
+    }
+
+    fn boots(&self) -> u64 {
+        self.boots
     }
 
     fn health_check(&mut self) -> Result<(), Unhealthy> {
@@ -178,4 +186,29 @@ impl Device for LinuxDevice {
             )))
         }
     }
+}
+
+/// Adds one to the boot count kept in `state_dir/boot-count` and returns it: the boots
+/// the agent has seen, which its attestation evidence reports.
+fn count_boot(state_dir: &Path) -> Result<u64, DeviceError> {
+    let path = state_dir.join("boot-count");
+    let boots = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            return Err(DeviceError::Open {
+                what: "the boot count",
+                path,
+                detail: e.to_string(),
+            });
+        }
+    } + 1;
+    crate::state::write_atomically(&path, boots.to_string().as_bytes()).map_err(|e| {
+        DeviceError::Open {
+            what: "the boot count",
+            path: path.clone(),
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(boots)
 }

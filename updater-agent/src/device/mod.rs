@@ -16,7 +16,8 @@ pub mod sim;
 use std::path::Path;
 
 use embedded_storage::nor_flash::NorFlash;
-use rota_boot::{BootDecision, Bootloader, Layout, Region, RootOfTrust, Slot, Updater};
+use rota_boot::dice::{Handoff, Mode};
+use rota_boot::{BootDecision, Bootloader, KeyHash, Layout, Region, RootOfTrust, Slot, Updater};
 use rota_manifest::PublicKey;
 
 use crate::error::{DeviceError, Unhealthy};
@@ -40,6 +41,17 @@ pub struct Running {
     /// It was started on trial (a pending image). Whether the trial is still open is
     /// the journal's to say: [`rota_boot::Updater::status`].
     pub trial: bool,
+    /// The image's SHA-256, verified against its envelope at boot.
+    pub digest: [u8; 32],
+    /// The hash of the key that signed it, as the root of trust holds it.
+    pub signer: KeyHash,
+}
+
+/// What a boot produced: the running image and, where the bootloader ran its DICE layer,
+/// what it handed off (the Alias key and certificate).
+pub struct Booted {
+    pub running: Running,
+    pub handoff: Option<Handoff>,
 }
 
 /// The flash, the root of trust, the layout and the scratch buffer rota-boot opens on.
@@ -57,23 +69,40 @@ impl<'a, F: NorFlash, R: RootOfTrust> BootParts<'a, F, R> {
             .map_err(|e| DeviceError::Boot(e.to_string()))
     }
 
-    /// Runs rota-boot's boot decision, as the bootloader does at every reset.
-    pub fn boot(self) -> Result<Option<Running>, DeviceError> {
+    /// Runs rota-boot's boot decision, as the bootloader does at every reset, and, given
+    /// the bootloader's own measurement (`dice`), its DICE layer: on a device with a UDS,
+    /// the hand-off the booted image receives.
+    pub fn boot(self, dice: Option<&[u8; 32]>) -> Result<Option<Booted>, DeviceError> {
+        let boot_error = |e: rota_boot::Error<F::Error, R::Error>| DeviceError::Boot(e.to_string());
         let mut bootloader =
             Bootloader::<_, _>::new(self.flash, self.rot, self.layout, self.scratch)
-                .map_err(|e| DeviceError::Boot(e.to_string()))?;
-        match bootloader
-            .decide()
-            .map_err(|e| DeviceError::Boot(e.to_string()))?
-        {
-            BootDecision::Boot { image, trial } => Ok(Some(Running {
+                .map_err(boot_error)?;
+        let (image, trial) = match bootloader.decide().map_err(boot_error)? {
+            BootDecision::Boot { image, trial } => (image, trial),
+            BootDecision::Recovery(_) => return Ok(None),
+        };
+        let handoff = match dice {
+            Some(measurement) => bootloader
+                .attest(&image, *measurement, Mode::Normal)
+                .map_err(boot_error)?,
+            None => None,
+        };
+        let (_, rot) = bootloader.into_parts();
+        let signer = rot
+            .key_hash(image.key_slot)
+            .map_err(|e| DeviceError::Boot(format!("cannot read the root of trust: {e:?}")))?
+            .unwrap_or_default();
+        Ok(Some(Booted {
+            running: Running {
                 slot: image.slot,
                 version: image.sequence_number,
                 security_version: image.security_version,
                 trial,
-            })),
-            BootDecision::Recovery(_) => Ok(None),
-        }
+                digest: image.digest,
+                signer,
+            },
+            handoff,
+        }))
     }
 }
 
@@ -95,6 +124,15 @@ pub trait Device {
 
     /// What the bootloader started at the last reset; `None` if nothing was bootable.
     fn running(&self) -> Option<Running>;
+
+    /// What the bootloader's DICE layer handed the running image at the last reset; `None`
+    /// on a device without a UDS (its evidence is software-measured).
+    fn handoff(&self) -> Option<&Handoff> {
+        None
+    }
+
+    /// Boots since manufacture (the attestation evidence reports it).
+    fn boots(&self) -> u64;
 
     /// Resets the device: the bootloader decides what runs next.
     fn reboot(&mut self) -> Result<(), DeviceError>;

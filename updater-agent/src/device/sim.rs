@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use rota_boot::Layout;
+use rota_boot::dice::Handoff;
 use rota_boot::factory::{Provisioning, program_first_image};
 use rota_boot::sim::{CutKind, PowerCut, PowerRail, SimFlash, SimOtp};
 use rota_manifest::PublicKey;
+use sha2::{Digest as _, Sha256};
 
 use super::{BootParts, Device, Identity, Running, standard_layout};
 use crate::error::{DeviceError, Unhealthy};
@@ -23,6 +25,18 @@ pub const FLOOR_BITS: u32 = 32;
 
 pub type Flash = SimFlash<ERASE_SIZE, WRITE_SIZE>;
 
+/// The measurement of the simulated bootloader: what a board's bootloader measures of its
+/// own flash region. Simulated devices run rota-boot's code as the host built it, so this
+/// names that code by its crate version.
+pub fn sim_bootloader() -> [u8; 32] {
+    Sha256::digest(concat!(
+        "rota-boot ",
+        env!("CARGO_PKG_VERSION"),
+        " (simulated)"
+    ))
+    .into()
+}
+
 /// What a production line puts on every device of a class.
 #[derive(Clone)]
 pub struct Factory {
@@ -36,6 +50,8 @@ pub struct Factory {
     pub image: Vec<u8>,
     /// The largest image a slot must hold.
     pub image_capacity: u32,
+    /// The measurement of the bootloader the devices run ([`sim_bootloader`]).
+    pub bootloader: [u8; 32],
 }
 
 impl Factory {
@@ -56,6 +72,7 @@ impl Factory {
             envelope,
             image,
             image_capacity,
+            bootloader: sim_bootloader(),
         })
     }
 
@@ -74,16 +91,20 @@ pub struct SimDevice {
     layout: Layout,
     scratch: Vec<u8>,
     running: Option<Running>,
+    handoff: Option<Handoff>,
+    bootloader: [u8; 32],
     force_unhealthy: bool,
     boots: u64,
 }
 
 impl SimDevice {
-    /// A device fresh from the factory, booted once. `state_dir` is its file system.
+    /// A device fresh from the factory, booted once. `state_dir` is its file system;
+    /// `uds`, its Unique Device Secret (DICE), burned into its OTP (`None`: a part without).
     pub fn manufacture(
         identity: Identity,
         factory: &Factory,
         state_dir: PathBuf,
+        uds: Option<[u8; 32]>,
     ) -> Result<Self, DeviceError> {
         let layout = factory.layout();
         let rail = PowerRail::new();
@@ -104,9 +125,7 @@ impl SimDevice {
                 vendor_id: factory.vendor_id,
                 class_id: factory.class_id,
                 floor_bits: FLOOR_BITS,
-                // DICE in simulated devices is the next step of the attestation work
-                // (docs/design/attestation.md).
-                uds: None,
+                uds,
             },
         );
         std::fs::create_dir_all(&state_dir).map_err(|e| DeviceError::Open {
@@ -124,6 +143,8 @@ impl SimDevice {
             scratch: vec![0; (layout.header_size as usize).saturating_sub(64)],
             layout,
             running: None,
+            handoff: None,
+            bootloader: factory.bootloader,
             force_unhealthy: false,
             boots: 0,
         };
@@ -159,11 +180,6 @@ impl SimDevice {
     /// Makes every health check fail (or pass again), whatever the firmware.
     pub fn set_unhealthy(&mut self, unhealthy: bool) {
         self.force_unhealthy = unhealthy;
-    }
-
-    /// How many times the device has booted.
-    pub fn boots(&self) -> u64 {
-        self.boots
     }
 
     /// The running firmware's description, read from its slot.
@@ -210,11 +226,26 @@ impl Device for SimDevice {
         self.running
     }
 
+    fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_ref()
+    }
+
+    fn boots(&self) -> u64 {
+        self.boots
+    }
+
     fn reboot(&mut self) -> Result<(), DeviceError> {
         self.running = None;
+        self.handoff = None;
         self.boots += 1;
+        // A reset: the OTP's UDS is readable again, once, by the bootloader.
         self.otp.reset();
-        self.running = self.boot_parts().boot()?;
+        let bootloader = self.bootloader;
+        let booted = self.boot_parts().boot(Some(&bootloader))?;
+        (self.running, self.handoff) = match booted {
+            Some(b) => (Some(b.running), b.handoff),
+            None => (None, None),
+        };
         Ok(())
     }
 

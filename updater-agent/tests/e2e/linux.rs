@@ -79,6 +79,7 @@ fn write_device_key(world: &World, files: &Files, device_id: &str) -> DeviceCert
         support::CLASS,
         &[],
         rota_keys::Algorithm::Ed25519,
+        None,
     )
     .unwrap();
     let pem = key.to_pkcs8_pem().unwrap();
@@ -162,6 +163,7 @@ fn running_version(files: &Files, world: &World) -> u64 {
         support::CLASS,
         &[],
         rota_keys::Algorithm::Ed25519,
+        None,
     )
     .unwrap();
     let device = LinuxDevice::open(LinuxConfig {
