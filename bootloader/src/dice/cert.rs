@@ -20,14 +20,15 @@
 //! ]
 //! ```
 //!
-//! Written into the caller's buffer without a heap: the to-be-signed structure is laid
-//! out there first and signed in place, then the payload moves down behind the final
-//! header (as Open DICE does).
+//! The certificate has one shape: every field has a fixed length (the ids are 40 hex
+//! digits, the inputs 64 bytes, the key 32), so it is always [`CERT_LEN`] bytes and is
+//! written as a fixed template with the variable fields copied in, without a CBOR
+//! encoder (minicbor's cost the Cortex-M4 bootloader ~0.8 KB of flash). The to-be-signed
+//! structure is laid out in the caller's buffer first and signed in place, then the
+//! payload moves down behind the COSE_Sign1 header (as Open DICE does). The known-answer
+//! tests below hold the template to Open DICE's bytes.
 
-use minicbor::Encoder;
-use minicbor::encode::write::{Cursor, Write};
-
-use super::{HASH_LEN, Inputs, key_id};
+use super::{CONFIG_LEN, HASH_LEN, ID_LEN, Inputs, key_id};
 
 /// An Ed25519 signer for certificates: the issuing layer's key.
 pub trait DiceSigner {
@@ -40,15 +41,16 @@ pub trait DiceSigner {
 /// Why a certificate was not written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertError {
-    /// The buffer is smaller than the certificate ([`MAX_CERT_LEN`] always suffices).
+    /// The buffer is smaller than the certificate ([`CERT_LEN`]).
     BufferTooSmall,
 }
 
-/// The longest certificate this module writes.
-pub const MAX_CERT_LEN: usize = 512;
+/// The length of every certificate this module writes.
+pub const CERT_LEN: usize = SIGN1_HEAD.len() + PAYLOAD_LEN + SIGNATURE_HEAD.len() + 64;
 
-/// The COSE protected header: `{1: -8}` (alg EdDSA, RFC 9053 §2.2).
-const PROTECTED: [u8; 3] = [0xa1, 0x01, 0x27];
+/// The longest certificate a hand-off may carry (room beyond [`CERT_LEN`] for later
+/// profiles).
+pub const MAX_CERT_LEN: usize = 512;
 
 /// Open DICE's CWT labels (specification §"CBOR CDI Certificates"), for writers and
 /// verifiers alike.
@@ -64,155 +66,144 @@ pub mod label {
 }
 use label::*;
 
-/// A `Write` that only counts: the length of an encoding before it is written.
-struct Count(usize);
+/// The CWT payload's length: the map head, two 40-digit ids, three 64-byte inputs, the
+/// mode, the COSE_Key and the key usage, each behind its label.
+const PAYLOAD_LEN: usize = 1
+    + 2 * (1 + 2 + 2 * ID_LEN)
+    + 3 * (CLAIM_HEAD_LEN + 2 + HASH_LEN)
+    + (CLAIM_HEAD_LEN + 1 + 1)
+    + (CLAIM_HEAD_LEN + 2 + COSE_KEY_HEAD.len() + 32)
+    + (CLAIM_HEAD_LEN + 1 + 1);
+const _: () = assert!(HASH_LEN == 64 && CONFIG_LEN == 64 && PAYLOAD_LEN == 366);
 
-impl Write for Count {
-    type Error = core::convert::Infallible;
-    fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
-        self.0 += buf.len();
-        Ok(())
-    }
-}
+/// `[` protected `{1: -8}` (alg EdDSA, RFC 9053 §2.2), unprotected `{}`, payload: the
+/// COSE_Sign1 (RFC 9052 §4.2) up to the payload's bytes.
+const SIGN1_HEAD: [u8; 9] = [0x84, 0x43, 0xa1, 0x01, 0x27, 0xa0, 0x59, 0x01, 0x6e];
 
-/// The subject key as a COSE_Key (RFC 9052 §7): OKP, EdDSA, verify, Ed25519, x.
-fn cose_key(public_key: &[u8; 32]) -> [u8; 45] {
-    let mut key = [0u8; 45];
-    key[..13].copy_from_slice(&[
-        0xa5, 0x01, 0x01, 0x03, 0x27, 0x04, 0x81, 0x02, 0x20, 0x06, 0x21, 0x58, 0x20,
-    ]);
-    key[13..].copy_from_slice(public_key);
-    key
+/// `["Signature1", protected, h'', payload`: the Sig_structure (RFC 9052 §4.4) up to the
+/// payload's bytes.
+const TBS_HEAD: [u8; 20] = *b"\x84\x6aSignature1\x43\xa1\x01\x27\x40\x59\x01\x6e";
+
+// Both end in the payload's byte-string head (RFC 8949 §3.1: major type 2, two length
+// bytes).
+const _: () = assert!(
+    SIGN1_HEAD[7] as usize * 256 + SIGN1_HEAD[8] as usize == PAYLOAD_LEN
+        && TBS_HEAD[18] == SIGN1_HEAD[7]
+        && TBS_HEAD[19] == SIGN1_HEAD[8]
+);
+
+/// The signature's head: a 64-byte byte string.
+const SIGNATURE_HEAD: [u8; 2] = [0x58, 64];
+
+/// The COSE_Key (RFC 9052 §7) up to its x coordinate: `{1: 1 (OKP), 3: -8 (EdDSA),
+/// 4: [2 (verify)], -1: 6 (Ed25519), -2: bstr 32}`.
+const COSE_KEY_HEAD: [u8; 13] = [
+    0xa5, 0x01, 0x01, 0x03, 0x27, 0x04, 0x81, 0x02, 0x20, 0x06, 0x21, 0x58, 0x20,
+];
+
+const CLAIM_HEAD_LEN: usize = 5;
+
+/// A negative label (RFC 8949 §3.1: major type 1, four bytes of -1 - label), then the
+/// two bytes that follow it: a byte string's head, or a one-byte string's head and byte.
+const fn claim(label: i64, next: [u8; 2]) -> [u8; CLAIM_HEAD_LEN + 2] {
+    let n = (-1 - label) as u32;
+    [
+        0x3a,
+        (n >> 24) as u8,
+        (n >> 16) as u8,
+        (n >> 8) as u8,
+        n as u8,
+        next[0],
+        next[1],
+    ]
 }
 
 /// Lowercase hex of a key id (the CWT's iss and sub).
-fn id_hex(public_key: &[u8; 32]) -> [u8; 40] {
+fn id_hex(public_key: &[u8; 32]) -> [u8; 2 * ID_LEN] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = [0u8; 40];
-    for (i, byte) in key_id(public_key).iter().enumerate() {
-        hex[2 * i] = DIGITS[usize::from(byte >> 4)];
-        hex[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+    let mut hex = [0u8; 2 * ID_LEN];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(key_id(public_key)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
     hex
 }
 
-/// Encodes the CWT claims into `w`.
-fn cwt<W: Write>(
-    w: W,
-    issuer: &[u8; 40],
-    subject: &[u8; 40],
-    subject_key: &[u8; 45],
+/// Writes the CWT claims (the module docs' payload) into `out`.
+fn payload(
+    out: &mut [u8],
+    issuer: &[u8; 2 * ID_LEN],
+    subject: &[u8; 2 * ID_LEN],
+    subject_key: &[u8; 32],
     inputs: &Inputs,
-) -> Result<(), minicbor::encode::Error<W::Error>> {
-    // A 40-character text string (RFC 8949 §3.1, major type 3, one length byte), written
-    // as its bytes: hex digits are ASCII, and `Encoder::str` would take a `&str` that
-    // only `core::str::from_utf8` (368 bytes of the bootloader's flash) can make here.
-    fn hex_text<W: Write>(
-        e: &mut Encoder<W>,
-        hex: &[u8; 40],
-    ) -> Result<(), minicbor::encode::Error<W::Error>> {
-        e.writer_mut()
-            .write_all(&[0x78, 40])
-            .and_then(|()| e.writer_mut().write_all(hex))
-            .map_err(minicbor::encode::Error::write)
+) {
+    // Map of 8; iss (1) and sub (2) as 40-character text strings (major type 3).
+    const ISS: [u8; 4] = [0xa8, 0x01, 0x78, 2 * ID_LEN as u8];
+    const SUB: [u8; 3] = [0x02, 0x78, 2 * ID_LEN as u8];
+    const CODE: [u8; 7] = claim(CODE_HASH, [0x58, 64]);
+    const CONFIG: [u8; 7] = claim(CONFIG_DESCRIPTOR, [0x58, 64]);
+    const AUTHORITY: [u8; 7] = claim(AUTHORITY_HASH, [0x58, 64]);
+    // The mode's one byte follows the head.
+    const MODE_HEAD: [u8; 7] = claim(MODE, [0x41, 0]);
+    const KEY: [u8; 7] = claim(SUBJECT_PUBLIC_KEY, [0x58, COSE_KEY_HEAD.len() as u8 + 32]);
+    const USAGE: [u8; 7] = claim(KEY_USAGE, [0x41, KEY_USAGE_CERT_SIGN]);
+    let pieces: [&[u8]; 16] = [
+        &ISS,
+        issuer,
+        &SUB,
+        subject,
+        &CODE,
+        &inputs.code_hash,
+        &CONFIG,
+        &inputs.config,
+        &AUTHORITY,
+        &inputs.authority_hash,
+        &MODE_HEAD[..6],
+        &[inputs.mode as u8],
+        &KEY,
+        &COSE_KEY_HEAD,
+        subject_key,
+        &USAGE,
+    ];
+    for (to, from) in out
+        .iter_mut()
+        .zip(pieces.iter().flat_map(|piece| piece.iter()))
+    {
+        *to = *from;
     }
-    let mut e = Encoder::new(w);
-    e.map(8)?.i64(1)?;
-    hex_text(&mut e, issuer)?;
-    e.i64(2)?;
-    hex_text(&mut e, subject)?;
-    e.i64(CODE_HASH)?
-        .bytes(&inputs.code_hash)?
-        .i64(CONFIG_DESCRIPTOR)?
-        .bytes(&inputs.config)?
-        .i64(AUTHORITY_HASH)?
-        .bytes(&inputs.authority_hash)?
-        .i64(MODE)?
-        .bytes(&[inputs.mode as u8])?
-        .i64(SUBJECT_PUBLIC_KEY)?
-        .bytes(subject_key)?
-        .i64(KEY_USAGE)?
-        .bytes(&[KEY_USAGE_CERT_SIGN])?;
-    Ok(())
 }
 
 /// Writes the certificate of `subject_public_key`, measured as `inputs`, issued by
-/// `issuer`, into `out`; returns its length.
+/// `issuer`, into `out`; returns its length, [`CERT_LEN`].
 pub fn certificate(
     subject_public_key: &[u8; 32],
     issuer: &impl DiceSigner,
     inputs: &Inputs,
     out: &mut [u8],
 ) -> Result<usize, CertError> {
-    const _: () = assert!(HASH_LEN == 64);
-    let too_small = |_| CertError::BufferTooSmall;
-    let issuer_id = id_hex(&issuer.public_key());
-    let subject_id = id_hex(subject_public_key);
-    let subject_key = cose_key(subject_public_key);
-    let mut count = Count(0);
-    cwt(&mut count, &issuer_id, &subject_id, &subject_key, inputs)
-        .map_err(|_| CertError::BufferTooSmall)?;
-    let payload_len = count.0;
-
-    // 1. The to-be-signed structure, its payload written in place, then signed.
-    let mut tbs = Encoder::new(Cursor::new(&mut *out));
-    tbs.array(4)
-        .and_then(|e| e.str("Signature1"))
-        .and_then(|e| e.bytes(&PROTECTED))
-        .and_then(|e| e.bytes(&[]))
-        .map_err(too_small)?;
-    // The payload's bstr head, then the payload itself.
-    write_bstr_head(tbs.writer_mut(), payload_len).map_err(too_small)?;
-    let payload_at = tbs.writer().position();
-    cwt(
-        tbs.writer_mut(),
-        &issuer_id,
-        &subject_id,
-        &subject_key,
-        inputs,
-    )
-    .map_err(too_small)?;
-    let tbs_len = tbs.writer().position();
-    let signature = issuer.sign(&out[..tbs_len]);
-
-    // 2. The COSE_Sign1 head, the payload moved down behind it, the signature.
-    let mut head = [0u8; 16];
-    let mut sign1 = Encoder::new(Cursor::new(&mut head[..]));
-    sign1
-        .array(4)
-        .and_then(|e| e.bytes(&PROTECTED))
-        .and_then(|e| e.map(0))
-        .map_err(too_small)?;
-    write_bstr_head(sign1.writer_mut(), payload_len).map_err(too_small)?;
-    let head_len = sign1.writer().position();
-    out.copy_within(payload_at..tbs_len, head_len);
-    out[..head_len].copy_from_slice(&head[..head_len]);
-    let mut tail = Encoder::new(Cursor::new(&mut out[head_len + payload_len..]));
-    tail.bytes(&signature).map_err(too_small)?;
-    Ok(head_len + payload_len + tail.writer().position())
-}
-
-/// A CBOR byte-string head of `len` (RFC 8949 §3.1, major type 2): the payload follows
-/// unencoded, in place.
-fn write_bstr_head<W: Write>(
-    w: &mut W,
-    len: usize,
-) -> Result<(), minicbor::encode::Error<W::Error>> {
-    let len = len as u64;
-    let head: ([u8; 9], usize) = match len {
-        0..=23 => ([0x40 | len as u8, 0, 0, 0, 0, 0, 0, 0, 0], 1),
-        24..=0xff => ([0x58, len as u8, 0, 0, 0, 0, 0, 0, 0], 2),
-        0x100..=0xffff => {
-            let b = (len as u16).to_be_bytes();
-            ([0x59, b[0], b[1], 0, 0, 0, 0, 0, 0], 3)
-        }
-        _ => {
-            let b = (len as u32).to_be_bytes();
-            ([0x5a, b[0], b[1], b[2], b[3], 0, 0, 0, 0], 5)
-        }
+    let Some(out) = out.get_mut(..CERT_LEN) else {
+        return Err(CertError::BufferTooSmall);
     };
-    w.write_all(&head.0[..head.1])
-        .map_err(minicbor::encode::Error::write)
+    // 1. The Sig_structure, its payload written in place, then signed.
+    const TBS_LEN: usize = TBS_HEAD.len() + PAYLOAD_LEN;
+    let (head, rest) = out.split_at_mut(TBS_HEAD.len());
+    head.copy_from_slice(&TBS_HEAD);
+    payload(
+        rest,
+        &id_hex(&issuer.public_key()),
+        &id_hex(subject_public_key),
+        subject_public_key,
+        inputs,
+    );
+    let signature = issuer.sign(&out[..TBS_LEN]);
+    // 2. The payload moved down behind the COSE_Sign1 head, then the signature.
+    out.copy_within(TBS_HEAD.len()..TBS_LEN, SIGN1_HEAD.len());
+    let (head, rest) = out.split_at_mut(SIGN1_HEAD.len());
+    head.copy_from_slice(&SIGN1_HEAD);
+    let (signature_head, signature_bytes) = rest[PAYLOAD_LEN..].split_at_mut(2);
+    signature_head.copy_from_slice(&SIGNATURE_HEAD);
+    signature_bytes.copy_from_slice(&signature);
+    Ok(CERT_LEN)
 }
 
 #[cfg(test)]
@@ -306,5 +297,11 @@ mod tests {
                 "{len}"
             );
         }
+        // Exactly the certificate's length suffices.
+        let mut out = [0u8; CERT_LEN];
+        assert_eq!(
+            certificate(&subject, &key(&current), &Inputs::ZERO, &mut out),
+            Ok(CERT_LEN)
+        );
     }
 }

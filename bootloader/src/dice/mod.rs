@@ -25,7 +25,7 @@
 mod cert;
 mod layer;
 
-pub use cert::{CertError, DiceSigner, MAX_CERT_LEN, certificate, label};
+pub use cert::{CERT_LEN, CertError, DiceSigner, MAX_CERT_LEN, certificate, label};
 pub use layer::{Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive, device_id};
 
 use salty::Sha512;
