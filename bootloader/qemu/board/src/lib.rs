@@ -27,7 +27,7 @@ use embedded_storage::nor_flash::{
 };
 use rota_boot::board::{Board, QEMU_MPS2_AN386};
 use rota_boot::otp_map::OtpCells;
-use sha2::{Digest, Sha256};
+use rota_manifest::digest::ImageDigest;
 
 /// The board preset this firmware is built for (shared with `rota flash-image`).
 pub const BOARD: Board = QEMU_MPS2_AN386;
@@ -428,7 +428,7 @@ impl OtpCells for OtpFile {
 /// sees it (code, data and padding; flash offset = address on this board).
 pub fn bootloader_measurement() -> [u8; 32] {
     let region = BOARD.bootloader;
-    let mut hasher = Sha256::new();
+    let mut hasher = ImageDigest::new();
     // The region starts at address 0, which Rust may not read through a reference (it
     // is null): its first word goes through an instruction, the rest through a slice.
     let first: u32;
@@ -437,7 +437,7 @@ pub fn bootloader_measurement() -> [u8; 32] {
         core::arch::asm!("ldr {w}, [{a}]", a = in(reg) region.offset, w = out(reg) first,
             options(nostack, readonly, preserves_flags));
     }
-    hasher.update(first.to_le_bytes());
+    hasher.update(&first.to_le_bytes());
     // SAFETY: [offset + 4, end) is the rest of the region, plain RAM nothing writes while
     // the bootloader runs.
     let rest = unsafe {
@@ -447,7 +447,7 @@ pub fn bootloader_measurement() -> [u8; 32] {
         )
     };
     hasher.update(rest);
-    hasher.finalize().into()
+    hasher.finalize()
 }
 
 /// Starts the image whose vector table is at `address`: points VTOR at it, loads its
