@@ -108,8 +108,10 @@ note "The server is up (/healthz answers) and wrote the first admin token."
 step "3. The repository goes live"
 fleet_push
 
-step "4. Factory firmware 1.0.0 (sequence number 1), signed"
+step "4. Factory firmware 1.0.0 (sequence number 1), signed and published"
 fleet_firmware 1.0.0 1
+note "Published like every release, so the server knows its digest when devices attest to it."
+fleet_publish 1.0.0
 
 step "5. The fleet: $devices simulated devices come off the line and enrol"
 note "Each gets an identity key certified by the factory CA, the firmware key's hash in"
@@ -125,6 +127,15 @@ all_enrolled() {
 wait_for $((30 + devices / 2)) "the $devices devices to enrol" all_enrolled
 run 'tail -n 1 fleet.log'
 note "All $devices devices checked in: rota device list shows them active, on version 1."
+
+step "5b. Measured boot: the server believes the bootloader, not the application"
+note "Each simulated device's rota-boot derived a DeviceID from its UDS (certified at"
+note "manufacture) and, for the image it booted, an Alias key and certificate (DICE). The"
+note "class now requires that evidence: a confirmation counts only when the bootloader"
+note "measured the new image, from the bootloader the class expects."
+bootloader="$(sed -n 's/.*their bootloader measures \([0-9a-f]*\).*/\1/p' fleet.log | head -n 1)"
+[[ -n "$bootloader" ]] || die "rota-agent simulate printed no bootloader measurement"
+run "rota device attestation-policy --class $CLASS --policy required --bootloader $bootloader"
 
 # `rota rollout status ID --watch`, condensed to a line per change (on a terminal, the
 # line updates in place until the stage changes). Returns the command's exit status: 0
@@ -233,18 +244,22 @@ run 'tail -n 1 fleet.log'
 printf '%s$ rota device list%s\n' "$bold" "$off"
 rota device list >devices.txt
 head -n 4 devices.txt
+first_device="$(awk 'NR == 2 { print $1 }' devices.txt)"
+run "rota device show $first_device"
 tally() { # "2 ×96, 3 ×4" for column $1 of the device table
     awk -v c="$1" 'NR > 1 && NF > 2 { n[$c]++ } END { for (v in n) printf "%s ×%d\n", v, n[v] }' devices.txt |
         sort | paste -sd, - | sed 's/,/, /g'
 }
 note "... $(tail -n 1 devices.txt) (all in devices.txt): VERSION $(tally 4); LAST RESULT $(tally 6)"
+note "ATTESTED (what each device's bootloader measured, from its latest evidence): $(awk 'NR > 1 && NF > 2 { n[$7]++ } END { for (v in n) printf "%s ×%d\n", v, n[v] }' devices.txt | sort | paste -sd, - | sed 's/,/, /g')"
 count() { awk "$1" devices.txt | wc -l | tr -d ' '; }
 on_v2="$(count '$4 == "2"')" on_v3="$(count '$4 == "3"')"
 reverted="$(count '$6 == "reverted"')"
 read -r members offered _ confirmed failed timed_out <<<"$(rollout_totals "$second")"
 
 printf '\n%sSummary%s (%ss, after the build)\n' "$bold" "$off" "$((SECONDS - start_clock))"
-echo "- 1.1.0 reached all $devices devices in three stages; every one confirmed it."
+echo "- 1.1.0 reached all $devices devices in three stages; every one confirmed it, and"
+echo "  every confirmation carried evidence that the device's bootloader measured 1.1.0."
 echo "- 1.2.0 was offered to $offered devices: $((failed + timed_out)) failed the self-test, which crossed"
 echo "  the 20% failure threshold, so the server halted the rollout on its own at stage"
 echo "  ${halted_stage:-?} of 3. The other $((members - offered)) devices were never offered 1.2.0."

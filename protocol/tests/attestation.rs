@@ -67,6 +67,11 @@ fn hardware_evidence_shows_what_the_bootloader_measured() {
     assert_eq!(attested.boot_count, 4);
     assert!(!attested.debug);
     assert!(evidence.len() < 1024, "{} bytes", evidence.len());
+    eprintln!(
+        "figure: hardware-rooted evidence {} bytes (Alias certificate {} bytes)",
+        evidence.len(),
+        handoff.certificate().len()
+    );
 }
 
 #[test]
@@ -74,6 +79,10 @@ fn software_evidence_is_signed_by_the_identity_key() {
     let key = support::device_key();
     let evidence = software_evidence(&key, &measurement(5), &statement()).unwrap();
     let attested = verify(&evidence, &key.public_key(), None).unwrap();
+    eprintln!(
+        "figure: software-measured evidence {} bytes",
+        evidence.len()
+    );
     assert_eq!(attested.measured_by, MeasuredBy::Software);
     assert_eq!(attested.measurement, measurement(5));
     // Another device's identity key: refused.

@@ -35,6 +35,13 @@ use utoipa::OpenApi;
     RolloutCounts,
     StageCounts,
     ErrorBody,
+    Evidence,
+    Attest,
+    AttestationChallenge,
+    AttestationResult,
+    AttestationState,
+    AttestationPolicy,
+    ClassAttestation,
 )))]
 struct Doc;
 

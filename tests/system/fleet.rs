@@ -10,9 +10,25 @@ use rota_agent::device::Device;
 use rota_protocol::api::RolloutState;
 use support::World;
 
+/// With attestation required: every confirmation counts only with evidence that the
+/// device's bootloader measured the new image.
 #[test]
 fn a_hundred_devices_go_through_three_stages_and_a_bad_release_halts_at_its_first() {
     let world = World::start();
+    // The factory image is a signed release, and the class requires hardware-rooted
+    // evidence from the simulated bootloader.
+    world.publish(&world.release("1.0.0", 1, 0));
+    world.admin_call(
+        reqwest::Method::PUT,
+        &format!(
+            "/api/v1/classes/{}/attestation",
+            support::class_text(support::CLASS)
+        ),
+        Some(serde_json::json!({
+            "policy": "required",
+            "bootloaders": [hex::encode(rota_agent::device::sim::sim_bootloader())],
+        })),
+    );
     let fleet = world.fleet(100);
 
     let good = world.release("1.1.0", 2, 0);
@@ -46,6 +62,17 @@ fn a_hundred_devices_go_through_three_stages_and_a_bad_release_halts_at_its_firs
                 .all(|v| v.version == 2 && v.firmware.as_deref() == Some("1.1.0"))
         },
     );
+
+    // The server agrees from evidence: every device attested version 2, measured by its
+    // bootloader.
+    let devices = world.admin_call(reqwest::Method::GET, "/api/v1/devices?limit=1000", None);
+    let devices = devices.as_array().cloned().unwrap_or_default();
+    assert_eq!(devices.len(), 100);
+    for d in &devices {
+        assert_eq!(d["attestation"], "ok", "{d}");
+        assert_eq!(d["attested_version"], 2, "{d}");
+        assert_eq!(d["attested_by"], "bootloader", "{d}");
+    }
 
     // A release whose self-test fails on every device: the first stage's failures halt
     // the rollout before the second stage starts.

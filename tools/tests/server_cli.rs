@@ -426,6 +426,109 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
         .ok()
         .has("no devices");
 
+    // Attestation: a DICE device's certificate binds its DeviceID; a class's policy;
+    // a device's verdict; a request for fresh evidence.
+    let device_id_hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    std::fs::write(
+        setup.path().join("device-id.pub"),
+        format!("{device_id_hex}\n"),
+    )
+    .unwrap();
+    setup
+        .rota(&[
+            "device",
+            "provision",
+            "--ca-key",
+            "factory-ca.key",
+            "--id",
+            "dev-dice",
+            "--class",
+            CLASS,
+            "--dice-device-id",
+            "device-id.pub",
+            "--out",
+            "devices",
+        ])
+        .ok();
+    let cert: rota_protocol::DeviceCertificate = serde_json::from_slice(
+        &std::fs::read(setup.path().join("devices/dev-dice.cert.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cert.claims_unverified().unwrap().dice_device_id.as_deref(),
+        Some(device_id_hex)
+    );
+    setup
+        .rota(&[
+            "device",
+            "provision",
+            "--ca-key",
+            "factory-ca.key",
+            "--id",
+            "dev-bad",
+            "--class",
+            CLASS,
+            "--dice-device-id",
+            "00",
+            "--out",
+            "devices",
+        ])
+        .fails_with("is not a DeviceID public key");
+    setup
+        .rota(&["device", "attestation-policy", "--class", CLASS])
+        .ok()
+        .has("attestation off; expected bootloaders: any");
+    let bootloader = "ab".repeat(32);
+    setup
+        .rota(&[
+            "device",
+            "attestation-policy",
+            "--class",
+            CLASS,
+            "--policy",
+            "required",
+            "--bootloader",
+            &bootloader,
+        ])
+        .ok()
+        .has(&format!(
+            "attestation required; expected bootloaders: {bootloader}"
+        ));
+    setup
+        .rota(&[
+            "device",
+            "attestation-policy",
+            "--class",
+            CLASS,
+            "--policy",
+            "required",
+            "--bootloader",
+            "xyz",
+        ])
+        .fails_with("is not 64 lowercase hex characters");
+    setup
+        .rota(&[
+            "device",
+            "attestation-policy",
+            "--class",
+            CLASS,
+            "--policy",
+            "off",
+        ])
+        .ok()
+        .has("attestation off");
+    setup
+        .rota(&["device", "show", "dev-1"])
+        .ok()
+        .has("attestation       none");
+    setup
+        .rota(&["device", "attest", "dev-1"])
+        .ok()
+        .has("device dev-1 will send fresh evidence at its next check-in");
+    setup
+        .rota(&["device", "attest", "dev-404"])
+        .fails_with("there is no device dev-404");
+
     setup
         .rota(&["device", "suspend", "dev-1"])
         .ok()

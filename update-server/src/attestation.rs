@@ -434,17 +434,15 @@ pub async fn flag_contradiction(
 
 /// `PUT /api/v1/classes/{class_id}/attestation` (admin): sets a class's policy.
 #[utoipa::path(put, path = "/api/v1/classes/{class_id}/attestation", request_body = ClassAttestation,
-    responses((status = 200, body = ClassAttestation), (status = 400)), tag = "devices")]
+    params(("class_id" = String, Path, description = "the device class UUID")),
+    responses((status = 200, body = ClassAttestation), (status = 400)),
+    security(("bearer" = [])), tag = "devices")]
 pub async fn set_policy(
     State(state): State<AppState>,
     Path(class_id): Path<String>,
     Json(body): Json<ClassAttestation>,
 ) -> ApiResult<Json<ClassAttestation>> {
-    if !rota_protocol::valid_uuid(&class_id) {
-        return Err(ApiError::bad_request(format!(
-            "the class id {class_id:?} is not a UUID in lowercase hyphenated form"
-        )));
-    }
+    valid_class(&class_id)?;
     body.validate().map_err(ApiError::bad_request)?;
     let bootloaders = serde_json::to_string(&body.bootloaders).map_err(ApiError::internal)?;
     sqlx::query(
@@ -464,11 +462,14 @@ pub async fn set_policy(
 
 /// `GET /api/v1/classes/{class_id}/attestation`: a class's policy (`off` when unset).
 #[utoipa::path(get, path = "/api/v1/classes/{class_id}/attestation",
-    responses((status = 200, body = ClassAttestation)), tag = "devices")]
+    params(("class_id" = String, Path, description = "the device class UUID")),
+    responses((status = 200, body = ClassAttestation), (status = 400)),
+    security(("bearer" = [])), tag = "devices")]
 pub async fn get_policy(
     State(state): State<AppState>,
     Path(class_id): Path<String>,
 ) -> ApiResult<Json<ClassAttestation>> {
+    valid_class(&class_id)?;
     let policy = state.policies.get(&state.db, &class_id).await?;
     Ok(Json(ClassAttestation {
         policy: policy.policy,
@@ -501,4 +502,14 @@ pub async fn request_evidence(
     crate::device::directory::device_info(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("there is no device {id}")))
+}
+
+fn valid_class(class_id: &str) -> Result<(), ApiError> {
+    if rota_protocol::valid_uuid(class_id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "the class id {class_id:?} is not a UUID in lowercase hyphenated form"
+        )))
+    }
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::{device, manage};
+use crate::{attestation, device, manage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,10 @@ use crate::{device, manage};
         device::checkin::report,
         device::enroll,
         device::whoami,
+        attestation::challenge,
+        attestation::attest,
+        attestation::set_policy,
+        attestation::get_policy,
         manage::tokens::create,
         manage::tokens::list,
         manage::tokens::revoke,

@@ -1,5 +1,7 @@
 //! `rota device`: provision devices (a key and a certificate from the manufacturer CA),
-//! register them with the update server, list them and change their state.
+//! register them with the update server, list and show them (with what their latest
+//! attestation showed), change their state, ask for fresh evidence, and set a class's
+//! attestation policy.
 
 use std::fs;
 use std::io;
@@ -10,7 +12,7 @@ use clap::Subcommand;
 use rota_keys::KeyAddress;
 use rota_keys::pkcs11::{Pkcs11Key, Pkcs11Uri};
 use rota_manifest::{Sign, SoftwareKey};
-use rota_protocol::api::{DeviceInfo, DeviceRegister};
+use rota_protocol::api::{AttestationPolicy, ClassAttestation, DeviceInfo, DeviceRegister};
 use rota_protocol::identity::{valid_device_id, validate_tags};
 use rota_protocol::{DeviceCertificate, certify};
 
@@ -40,6 +42,9 @@ enum DeviceCommand {
     Provision(Box<ProvisionArgs>),
     Register(RegisterArgs),
     List(ListArgs),
+    Show(ShowArgs),
+    Attest(AttestArgs),
+    AttestationPolicy(PolicyArgs),
     /// Suspend an active device: the server refuses its requests until it is resumed.
     Suspend(StateArgs),
     /// Resume a suspended device.
@@ -88,6 +93,13 @@ struct ProvisionArgs {
     #[arg(long, value_name = "PKCS11-URI")]
     pkcs11: Option<Pkcs11Uri>,
 
+    /// The device's DICE DeviceID public key, for a device with a UDS: the
+    /// device-id.pub `rota flash-image` wrote (or its 64 hex digits). The certificate
+    /// binds it, and the server then requires every Alias certificate in the device's
+    /// evidence to be signed by it (a clone on another UDS is told apart).
+    #[arg(long, value_name = "FILE|HEX")]
+    dice_device_id: Option<String>,
+
     /// The directory to write ID.key and ID.cert.json into (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -125,6 +137,63 @@ struct ListArgs {
     server: ServerArgs,
 }
 
+/// Show one device: its state, versions, and what its latest attestation showed.
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// The device id.
+    #[arg(value_name = "ID")]
+    id: String,
+
+    /// Print the server's JSON instead of text.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Ask a device for fresh attestation evidence at its next check-in.
+#[derive(Debug, clap::Args)]
+struct AttestArgs {
+    /// The device id.
+    #[arg(value_name = "ID")]
+    id: String,
+
+    /// Also clear its attestation flag (a clone flag included): after an investigation.
+    #[arg(long)]
+    clear: bool,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Show or set a device class's attestation policy.
+///
+/// off: attestation is not asked for and decides nothing. software: evidence is asked
+/// for, and software-measured evidence (Linux devices) is accepted. required: only
+/// evidence measured by the bootloader (DICE) is accepted, and a rollout counts a device's
+/// confirmation only with evidence of the new image. In both attesting policies a device
+/// whose evidence shows unsigned firmware, an unexpected bootloader or another device's
+/// hardware is flagged and offered no update.
+#[derive(Debug, clap::Args)]
+struct PolicyArgs {
+    /// The device class (a UUID).
+    #[arg(long, value_name = "UUID", value_parser = uuid::Uuid::parse_str)]
+    class: uuid::Uuid,
+
+    /// The policy to set; without it, the current one is shown.
+    #[arg(long, value_name = "off|software|required")]
+    policy: Option<AttestationPolicy>,
+
+    /// An expected bootloader measurement (64 hex digits, as `rota flash-image` prints
+    /// it); repeat for several. None: any bootloader (its measurement is still recorded).
+    #[arg(long = "bootloader", value_name = "HEX")]
+    bootloaders: Vec<String>,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 /// The device a state change is for.
 #[derive(Debug, clap::Args)]
 struct StateArgs {
@@ -141,6 +210,9 @@ pub fn run(args: Args) -> Result<()> {
         DeviceCommand::Provision(args) => provision(*args),
         DeviceCommand::Register(args) => register_file(args),
         DeviceCommand::List(args) => list(args),
+        DeviceCommand::Show(args) => show(args),
+        DeviceCommand::Attest(args) => attest(args),
+        DeviceCommand::AttestationPolicy(args) => policy(args),
         DeviceCommand::Suspend(args) => change(args, "suspend", "suspended"),
         DeviceCommand::Resume(args) => change(args, "resume", "resumed"),
         DeviceCommand::Decommission(args) => change(args, "decommission", "decommissioned"),
@@ -215,11 +287,16 @@ fn provision(args: ProvisionArgs) -> Result<()> {
             (Box::new(key), pem)
         }
     };
+    let dice_device_id = args
+        .dice_device_id
+        .as_deref()
+        .map(read_device_id)
+        .transpose()?;
     let certificate = certify(
         &ca,
         &args.id,
         &device.public_key(),
-        None,
+        dice_device_id.as_ref(),
         &args.class,
         args.tags.clone(),
     )
@@ -328,6 +405,7 @@ fn list(args: ListArgs) -> Result<()> {
                 or_dash(d.running_version.map(|v| v.to_string())),
                 or_dash(d.slot.map(|s| s.to_string())),
                 or_dash(d.last_result.map(|r| r.to_string())),
+                attested_text(d),
                 or_dash(d.last_seen_at.map(time_text)),
                 if d.tags.is_empty() {
                     "-".into()
@@ -345,6 +423,7 @@ fn list(args: ListArgs) -> Result<()> {
             "VERSION",
             "SLOT",
             "LAST RESULT",
+            "ATTESTED",
             "LAST SEEN",
             "TAGS",
         ],
@@ -362,4 +441,146 @@ fn change(args: StateArgs, action: &str, done: &str) -> Result<()> {
         &format!("to {action} device {id}"),
     )?;
     output::print(&format!("{done} device {id}: it is now {}\n", info.state))
+}
+
+/// A DeviceID public key: 64 lowercase hex digits, given or in a file (device-id.pub).
+fn read_device_id(given: &str) -> Result<[u8; 32]> {
+    let text = if given.len() == 64 && given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        given.to_string()
+    } else {
+        let bytes = files::read_limited(Path::new(given), 1024, "a DeviceID public key")
+            .map_err(|e| {
+                anyhow!("{given} is not a DeviceID public key (64 hex digits) or a file holding one: {e:#}")
+            })?;
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    };
+    hex::decode(&text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            anyhow!("{given} is not a DeviceID public key (64 hex digits, as device-id.pub holds)")
+        })
+}
+
+/// What a device's latest attestation showed, in one word for a table cell:
+/// `v2/bootloader` (version 2, measured by the bootloader), `FAILED`, or `-` (none yet).
+fn attested_text(d: &DeviceInfo) -> String {
+    use rota_protocol::api::AttestationState;
+    match d.attestation {
+        AttestationState::None => "-".into(),
+        AttestationState::Failed => "FAILED".into(),
+        AttestationState::Ok => format!(
+            "v{}/{}",
+            d.attested_version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into()),
+            d.attested_by.as_deref().unwrap_or("?")
+        ),
+    }
+}
+
+fn show(args: ShowArgs) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let id = &args.id;
+    let d: DeviceInfo = client.get(
+        &format!("/api/v1/devices/{}", segment(id)),
+        &format!("to show device {id}"),
+    )?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&d)?;
+        text.push('\n');
+        return output::print(&text);
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut text = String::new();
+    let mut line = |name: &str, value: String| text.push_str(&format!("{name:<18}{value}\n"));
+    line("device", d.id.clone());
+    line("class", d.class_id.clone());
+    line(
+        "tags",
+        if d.tags.is_empty() {
+            "-".into()
+        } else {
+            d.tags.join(", ")
+        },
+    );
+    line("state", d.state.to_string());
+    line(
+        "running version",
+        or_dash(d.running_version.map(|v| v.to_string())),
+    );
+    line("slot", or_dash(d.slot.map(|s| s.to_string())));
+    line("last result", or_dash(d.last_result.map(|r| r.to_string())));
+    line("last seen", or_dash(d.last_seen_at.map(time_text)));
+    line("attestation", d.attestation.to_string());
+    if let Some(reason) = &d.attestation_reason {
+        line("  reason", reason.clone());
+    }
+    line(
+        "  attested version",
+        or_dash(d.attested_version.map(|v| v.to_string())),
+    );
+    line("  measured by", or_dash(d.attested_by.clone()));
+    line("  attested at", or_dash(d.attested_at.map(time_text)));
+    output::print(&text)
+}
+
+fn attest(args: AttestArgs) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let id = &args.id;
+    let path = format!(
+        "/api/v1/devices/{}/attest{}",
+        segment(id),
+        if args.clear { "?clear=true" } else { "" }
+    );
+    let info: DeviceInfo = client.post_empty(&path, &format!("to ask device {id} for evidence"))?;
+    output::print(&format!(
+        "{}device {id} will send fresh evidence at its next check-in (attestation now {})\n",
+        if args.clear { "cleared the flag; " } else { "" },
+        info.attestation
+    ))
+}
+
+fn policy(args: PolicyArgs) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let class = args.class.hyphenated().to_string();
+    let path = format!("/api/v1/classes/{class}/attestation");
+    let current: ClassAttestation = match args.policy {
+        Some(policy) => {
+            let body = ClassAttestation {
+                policy,
+                bootloaders: args
+                    .bootloaders
+                    .iter()
+                    .map(|b| b.to_ascii_lowercase())
+                    .collect(),
+            };
+            body.validate().map_err(|e| anyhow!(e))?;
+            client.put_json(
+                &path,
+                &serde_json::to_vec(&body)?,
+                &format!("to set the attestation policy of class {class}"),
+            )?
+        }
+        None => {
+            if !args.bootloaders.is_empty() {
+                bail!(
+                    "--bootloader needs --policy: the policy and its bootloaders are set together"
+                );
+            }
+            client.get(
+                &path,
+                &format!("to read the attestation policy of class {class}"),
+            )?
+        }
+    };
+    output::print(&format!(
+        "class {class}: attestation {}; expected bootloaders: {}\n",
+        current.policy,
+        if current.bootloaders.is_empty() {
+            "any".to_string()
+        } else {
+            current.bootloaders.join(", ")
+        }
+    ))
 }

@@ -76,9 +76,11 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("there is no device {id}")))
 }
 
-/// `POST /api/v1/devices/{id}/{suspend|resume|decommission}`.
+/// `POST /api/v1/devices/{id}/{suspend|resume|decommission|attest}` (`attest?clear=true`
+/// also clears an attestation flag).
 #[utoipa::path(post, path = "/api/v1/devices/{id}/{action}",
-    params(("action" = String, Path, description = "suspend, resume or decommission")),
+    params(("action" = String, Path, description = "suspend, resume, decommission or attest"),
+        ("clear" = Option<bool>, Query, description = "with attest: also clear the attestation flag")),
     responses((status = 200, body = DeviceInfo)), security(("bearer" = [])))]
 pub async fn lifecycle(
     State(state): State<AppState>,

@@ -89,7 +89,11 @@ pub fn run(args: Args) -> Result<()> {
         .pool_max_idle_per_host(args.devices.max(1))
         .build()?;
     let fleet = Fleet::start(&spec, &http)?;
-    println!("{} simulated devices started", fleet.len());
+    println!(
+        "{} simulated devices started, each with its own UDS; their bootloader measures {}",
+        fleet.len(),
+        hex::encode(spec.factory.bootloader)
+    );
     let mut last = String::new();
     loop {
         std::thread::sleep(Duration::from_millis(500));

@@ -366,4 +366,18 @@ fn a_gateway_whose_identity_key_is_in_a_tpm_enrols_checks_in_and_installs() {
     support::wait_until(Duration::from_secs(10), "its check-in of version 2", || {
         listed_device(&world, "gateway-tpm").is_some_and(|d| d.running_version == Some(2))
     });
+    // Its confirmation carried evidence signed in the TPM, marked software-measured (a
+    // Linux gateway has no UDS): the server attests version 2.
+    let device = listed_device(&world, "gateway-tpm").unwrap();
+    assert_eq!(
+        device.attestation,
+        rota_protocol::api::AttestationState::Ok,
+        "{device:?}"
+    );
+    assert_eq!(device.attested_version, Some(2), "{device:?}");
+    assert_eq!(
+        device.attested_by.as_deref(),
+        Some("software"),
+        "{device:?}"
+    );
 }
