@@ -209,13 +209,12 @@ pub fn certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dice::layer::key_pair;
+    use crate::dice::ed25519::SigningKey;
     use crate::dice::{Cdis, Secret};
 
-    /// The layer's key, as rota-boot's DICE layer makes it (salty's `Keypair` is a
-    /// `DiceSigner`).
-    fn key(cdis: &Cdis) -> salty::Keypair {
-        key_pair(&cdis.private_key_seed())
+    /// The layer's key, as rota-boot's DICE layer makes it.
+    fn key(cdis: &Cdis) -> SigningKey {
+        SigningKey::from_seed(&cdis.private_key_seed())
     }
 
     fn unhex(text: &str) -> alloc::vec::Vec<u8> {

@@ -16,17 +16,16 @@
 //! ```
 //!
 //! The UDS, the CDIs and the DeviceID private key never reach it: they are
-//! [`Secret`]s and `salty::Keypair`s, wiped when [`derive`] returns.
+//! [`Secret`]s, wiped when [`derive`] returns.
 //!
-//! Keys are Ed25519 on salty, the implementation the Cortex-M4 bootloader already links
-//! to verify images: ed25519-dalek's signing would cost that bootloader ~24 KB of flash,
-//! salty's ~2 KB more than its verification. Ed25519 signatures are deterministic (RFC
-//! 8032), so the certificates are still byte for byte Open DICE's known answers, and
-//! the tests check salty's keys and signatures against ed25519-dalek's.
+//! Keys are Ed25519 on salty's primitives, which the Cortex-M4 bootloader already links
+//! to verify images (`dice/ed25519.rs`; ed25519-dalek's signing would cost that
+//! bootloader ~24 KB of flash). Ed25519 signatures are deterministic (RFC 8032), so the
+//! certificates are still byte for byte Open DICE's known answers.
 
 use crc::{CRC_32_ISCSI, Crc, NoTable};
-use salty::Keypair;
 
+use super::ed25519::SigningKey;
 use super::{
     CDI_LEN, CONFIG_LEN, Cdis, CertError, DiceSigner, HASH_LEN, Inputs, MAX_CERT_LEN, Mode,
     SEED_LEN, Secret, certificate,
@@ -126,20 +125,6 @@ impl Measurement {
     }
 }
 
-/// A layer's Ed25519 key pair from its private key seed (wiped when dropped).
-pub(super) fn key_pair(seed: &Secret<SEED_LEN>) -> Keypair {
-    Keypair::from(seed.expose())
-}
-
-impl DiceSigner for Keypair {
-    fn public_key(&self) -> [u8; 32] {
-        self.public.to_bytes()
-    }
-    fn sign(&self, message: &[u8]) -> [u8; 64] {
-        Keypair::sign(self, message).to_bytes()
-    }
-}
-
 /// What the application receives from rota-boot.
 pub struct Handoff {
     /// The Alias key's seed: the application's attestation key.
@@ -158,7 +143,7 @@ impl Handoff {
 
     /// The Alias public key.
     pub fn alias_public_key(&self) -> [u8; 32] {
-        key_pair(&self.alias_seed).public_key()
+        SigningKey::from_seed(&self.alias_seed).public_key()
     }
 
     /// Writes the hand-off into `area`, its magic last; returns the length written.
@@ -230,7 +215,7 @@ pub enum HandoffError {
 /// once, beside the OTP it burns, for the manufacturer CA to certify. The same derivation
 /// as [`derive`]'s, so the key certified is the key that signs every Alias certificate.
 pub fn device_id(uds: &Secret<CDI_LEN>) -> [u8; 32] {
-    key_pair(&Cdis::from_uds(uds).private_key_seed()).public_key()
+    SigningKey::from_seed(&Cdis::from_uds(uds).private_key_seed()).public_key()
 }
 
 /// The DICE layer: takes the UDS (and drops it, wiped, with every secret derived from it
@@ -242,10 +227,10 @@ pub fn derive(
 ) -> Result<Handoff, CertError> {
     let uds_cdis = Cdis::from_uds(&uds);
     drop(uds);
-    let device_id = key_pair(&uds_cdis.private_key_seed());
+    let device_id = SigningKey::from_seed(&uds_cdis.private_key_seed());
     let inputs = measurement.inputs(mode);
     let alias_seed = uds_cdis.next(&inputs).private_key_seed();
-    let alias_public = key_pair(&alias_seed).public_key();
+    let alias_public = SigningKey::from_seed(&alias_seed).public_key();
     let mut certificate_bytes = [0; MAX_CERT_LEN];
     let certificate_len = certificate(&alias_public, &device_id, &inputs, &mut certificate_bytes)?;
     Ok(Handoff {
@@ -297,22 +282,6 @@ mod tests {
             .verify_strict(&tbs, &signature)
             .ok()
             .map(|()| payload)
-    }
-
-    #[test]
-    fn keys_and_signatures_are_ed25519_dalek_s() {
-        for n in 0..24 {
-            let seed = Secret::new(crate::dice::tests::fake_input::<32>(&alloc::format!("{n}")));
-            let ours = key_pair(&seed);
-            let dalek = ed25519_dalek::SigningKey::from_bytes(seed.expose());
-            assert_eq!(ours.public_key(), dalek.verifying_key().to_bytes());
-            let message = [n as u8; 300];
-            let message = &message[..n * 13];
-            assert_eq!(
-                DiceSigner::sign(&ours, message),
-                ed25519_dalek::Signer::sign(&dalek, message).to_bytes()
-            );
-        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! No heap, no `std`: the bootloader runs this before it jumps.
 
 mod cert;
+mod ed25519;
 mod layer;
 
 pub use cert::{CERT_LEN, CertError, DiceSigner, MAX_CERT_LEN, certificate, label};
