@@ -28,7 +28,7 @@ use crc::{CRC_32_ISCSI, Crc, NoTable};
 use super::ed25519::SigningKey;
 use super::{
     CDI_LEN, CONFIG_LEN, Cdis, CertError, DiceSigner, HASH_LEN, Inputs, MAX_CERT_LEN, Mode,
-    SEED_LEN, Secret, certificate,
+    SEED_LEN, Secret, certificate, key_seed,
 };
 use crate::layout::Slot;
 use crate::rot::KeyHash;
@@ -229,7 +229,8 @@ pub fn derive(
     drop(uds);
     let device_id = SigningKey::from_seed(&uds_cdis.private_key_seed());
     let inputs = measurement.inputs(mode);
-    let alias_seed = uds_cdis.next(&inputs).private_key_seed();
+    // The sealing CDI is handed to no one: only the attestation CDI is derived.
+    let alias_seed = key_seed(&uds_cdis.next_attest(&inputs));
     let alias_public = SigningKey::from_seed(&alias_seed).public_key();
     let mut certificate_bytes = [0; MAX_CERT_LEN];
     let certificate_len = certificate(&alias_public, &device_id, &inputs, &mut certificate_bytes)?;

@@ -146,26 +146,47 @@ impl Cdis {
 
     /// The next layer's CDIs, given its measurement (the derivation in the module docs).
     pub fn next(&self, inputs: &Inputs) -> Cdis {
-        let mut attest_hash = Sha512::new();
-        attest_hash.update(&inputs.code_hash);
-        attest_hash.update(&inputs.config);
-        let mut seal_hash = Sha512::new();
-        for hash in [&mut attest_hash, &mut seal_hash] {
-            hash.update(&inputs.authority_hash);
-            hash.update(&[inputs.mode as u8]);
-            hash.update(&inputs.hidden);
-        }
         Cdis {
-            attest: kdf(self.attest.expose(), &attest_hash.finalize(), b"CDI_Attest"),
-            seal: kdf(self.seal.expose(), &seal_hash.finalize(), b"CDI_Seal"),
+            attest: self.next_attest(inputs),
+            seal: kdf(
+                self.seal.expose(),
+                &sealed_inputs(Sha512::new(), inputs).finalize(),
+                b"CDI_Seal",
+            ),
         }
+    }
+
+    /// The next layer's `CDI_Attest` alone: all a layer needs that hands on only the
+    /// next layer's key seed ([`key_seed`]), as rota-boot does.
+    pub fn next_attest(&self, inputs: &Inputs) -> Secret<CDI_LEN> {
+        let attest_hash = Sha512::new()
+            .updated(&inputs.code_hash)
+            .updated(&inputs.config);
+        kdf(
+            self.attest.expose(),
+            &sealed_inputs(attest_hash, inputs).finalize(),
+            b"CDI_Attest",
+        )
     }
 
     /// The seed of this layer's attestation key pair (Open DICE
     /// `DiceDeriveCdiPrivateKeySeed`).
     pub fn private_key_seed(&self) -> Secret<SEED_LEN> {
-        kdf(self.attest.expose(), &ASYM_SALT, b"Key Pair")
+        key_seed(&self.attest)
     }
+}
+
+/// The seed of the attestation key pair of the layer whose `CDI_Attest` is `cdi_attest`.
+pub fn key_seed(cdi_attest: &Secret<CDI_LEN>) -> Secret<SEED_LEN> {
+    kdf(cdi_attest.expose(), &ASYM_SALT, b"Key Pair")
+}
+
+/// `hash` continued with the inputs both CDIs cover: authority, mode, hidden.
+fn sealed_inputs(mut hash: Sha512, inputs: &Inputs) -> Sha512 {
+    hash.update(&inputs.authority_hash);
+    hash.update(&[inputs.mode as u8]);
+    hash.update(&inputs.hidden);
+    hash
 }
 
 /// A key's identifier (Open DICE `DiceDeriveCdiCertificateId`): 20 bytes derived from its
