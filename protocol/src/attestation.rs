@@ -468,7 +468,7 @@ pub fn verify(
                 "identity",
                 EvidenceError::BadSignature("identity"),
             )?;
-            (payload, None, MeasuredBy::Software, device_key.clone())
+            (payload, None, MeasuredBy::Software, *device_key)
         }
     };
 

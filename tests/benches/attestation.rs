@@ -99,7 +99,11 @@ fn main() {
     );
 
     // 2. Through the server.
-    let world = World::start();
+    // The per-device report quota would otherwise refuse a loop of appraisals.
+    let world = World::start_with(|s| {
+        s.reports_per_minute = Some(1_000_000);
+        s.report_burst = Some(1_000_000);
+    });
     world.publish(&world.release("1.0.0", 1, 0));
     world.admin_call(
         Method::PUT,

@@ -373,3 +373,20 @@ fn malformed_oversized_or_unknown_evidence_is_a_clear_4xx_and_counts_nothing() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_device_sending_evidence_in_a_loop_is_answered_429_like_report_spam() {
+    let world = World::start_with(|s| {
+        s.reports_per_minute = Some(1);
+        s.report_burst = Some(2);
+    });
+    world.publish(&world.release("1.0.0", 1, 0));
+    let rig = Rig::new(&world, "spam-1", new_uds().unwrap(), None, sim_bootloader());
+    for _ in 0..2 {
+        assert_eq!(rig.attest(rig.evidence()).unwrap(), AttestationState::Ok);
+    }
+    match rig.attest(rig.evidence()) {
+        Err(ServerError::Transient(message)) => assert!(message.contains("429"), "{message}"),
+        other => panic!("expected a 429, got {other:?}"),
+    }
+}

@@ -172,7 +172,7 @@ pub async fn challenge(
 
 /// `POST /api/v1/device/attestation`: evidence on request or at enrolment.
 #[utoipa::path(post, path = "/api/v1/device/attestation", request_body = Attest,
-    responses((status = 200, body = AttestationResult), (status = 400), (status = 403)),
+    responses((status = 200, body = AttestationResult), (status = 400), (status = 403), (status = 429)),
     tag = "device")]
 pub async fn attest(
     State(state): State<AppState>,
@@ -180,6 +180,8 @@ pub async fn attest(
 ) -> ApiResult<Json<AttestationResult>> {
     let Attest { evidence } = serde_json::from_slice(&signed.body)
         .map_err(|e| ApiError::bad_request(format!("the attestation is not valid: {e}")))?;
+    // Evidence counts against the device's report quota: each appraisal writes.
+    crate::device::checkin::within_report_quota(&state, &signed.device.id)?;
     let appraisal = appraise(&state, &signed.device, &evidence.0).await?;
     Ok(Json(appraisal.result()))
 }

@@ -155,17 +155,7 @@ pub async fn report(
     if stored.is_some() {
         return Ok(Json(ReportAck { duplicate: true }));
     }
-    if let Err(not_until) = state.report_limiter.check_key(device_id) {
-        metrics::counter!("rota_reports_limited_total").increment(1);
-        let wait = not_until.wait_time_from(state.report_limiter.clock().now());
-        return Err(ApiError::too_many_requests(
-            format!(
-                "this device sent more than {} new reports a minute; send this one again later",
-                state.config.limits.reports_per_minute
-            ),
-            wait,
-        ));
-    }
+    within_report_quota(&state, device_id)?;
     let proof = confirmation_proof(&state, &signed.device, &report).await?;
     let ack = state
         .engine
@@ -214,4 +204,21 @@ async fn confirmation_proof(
         ),
         Some(_) => Proof::Attested,
     })
+}
+
+/// Rule "report spam": new reports and attestations of one device pass at
+/// `reports-per-minute` (`report-burst` at once); beyond that, 429 with `Retry-After`.
+pub fn within_report_quota(state: &AppState, device_id: &str) -> Result<(), ApiError> {
+    let Err(not_until) = state.report_limiter.check_key(&device_id.to_owned()) else {
+        return Ok(());
+    };
+    metrics::counter!("rota_reports_limited_total").increment(1);
+    let wait = not_until.wait_time_from(state.report_limiter.clock().now());
+    Err(ApiError::too_many_requests(
+        format!(
+            "this device sent more than {} new reports and attestations a minute; send this one again later",
+            state.config.limits.reports_per_minute
+        ),
+        wait,
+    ))
 }
