@@ -126,6 +126,24 @@ impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Bootloader<'s, F, R, A> {
         bootloader: [u8; 32],
         mode: crate::dice::Mode,
     ) -> Result<Option<crate::dice::Handoff>, Error<F::Error, R::Error>> {
+        let mut area = [0; crate::dice::MAX_HANDOFF_LEN];
+        let written = self.attest_into(image, bootloader, mode, &mut area)?;
+        let handoff = written.map(|_| crate::dice::Handoff::read(&area));
+        crate::dice::Handoff::wipe(&mut area);
+        handoff.transpose().map_err(|_| Error::Dice)
+    }
+
+    /// [`Self::attest`], writing the hand-off straight into the board's hand-off `area`
+    /// ([`crate::dice::derive_into`]): what a bootloader does, leaving no other copy of
+    /// the Alias seed or the certificate. `Ok(Some(length written))`; `Ok(None)`: the
+    /// part has no UDS, and `area` is left as it was.
+    pub fn attest_into(
+        &mut self,
+        image: &VerifiedImage,
+        bootloader: [u8; 32],
+        mode: crate::dice::Mode,
+        area: &mut [u8; crate::dice::MAX_HANDOFF_LEN],
+    ) -> Result<Option<usize>, Error<F::Error, R::Error>> {
         let Some(uds) = self.rot.take_uds().map_err(Error::Rot)? else {
             return Ok(None);
         };
@@ -142,9 +160,12 @@ impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Bootloader<'s, F, R, A> {
             signer,
             bootloader,
         };
-        crate::dice::derive(uds, &measurement, mode)
-            .map(Some)
-            .map_err(|_| Error::Dice)
+        Ok(Some(crate::dice::derive_into(
+            uds,
+            &measurement,
+            mode,
+            area,
+        )))
     }
 
     /// Gives the flash and the root of trust back.

@@ -32,7 +32,7 @@ pub enum Error<FE, RE> {
     RevokesRunningKey,
     /// The root of trust has no such key slot.
     NoSuchKeySlot,
-    /// The DICE certificate did not fit its buffer (it always does: a bug).
+    /// The DICE hand-off did not read back from its area (it always does: a bug).
     Dice,
 }
 
@@ -58,7 +58,7 @@ impl<FE: core::fmt::Debug, RE: core::fmt::Debug> core::fmt::Display for Error<FE
             Self::EnvelopeTooLarge => {
                 f.write_str("the envelope does not fit the slot's header area")
             }
-            Self::Dice => f.write_str("the DICE certificate could not be written"),
+            Self::Dice => f.write_str("the DICE hand-off did not read back"),
             Self::RevokesRunningKey => {
                 f.write_str("that key signed the running image; it cannot be revoked")
             }

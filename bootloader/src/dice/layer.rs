@@ -16,7 +16,7 @@
 //! ```
 //!
 //! The UDS, the CDIs and the DeviceID private key never reach it: they are
-//! [`Secret`]s, wiped when [`derive`] returns.
+//! [`Secret`]s, wiped when [`derive_into`] returns.
 //!
 //! Keys are Ed25519 on salty's primitives, which the Cortex-M4 bootloader already links
 //! to verify images (`dice/ed25519.rs`; ed25519-dalek's signing would cost that
@@ -27,7 +27,7 @@ use crc::{CRC_32_ISCSI, Crc, NoTable};
 
 use super::ed25519::SigningKey;
 use super::{
-    CDI_LEN, CONFIG_LEN, Cdis, CertError, DiceSigner, HASH_LEN, Inputs, MAX_CERT_LEN, Mode,
+    CDI_LEN, CERT_LEN, CONFIG_LEN, Cdis, DiceSigner, HASH_LEN, Inputs, MAX_CERT_LEN, Mode,
     SEED_LEN, Secret, certificate, key_seed,
 };
 use crate::layout::Slot;
@@ -155,12 +155,8 @@ impl Handoff {
         area[..4].fill(0);
         area[SEED_AT..DEVICE_ID_AT].copy_from_slice(self.alias_seed.expose());
         area[DEVICE_ID_AT..CERT_LEN_AT].copy_from_slice(&self.device_id);
-        area[CERT_LEN_AT..CERT_AT].copy_from_slice(&(self.certificate_len as u16).to_le_bytes());
         area[CERT_AT..CERT_AT + self.certificate_len].copy_from_slice(self.certificate());
-        let crc = CRC.checksum(&area[SEED_AT..CERT_AT + self.certificate_len]);
-        area[len - 4..len].copy_from_slice(&crc.to_le_bytes());
-        area[..4].copy_from_slice(&MAGIC);
-        Ok(len)
+        Ok(seal(area, self.certificate_len))
     }
 
     /// Reads a hand-off from `area` (the application, once, at start); then wipe the area.
@@ -218,28 +214,62 @@ pub fn device_id(uds: &Secret<CDI_LEN>) -> [u8; 32] {
     SigningKey::from_seed(&Cdis::from_uds(uds).private_key_seed()).public_key()
 }
 
+/// Completes a hand-off whose seed, DeviceID key and certificate (`certificate_len`
+/// bytes) are in `area` and whose magic is clear: the length, the CRC, then the magic.
+/// Returns the hand-off's length; `area` holds at least that.
+fn seal(area: &mut [u8], certificate_len: usize) -> usize {
+    let end = CERT_AT + certificate_len;
+    area[CERT_LEN_AT..CERT_AT].copy_from_slice(&(certificate_len as u16).to_le_bytes());
+    let crc = CRC.checksum(&area[SEED_AT..end]);
+    area[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+    area[..4].copy_from_slice(&MAGIC);
+    end + 4
+}
+
 /// The DICE layer: takes the UDS (and drops it, wiped, with every secret derived from it
 /// but the Alias seed), returns what the application receives.
 pub fn derive(
     uds: Secret<CDI_LEN>,
     measurement: &Measurement,
     mode: Mode,
-) -> Result<Handoff, CertError> {
+) -> Result<Handoff, HandoffError> {
+    let mut area = [0; MAX_HANDOFF_LEN];
+    derive_into(uds, measurement, mode, &mut area);
+    let handoff = Handoff::read(&area);
+    Handoff::wipe(&mut area);
+    handoff
+}
+
+/// [`derive`], writing the hand-off straight into the hand-off area (what a bootloader
+/// does: no copy of the certificate or the Alias seed is left anywhere else); returns the
+/// length written. The magic is cleared first and written last.
+pub fn derive_into(
+    uds: Secret<CDI_LEN>,
+    measurement: &Measurement,
+    mode: Mode,
+    area: &mut [u8; MAX_HANDOFF_LEN],
+) -> usize {
+    area[..4].fill(0);
     let uds_cdis = Cdis::from_uds(&uds);
     drop(uds);
     let device_id = SigningKey::from_seed(&uds_cdis.private_key_seed());
     let inputs = measurement.inputs(mode);
     // The sealing CDI is handed to no one: only the attestation CDI is derived.
     let alias_seed = key_seed(&uds_cdis.next_attest(&inputs));
+    drop(uds_cdis);
     let alias_public = SigningKey::from_seed(&alias_seed).public_key();
-    let mut certificate_bytes = [0; MAX_CERT_LEN];
-    let certificate_len = certificate(&alias_public, &device_id, &inputs, &mut certificate_bytes)?;
-    Ok(Handoff {
-        alias_seed,
-        device_id: device_id.public_key(),
-        certificate: certificate_bytes,
-        certificate_len,
-    })
+    area[SEED_AT..DEVICE_ID_AT].copy_from_slice(alias_seed.expose());
+    area[DEVICE_ID_AT..CERT_LEN_AT].copy_from_slice(&device_id.public_key());
+    // The area always holds a certificate: MAX_HANDOFF_LEN leaves MAX_CERT_LEN for it.
+    const _: () = assert!(CERT_LEN <= MAX_CERT_LEN);
+    let certificate_len = certificate(
+        &alias_public,
+        &device_id,
+        &inputs,
+        &mut area[CERT_AT..CERT_AT + MAX_CERT_LEN],
+    )
+    .unwrap_or(0);
+    seal(area, certificate_len)
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ mod ed25519;
 mod layer;
 
 pub use cert::{CERT_LEN, CertError, DiceSigner, MAX_CERT_LEN, certificate, label};
-pub use layer::{Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive, device_id};
+pub use layer::{
+    Handoff, HandoffError, MAX_HANDOFF_LEN, Measurement, derive, derive_into, device_id,
+};
 
 use salty::Sha512;
 use zeroize::Zeroize;

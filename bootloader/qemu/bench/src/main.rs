@@ -220,7 +220,7 @@ fn main() -> ! {
     let Ok(image) = verified else {
         fail(b"the image does not verify")
     };
-    // DICE, as the bootloader does it after deciding (`Bootloader::attest`; its OTP read
+    // DICE, as the bootloader does it after deciding (`Bootloader::attest_into`; its OTP read
     // of the UDS is a 32-byte host-file read, not counted).
     let uds = Secret::new(core::hint::black_box([0x5a; 32]));
     let measured = now();
@@ -233,13 +233,7 @@ fn main() -> ! {
         bootloader: bootloader_measurement(),
     };
     let self_measured = now();
-    let Ok(handoff) = dice::derive(uds, &measurement, Mode::Normal) else {
-        fail(b"derive failed")
-    };
-    if handoff.write(shared::handoff_area()).is_err() {
-        fail(b"the hand-off does not fit");
-    }
-    drop(handoff);
+    dice::derive_into(uds, &measurement, Mode::Normal, shared::handoff_area());
     let attested = now();
     let stack = stack_used();
 

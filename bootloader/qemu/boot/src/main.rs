@@ -92,14 +92,11 @@ fn decide(scratch: &mut [u8]) -> u32 {
             ]);
             let area = shared::handoff_area();
             Handoff::wipe(area);
-            match bootloader.attest(&image, bootloader_measurement(), Mode::Normal) {
-                Ok(Some(handoff)) => {
-                    if handoff.write(area).is_err() {
-                        fail(b"the hand-off does not fit its area")
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => console::line(&[b"rota-boot: no DICE hand-off"]),
+            if bootloader
+                .attest_into(&image, bootloader_measurement(), Mode::Normal, area)
+                .is_err()
+            {
+                console::line(&[b"rota-boot: no DICE hand-off"]);
             }
             image.address
         }
