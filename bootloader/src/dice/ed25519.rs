@@ -1,18 +1,17 @@
-//! The DICE layer's Ed25519 signing keys (RFC 8032 §5.1.5 and §5.1.6), on the salty
-//! primitives the Cortex-M4 bootloader already links to verify images: SHA-512, the
-//! base-point multiplication and the reduction of a 512-bit integer mod L
-//! (`Scalar::from_u512_le`).
+//! The DICE layer's Ed25519 signing keys (RFC 8032 §5.1.5 and §5.1.6), on the primitives
+//! the Cortex-M4 bootloader already links to verify images: salty's SHA-512 and
+//! base-point multiplication, and rota-manifest's reduction mod L
+//! ([`rota_manifest::crypto::scalar`], TweetNaCl's `modL`).
 //!
 //! Not salty's `Keypair`: its signing computes `S = r + h·a mod L` with salty's scalar
 //! addition and multiplication, which verification never uses (~0.5 KB of the bootloader's
-//! flash). Here `h·a + r` is computed as a plain 512-bit integer (h, r < L < 2^253 and
-//! a < 2^255, so it stays below 2^509) and reduced by the same `from_u512_le` that
-//! verification uses for its `k`. The arithmetic is branch-free and indexes nothing by
-//! secret data. Ed25519 is deterministic, so the signatures are exactly those of any
-//! other RFC 8032 implementation: the tests compare them with ed25519-dalek's.
+//! flash). Here `S = (h·a + r) mod L` is one product in column sums reduced once
+//! ([`scalar::mul_add`]). The arithmetic is branch-free and indexes nothing by secret
+//! data. Ed25519 is deterministic, so the signatures are exactly those of any other RFC
+//! 8032 implementation: the tests compare them with ed25519-dalek's.
 
+use rota_manifest::crypto::scalar;
 use salty::{EdwardsPoint, Scalar, Sha512};
-use zeroize::Zeroize;
 
 use super::cert::DiceSigner;
 use super::{SEED_LEN, Secret};
@@ -54,26 +53,25 @@ impl DiceSigner for SigningKey {
     /// RFC 8032 §5.1.6.
     fn sign(&self, message: &[u8]) -> [u8; 64] {
         // r = SHA-512(prefix ‖ M) mod L; R = [r]B.
-        let r = Scalar::from_u512_le(
+        let r = Secret::new(scalar::reduce_wide(
             &Sha512::new()
                 .updated(self.prefix.expose())
                 .updated(message)
                 .finalize(),
-        );
-        let big_r = base_times(Scalar(r.0));
-        // h = SHA-512(R ‖ A ‖ M) mod L; S = (r + h·a) mod L.
-        let h = Scalar::from_u512_le(
+        ));
+        let big_r = base_times(Scalar(*r.expose()));
+        // h = SHA-512(R ‖ A ‖ M) mod L; S = (h·a + r) mod L.
+        let h = scalar::reduce_wide(
             &Sha512::new()
                 .updated(&big_r)
                 .updated(&self.public)
                 .updated(message)
                 .finalize(),
         );
-        let wide = Secret::new(mul_add(&h.0, self.scalar.expose(), &r.0));
-        let s = Scalar::from_u512_le(wide.expose());
+        let s = scalar::mul_add(&h, self.scalar.expose(), r.expose());
         let mut signature = [0; 64];
         signature[..32].copy_from_slice(&big_r);
-        signature[32..].copy_from_slice(&s.0);
+        signature[32..].copy_from_slice(&s);
         signature
     }
 }
@@ -81,30 +79,6 @@ impl DiceSigner for SigningKey {
 /// `[k]B`, encoded (salty's scalars wipe themselves when dropped).
 fn base_times(k: Scalar) -> [u8; 32] {
     (&k * &EdwardsPoint::basepoint()).compressed().0
-}
-
-/// `a·b + c` of 256-bit little-endian integers, as a 512-bit little-endian integer:
-/// schoolbook over bytes into 32-bit column sums (each at most 32·255² + 255 < 2^21, so
-/// none overflows), then one carry pass.
-fn mul_add(a: &[u8; 32], b: &[u8; 32], c: &[u8; 32]) -> [u8; 64] {
-    let mut columns = [0u32; 64];
-    for (column, &c) in columns.iter_mut().zip(c) {
-        *column = u32::from(c);
-    }
-    for (i, &a) in a.iter().enumerate() {
-        for (j, &b) in b.iter().enumerate() {
-            columns[i + j] += u32::from(a) * u32::from(b);
-        }
-    }
-    let mut out = [0; 64];
-    let mut carry = 0;
-    for (byte, &column) in out.iter_mut().zip(&columns) {
-        carry += column;
-        *byte = carry as u8;
-        carry >>= 8;
-    }
-    columns.zeroize();
-    out
 }
 
 #[cfg(test)]
@@ -142,22 +116,6 @@ mod tests {
                 "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
             ))
         );
-    }
-
-    /// The largest operands lose no carry: (2^256 - 1)^2 + (2^256 - 1) = 2^512 - 2^256.
-    #[test]
-    fn mul_add_keeps_every_carry() {
-        let max = [0xff; 32];
-        let mut expected = [0xff; 64];
-        expected[..32].fill(0);
-        assert_eq!(mul_add(&max, &max, &max), expected);
-        let mut two = [0; 32];
-        two[0] = 2;
-        let mut seven = [0; 32];
-        seven[0] = 7;
-        let mut expected = [0; 64];
-        expected[0] = 2 * 7 + 2;
-        assert_eq!(mul_add(&two, &seven, &two), expected);
     }
 
     proptest! {
