@@ -130,6 +130,9 @@ fn id_hex(public_key: &[u8; 32]) -> [u8; 2 * ID_LEN] {
 }
 
 /// Writes the CWT claims (the module docs' payload) into `out`.
+// Not inlined: 72 bytes less flash in the Cortex-M4 bootloader (its 16 pieces are
+// set up once, here).
+#[inline(never)]
 fn payload(
     out: &mut [u8],
     issuer: &[u8; 2 * ID_LEN],
