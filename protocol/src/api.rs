@@ -412,6 +412,87 @@ impl ClassAttestation {
 // ---------------------------------------------------------------------------------------
 
 text_enum! {
+    /// What a revocation names.
+    pub enum RevocationKind ("revocation kind") {
+        /// A device identity key (its public key, lowercase hex, as the certificate has it).
+        DeviceKey = "device_key",
+        /// One certificate (SHA-256 of its body, lowercase hex: `DeviceCertificate::fingerprint`).
+        Certificate = "certificate",
+        /// A CA (its key id, lowercase hex): every certificate it issued, or with
+        /// `issued_after` those issued at or after that time.
+        Ca = "ca",
+    }
+}
+
+/// The body of `POST /api/v1/revocations` (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RevocationCreate {
+    pub kind: RevocationKind,
+    pub subject: String,
+    /// With `ca`: only certificates issued at or after this time (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_after: Option<u64>,
+    /// Why, for the audit log and the devices it refuses: 1 to 512 characters.
+    pub reason: String,
+}
+
+impl RevocationCreate {
+    /// Checks the subject's form for its kind, the time's use and the reason's length.
+    pub fn validate(&self) -> Result<(), String> {
+        let hex_of = |len: usize| {
+            self.subject.len() == len
+                && self
+                    .subject
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let ok = match self.kind {
+            // Ed25519 (32 bytes) or uncompressed P-256 (65 bytes).
+            RevocationKind::DeviceKey => hex_of(64) || hex_of(130),
+            RevocationKind::Certificate | RevocationKind::Ca => hex_of(64),
+        };
+        if !ok {
+            return Err(format!(
+                "subject {:?} is not a {} in lowercase hex",
+                self.subject,
+                match self.kind {
+                    RevocationKind::DeviceKey => "device public key",
+                    RevocationKind::Certificate => "certificate fingerprint (SHA-256)",
+                    RevocationKind::Ca => "CA key id (SHA-256)",
+                }
+            ));
+        }
+        if self.issued_after.is_some() && self.kind != RevocationKind::Ca {
+            return Err("issued_after applies to a CA revocation only".into());
+        }
+        let len = self.reason.chars().count();
+        if !(1..=MAX_REASON_LEN).contains(&len) {
+            return Err(format!(
+                "reason is {len} characters long; 1 to {MAX_REASON_LEN} are allowed"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A revocation, and how many registered devices it refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevocationInfo {
+    pub id: String,
+    pub kind: RevocationKind,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_after: Option<u64>,
+    pub reason: String,
+    pub created_at: u64,
+    /// Registered devices it refuses now.
+    pub devices: u64,
+}
+
+text_enum! {
     /// What a management token may do.
     pub enum Role ("role") {
         /// Everything, including tokens.

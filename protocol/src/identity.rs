@@ -297,6 +297,12 @@ impl DeviceCertificate {
         &self.signature
     }
 
+    /// SHA-256 of the signed body: what names this certificate in a revocation.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&self.body).into()
+    }
+
     /// The claims as written, without checking who signed them: for the device that
     /// holds its own certificate and needs its id from it (the server verifies).
     pub fn claims_unverified(&self) -> Result<CertBody, IdentityError> {

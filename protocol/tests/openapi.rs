@@ -42,6 +42,9 @@ use utoipa::OpenApi;
     AttestationState,
     AttestationPolicy,
     ClassAttestation,
+    RevocationKind,
+    RevocationCreate,
+    RevocationInfo,
 )))]
 struct Doc;
 

@@ -529,6 +529,38 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
         .rota(&["device", "attest", "dev-404"])
         .fails_with("there is no device dev-404");
 
+    // Revocation: a certificate, and the list.
+    setup
+        .rota(&[
+            "device",
+            "revoke",
+            "--certificate",
+            "devices/dev-3.cert.json",
+            "--reason",
+            "unit lost in transit",
+        ])
+        .ok()
+        .has("1 registered devices are refused from now on")
+        .has("  dev-3 (class");
+    setup
+        .rota(&["device", "revocations"])
+        .ok()
+        .has("certificate")
+        .has("unit lost in transit");
+    setup
+        .rota(&[
+            "device",
+            "revoke",
+            "--certificate",
+            "devices/dev-3.cert.json",
+            "--reason",
+            "again",
+        ])
+        .fails_with("is revoked already");
+    setup
+        .rota(&["device", "revoke", "--key", "00", "--reason", "r"])
+        .fails_with("is not a public key in hex or a key file");
+
     setup
         .rota(&["device", "suspend", "dev-1"])
         .ok()

@@ -67,6 +67,12 @@ impl AppState {
             )
         })?;
         let db = Db::connect(&config.database_url).await?;
+        let filled = crate::revocation::backfill(&db)
+            .await
+            .context("cannot fill in the revocation subjects of registered devices")?;
+        if filled > 0 {
+            tracing::info!(devices = filled, "filled in revocation subjects");
+        }
         let artifacts = Artifacts::open(&config.artifacts)?;
         let device_cas = load_device_cas(&config)?;
         let repo = Repository::open(db.clone(), &config)?;
@@ -145,6 +151,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/devices/{id}/{action}",
             post(manage::devices::lifecycle),
+        )
+        .route(
+            "/api/v1/revocations",
+            post(crate::revocation::create).get(crate::revocation::list),
+        )
+        .route(
+            "/api/v1/revocations/{id}/devices",
+            get(crate::revocation::devices),
         )
         .route(
             "/api/v1/classes/{class_id}/attestation",

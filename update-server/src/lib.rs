@@ -17,6 +17,7 @@ pub mod live;
 pub mod manage;
 pub mod openapi;
 pub mod ops;
+pub mod revocation;
 pub mod rollout;
 pub mod tasks;
 pub mod tuf;

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::{attestation, device, manage};
+use crate::{attestation, device, manage, revocation};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,9 @@ use crate::{attestation, device, manage};
         attestation::attest,
         attestation::set_policy,
         attestation::get_policy,
+        revocation::create,
+        revocation::list,
+        revocation::devices,
         manage::tokens::create,
         manage::tokens::list,
         manage::tokens::revoke,

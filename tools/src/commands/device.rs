@@ -45,6 +45,8 @@ enum DeviceCommand {
     Show(ShowArgs),
     Attest(AttestArgs),
     AttestationPolicy(PolicyArgs),
+    Revoke(RevokeArgs),
+    Revocations(RevocationsArgs),
     /// Suspend an active device: the server refuses its requests until it is resumed.
     Suspend(StateArgs),
     /// Resume a suspended device.
@@ -194,6 +196,47 @@ struct PolicyArgs {
     server: ServerArgs,
 }
 
+/// Revoke a device key, one certificate, or the certificates a CA issued (from a time
+/// on: a compromised factory line). Every server replica refuses them within a second;
+/// the devices refused are listed.
+#[derive(Debug, clap::Args)]
+#[group(id = "what", required = true, multiple = false)]
+struct RevokeArgs {
+    /// A device identity key: its public key file (PEM) or its raw public key in hex.
+    #[arg(long, value_name = "FILE|HEX", group = "what")]
+    key: Option<String>,
+
+    /// One certificate (ID.cert.json).
+    #[arg(long, value_name = "CERT.json", group = "what")]
+    certificate: Option<PathBuf>,
+
+    /// A CA: its public key file (PEM).
+    #[arg(long, value_name = "CA.pub", group = "what")]
+    ca: Option<PathBuf>,
+
+    /// With --ca: only certificates issued at or after this time (unix seconds).
+    #[arg(long, value_name = "UNIX-SECONDS", requires = "ca")]
+    issued_after: Option<u64>,
+
+    /// Why (recorded, and told to the devices refused): 1 to 512 characters.
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// List the revocations the server holds, newest first.
+#[derive(Debug, clap::Args)]
+struct RevocationsArgs {
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 /// The device a state change is for.
 #[derive(Debug, clap::Args)]
 struct StateArgs {
@@ -213,6 +256,8 @@ pub fn run(args: Args) -> Result<()> {
         DeviceCommand::Show(args) => show(args),
         DeviceCommand::Attest(args) => attest(args),
         DeviceCommand::AttestationPolicy(args) => policy(args),
+        DeviceCommand::Revoke(args) => revoke(args),
+        DeviceCommand::Revocations(args) => revocations(args),
         DeviceCommand::Suspend(args) => change(args, "suspend", "suspended"),
         DeviceCommand::Resume(args) => change(args, "resume", "resumed"),
         DeviceCommand::Decommission(args) => change(args, "decommission", "decommissioned"),
@@ -582,5 +627,114 @@ fn policy(args: PolicyArgs) -> Result<()> {
         } else {
             current.bootloaders.join(", ")
         }
+    ))
+}
+
+/// A public key given as a PEM file or as raw hex.
+fn read_public_key(given: &str) -> Result<rota_manifest::PublicKey> {
+    if let Some(key) = hex::decode(given)
+        .ok()
+        .and_then(|b| rota_manifest::PublicKey::from_raw(&b))
+    {
+        return Ok(key);
+    }
+    let pem = files::read_limited(Path::new(given), 64 * 1024, "a public key")
+        .map_err(|e| anyhow!("{given} is not a public key in hex or a key file: {e:#}"))?;
+    rota_manifest::public_key_from_pem(&String::from_utf8_lossy(&pem))
+        .map_err(|e| anyhow!("{given} is not an Ed25519 or P-256 public key: {e}"))
+}
+
+fn revoke(args: RevokeArgs) -> Result<()> {
+    use rota_protocol::api::{RevocationCreate, RevocationInfo, RevocationKind};
+    let (kind, subject) = if let Some(key) = &args.key {
+        (
+            RevocationKind::DeviceKey,
+            hex::encode(read_public_key(key)?.as_bytes()),
+        )
+    } else if let Some(path) = &args.certificate {
+        let bytes = files::read_limited(path, MAX_CERT_FILE, "a device certificate")?;
+        let certificate: DeviceCertificate = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("{} is not a device certificate: {e}", path.display()))?;
+        (
+            RevocationKind::Certificate,
+            hex::encode(certificate.fingerprint()),
+        )
+    } else if let Some(path) = &args.ca {
+        let key = read_public_key(&path.display().to_string())?;
+        (RevocationKind::Ca, hex::encode(key.key_id()))
+    } else {
+        bail!("name what to revoke: --key, --certificate or --ca");
+    };
+    let body = RevocationCreate {
+        kind,
+        subject,
+        issued_after: args.issued_after,
+        reason: args.reason.clone(),
+    };
+    body.validate().map_err(|e| anyhow!(e))?;
+    let client = Client::connect(&args.server)?;
+    let info: RevocationInfo = client.post(
+        "/api/v1/revocations",
+        &body,
+        &format!("to revoke {kind} {}", body.subject),
+    )?;
+    let mut text = format!(
+        "revoked {} {} ({}): {} registered devices are refused from now on\n",
+        info.kind, info.subject, info.reason, info.devices
+    );
+    if info.devices > 0 {
+        let devices: Vec<DeviceInfo> = client.get_query(
+            &format!("/api/v1/revocations/{}/devices", segment(&info.id)),
+            &[("limit", PAGE.to_string())],
+            "to list the devices refused",
+        )?;
+        for d in &devices {
+            text.push_str(&format!("  {} (class {}, {})\n", d.id, d.class_id, d.state));
+        }
+        if (devices.len() as u64) < info.devices {
+            text.push_str(&format!(
+                "  … and {} more\n",
+                info.devices - devices.len() as u64
+            ));
+        }
+    }
+    output::print(&text)
+}
+
+fn revocations(args: RevocationsArgs) -> Result<()> {
+    use rota_protocol::api::RevocationInfo;
+    let client = Client::connect(&args.server)?;
+    let list: Vec<RevocationInfo> = client.get("/api/v1/revocations", "to list revocations")?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&list)?;
+        text.push('\n');
+        return output::print(&text);
+    }
+    if list.is_empty() {
+        return output::print("no revocations\n");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            vec![
+                time_text(r.created_at),
+                r.kind.to_string(),
+                r.subject.chars().take(16).collect(),
+                r.issued_after.map(time_text).unwrap_or_else(|| "-".into()),
+                r.devices.to_string(),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    output::print(&table(
+        &[
+            "REVOKED",
+            "KIND",
+            "SUBJECT",
+            "ISSUED AFTER",
+            "DEVICES",
+            "REASON",
+        ],
+        &rows,
     ))
 }

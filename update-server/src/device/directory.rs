@@ -33,6 +33,8 @@ pub struct KnownDevice {
     pub attestation: AttestationState,
     /// An operator asked for fresh evidence since the last: the check-in says so.
     pub attest_requested: bool,
+    /// Why its key or certificate is revoked, if it is (`crate::revocation`).
+    pub revoked: Option<String>,
 }
 
 /// The latest check-in of a device, waiting to be written.
@@ -59,6 +61,7 @@ type DeviceRow = (
     Option<String>,
     String,
     i64,
+    Option<String>,
 );
 
 impl Directory {
@@ -70,12 +73,13 @@ impl Directory {
                 return Ok(Some(device.clone()));
             }
         }
-        let row: Option<DeviceRow> = sqlx::query_as(
+        let row: Option<DeviceRow> = sqlx::query_as(&format!(
             "SELECT id, public_key, class_id, tags, state, dice_device_id, attestation, \
              CASE WHEN attest_requested_at IS NOT NULL AND \
-             (attested_at IS NULL OR attest_requested_at > attested_at) THEN 1 ELSE 0 END \
-             FROM devices WHERE id = $1",
-        )
+             (attested_at IS NULL OR attest_requested_at > attested_at) THEN 1 ELSE 0 END, \
+             {} FROM devices WHERE id = $1",
+            crate::revocation::revoked_column()
+        ))
         .bind(id)
         .fetch_optional(&db.read)
         .await?;
@@ -93,6 +97,11 @@ impl Directory {
     /// Forgets the cached copy of `id` (after a state change through this replica).
     pub fn invalidate(&self, id: &str) {
         self.cache.lock().unwrap().remove(id);
+    }
+
+    /// Forgets every cached device (after a revocation through this replica).
+    pub fn invalidate_all(&self) {
+        self.cache.lock().unwrap().clear();
     }
 
     /// provisioned → active, on the device's first authenticated request.
@@ -116,11 +125,19 @@ impl Directory {
         cert: &CertBody,
     ) -> Result<bool, ApiError> {
         let now = now_ms();
+        let subjects = crate::revocation::Subjects::of(certificate, cert);
+        if let Some(reason) = subjects.revoked(db).await? {
+            return Err(ApiError::forbidden(format!(
+                "the certificate of device {} is revoked: {reason}",
+                cert.device_id
+            )));
+        }
         let tags = serde_json::to_string(&cert.tags).map_err(ApiError::internal)?;
         let certificate_json = serde_json::to_string(certificate).map_err(ApiError::internal)?;
         let inserted = sqlx::query(
-            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at, dice_device_id) \
-             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at, \
+             dice_device_id, certificate_sha256, issuer, issued_at) \
+             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&cert.device_id)
         .bind(&cert.public_key)
@@ -129,6 +146,9 @@ impl Directory {
         .bind(&certificate_json)
         .bind(now)
         .bind(cert.dice_device_id.clone())
+        .bind(&subjects.certificate_sha256)
+        .bind(&subjects.issuer)
+        .bind(subjects.issued_at_ms)
         .execute(&db.write)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -237,7 +257,7 @@ impl Directory {
 }
 
 fn known_device(
-    (id, key, class_id, tags, state, dice_device_id, attestation, attest_requested): DeviceRow,
+    (id, key, class_id, tags, state, dice_device_id, attestation, attest_requested, revoked): DeviceRow,
 ) -> Result<KnownDevice, ApiError> {
     // Stored from a verified certificate (`CertBody::device_key`): Ed25519 or P-256.
     let public_key = hex::decode(&key)
@@ -270,10 +290,11 @@ fn known_device(
         state,
         dice_device_id,
         attest_requested: attest_requested != 0,
+        revoked,
     })
 }
 
-type InfoRow = (
+pub(crate) type InfoRow = (
     String,
     String,
     String,
@@ -290,10 +311,10 @@ type InfoRow = (
     Option<i64>,
 );
 
-const INFO_COLUMNS: &str = "id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result, \
+pub(crate) const INFO_COLUMNS: &str = "id, class_id, tags, state, created_at, last_seen_at, running_version, slot, last_result, \
      attestation, attestation_reason, attested_version, attested_by, attested_at";
 
-fn info(row: InfoRow) -> Result<DeviceInfo, ApiError> {
+pub(crate) fn info(row: InfoRow) -> Result<DeviceInfo, ApiError> {
     let (
         id,
         class_id,

@@ -119,6 +119,13 @@ impl FromRequest<AppState> for SignedByDevice {
             return Err(request.refuse_unknown(state));
         };
         request.verify(state, &device.public_key)?;
+        // Rule "revoked credentials are refused" (`crate::revocation`), after the
+        // signature, so only the key's holder learns that it is revoked.
+        if let Some(reason) = &device.revoked {
+            return Err(ApiError::forbidden(format!(
+                "this device's key or certificate is revoked: {reason}"
+            )));
+        }
         match device.state {
             DeviceState::Suspended => {
                 return Err(ApiError::forbidden("the device is suspended"));

@@ -51,6 +51,13 @@ pub const ENDPOINTS: &[(Method, &str, Role)] = &[
         "/api/v1/devices/{id}/{action}",
         Role::Operator,
     ),
+    (Method::POST, "/api/v1/revocations", Role::Admin),
+    (Method::GET, "/api/v1/revocations", Role::Viewer),
+    (
+        Method::GET,
+        "/api/v1/revocations/{id}/devices",
+        Role::Viewer,
+    ),
     (
         Method::PUT,
         "/api/v1/classes/{class_id}/attestation",
