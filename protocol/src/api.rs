@@ -28,6 +28,8 @@ pub const ENROLL_PATH: &str = "/api/v1/device/enroll";
 pub const ATTESTATION_NONCE_PATH: &str = "/api/v1/device/attestation/nonce";
 /// `POST`: attestation evidence in an [`Attest`] body; answers an [`AttestationResult`].
 pub const ATTESTATION_PATH: &str = "/api/v1/device/attestation";
+/// `POST`: a device key rotation, a [`KeyRotation`] body; answers a [`KeyRotated`].
+pub const ROTATE_PATH: &str = "/api/v1/device/rotate";
 
 /// Longest [`Report::reason`], in characters.
 pub const MAX_REASON_LEN: usize = 512;
@@ -178,6 +180,9 @@ pub struct CheckInResponse {
     /// The server asks for attestation evidence ([`ATTESTATION_PATH`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attest: bool,
+    /// The server asks the device to rotate its identity key ([`ROTATE_PATH`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate: bool,
 }
 
 /// An update the server assigns to a device. The agent trusts none of it on its own: it
@@ -298,6 +303,46 @@ pub struct ReportAck {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Enroll {
+    pub certificate: DeviceCertificate,
+}
+
+/// What the new key signs to prove its holder asks for the rotation: this context, the
+/// device id, a zero byte, the current key and the new key (raw public keys).
+pub const ROTATION_CONTEXT: &[u8] = b"rota-key-rotation-v1\0";
+
+/// The message a [`KeyRotation::proof`] signs.
+pub fn rotation_message(
+    device_id: &str,
+    current: &crate::PublicKey,
+    new: &crate::PublicKey,
+) -> Vec<u8> {
+    let mut message = ROTATION_CONTEXT.to_vec();
+    message.extend_from_slice(device_id.as_bytes());
+    message.push(0);
+    message.extend_from_slice(current.as_bytes());
+    message.extend_from_slice(new.as_bytes());
+    message
+}
+
+/// The body of `POST` [`ROTATE_PATH`], in a request signed by the device's current key
+/// (or, retrying after a lost answer, by the new key the server already certified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// The new identity key, lowercase hex (Ed25519, or uncompressed P-256).
+    pub public_key: String,
+    /// The new key's signature over [`rotation_message`]: proof of possession.
+    #[serde(with = "crate::encoding::base64_signature")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+    pub proof: crate::Signature,
+}
+
+/// The answer to a key rotation: the device's new certificate, from the operator's
+/// device CA. The old key is revoked from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyRotated {
     pub certificate: DeviceCertificate,
 }
 

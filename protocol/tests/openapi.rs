@@ -45,6 +45,8 @@ use utoipa::OpenApi;
     RevocationKind,
     RevocationCreate,
     RevocationInfo,
+    KeyRotation,
+    KeyRotated,
 )))]
 struct Doc;
 

@@ -117,6 +117,7 @@ fn outputs_round_trip_and_tolerate_new_fields() {
             sha256: "ab".repeat(32),
         }),
         attest: true,
+        rotate: true,
     };
     round_trip(&response);
     let mut value = serde_json::to_value(&response).unwrap();

@@ -66,6 +66,8 @@ pub struct World {
     pub root: RepoKey,
     pub targets: RepoKey,
     pub ca: SoftwareKey,
+    /// The operator's device CA (online, in the server), which certifies rotated keys.
+    pub device_ca: SoftwareKey,
     /// The firmware key every device trusts.
     pub firmware: SoftwareKey,
     /// A key no device trusts.
@@ -111,11 +113,16 @@ impl World {
         let cas = data.path().join("device-ca");
         std::fs::create_dir_all(&cas).unwrap();
         std::fs::write(cas.join("factory.pub"), ca.public_key_pem().unwrap()).unwrap();
+        // The operator's online device CA, which certifies rotated device keys.
+        let device_ca = SoftwareKey::from_ed25519_seed(seed());
+        let device_ca_key = data.path().join("device-ca.key");
+        std::fs::write(&device_ca_key, device_ca.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
 
         let mut settings = Settings {
             data_dir: Some(data.path().to_path_buf()),
             tick: Some(50),
             poll_interval: Some(1),
+            device_ca_key: Some(device_ca_key.display().to_string()),
             ..Default::default()
         };
         adjust(&mut settings);
@@ -168,6 +175,7 @@ impl World {
             root,
             targets,
             ca,
+            device_ca,
             firmware: SoftwareKey::from_ed25519_seed(seed()),
             attacker: SoftwareKey::from_ed25519_seed(seed()),
             root_json,

@@ -10,3 +10,4 @@ mod attacks;
 mod attestation;
 mod faults;
 mod fleet;
+mod lifecycle;

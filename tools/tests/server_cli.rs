@@ -543,6 +543,10 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
         .has("1 registered devices are refused from now on")
         .has("  dev-3 (class");
     setup
+        .rota(&["device", "rotate", "dev-1"])
+        .ok()
+        .has("device dev-1 will rotate its identity key at its next check-in");
+    setup
         .rota(&["device", "revocations"])
         .ok()
         .has("certificate")

@@ -46,6 +46,8 @@ pub struct AppState {
     pub report_limiter: Arc<ReportLimiter>,
     /// Device classes' attestation policies, cached briefly.
     pub policies: Arc<crate::attestation::Policies>,
+    /// The operator's device CA, which certifies rotated device keys (`--device-ca-key`).
+    pub device_ca: Option<Arc<dyn rota_keys::Sign>>,
 }
 
 /// The largest JSON body of a management request (rollouts, tokens, devices); signed
@@ -74,7 +76,21 @@ impl AppState {
             tracing::info!(devices = filled, "filled in revocation subjects");
         }
         let artifacts = Artifacts::open(&config.artifacts)?;
-        let device_cas = load_device_cas(&config)?;
+        let mut device_cas = load_device_cas(&config)?;
+        let device_ca: Option<Arc<dyn rota_keys::Sign>> = match &config.device_ca_key {
+            Some(address) => {
+                let key = address
+                    .open()
+                    .with_context(|| format!("cannot open the device CA key {address}"))?;
+                // Certificates it issues are trusted like the manufacturer's.
+                let public = rota_keys::Sign::public_key(&key);
+                if !device_cas.contains(&public) {
+                    device_cas.push(public);
+                }
+                Some(Arc::new(key))
+            }
+            None => None,
+        };
         let repo = Repository::open(db.clone(), &config)?;
         let engine = Arc::new(Engine::new(db.clone()));
         let live = Arc::new(LiveRollouts::default());
@@ -85,6 +101,7 @@ impl AppState {
             audit,
             report_limiter,
             policies: Arc::default(),
+            device_ca,
             config: Arc::new(config),
             db,
             artifacts,
@@ -208,6 +225,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             rota_protocol::api::ATTESTATION_PATH,
             post(crate::attestation::attest),
+        )
+        .route(
+            rota_protocol::api::ROTATE_PATH,
+            post(device::rotate::rotate),
         )
         .route("/api/v1/device/self", get(device::whoami))
         .layer(TimeoutLayer::with_status_code(

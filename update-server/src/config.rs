@@ -51,6 +51,15 @@ pub struct Settings {
     /// default.
     #[arg(long, env = "ROTA_SERVER_DEVICE_CA_DIR", value_name = "DIR")]
     pub device_ca_dir: Option<PathBuf>,
+    /// The operator's device CA (online, distinct from the offline manufacturer CA): a key
+    /// file or a PKCS#11 URI. With it the server certifies devices' rotated identity keys;
+    /// its public key is trusted beside DEVICE_CA_DIR's. Without it, rotation is refused.
+    #[arg(
+        long,
+        env = "ROTA_SERVER_DEVICE_CA_KEY",
+        value_name = "FILE|PKCS11-URI"
+    )]
+    pub device_ca_key: Option<String>,
     /// Seconds between device check-ins when there is nothing new (jittered by ±20 %).
     #[arg(long, env = "ROTA_SERVER_POLL_INTERVAL", value_name = "SECONDS")]
     pub poll_interval: Option<u32>,
@@ -151,6 +160,7 @@ pub struct Config {
     pub tuf_snapshot_key: rota_keys::KeyAddress,
     pub tuf_timestamp_key: rota_keys::KeyAddress,
     pub device_ca_dir: PathBuf,
+    pub device_ca_key: Option<rota_keys::KeyAddress>,
     pub poll_interval_s: u32,
     pub timestamp_lifetime_s: u64,
     pub snapshot_lifetime_s: u64,
@@ -240,6 +250,7 @@ impl Settings {
             tuf_snapshot_key: self.tuf_snapshot_key.or(lower.tuf_snapshot_key),
             tuf_timestamp_key: self.tuf_timestamp_key.or(lower.tuf_timestamp_key),
             device_ca_dir: self.device_ca_dir.or(lower.device_ca_dir),
+            device_ca_key: self.device_ca_key.or(lower.device_ca_key),
             poll_interval: self.poll_interval.or(lower.poll_interval),
             timestamp_lifetime: self.timestamp_lifetime.or(lower.timestamp_lifetime),
             snapshot_lifetime: self.snapshot_lifetime.or(lower.snapshot_lifetime),
@@ -303,6 +314,11 @@ impl Settings {
             tuf_snapshot_key: online_key(&s.tuf_snapshot_key, &online_keys, "snapshot.key")?,
             tuf_timestamp_key: online_key(&s.tuf_timestamp_key, &online_keys, "timestamp.key")?,
             tuf_online_keys: online_keys,
+            device_ca_key: s
+                .device_ca_key
+                .as_deref()
+                .map(|text| text.parse().context("the device-ca-key setting"))
+                .transpose()?,
             device_ca_dir: s
                 .device_ca_dir
                 .unwrap_or_else(|| data_dir.join("device-ca")),

@@ -20,6 +20,7 @@ use crate::{attestation, device, manage, revocation};
         device::checkin::report,
         device::enroll,
         device::whoami,
+        device::rotate::rotate,
         attestation::challenge,
         attestation::attest,
         attestation::set_policy,

@@ -94,6 +94,8 @@ pub enum Event {
     Outcome(Outcome),
     /// The server's verdict on evidence the agent sent (at enrolment or on request).
     Attested(AttestationResult),
+    /// The identity key was rotated: a new key, a new certificate, the old key destroyed.
+    Rotated,
 }
 
 pub struct Agent<D: Device> {
@@ -208,7 +210,19 @@ impl<D: Device> Agent<D> {
             };
         let assignment = check_in.answer.assignment.clone();
         let attest = check_in.answer.attest;
+        let rotate = check_in.answer.rotate;
         self.last_check_in = Some(check_in);
+        if rotate {
+            // The server asks for a new identity key (on demand, or its schedule).
+            match crate::rotate::rotate(&mut self.device, &self.server) {
+                Ok(certificate) => {
+                    self.certificate = Some(certificate);
+                    self.last_check_in = None;
+                    (self.on_event)(&Event::Rotated);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not rotate the identity key"),
+            }
+        }
         if attest {
             // The server asks for evidence (on request, or a class that attests and has
             // none from this device yet).

@@ -33,6 +33,9 @@ pub enum DeviceError {
     /// certificate does not name its Alias key).
     #[error("cannot make attestation evidence: {0}")]
     Attestation(String),
+    /// The identity key could not be rotated.
+    #[error("cannot rotate the identity key: {0}")]
+    Rotation(String),
     /// The operating system's random number generator failed (an event id).
     #[error("no randomness for a report id: {0}")]
     Random(#[from] rota_protocol::RandomError),

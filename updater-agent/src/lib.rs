@@ -21,6 +21,7 @@ pub mod firmware;
 pub mod fleet;
 pub mod install;
 pub mod release;
+pub mod rotate;
 pub mod server;
 pub mod state;
 

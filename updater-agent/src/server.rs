@@ -10,8 +10,8 @@ use reqwest::blocking::Client;
 use rota_protocol::DeviceCertificate;
 use rota_protocol::api::{
     ATTESTATION_NONCE_PATH, ATTESTATION_PATH, Attest, AttestationChallenge, AttestationResult,
-    CheckInQuery, CheckInResponse, ENROLL_PATH, Enroll, Evidence, POLL_AFTER_HEADER, REPORT_PATH,
-    Report, ReportAck,
+    CheckInQuery, CheckInResponse, ENROLL_PATH, Enroll, Evidence, KeyRotated, KeyRotation,
+    POLL_AFTER_HEADER, REPORT_PATH, ROTATE_PATH, Report, ReportAck,
 };
 use rota_protocol::auth::{Nonce, sign_request};
 
@@ -48,7 +48,7 @@ pub struct AnswerLimits {
     pub check_in: u64,
     /// A report acknowledgement (`{"duplicate":false}`).
     pub report: u64,
-    /// An enrolment answer (empty on success).
+    /// An enrolment answer (empty on success), or a key rotation's (a certificate).
     pub enroll: u64,
     /// An attestation challenge or verdict (a nonce, or a state and a reason).
     pub attestation: u64,
@@ -223,6 +223,27 @@ impl ServerClient {
                 ServerError::Transient(format!("the attestation challenge is not valid JSON: {e}"))
             })?;
         Ok(challenge.nonce)
+    }
+
+    /// `POST /api/v1/device/rotate`: the device's new certificate for its new key.
+    pub fn rotate(
+        &self,
+        identity: &Identity,
+        rotation: &KeyRotation,
+    ) -> Result<KeyRotated, ServerError> {
+        let body =
+            serde_json::to_vec(rotation).map_err(|e| ServerError::Transient(e.to_string()))?;
+        let answer = self.send(
+            identity,
+            AnswerKind::Enroll,
+            "POST",
+            ROTATE_PATH,
+            body,
+            None,
+        )?;
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            ServerError::Transient(format!("the key rotation answer is not valid JSON: {e}"))
+        })
     }
 
     /// `POST /api/v1/device/attestation`: evidence, and the server's verdict on it.

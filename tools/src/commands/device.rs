@@ -47,6 +47,10 @@ enum DeviceCommand {
     AttestationPolicy(PolicyArgs),
     Revoke(RevokeArgs),
     Revocations(RevocationsArgs),
+    /// Ask a device to rotate its identity key at its next check-in: it makes a new key
+    /// (in its token where it has one), the server's device CA certifies it, and the old
+    /// key is refused from then on.
+    Rotate(StateArgs),
     /// Suspend an active device: the server refuses its requests until it is resumed.
     Suspend(StateArgs),
     /// Resume a suspended device.
@@ -258,6 +262,17 @@ pub fn run(args: Args) -> Result<()> {
         DeviceCommand::AttestationPolicy(args) => policy(args),
         DeviceCommand::Revoke(args) => revoke(args),
         DeviceCommand::Revocations(args) => revocations(args),
+        DeviceCommand::Rotate(args) => {
+            let client = Client::connect(&args.server)?;
+            let id = &args.id;
+            let _: DeviceInfo = client.post_empty(
+                &format!("/api/v1/devices/{}/rotate", segment(id)),
+                &format!("to ask device {id} to rotate its key"),
+            )?;
+            output::print(&format!(
+                "device {id} will rotate its identity key at its next check-in\n"
+            ))
+        }
         DeviceCommand::Suspend(args) => change(args, "suspend", "suspended"),
         DeviceCommand::Resume(args) => change(args, "resume", "resumed"),
         DeviceCommand::Decommission(args) => change(args, "decommission", "decommissioned"),

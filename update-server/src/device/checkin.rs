@@ -73,7 +73,8 @@ pub async fn checkin(
     } else {
         None
     };
-    let tag = entity_tag(assignment.as_ref(), attest);
+    let rotate = device.rotate_requested;
+    let tag = entity_tag(assignment.as_ref(), attest, rotate);
     let poll_after = jittered(state.config.poll_interval_s);
     let known = crate::app::if_none_match(&headers, &tag);
     let mut response = if known {
@@ -84,6 +85,7 @@ pub async fn checkin(
             poll_after_s: poll_after,
             assignment,
             attest,
+            rotate,
         })
         .into_response()
     };
@@ -104,8 +106,8 @@ fn set_headers(response: &mut Response, tag: &str, poll_after: u32) {
 }
 
 /// A weak entity tag over the answer (less its poll hint): equal answers, equal tags.
-pub fn entity_tag(assignment: Option<&Assignment>, attest: bool) -> String {
-    let canonical = serde_json::to_vec(&(assignment, attest)).unwrap_or_default();
+pub fn entity_tag(assignment: Option<&Assignment>, attest: bool, rotate: bool) -> String {
+    let canonical = serde_json::to_vec(&(assignment, attest, rotate)).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     format!("W/\"{}\"", hex::encode(&digest[..12]))
 }

@@ -35,6 +35,8 @@ pub struct KnownDevice {
     pub attest_requested: bool,
     /// Why its key or certificate is revoked, if it is (`crate::revocation`).
     pub revoked: Option<String>,
+    /// It is asked to rotate its identity key (`super::rotate`).
+    pub rotate_requested: bool,
 }
 
 /// The latest check-in of a device, waiting to be written.
@@ -62,6 +64,7 @@ type DeviceRow = (
     String,
     i64,
     Option<String>,
+    i64,
 );
 
 impl Directory {
@@ -77,7 +80,8 @@ impl Directory {
             "SELECT id, public_key, class_id, tags, state, dice_device_id, attestation, \
              CASE WHEN attest_requested_at IS NOT NULL AND \
              (attested_at IS NULL OR attest_requested_at > attested_at) THEN 1 ELSE 0 END, \
-             {} FROM devices WHERE id = $1",
+             {}, CASE WHEN rotate_requested_at IS NULL THEN 0 ELSE 1 END \
+             FROM devices WHERE id = $1",
             crate::revocation::revoked_column()
         ))
         .bind(id)
@@ -257,7 +261,18 @@ impl Directory {
 }
 
 fn known_device(
-    (id, key, class_id, tags, state, dice_device_id, attestation, attest_requested, revoked): DeviceRow,
+    (
+        id,
+        key,
+        class_id,
+        tags,
+        state,
+        dice_device_id,
+        attestation,
+        attest_requested,
+        revoked,
+        rotate_requested,
+    ): DeviceRow,
 ) -> Result<KnownDevice, ApiError> {
     // Stored from a verified certificate (`CertBody::device_key`): Ed25519 or P-256.
     let public_key = hex::decode(&key)
@@ -291,6 +306,7 @@ fn known_device(
         dice_device_id,
         attest_requested: attest_requested != 0,
         revoked,
+        rotate_requested: rotate_requested != 0,
     })
 }
 

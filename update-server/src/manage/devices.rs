@@ -76,10 +76,10 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("there is no device {id}")))
 }
 
-/// `POST /api/v1/devices/{id}/{suspend|resume|decommission|attest}` (`attest?clear=true`
+/// `POST /api/v1/devices/{id}/{suspend|resume|decommission|attest|rotate}` (`attest?clear=true`
 /// also clears an attestation flag).
 #[utoipa::path(post, path = "/api/v1/devices/{id}/{action}",
-    params(("action" = String, Path, description = "suspend, resume, decommission or attest"),
+    params(("action" = String, Path, description = "suspend, resume, decommission, attest or rotate"),
         ("clear" = Option<bool>, Query, description = "with attest: also clear the attestation flag")),
     responses((status = 200, body = DeviceInfo)), security(("bearer" = [])))]
 pub async fn lifecycle(
@@ -91,6 +91,11 @@ pub async fn lifecycle(
         "suspend" => DeviceState::Suspended,
         "resume" => DeviceState::Active,
         "decommission" => DeviceState::Decommissioned,
+        "rotate" => {
+            let info = crate::device::rotate::request(&state, &id).await?;
+            let detail = format!("device {id}: asked to rotate its identity key");
+            return Ok((Extension(AuditDetail(detail)), Json(info)));
+        }
         "attest" => {
             let clear = query.clear.unwrap_or(false);
             let info = crate::attestation::request_evidence(&state, &id, clear).await?;
@@ -103,7 +108,7 @@ pub async fn lifecycle(
         }
         _ => {
             return Err(ApiError::not_found(format!(
-                "{action} is not a device action; use suspend, resume, decommission or attest"
+                "{action} is not a device action; use suspend, resume, decommission, attest or rotate"
             )));
         }
     };

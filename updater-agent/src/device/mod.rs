@@ -134,6 +134,27 @@ pub trait Device {
     /// Boots since manufacture (the attestation evidence reports it).
     fn boots(&self) -> u64;
 
+    /// A new identity key of `algorithm`, made where the device keeps its identity, not
+    /// yet in use: the first step of a key rotation (`crate::rotate`).
+    fn new_identity_key(
+        &mut self,
+        algorithm: rota_keys::Algorithm,
+    ) -> Result<Box<dyn rota_keys::Sign>, DeviceError> {
+        let _ = algorithm;
+        Err(DeviceError::Rotation(
+            "this device cannot rotate its identity key yet".into(),
+        ))
+    }
+
+    /// Makes `key` the device's identity (its certificate is now the new one) and
+    /// destroys the old key: the last step of a key rotation.
+    fn commit_identity(&mut self, key: Box<dyn rota_keys::Sign>) -> Result<(), DeviceError> {
+        let _ = key;
+        Err(DeviceError::Rotation(
+            "this device cannot rotate its identity key yet".into(),
+        ))
+    }
+
     /// Resets the device: the bootloader decides what runs next.
     fn reboot(&mut self) -> Result<(), DeviceError>;
 

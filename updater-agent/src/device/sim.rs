@@ -93,6 +93,8 @@ pub struct SimDevice {
     running: Option<Running>,
     handoff: Option<Handoff>,
     bootloader: [u8; 32],
+    /// A new identity key made for a rotation not yet committed.
+    pending_key: Option<rota_keys::SoftwareKey>,
     force_unhealthy: bool,
     boots: u64,
 }
@@ -145,6 +147,7 @@ impl SimDevice {
             running: None,
             handoff: None,
             bootloader: factory.bootloader,
+            pending_key: None,
             force_unhealthy: false,
             boots: 0,
         };
@@ -224,6 +227,28 @@ impl Device for SimDevice {
 
     fn running(&self) -> Option<Running> {
         self.running
+    }
+
+    /// The pending key, made once and kept (as a device keeps it in its key store) until
+    /// it is committed, so a rotation retried after a lost answer uses the same key.
+    fn new_identity_key(
+        &mut self,
+        algorithm: rota_keys::Algorithm,
+    ) -> Result<Box<dyn rota_keys::Sign>, DeviceError> {
+        let pending = match self.pending_key.take() {
+            Some(key) if rota_keys::Sign::algorithm(&key) == algorithm => key,
+            _ => rota_keys::SoftwareKey::generate(algorithm)
+                .map_err(|e| DeviceError::Rotation(e.to_string()))?,
+        };
+        self.pending_key = Some(pending.clone());
+        Ok(Box::new(pending))
+    }
+
+    /// The old key is dropped (a `SoftwareKey` zeroizes on drop), the pending one cleared.
+    fn commit_identity(&mut self, key: Box<dyn rota_keys::Sign>) -> Result<(), DeviceError> {
+        self.identity.key = key;
+        self.pending_key = None;
+        Ok(())
     }
 
     fn handoff(&self) -> Option<&Handoff> {

@@ -1,0 +1,198 @@
+//! Device key rotation: a device replaces its identity key, and the operator's device CA
+//! certifies the new one (`docs/design/lifecycle.md`, section 2).
+//!
+//! The rules, each where it is checked:
+//! - the request is signed by the device's current key (`SignedByDevice`), and the new
+//!   key signs [`rotation_message`] (proof of possession: nobody rotates a device to a key
+//!   they do not hold);
+//! - in a class that attests, only a device whose latest attestation is good may rotate
+//!   (its state is what it is allowed to rotate in);
+//! - the new certificate keeps the device's id, class, tags and DICE DeviceID; the old
+//!   key is revoked in the same transaction (`crate::revocation`), so from its commit on
+//!   every replica refuses it within a second;
+//! - idempotent: a device whose answer was lost asks again, signed by the new key, and
+//!   gets the certificate already issued.
+
+use axum::Json;
+use axum::extract::State;
+use rota_protocol::api::{
+    AttestationPolicy, AttestationState, KeyRotated, KeyRotation, rotation_message,
+};
+use rota_protocol::{CertBody, DeviceCertificate, PublicKey, issue};
+
+use super::SignedByDevice;
+use crate::app::AppState;
+use crate::db::{new_id, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::revocation::Subjects;
+
+/// `POST /api/v1/device/rotate`.
+#[utoipa::path(post, path = "/api/v1/device/rotate", request_body = KeyRotation,
+    responses((status = 200, body = KeyRotated), (status = 400), (status = 403), (status = 409)),
+    tag = "device")]
+pub async fn rotate(
+    State(state): State<AppState>,
+    signed: SignedByDevice,
+) -> ApiResult<Json<KeyRotated>> {
+    let device = &signed.device;
+    let request: KeyRotation = serde_json::from_slice(&signed.body)
+        .map_err(|e| ApiError::bad_request(format!("the key rotation is not valid: {e}")))?;
+    let new_key = hex::decode(&request.public_key)
+        .ok()
+        .filter(|_| request.public_key.bytes().all(|b| !b.is_ascii_uppercase()))
+        .and_then(|b| PublicKey::from_raw(&b))
+        .filter(|k| k.validate().is_ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "public_key is not an Ed25519 or P-256 public key in lowercase hex",
+            )
+        })?;
+    let (certificate_json,): (String,) =
+        sqlx::query_as("SELECT certificate FROM devices WHERE id = $1")
+            .bind(&device.id)
+            .fetch_one(&state.db.read)
+            .await?;
+    let current: DeviceCertificate =
+        serde_json::from_str(&certificate_json).map_err(ApiError::internal)?;
+    let claims = current.claims_unverified().map_err(ApiError::internal)?;
+
+    // Rule "idempotent": signed by the new key, which the stored certificate names.
+    if new_key == device.public_key {
+        return Ok(Json(KeyRotated {
+            certificate: current,
+        }));
+    }
+    let Some(ca) = &state.device_ca else {
+        return Err(ApiError::conflict(
+            "this server has no device CA (--device-ca-key) to certify a new key",
+        ));
+    };
+    // Rule "proof of possession".
+    new_key
+        .verify(
+            &rotation_message(&device.id, &device.public_key, &new_key),
+            &request.proof,
+        )
+        .map_err(|_| {
+            ApiError::bad_request(
+                "the proof does not verify with the new key: it must sign rotation_message",
+            )
+        })?;
+    // Rule "only an attested device rotates", in classes that attest.
+    let policy = state
+        .policies
+        .get(&state.db, &device.class_id)
+        .await?
+        .policy;
+    if policy != AttestationPolicy::Off && device.attestation != AttestationState::Ok {
+        return Err(ApiError::forbidden(
+            "this device's class attests and its latest attestation is not good: attest first",
+        ));
+    }
+
+    let now = now_ms();
+    let body = CertBody::new(
+        &ca.public_key(),
+        &device.id,
+        &new_key,
+        &device
+            .class_id
+            .parse()
+            .map_err(|_| ApiError::internal("a stored class id is not a UUID"))?,
+        claims.tags.clone(),
+        (now / 1000) as u64,
+    );
+    let body = CertBody {
+        dice_device_id: claims.dice_device_id.clone(),
+        ..body
+    };
+    let ca = ca.clone();
+    let certificate = tokio::task::spawn_blocking(move || issue(&*ca, &body))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("the device CA could not certify: {e}")))?;
+    let cert = certificate
+        .claims_unverified()
+        .map_err(ApiError::internal)?;
+    let subjects = Subjects::of(&certificate, &cert);
+    let old_key = hex::encode(device.public_key.as_bytes());
+
+    let mut tx = state.db.write.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE devices SET public_key = $1, certificate = $2, certificate_sha256 = $3, \
+         issuer = $4, issued_at = $5, rotate_requested_at = NULL, updated_at = $6 \
+         WHERE id = $7 AND public_key = $8",
+    )
+    .bind(&subjects.public_key)
+    .bind(serde_json::to_string(&certificate).map_err(ApiError::internal)?)
+    .bind(&subjects.certificate_sha256)
+    .bind(&subjects.issuer)
+    .bind(subjects.issued_at_ms)
+    .bind(now)
+    .bind(&device.id)
+    .bind(&old_key)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Err(ApiError::conflict(
+            "the device's key changed meanwhile; try again",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO revocations (id, kind, subject, not_before, reason, created_at) \
+         VALUES ($1, 'device_key', $2, NULL, $3, $4) ON CONFLICT (kind, subject) DO NOTHING",
+    )
+    .bind(new_id())
+    .bind(&old_key)
+    .bind(format!(
+        "rotated: device {} now holds key {}",
+        device.id,
+        &hex::encode(new_key.key_id())[..16]
+    ))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    state.devices.invalidate(&device.id);
+    metrics::counter!("rota_key_rotations_total").increment(1);
+    let subject = format!("key rotation of device {}", device.id);
+    let detail = format!(
+        "key {} replaced by {}",
+        &hex::encode(device.public_key.key_id())[..16],
+        &hex::encode(new_key.key_id())[..16]
+    );
+    state
+        .audit
+        .record(
+            &state.db,
+            &crate::manage::audit::Record {
+                source: None,
+                caller: None,
+                method: &axum::http::Method::POST,
+                subject: &subject,
+                status: 200,
+                detail: &detail,
+            },
+        )
+        .await;
+    Ok(Json(KeyRotated { certificate }))
+}
+
+/// Asks device `id` to rotate its key at its next check-in (`rota device rotate ID`).
+pub async fn request(
+    state: &AppState,
+    id: &str,
+) -> Result<rota_protocol::api::DeviceInfo, ApiError> {
+    let done = sqlx::query("UPDATE devices SET rotate_requested_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&state.db.write)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("there is no device {id}")));
+    }
+    state.devices.invalidate(id);
+    super::directory::device_info(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("there is no device {id}")))
+}
