@@ -58,7 +58,7 @@ impl Policy {
     };
 }
 
-/// Class policies, cached for [`POLICY_TTL_MS`].
+/// Class policies, cached for a second (`POLICY_TTL_MS`).
 #[derive(Debug, Default)]
 pub struct Policies {
     cache: Mutex<HashMap<String, (Policy, i64)>>,

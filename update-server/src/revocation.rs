@@ -2,7 +2,7 @@
 //! certificates issued at or after a time (a compromised factory line).
 //!
 //! Rule "revoked credentials are refused everywhere within one second": the device
-//! directory reads a device's revocation with its record ([`REVOKED`]), and its cache
+//! directory reads a device's revocation with its record ([`revoked_column`]), and its cache
 //! lives `CACHE_TTL_MS` (one second), so a revocation made through any replica is in force
 //! on every replica within that time; the replica that took it drops its cache at once.
 //! A revoked device is refused every request after its signature verifies (403 with the

@@ -209,7 +209,7 @@ pub enum HandoffError {
 
 /// The DeviceID public key of the device whose UDS is `uds`: what a factory computes
 /// once, beside the OTP it burns, for the manufacturer CA to certify. The same derivation
-/// as [`derive`]'s, so the key certified is the key that signs every Alias certificate.
+/// as [`derive()`]'s, so the key certified is the key that signs every Alias certificate.
 pub fn device_id(uds: &Secret<CDI_LEN>) -> [u8; 32] {
     SigningKey::from_seed(&Cdis::from_uds(uds).private_key_seed()).public_key()
 }
@@ -240,7 +240,7 @@ pub fn derive(
     handoff
 }
 
-/// [`derive`], writing the hand-off straight into the hand-off area (what a bootloader
+/// [`derive()`], writing the hand-off straight into the hand-off area (what a bootloader
 /// does: no copy of the certificate or the Alias seed is left anywhere else); returns the
 /// length written. The magic is cleared first and written last.
 // Not inlined: in its caller's frame (the Cortex-M4 bootloader's `decide`) its Ed25519
