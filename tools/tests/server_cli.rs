@@ -520,7 +520,7 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
     setup
         .rota(&["device", "show", "dev-1"])
         .ok()
-        .has("attestation       none");
+        .has("attestation         none");
     setup
         .rota(&["device", "attest", "dev-1"])
         .ok()

@@ -553,7 +553,7 @@ fn show(args: ShowArgs) -> Result<()> {
     }
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut text = String::new();
-    let mut line = |name: &str, value: String| text.push_str(&format!("{name:<18}{value}\n"));
+    let mut line = |name: &str, value: String| text.push_str(&format!("{name:<20}{value}\n"));
     line("device", d.id.clone());
     line("class", d.class_id.clone());
     line(
