@@ -195,7 +195,8 @@ impl World {
         self.root_json.clone()
     }
 
-    fn put(&self, path: &str, body: Vec<u8>) {
+    /// `PUT` signed metadata (a root, targets) as the admin; it must be accepted.
+    pub fn put(&self, path: &str, body: Vec<u8>) {
         let resp = self
             .http
             .put(self.url(path))

@@ -228,3 +228,82 @@ fn a_fleet_rotates_every_key_and_retires_its_manufacturer_ca_mid_rollout() {
         assert_eq!(device.running().unwrap().version, 2);
     }
 }
+
+/// TUF root rotation reaching a device that was offline across three of them (TUF 1.0.34
+/// §5.3: it walks 1 → 2 → 3 → 4, each signed by the old and the new root keys), then
+/// installs a release whose targets are signed by a key only the newest root names.
+#[test]
+fn a_device_offline_across_three_root_rotations_follows_the_chain_and_installs() {
+    let mut world = World::start();
+    let uds = new_uds().unwrap();
+    let (key, certificate) = provision_key(
+        &world.ca,
+        "sleeper-1",
+        CLASS,
+        &[],
+        rota_keys::Algorithm::Ed25519,
+        Some(&uds),
+    )
+    .unwrap();
+    let dir = world.state_root("sleep").join("sleeper-1");
+    std::fs::create_dir_all(dir.join("tuf")).unwrap();
+    std::fs::write(dir.join("tuf/root.json"), world.root_json()).unwrap();
+    let identity = Identity {
+        device_id: "sleeper-1".into(),
+        key: Box::new(key),
+    };
+    let device =
+        SimDevice::manufacture(identity, &world.factory(), dir.clone(), Some(uds)).unwrap();
+    let mut agent = rota_agent::Agent::new(
+        device,
+        world.agent_config(&world.base),
+        world.http.clone(),
+        Some(certificate),
+    )
+    .unwrap();
+    // Online once (version 1 of the root), then off.
+    agent.cycle().unwrap();
+
+    // Three rotations while it sleeps: new root keys each time, a new targets key at the
+    // second; the online keys stay the server's.
+    let first = rota_repo::RootInfo::parse(&world.root_json()).unwrap();
+    let mut root = world.root_json();
+    let mut previous: Option<rota_repo::RepoKey> = None;
+    for n in 2..=4 {
+        let next_root = rota_repo::RepoKey::generate().unwrap();
+        if n == 3 {
+            world.targets = rota_repo::RepoKey::generate().unwrap();
+        }
+        let params = rota_repo::RootParams {
+            root: rota_repo::RoleKeys::new(vec![next_root.public().clone()], 1),
+            targets: rota_repo::RoleKeys::new(vec![world.targets.public().clone()], 1),
+            snapshot: first.role(rota_repo::RoleName::Snapshot).clone(),
+            timestamp: first.role(rota_repo::RoleName::Timestamp).clone(),
+            expires: support::far_future(),
+        };
+        let old_signer = previous.as_ref().unwrap_or(&world.root);
+        root = rota_repo::rotate_root(&root, &params, &[old_signer], &[&next_root])
+            .unwrap()
+            .bytes;
+        world.put("/api/v1/repo/root", root.clone());
+        previous = Some(next_root);
+    }
+    // A release under the newest targets key, rolled out to everyone.
+    let release = world.publish(&world.release("1.1.0", 2, 0));
+    world.rollout(&release, &[100.0], 1, 0.5);
+
+    // Back online: it walks the chain and installs.
+    let mut outcome = None;
+    for _ in 0..20 {
+        let (o, _) = agent.cycle().unwrap();
+        if matches!(o, rota_agent::Outcome::Confirmed(2)) {
+            outcome = Some(o);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(outcome, Some(rota_agent::Outcome::Confirmed(2)));
+    let trusted = std::fs::read(dir.join("tuf/root.json")).unwrap();
+    assert_eq!(rota_repo::RootInfo::parse(&trusted).unwrap().version, 4);
+    assert_eq!(agent.device().running().unwrap().version, 2);
+}
