@@ -15,6 +15,15 @@ fn uri(object: &str) -> Pkcs11Uri {
 }
 
 /// The module as another library in this process would load it: loaded once and kept.
+/// One key-pair generation at a time in this process: SoftHSM2's file-backed token store
+/// once failed a generation racing another (`CKR_GENERAL_ERROR` from
+/// `C_GenerateKeyPair`) while the tests ran in parallel threads.
+static GENERATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn generating() -> std::sync::MutexGuard<'static, ()> {
+    GENERATING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 static MODULE: std::sync::LazyLock<cryptoki::context::Pkcs11> = std::sync::LazyLock::new(|| {
     // rota initialises the module first (two concurrent C_Initialize calls race inside
     // SoftHSM2; a real application has one initialiser).
@@ -53,6 +62,7 @@ fn error_of(text: &str) -> String {
 
 #[test]
 fn ed25519_key_made_in_the_token_signs_what_its_public_key_verifies() {
+    let _one_at_a_time = generating();
     let key = Pkcs11Key::generate(&uri("ed-sign"), Algorithm::Ed25519).unwrap();
     assert!(matches!(key.public_key(), PublicKey::Ed25519(_)));
     let signature = key.sign(b"firmware digest").unwrap();
@@ -72,6 +82,7 @@ fn ed25519_key_made_in_the_token_signs_what_its_public_key_verifies() {
 
 #[test]
 fn p256_key_made_in_the_token_signs_low_s_signatures_its_public_key_verifies() {
+    let _one_at_a_time = generating();
     let key = Pkcs11Key::generate(&uri("p256-sign"), Algorithm::EcdsaP256Sha256).unwrap();
     assert!(matches!(key.public_key(), PublicKey::P256(_)));
     for i in 0..16u8 {
@@ -88,6 +99,7 @@ fn p256_key_made_in_the_token_signs_low_s_signatures_its_public_key_verifies() {
 
 #[test]
 fn private_key_cannot_be_read_out_of_the_token() {
+    let _one_at_a_time = generating();
     let key = Pkcs11Key::generate(&uri("sealed"), Algorithm::EcdsaP256Sha256).unwrap();
     drop(key);
     let session = user_session();
@@ -120,6 +132,7 @@ fn private_key_cannot_be_read_out_of_the_token() {
 
 #[test]
 fn making_a_key_under_a_label_the_token_holds_is_refused() {
+    let _one_at_a_time = generating();
     Pkcs11Key::generate(&uri("taken"), Algorithm::Ed25519).unwrap();
     let e = Pkcs11Key::generate(&uri("taken"), Algorithm::Ed25519).unwrap_err();
     assert_eq!(
@@ -219,6 +232,7 @@ fn foreign_key(label: &str, key_type: &str, may_sign: bool) {
             ],
         ),
     };
+    let _one_at_a_time = generating();
     session
         .generate_key_pair(&mechanism, &public, &private)
         .unwrap();
@@ -246,6 +260,7 @@ fn key_not_allowed_to_sign_is_refused() {
 
 #[test]
 fn key_file_stub_opens_the_key_in_the_token() {
+    let _one_at_a_time = generating();
     let key = Pkcs11Key::generate(&uri("stubbed"), Algorithm::Ed25519).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("targets-1.key");
