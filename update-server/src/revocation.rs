@@ -50,14 +50,15 @@ impl Subjects {
         }
     }
 
-    /// Why a revocation refuses this certificate, if one does.
+    /// Why a revocation refuses this certificate, if one does: the rule `MATCHES` applies
+    /// to a stored device, applied to these values as a one-row `devices`.
     pub async fn revoked(&self, db: &Db) -> Result<Option<String>, ApiError> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT reason FROM revocations WHERE (kind = 'device_key' AND subject = $1) \
-             OR (kind = 'certificate' AND subject = $2) \
-             OR (kind = 'ca' AND subject = $3 AND (not_before IS NULL OR $4 >= not_before)) \
-             LIMIT 1",
-        )
+        let row: Option<(String,)> = sqlx::query_as(&format!(
+            "SELECT r.reason FROM revocations r, \
+             (SELECT CAST($1 AS TEXT) AS public_key, CAST($2 AS TEXT) AS certificate_sha256, \
+             CAST($3 AS TEXT) AS issuer, CAST($4 AS BIGINT) AS issued_at) devices \
+             WHERE {MATCHES} LIMIT 1"
+        ))
         .bind(&self.public_key)
         .bind(&self.certificate_sha256)
         .bind(&self.issuer)
