@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use rota_agent::attest;
-use rota_agent::device::sim::{SimDevice, sim_bootloader};
-use rota_agent::device::{Device, Identity};
-use rota_agent::fleet::{new_uds, provision_key};
+use rota_agent::device::Device;
+use rota_agent::device::sim::sim_bootloader;
+use rota_agent::fleet::new_uds;
 use rota_agent::server::{AnswerLimits, ServerClient};
 use rota_boot::Slot;
 use rota_boot::dice::{Measurement, Mode, Secret, derive};
@@ -114,21 +114,9 @@ fn main() {
         })),
     );
     let uds = new_uds().unwrap();
-    let (key, certificate) = provision_key(
-        &world.ca,
-        "bench-1",
-        CLASS,
-        &[],
-        rota_keys::Algorithm::Ed25519,
-        Some(&uds),
-    )
-    .unwrap();
-    let identity = Identity {
-        device_id: "bench-1".into(),
-        key: Box::new(key),
-    };
+    let (key, certificate) = world.dice_identity("bench-1", &uds);
     let dir = world.state_root("bench").join("bench-1");
-    let device = SimDevice::manufacture(identity, &world.factory(), dir, Some(uds)).unwrap();
+    let device = world.manufacture("bench-1", &key, uds, &world.factory(), dir);
     let client = ServerClient::new(world.http.clone(), &world.base, AnswerLimits::default());
     client.enroll(device.identity(), &certificate).unwrap();
     let server_runs = runs.min(1000);

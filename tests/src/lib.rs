@@ -12,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::blocking::Client;
 use rota_agent::Config;
 use rota_agent::backoff::Backoff;
-use rota_agent::device::sim::Factory;
+use rota_agent::device::Identity;
+use rota_agent::device::sim::{Factory, SimDevice};
 use rota_agent::firmware::SimFirmware;
-use rota_agent::fleet::{Fleet, FleetSpec};
+use rota_agent::fleet::{Fleet, FleetSpec, provision_key};
 use rota_manifest::PublicKey;
 use rota_manifest::builder::ImageManifest;
 use rota_manifest::signer::{Sign, SoftwareKey};
@@ -424,6 +425,43 @@ impl World {
 
     pub fn fleet(&self, count: usize) -> Fleet {
         Fleet::start(&self.fleet_spec(count, &self.base, "dev"), &self.http).unwrap()
+    }
+
+    /// An identity for device `id` whose UDS is `uds`, as a production line makes one: a
+    /// new Ed25519 key, certified by the world's CA with the UDS's DeviceID bound.
+    pub fn dice_identity(
+        &self,
+        id: &str,
+        uds: &[u8; 32],
+    ) -> (SoftwareKey, rota_protocol::DeviceCertificate) {
+        provision_key(
+            &self.ca,
+            id,
+            CLASS,
+            &[],
+            rota_keys::Algorithm::Ed25519,
+            Some(uds),
+        )
+        .unwrap()
+    }
+
+    /// Device `id` off `factory`'s line with `uds` and identity `key`, its files in `dir`
+    /// (the world's TUF root installed): booted once, not enrolled.
+    pub fn manufacture(
+        &self,
+        id: &str,
+        key: &SoftwareKey,
+        uds: [u8; 32],
+        factory: &Factory,
+        dir: PathBuf,
+    ) -> SimDevice {
+        std::fs::create_dir_all(dir.join("tuf")).unwrap();
+        std::fs::write(dir.join("tuf/root.json"), self.root_json()).unwrap();
+        let identity = Identity {
+            device_id: id.into(),
+            key: Box::new(key.clone()),
+        };
+        SimDevice::manufacture(identity, factory, dir, Some(uds)).unwrap()
     }
 
     pub fn state_root(&self, prefix: &str) -> PathBuf {

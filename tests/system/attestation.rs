@@ -6,9 +6,9 @@ use crate::support;
 
 use reqwest::Method;
 use rota_agent::attest;
+use rota_agent::device::Device;
 use rota_agent::device::sim::{SimDevice, sim_bootloader};
-use rota_agent::device::{Device, Identity};
-use rota_agent::fleet::{new_uds, provision_key};
+use rota_agent::fleet::new_uds;
 use rota_agent::server::{AnswerLimits, ServerClient, ServerError};
 use rota_protocol::api::{AttestationState, CheckInQuery, Evidence, Report, ReportKind, SlotState};
 use rota_protocol::{DeviceCertificate, SoftwareKey};
@@ -33,27 +33,13 @@ impl Rig {
         identity: Option<(SoftwareKey, DeviceCertificate)>,
         bootloader: [u8; 32],
     ) -> Rig {
-        let (key, certificate) = identity.unwrap_or_else(|| {
-            provision_key(
-                &world.ca,
-                id,
-                CLASS,
-                &[],
-                rota_keys::Algorithm::Ed25519,
-                Some(&uds),
-            )
-            .unwrap()
-        });
+        let (key, certificate) = identity.unwrap_or_else(|| world.dice_identity(id, &uds));
         let mut factory = world.factory();
         factory.bootloader = bootloader;
-        let identity = Identity {
-            device_id: id.into(),
-            key: Box::new(key),
-        };
         let dir = world
             .state_root("attest")
             .join(format!("{id}-{}", hex::encode(&uds[..4])));
-        let device = SimDevice::manufacture(identity, &factory, dir, Some(uds)).unwrap();
+        let device = world.manufacture(id, &key, uds, &factory, dir);
         let client = ServerClient::new(world.http.clone(), &world.base, AnswerLimits::default());
         client
             .enroll(device.identity(), &certificate)
@@ -236,15 +222,7 @@ fn evidence_signed_by_another_devices_alias_key_is_refused() {
 fn a_clone_with_the_identity_certificate_copied_to_another_uds_is_detected() {
     let world = attesting_world();
     let uds = new_uds().unwrap();
-    let (key, certificate) = provision_key(
-        &world.ca,
-        "original-1",
-        CLASS,
-        &[],
-        rota_keys::Algorithm::Ed25519,
-        Some(&uds),
-    )
-    .unwrap();
+    let (key, certificate) = world.dice_identity("original-1", &uds);
     let original = Rig::new(
         &world,
         "original-1",

@@ -9,32 +9,20 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use rota_agent::device::sim::SimDevice;
 use rota_agent::device::{Device, Identity};
-use rota_agent::fleet::{new_uds, provision_key};
+use rota_agent::fleet::new_uds;
 use rota_agent::rotate::rotate;
 use rota_agent::server::{AnswerLimits, ServerClient, ServerError};
 use rota_protocol::api::{KeyRotation, RolloutState, rotation_message};
 use rota_protocol::{DeviceCertificate, Sign as _, SoftwareKey};
 use serde_json::{Value, json};
-use support::{CLASS, World};
+use support::World;
 
 /// One enrolled simulated device and its client; the original identity key kept aside.
 fn device(world: &World, id: &str) -> (SimDevice, ServerClient, SoftwareKey, DeviceCertificate) {
     let uds = new_uds().unwrap();
-    let (key, certificate) = provision_key(
-        &world.ca,
-        id,
-        CLASS,
-        &[],
-        rota_keys::Algorithm::Ed25519,
-        Some(&uds),
-    )
-    .unwrap();
-    let identity = Identity {
-        device_id: id.into(),
-        key: Box::new(key.clone()),
-    };
+    let (key, certificate) = world.dice_identity(id, &uds);
     let dir = world.state_root("life").join(id);
-    let device = SimDevice::manufacture(identity, &world.factory(), dir, Some(uds)).unwrap();
+    let device = world.manufacture(id, &key, uds, &world.factory(), dir);
     let client = ServerClient::new(world.http.clone(), &world.base, AnswerLimits::default());
     client.enroll(device.identity(), &certificate).unwrap();
     (device, client, key, certificate)
@@ -236,24 +224,9 @@ fn a_fleet_rotates_every_key_and_retires_its_manufacturer_ca_mid_rollout() {
 fn a_device_offline_across_three_root_rotations_follows_the_chain_and_installs() {
     let mut world = World::start();
     let uds = new_uds().unwrap();
-    let (key, certificate) = provision_key(
-        &world.ca,
-        "sleeper-1",
-        CLASS,
-        &[],
-        rota_keys::Algorithm::Ed25519,
-        Some(&uds),
-    )
-    .unwrap();
+    let (key, certificate) = world.dice_identity("sleeper-1", &uds);
     let dir = world.state_root("sleep").join("sleeper-1");
-    std::fs::create_dir_all(dir.join("tuf")).unwrap();
-    std::fs::write(dir.join("tuf/root.json"), world.root_json()).unwrap();
-    let identity = Identity {
-        device_id: "sleeper-1".into(),
-        key: Box::new(key),
-    };
-    let device =
-        SimDevice::manufacture(identity, &world.factory(), dir.clone(), Some(uds)).unwrap();
+    let device = world.manufacture("sleeper-1", &key, uds, &world.factory(), dir.clone());
     let mut agent = rota_agent::Agent::new(
         device,
         world.agent_config(&world.base),
