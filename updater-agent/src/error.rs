@@ -36,6 +36,9 @@ pub enum DeviceError {
     /// The identity key could not be rotated.
     #[error("cannot rotate the identity key: {0}")]
     Rotation(String),
+    /// The device's credentials could not be erased (a decommission).
+    #[error("cannot erase the device's credentials: {0}")]
+    Zeroize(String),
     /// The operating system's random number generator failed (an event id).
     #[error("no randomness for a report id: {0}")]
     Random(#[from] rota_protocol::RandomError),

@@ -155,6 +155,18 @@ pub trait Device {
         ))
     }
 
+    /// Destroys everything that lets this device authenticate or be identified: its
+    /// identity key (the file overwritten and removed, or the token object destroyed),
+    /// its pending key, the agent's state directory (TUF metadata, journal, certificate)
+    /// and, where the part allows, its UDS for good (rota-boot's UDS kill bit). The last
+    /// step of a decommission (`docs/design/lifecycle.md`, section 7); repeating it
+    /// after a power cut finishes what is left.
+    fn zeroize(&mut self) -> Result<(), DeviceError> {
+        Err(DeviceError::Zeroize(
+            "this device cannot erase its credentials".into(),
+        ))
+    }
+
     /// Resets the device: the bootloader decides what runs next.
     fn reboot(&mut self) -> Result<(), DeviceError>;
 
