@@ -1,5 +1,6 @@
 //! Errors of the bootloader core and the updater API.
 
+use crate::anchor::AnchorError;
 use crate::layout::LayoutError;
 use crate::verify::Rejection;
 
@@ -12,6 +13,8 @@ pub enum Error<FE, RE> {
     Rot(RE),
     /// The image is not bootable.
     Rejected(Rejection),
+    /// A trust-anchor command was refused; nothing was burned.
+    Anchor(AnchorError),
     /// The layout does not fit the flash.
     Layout(LayoutError),
     /// Refused while the running image is on trial: its fallback is the inactive slot,
@@ -42,6 +45,7 @@ impl<FE: core::fmt::Debug, RE: core::fmt::Debug> core::fmt::Display for Error<FE
             Self::Flash(e) => write!(f, "flash error: {e:?}"),
             Self::Rot(e) => write!(f, "root-of-trust error: {e:?}"),
             Self::Rejected(r) => write!(f, "image rejected: {r}"),
+            Self::Anchor(e) => write!(f, "trust-anchor command refused: {e}"),
             Self::Layout(e) => write!(f, "bad layout: {e}"),
             Self::OnTrial => {
                 f.write_str("the running image is on trial: confirm or revert it first")

@@ -181,8 +181,8 @@ impl Provisioning {
         }
     }
 
-    /// The OTP map to burn ([`crate::otp_map`]): version 2 with the UDS when there is
-    /// one, version 1 otherwise.
+    /// The OTP map to burn ([`crate::otp_map`]): version 3, with the UDS when there is
+    /// one (all zero otherwise), every given key's slot valid, the others spare.
     pub fn otp_map(&self) -> Result<[u8; OTP_LEN], FactoryError> {
         if self.floor_bits != otp_map::FLOOR_BITS {
             return Err(FactoryError::FloorBits {

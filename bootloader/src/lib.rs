@@ -10,6 +10,8 @@
 //!   and revoke.
 //! - [`Journal`]: the power-safe boot state between them.
 //! - [`otp_map`]: a root of trust in plain OTP cells, with a documented map.
+//! - [`anchor`]: signed trust-anchor commands, which add and revoke firmware keys in
+//!   the field ([`Updater::apply_anchor_command`]).
 //!
 //! Everything here is `no_std` and allocation-free and generic over
 //! [`embedded_storage::nor_flash::NorFlash`]; flash geometry is always a parameter.
@@ -23,6 +25,7 @@
 #[cfg(any(test, feature = "factory"))]
 extern crate alloc;
 
+pub mod anchor;
 pub mod board;
 pub mod boot;
 pub mod dice;
@@ -40,12 +43,13 @@ pub mod verify;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
+pub use anchor::{AnchorCommand, AnchorError, Change};
 pub use boot::{BootDecision, Bootloader};
 pub use error::Error;
 pub use journal::{BootState, Journal, Revert, RevertReason};
 pub use layout::{Layout, LayoutError, Region, Slot};
 pub use rot::{KeyHash, RootOfTrust, Uuid};
-pub use updater::{Progress, Status, Updater};
+pub use updater::{AnchorOutcome, Progress, Status, TrustStatus, Updater};
 #[cfg(feature = "compact-ed25519")]
 pub use verify::CompactBootAuth;
 pub use verify::{BootProfile, EnvelopeAuth, Rejection, SuitDecoder, VerifiedImage, verify_slot};

@@ -5,13 +5,15 @@ use core::marker::PhantomData;
 
 use embedded_storage::nor_flash::NorFlash;
 
+use crate::anchor::{self, AnchorError, Change};
 use crate::error::Error;
 use crate::header::{KEY_LEN, SlotHeader};
 use crate::journal::{BootState, Journal, Revert, RevertReason};
 use crate::layout::{Layout, Slot};
 use crate::rot::RootOfTrust;
 use crate::verify::{
-    EnvelopeAuth, Rejection, SuitDecoder, VerifiedImage, check_envelope, verify_slot,
+    EnvelopeAuth, Rejection, SuitDecoder, VerifiedImage, check_envelope, trusted_key_slot,
+    verify_slot,
 };
 
 /// The device's boot state, as the running firmware sees it.
@@ -25,6 +27,33 @@ pub struct Status {
     pub pending: Option<Slot>,
     /// The most recent revert and its reason.
     pub last_revert: Option<Revert>,
+}
+
+/// What the root of trust has left: what `status` reports, so that an operator sees
+/// how many more key rollovers and floor raises the device's OTP can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustStatus {
+    pub key_slots: usize,
+    /// Key slots that can still take a new key ([`RootOfTrust::free_key_slots`]).
+    pub free_key_slots: usize,
+    pub revoked_key_slots: usize,
+    /// Trust-anchor commands applied, and how many more the counter can take.
+    pub anchor_commands: u32,
+    pub anchor_commands_left: u32,
+    pub floor: u32,
+    /// Floor raises left: the highest floor the counter can hold, minus the floor.
+    pub floor_left: u32,
+}
+
+/// What [`Updater::apply_anchor_command`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchorOutcome {
+    /// The command's burns completed (some may have been done by an earlier, cut
+    /// application of it).
+    Applied,
+    /// What the command does was already in the root of trust, and its counter was
+    /// spent: nothing was burned.
+    AlreadyApplied,
 }
 
 /// How far the staged image has been written.
@@ -316,21 +345,121 @@ impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Updater<'s, F, R, A> {
     /// again. Refused for the key that signed the running image, and while on trial (the
     /// fallback may need its key).
     pub fn revoke(&mut self, key_slot: usize) -> Result<(), Error<F::Error, R::Error>> {
-        if key_slot >= self.rot.key_slots() {
-            return Err(Error::NoSuchKeySlot);
-        }
-        let state = self.journal.state();
-        if state.on_trial() {
-            return Err(Error::OnTrial);
-        }
-        let running = self.verify(state.running())?;
-        let running_key = self.rot.key_hash(running.key_slot).map_err(Error::Rot)?;
-        if key_slot == running.key_slot
-            || self.rot.key_hash(key_slot).map_err(Error::Rot)? == running_key
-        {
-            return Err(Error::RevokesRunningKey);
-        }
+        self.check_revocable(key_slot)?;
         self.rot.revoke(key_slot).map_err(Error::Rot)
+    }
+
+    /// Applies a trust-anchor command ([`crate::anchor`]: its format and threat model)
+    /// signed by the Ed25519 key `signer`: adds a key to a spare key slot, or revokes a
+    /// slot (under [`Self::revoke`]'s rule: never the running image's key, never on
+    /// trial).
+    ///
+    /// Checked before anything is burned: the signer is in a valid, unrevoked key slot;
+    /// the signature verifies (with the verifier of `A`, the bootloader's); the class is
+    /// the device's; the command's counter is the device's plus one; the slot exists and
+    /// can take the change. Then the burns, in this order: the new key's hash and its
+    /// valid bit ([`RootOfTrust::add_key`]) or the revocation bit, then the counter bit.
+    /// A power cut anywhere leaves the change not applied or applied (the key is trusted
+    /// only once its valid bit is burned), and applying the same command again completes
+    /// it; applying it once it completed burns nothing ([`AnchorOutcome::AlreadyApplied`]).
+    pub fn apply_anchor_command(
+        &mut self,
+        signer: &[u8; KEY_LEN],
+        command: &[u8],
+    ) -> Result<AnchorOutcome, Error<F::Error, R::Error>> {
+        let refuse = |e| Err(Error::Anchor(e));
+        if self.rot.anchor_budget() == 0 {
+            return refuse(AnchorError::Unsupported);
+        }
+        let signer_id = rota_manifest::PublicKey::Ed25519(*signer).key_id();
+        match trusted_key_slot(&mut self.rot, &signer_id) {
+            Ok(_) => {}
+            Err(Error::Rejected(Rejection::UntrustedKey)) => {
+                return refuse(AnchorError::UntrustedSigner);
+            }
+            Err(Error::Rejected(Rejection::RevokedKey { slot })) => {
+                return refuse(AnchorError::RevokedSigner { slot });
+            }
+            Err(e) => return Err(e),
+        }
+        let command = anchor::verify::<A::Verifier>(signer, command).map_err(Error::Anchor)?;
+        if command.class_id != self.rot.class_id().map_err(Error::Rot)? {
+            return refuse(AnchorError::WrongClass);
+        }
+        let slot = command.change.slot();
+        if slot >= self.rot.key_slots() {
+            return refuse(AnchorError::NoSuchSlot { slot });
+        }
+        let applied = match command.change {
+            Change::Add { slot, key_hash } => {
+                self.rot.key_hash(slot).map_err(Error::Rot)? == Some(key_hash)
+            }
+            Change::Revoke { slot } => self.rot.is_revoked(slot).map_err(Error::Rot)?,
+        };
+        let (counter, current) = (
+            command.counter,
+            self.rot.anchor_counter().map_err(Error::Rot)?,
+        );
+        if counter <= current {
+            return match applied {
+                true => Ok(AnchorOutcome::AlreadyApplied),
+                false => refuse(AnchorError::Replayed { counter, current }),
+            };
+        }
+        if counter != current + 1 {
+            return refuse(AnchorError::OutOfOrder {
+                counter,
+                expected: current + 1,
+            });
+        }
+        if counter > self.rot.anchor_budget() {
+            return refuse(AnchorError::CounterExhausted { counter });
+        }
+        // Applied but not counted: a cut fell before the counter bit.
+        if !applied {
+            match command.change {
+                Change::Add { slot, key_hash } => {
+                    self.check_spare(slot, &key_hash)?;
+                    self.rot.add_key(slot, &key_hash).map_err(Error::Rot)?;
+                }
+                Change::Revoke { slot } => {
+                    if self.rot.key_hash(slot).map_err(Error::Rot)?.is_none() {
+                        return refuse(AnchorError::SlotEmpty { slot });
+                    }
+                    self.revoke(slot)?;
+                }
+            }
+        }
+        self.rot
+            .advance_anchor_counter(counter)
+            .map_err(Error::Rot)?;
+        Ok(AnchorOutcome::Applied)
+    }
+
+    /// What the root of trust has left ([`TrustStatus`]).
+    pub fn trust_status(&mut self) -> Result<TrustStatus, Error<F::Error, R::Error>> {
+        let rot = &mut self.rot;
+        let mut revoked_key_slots = 0;
+        for slot in 0..rot.key_slots() {
+            revoked_key_slots += usize::from(rot.is_revoked(slot).map_err(Error::Rot)?);
+        }
+        let anchor_commands = rot.anchor_counter().map_err(Error::Rot)?;
+        let floor = rot.floor().map_err(Error::Rot)?;
+        Ok(TrustStatus {
+            key_slots: rot.key_slots(),
+            free_key_slots: rot.free_key_slots().map_err(Error::Rot)?,
+            revoked_key_slots,
+            anchor_commands,
+            anchor_commands_left: rot.anchor_budget().saturating_sub(anchor_commands),
+            floor,
+            floor_left: rot.floor_budget().saturating_sub(floor),
+        })
+    }
+
+    /// Kills the device's UDS for good (decommission, section 7 of the lifecycle
+    /// design): the bootloader never derives its DICE identities again.
+    pub fn kill_uds(&mut self) -> Result<(), Error<F::Error, R::Error>> {
+        self.rot.kill_uds().map_err(Error::Rot)
     }
 
     /// Verifies the image in `slot` as the bootloader would.
@@ -365,6 +494,53 @@ impl<'s, F: NorFlash, R: RootOfTrust, A: EnvelopeAuth> Updater<'s, F, R, A> {
                 sequence_number,
                 running,
             }));
+        }
+        Ok(())
+    }
+
+    /// [`Self::revoke`]'s rule: `key_slot` exists, the device is not on trial, and the
+    /// key in `key_slot` did not sign the running image.
+    fn check_revocable(&mut self, key_slot: usize) -> Result<(), Error<F::Error, R::Error>> {
+        if key_slot >= self.rot.key_slots() {
+            return Err(Error::NoSuchKeySlot);
+        }
+        let state = self.journal.state();
+        if state.on_trial() {
+            return Err(Error::OnTrial);
+        }
+        let running = self.verify(state.running())?;
+        let running_key = self.rot.key_hash(running.key_slot).map_err(Error::Rot)?;
+        if key_slot == running.key_slot
+            || self.rot.key_hash(key_slot).map_err(Error::Rot)? == running_key
+        {
+            return Err(Error::RevokesRunningKey);
+        }
+        Ok(())
+    }
+
+    /// Whether `slot` can take `key_hash`: it holds no valid key, is not revoked, and
+    /// its cells hold no bit outside `key_hash` (bits a cut application of this same
+    /// command burned are fine: the burn completes them); and no slot trusts the key yet.
+    fn check_spare(
+        &mut self,
+        slot: usize,
+        key_hash: &[u8; 32],
+    ) -> Result<(), Error<F::Error, R::Error>> {
+        let rot = &mut self.rot;
+        let cells = rot.key_cells(slot).map_err(Error::Rot)?;
+        if rot.key_hash(slot).map_err(Error::Rot)?.is_some()
+            || rot.is_revoked(slot).map_err(Error::Rot)?
+            || cells
+                .iter()
+                .zip(key_hash)
+                .any(|(&have, &want)| have & !want != 0)
+        {
+            return Err(Error::Anchor(AnchorError::SlotNotSpare { slot }));
+        }
+        for other in 0..rot.key_slots() {
+            if rot.key_hash(other).map_err(Error::Rot)?.as_ref() == Some(key_hash) {
+                return Err(Error::Anchor(AnchorError::AlreadyTrusted { slot: other }));
+            }
         }
         Ok(())
     }

@@ -147,6 +147,10 @@ pub(crate) struct Promise<'e> {
 /// (and the updater beside it, which must refuse what its bootloader refuses) is built
 /// with. Every choice is compiled and tested together; the firmware links only its own.
 pub trait EnvelopeAuth {
+    /// The signature verifier, which the updater also checks trust-anchor commands with
+    /// ([`crate::anchor`]).
+    type Verifier: Verifier + Default;
+
     /// The envelope authenticated by `key`, as the claims of its one component and its
     /// sequence number.
     fn authenticated_claims<'e>(
@@ -173,6 +177,8 @@ pub struct BootProfile<V = Ed25519Verifier>(PhantomData<V>);
 pub type CompactBootAuth = BootProfile<rota_manifest::CompactEd25519Verifier>;
 
 impl<V: Verifier + Default> EnvelopeAuth for SuitDecoder<V> {
+    type Verifier = V;
+
     fn authenticated_claims<'e>(
         key: &PublicKey,
         envelope: &'e [u8],
@@ -191,6 +197,8 @@ impl<V: Verifier + Default> EnvelopeAuth for SuitDecoder<V> {
 }
 
 impl<V: Verifier + Default> EnvelopeAuth for BootProfile<V> {
+    type Verifier = V;
+
     fn authenticated_claims<'e>(
         key: &PublicKey,
         envelope: &'e [u8],
@@ -300,7 +308,7 @@ pub(crate) fn check_envelope<'e, A: EnvelopeAuth, FE, R: RootOfTrust>(
 }
 
 /// The key slot holding `key_id`, if one does and no slot holding it is revoked.
-fn trusted_key_slot<FE, R: RootOfTrust>(
+pub(crate) fn trusted_key_slot<FE, R: RootOfTrust>(
     rot: &mut R,
     key_id: &[u8; 32],
 ) -> Result<usize, Error<FE, R::Error>> {

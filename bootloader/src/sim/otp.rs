@@ -1,9 +1,12 @@
 //! A simulated OTP / eFuse bank with real write-once semantics.
 //!
 //! Provisioning (key hashes, vendor and class ids, the counter's size) happens at
-//! manufacturing, before the device runs. In the field only two things can happen, each
-//! one *burn* (an operation on the [`PowerRail`]): a key slot's revocation bit is set, or
-//! one bit of the floor counter is set. Bits never clear.
+//! manufacturing, before the device runs. In the field each change is a sequence of
+//! *burns* (operations on the [`PowerRail`]): a key slot's revocation bit, one bit of the
+//! floor counter, one bit of the trust-anchor command counter (`2 ×` the key slots, as
+//! in [`crate::otp_map`]), the UDS kill bit; or a new key in a spare slot, one burn per
+//! hash byte with bits to set, then the slot's valid bit. Bits never clear. A torn burn
+//! sets any subset of the bits it was setting.
 //!
 //! The floor is a thermometer code read as "index of the highest burned bit, plus one":
 //! raising it to `v` burns bit `v - 1` alone, so every raise is a single-bit burn, and a
@@ -29,6 +32,8 @@ pub enum SimOtpError {
     BudgetExhausted,
     /// The UDS was read since the last reset and is hidden until the next.
     UdsHidden,
+    /// After a new key's hash burn the slot reads back other bits: not marked valid.
+    KeyReadBack,
 }
 
 impl From<PowerLoss> for SimOtpError {
@@ -40,9 +45,13 @@ impl From<PowerLoss> for SimOtpError {
 /// The OTP bank.
 #[derive(Debug)]
 pub struct SimOtp {
-    keys: Vec<Option<KeyHash>>,
+    /// Each key slot's hash cells, and whether the slot is valid (its hash complete).
+    keys: Vec<KeyHash>,
+    valid: Vec<bool>,
     revoked: Vec<bool>,
     floor_bits: Vec<bool>,
+    anchor_bits: Vec<bool>,
+    uds_killed: bool,
     vendor_id: Uuid,
     class_id: Uuid,
     /// The Unique Device Secret, and whether it is hidden (read since the last reset).
@@ -54,12 +63,21 @@ pub struct SimOtp {
 
 impl SimOtp {
     /// A bank on `rail` as the factory burns it ([`crate::factory`]): one key slot per
-    /// provisioned key, a floor counter of `floor_bits`, no key revoked, floor 0.
+    /// entry of `keys` (`None`: a spare slot), a floor counter of `floor_bits`, a
+    /// trust-anchor counter of two bits per key slot, no key revoked, both counters 0.
     pub fn provision(rail: PowerRail, provisioning: &Provisioning) -> Self {
+        let slots = provisioning.keys.len();
         Self {
-            revoked: vec![false; provisioning.keys.len()],
-            keys: provisioning.keys.clone(),
+            revoked: vec![false; slots],
+            keys: provisioning
+                .keys
+                .iter()
+                .map(|k| k.unwrap_or([0; 32]))
+                .collect(),
+            valid: provisioning.keys.iter().map(Option::is_some).collect(),
             floor_bits: vec![false; provisioning.floor_bits as usize],
+            anchor_bits: vec![false; 2 * slots],
+            uds_killed: false,
             vendor_id: provisioning.vendor_id,
             class_id: provisioning.class_id,
             uds: provisioning.uds,
@@ -78,8 +96,11 @@ impl SimOtp {
     pub fn fork(&self, rail: PowerRail) -> Self {
         Self {
             keys: self.keys.clone(),
+            valid: self.valid.clone(),
             revoked: self.revoked.clone(),
             floor_bits: self.floor_bits.clone(),
+            anchor_bits: self.anchor_bits.clone(),
+            uds_killed: self.uds_killed,
             vendor_id: self.vendor_id,
             class_id: self.class_id,
             uds: self.uds,
@@ -89,17 +110,38 @@ impl SimOtp {
         }
     }
 
-    /// How many bits have been burned in the field.
+    /// How many bits have been set in the field.
     pub fn burns(&self) -> u64 {
         self.burns
     }
 
     /// The floor, read without power (for assertions).
     pub fn floor_now(&self) -> u32 {
-        self.floor_bits
+        thermometer(&self.floor_bits)
+    }
+
+    /// The trust-anchor command counter, read without power (for assertions).
+    pub fn anchor_counter_now(&self) -> u32 {
+        thermometer(&self.anchor_bits)
+    }
+
+    /// Each slot's trusted key (its hash, when valid), read without power.
+    pub fn keys_now(&self) -> Vec<Option<KeyHash>> {
+        self.keys
             .iter()
-            .rposition(|&bit| bit)
-            .map_or(0, |i| i as u32 + 1)
+            .zip(&self.valid)
+            .map(|(hash, &valid)| valid.then_some(*hash))
+            .collect()
+    }
+
+    /// Each slot's hash cells as burned, valid or not, read without power.
+    pub fn key_cells_now(&self) -> &[KeyHash] {
+        &self.keys
+    }
+
+    /// Whether the UDS kill bit is burned, read without power.
+    pub fn uds_killed_now(&self) -> bool {
+        self.uds_killed
     }
 
     /// The revocation bits, read without power (for assertions).
@@ -109,20 +151,39 @@ impl SimOtp {
 
     /// Burns one bit as one operation on the rail: a torn burn sets it or not.
     fn burn(rail: &PowerRail, bit: &mut bool, burns: &mut u64) -> Result<(), SimOtpError> {
+        let mut byte = u8::from(*bit);
+        let result = Self::program(rail, &mut byte, 1, burns);
+        *bit = byte != 0;
+        result
+    }
+
+    /// Sets the bits of `mask` in `byte` as one operation on the rail: a torn one sets
+    /// any subset of them.
+    fn program(
+        rail: &PowerRail,
+        byte: &mut u8,
+        mask: u8,
+        burns: &mut u64,
+    ) -> Result<(), SimOtpError> {
         let cut = rail.begin_operation()?;
         let sets = match cut {
-            Some(cut) if cut.kind == CutKind::Torn => SplitMix::new(cut).next() & 1 == 1,
-            _ => true,
+            Some(cut) if cut.kind == CutKind::Torn => SplitMix::new(cut).next() as u8 & mask,
+            _ => mask,
         };
-        if sets && !*bit {
-            *bit = true;
-            *burns += 1;
-        }
+        *burns += u64::from((sets & !*byte).count_ones());
+        *byte |= sets;
         match cut {
             Some(_) => Err(SimOtpError::PowerLoss),
             None => Ok(()),
         }
     }
+}
+
+/// The value of a thermometer counter: its highest set bit, plus one.
+fn thermometer(bits: &[bool]) -> u32 {
+    bits.iter()
+        .rposition(|&bit| bit)
+        .map_or(0, |i| i as u32 + 1)
 }
 
 impl RootOfTrust for SimOtp {
@@ -133,8 +194,27 @@ impl RootOfTrust for SimOtp {
     }
 
     fn key_hash(&mut self, slot: usize) -> Result<Option<KeyHash>, SimOtpError> {
+        let hash = self.key_cells(slot)?;
+        Ok(self.valid[slot].then_some(hash))
+    }
+
+    fn key_cells(&mut self, slot: usize) -> Result<KeyHash, SimOtpError> {
         self.rail.check()?;
         self.keys.get(slot).copied().ok_or(SimOtpError::NoSuchSlot)
+    }
+
+    fn add_key(&mut self, slot: usize, hash: &KeyHash) -> Result<(), SimOtpError> {
+        self.rail.check()?;
+        let cells = self.keys.get_mut(slot).ok_or(SimOtpError::NoSuchSlot)?;
+        for (byte, &want) in cells.iter_mut().zip(hash) {
+            if want & !*byte != 0 {
+                Self::program(&self.rail, byte, want & !*byte, &mut self.burns)?;
+            }
+        }
+        if cells != hash {
+            return Err(SimOtpError::KeyReadBack);
+        }
+        Self::burn(&self.rail, &mut self.valid[slot], &mut self.burns)
     }
 
     fn is_revoked(&mut self, slot: usize) -> Result<bool, SimOtpError> {
@@ -172,6 +252,32 @@ impl RootOfTrust for SimOtp {
         Self::burn(&self.rail, bit, &mut self.burns)
     }
 
+    fn anchor_counter(&mut self) -> Result<u32, SimOtpError> {
+        self.rail.check()?;
+        Ok(self.anchor_counter_now())
+    }
+
+    fn anchor_budget(&self) -> u32 {
+        self.anchor_bits.len() as u32
+    }
+
+    fn advance_anchor_counter(&mut self, to: u32) -> Result<(), SimOtpError> {
+        self.rail.check()?;
+        if to <= self.anchor_counter_now() {
+            return Ok(());
+        }
+        let bit = self
+            .anchor_bits
+            .get_mut(to as usize - 1)
+            .ok_or(SimOtpError::BudgetExhausted)?;
+        Self::burn(&self.rail, bit, &mut self.burns)
+    }
+
+    fn kill_uds(&mut self) -> Result<(), SimOtpError> {
+        self.rail.check()?;
+        Self::burn(&self.rail, &mut self.uds_killed, &mut self.burns)
+    }
+
     fn vendor_id(&mut self) -> Result<Uuid, SimOtpError> {
         self.rail.check()?;
         Ok(self.vendor_id)
@@ -183,14 +289,15 @@ impl RootOfTrust for SimOtp {
     }
 
     /// Hidden in the same step as it is read: no power cut can fall between the read and
-    /// the hide (a real part's read-and-lock is one register access).
+    /// the hide (a real part's read-and-lock is one register access). Once killed:
+    /// `None`, still hidden.
     fn take_uds(&mut self) -> Result<Option<Secret<CDI_LEN>>, SimOtpError> {
         self.rail.check()?;
         if self.uds_hidden {
             return Err(SimOtpError::UdsHidden);
         }
         self.uds_hidden = true;
-        Ok(self.uds.map(Secret::new))
+        Ok(self.uds.filter(|_| !self.uds_killed).map(Secret::new))
     }
 }
 

@@ -45,6 +45,11 @@ pub fn public_key(n: u8) -> [u8; 32] {
     }
 }
 
+/// Signer `n`'s key id: the SHA-256 of its public key, as key slots hold it.
+pub fn key_id(n: u8) -> [u8; 32] {
+    PublicKey::Ed25519(public_key(n)).key_id()
+}
+
 /// A signed release: the key that goes into the slot header, the envelope, the image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
@@ -115,6 +120,19 @@ impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
     /// A factory-fresh device: `journal_sectors` journal sectors, two slots of
     /// `slot_sectors` sectors, a 1 KiB header area, and `factory` programmed in slot A.
     pub fn new(erased: u8, journal_sectors: u32, slot_sectors: u32, factory: &Release) -> Self {
+        let keys = TRUSTED_SIGNERS.map(Some);
+        Self::with_key_slots(erased, journal_sectors, slot_sectors, factory, &keys)
+    }
+
+    /// Like [`Self::new`], with one key slot per entry of `keys`: `Some(n)` holds signer
+    /// `n`'s key, `None` is a spare slot.
+    pub fn with_key_slots(
+        erased: u8,
+        journal_sectors: u32,
+        slot_sectors: u32,
+        factory: &Release,
+        keys: &[Option<u8>],
+    ) -> Self {
         let e = E as u32;
         let layout = Layout {
             journal: Region::new(0, journal_sectors * e),
@@ -133,10 +151,7 @@ impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
         let otp = SimOtp::provision(
             rail.clone(),
             &Provisioning {
-                keys: TRUSTED_SIGNERS
-                    .iter()
-                    .map(|&n| Some(PublicKey::Ed25519(public_key(n)).key_id()))
-                    .collect(),
+                keys: keys.iter().map(|key| key.map(key_id)).collect(),
                 vendor_id: VENDOR,
                 class_id: CLASS,
                 floor_bits: FLOOR_BITS,
