@@ -23,6 +23,7 @@ pub mod api;
 pub mod attestation;
 pub mod auth;
 pub mod identity;
+pub mod order;
 pub mod target;
 
 mod encoding;
