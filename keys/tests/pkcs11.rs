@@ -271,3 +271,32 @@ fn key_file_stub_opens_the_key_in_the_token() {
     // A stub is never overwritten.
     assert!(rota_keys::KeyFile::write_stub(&path, &uri("stubbed")).is_err());
 }
+
+#[test]
+fn a_key_pair_moves_between_labels_and_is_destroyed_from_the_token() {
+    use rota_keys::pkcs11::{ObjectKind, destroy, objects, relabel};
+    let _one_at_a_time = generating();
+    let next = Pkcs11Key::generate(&uri("moved-next"), Algorithm::Ed25519).unwrap();
+    // The key's URI names the id it was made with.
+    let id = next
+        .uri()
+        .id
+        .clone()
+        .expect("the generated key's URI names its id");
+    let listed = objects(&uri("moved-next")).unwrap();
+    let mut kinds: Vec<_> = listed.iter().map(|o| o.class).collect();
+    kinds.sort_by_key(|k| *k as u8);
+    assert_eq!(kinds, [ObjectKind::PrivateKey, ObjectKind::PublicKey]);
+    assert!(listed.iter().all(|o| o.label == "moved-next" && o.id == id));
+
+    assert_eq!(relabel(&uri("moved-next"), "moved").unwrap(), 2);
+    assert_eq!(relabel(&uri("moved-next"), "moved").unwrap(), 0);
+    let moved = Pkcs11Key::open(&uri("moved")).unwrap();
+    assert_eq!(moved.public_key(), next.public_key());
+
+    assert_eq!(destroy(&uri("moved")).unwrap(), 2);
+    assert_eq!(destroy(&uri("moved")).unwrap(), 0);
+    assert!(objects(&uri("moved")).unwrap().is_empty());
+    let e = error_of(&SoftHsm::in_process().uri(TOKEN, "moved"));
+    assert!(e.contains("has no PKCS#11 private key object=moved"), "{e}");
+}

@@ -7,7 +7,9 @@
 //! public key from the token and checks it is an Ed25519 (`CKK_EC_EDWARDS`, curve
 //! edwards25519) or P-256 (`CKK_EC`, prime256v1) key allowed to sign (`CKA_SIGN`).
 //! [`Pkcs11Key::generate`] makes a new key pair inside the token, sensitive and never
-//! extractable; only its public key ever leaves.
+//! extractable; only its public key ever leaves. [`objects`], [`relabel`] and [`destroy`]
+//! list, move and destroy a key pair's objects by label and id (a device key rotation
+//! makes its new key under `…-next`, moves it in, and destroys the old one).
 //!
 //! Signatures are rota's fixed 64-byte forms: `CKM_EDDSA` (pure Ed25519) gives `R || S`;
 //! `CKM_ECDSA` signs the SHA-256 digest rota computes and gives `r || s` (PKCS#11 v3.0
@@ -266,10 +268,9 @@ impl Pkcs11Key {
                 e => token_error(uri, "C_GenerateKeyPair", e),
             })?;
         drop(session);
-        // Open it as any later run would: the same checks, by label and id.
-        let mut exact = uri.clone();
-        exact.id = Some(id);
-        Self::open(&exact)
+        // Open it as any later run would: the same checks, by label and id (which its
+        // URI then names).
+        Self::open(&uri.with_key(&label, Some(&id)))
     }
 
     /// The URI the key was opened by.
@@ -316,6 +317,90 @@ impl Sign for Pkcs11Key {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         Ok(self.sign_in_token(message)?)
     }
+}
+
+/// An object in a token that a URI's label and id match, as [`objects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenObject {
+    /// `CKA_CLASS`: a private key, a public key, or another object (a certificate, data).
+    pub class: ObjectKind,
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID`.
+    pub id: Vec<u8>,
+}
+
+/// The class of a [`TokenObject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    PrivateKey,
+    PublicKey,
+    Other,
+}
+
+/// Every object (of any class) in the token `uri` names whose label and id match the
+/// URI's `object=` and `id=`: the halves of a key pair, and anything stored beside them.
+pub fn objects(uri: &Pkcs11Uri) -> Result<Vec<TokenObject>, Pkcs11Error> {
+    let session = Token::find(uri)?.log_in()?;
+    let mut found = Vec::new();
+    for object in find_any(&session, uri)? {
+        let attributes = session
+            .get_attributes(
+                object,
+                &[
+                    AttributeType::Class,
+                    AttributeType::Label,
+                    AttributeType::Id,
+                ],
+            )
+            .map_err(|e| token_error(uri, "C_GetAttributeValue", e))?;
+        let mut listed = TokenObject {
+            class: ObjectKind::Other,
+            label: String::new(),
+            id: Vec::new(),
+        };
+        for attribute in attributes {
+            match attribute {
+                Attribute::Class(ObjectClass::PRIVATE_KEY) => listed.class = ObjectKind::PrivateKey,
+                Attribute::Class(ObjectClass::PUBLIC_KEY) => listed.class = ObjectKind::PublicKey,
+                Attribute::Label(label) => {
+                    listed.label = String::from_utf8_lossy(&label).into_owned()
+                }
+                Attribute::Id(id) => listed.id = id,
+                _ => {}
+            }
+        }
+        found.push(listed);
+    }
+    Ok(found)
+}
+
+/// Gives every object `uri` matches (see [`objects`]) the label `label`; returns how
+/// many. A key rotation moves a key pair between labels with it; repeated, it finds
+/// nothing left to move.
+pub fn relabel(uri: &Pkcs11Uri, label: &str) -> Result<usize, Pkcs11Error> {
+    let session = Token::find(uri)?.log_in()?;
+    let found = find_any(&session, uri)?;
+    for object in &found {
+        session
+            .update_attributes(*object, &[Attribute::Label(label.as_bytes().to_vec())])
+            .map_err(|e| token_error(uri, "C_SetAttributeValue (CKA_LABEL)", e))?;
+    }
+    Ok(found.len())
+}
+
+/// Destroys every object `uri` matches (see [`objects`]) with `C_DestroyObject`: the
+/// private key is gone from the token, not only from rota's view. Returns how many;
+/// repeated, it finds none.
+pub fn destroy(uri: &Pkcs11Uri) -> Result<usize, Pkcs11Error> {
+    let session = Token::find(uri)?.log_in()?;
+    let found = find_any(&session, uri)?;
+    for object in &found {
+        session
+            .destroy_object(*object)
+            .map_err(|e| token_error(uri, "C_DestroyObject", e))?;
+    }
+    Ok(found.len())
 }
 
 /// An ECDSA `r || s` with `s` replaced by `n - s` when `s > n/2` (both verify; rota's
@@ -476,6 +561,26 @@ fn find_objects(
     class: ObjectClass,
 ) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
     let mut template = vec![Attribute::Class(class)];
+    if let Some(label) = &uri.object {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = &uri.id {
+        template.push(Attribute::Id(id.clone()));
+    }
+    session
+        .find_objects(&template)
+        .map_err(|e| token_error(uri, "C_FindObjects", e))
+}
+
+/// The objects of any class with the URI's label and id.
+/// A URI naming neither label nor id matches nothing here (never every object).
+fn find_any(session: &Session, uri: &Pkcs11Uri) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
+    if uri.object.is_none() && uri.id.is_none() {
+        return Err(Pkcs11Error::Uri {
+            detail: "it names no key: add object=LABEL (or id=…) to the path".into(),
+        });
+    }
+    let mut template = Vec::new();
     if let Some(label) = &uri.object {
         template.push(Attribute::Label(label.as_bytes().to_vec()));
     }

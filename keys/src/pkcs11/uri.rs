@@ -72,6 +72,58 @@ impl Pkcs11Uri {
         }
     }
 
+    /// The same token, module and PIN source, naming another key: `object=label`, and
+    /// `id=` where given (where `None`, the key is matched by its label alone). What a key
+    /// rotation uses to address the key it makes beside the current one (`…-next`).
+    pub fn with_key(&self, label: &str, id: Option<&[u8]>) -> Self {
+        let mut uri = Self {
+            object: Some(label.to_owned()),
+            id: id.map(<[u8]>::to_vec),
+            ..self.clone()
+        };
+        uri.text = uri.canonical_text();
+        uri
+    }
+
+    /// The URI written from its attributes (each value percent-encoded where RFC 7512
+    /// requires it), path attributes in a fixed order.
+    fn canonical_text(&self) -> String {
+        let mut path = Vec::new();
+        let text = |name: &str, value: &Option<String>, path: &mut Vec<String>| {
+            if let Some(value) = value {
+                path.push(format!("{name}={}", encode_text(value)));
+            }
+        };
+        text("token", &self.token, &mut path);
+        text("manufacturer", &self.manufacturer, &mut path);
+        text("model", &self.model, &mut path);
+        text("serial", &self.serial, &mut path);
+        if let Some(slot) = self.slot_id {
+            path.push(format!("slot-id={slot}"));
+        }
+        text("object", &self.object, &mut path);
+        if let Some(id) = &self.id {
+            path.push(format!("id={}", percent_encode(id)));
+        }
+        text("type", &self.object_type, &mut path);
+        let mut query = Vec::new();
+        if let Some(module) = &self.module_path {
+            query.push(format!(
+                "module-path={}",
+                encode_text(&module.to_string_lossy())
+            ));
+        }
+        if let Some(source) = &self.pin_source {
+            query.push(format!("pin-source={}", encode_text(source)));
+        }
+        let mut text = format!("pkcs11:{}", path.join(";"));
+        if !query.is_empty() {
+            text.push('?');
+            text.push_str(&query.join("&"));
+        }
+        text
+    }
+
     /// How the URI names the key, for messages: `object=fw-2026`, `id=%01`, or both.
     pub fn object_part(&self) -> String {
         let mut parts = Vec::new();
@@ -226,6 +278,27 @@ fn text_value(bytes: &[u8], name: &str) -> Result<String, Pkcs11Error> {
     })
 }
 
+/// Text as RFC 7512 carries it: unreserved characters and `/`, `:` and `@` as they are,
+/// every other byte as `%XX` (so `;`, `?`, `&`, `=` and `%` never end a value).
+fn encode_text(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'/'
+            | b':'
+            | b'@' => char::from(b).to_string(),
+            _ => format!("%{b:02x}"),
+        })
+        .collect()
+}
+
 /// Every byte as `%XX` (how RFC 7512 writes `id`).
 pub(crate) fn percent_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("%{b:02x}")).collect()
@@ -257,6 +330,27 @@ mod tests {
         assert_eq!(uri.pin_source.as_deref(), Some("file:/run/pin"));
         assert_eq!(uri.token_part(), "token=My token");
         assert_eq!(uri.object_part(), "object=fw-2026;id=%01%ff");
+    }
+
+    #[test]
+    fn another_key_in_the_same_token_keeps_module_and_pin_source() {
+        let uri = parse(
+            "pkcs11:token=My%20token;object=device;id=%01?module-path=/usr/lib/m.so&pin-source=file:/run/pin",
+        )
+        .unwrap();
+        let next = uri.with_key("device-next", Some(&[0xab, 0x01]));
+        assert_eq!(
+            next.to_string(),
+            "pkcs11:token=My%20token;object=device-next;id=%ab%01\
+             ?module-path=/usr/lib/m.so&pin-source=file:/run/pin"
+        );
+        assert_eq!(parse(&next.to_string()).unwrap(), next);
+        let by_label = uri.with_key("a;b", None);
+        assert_eq!(by_label.id, None);
+        assert_eq!(
+            parse(&by_label.to_string()).unwrap().object.as_deref(),
+            Some("a;b")
+        );
     }
 
     #[test]
