@@ -41,6 +41,7 @@ enum Command {
     Release(commands::release::Args),
     Rollout(commands::rollout::Args),
     Device(commands::device::Args),
+    Anchor(commands::anchor::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Command::Release(args) => commands::release::run(args),
         Command::Rollout(args) => commands::rollout::run(args),
         Command::Device(args) => commands::device::run(args),
+        Command::Anchor(args) => commands::anchor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
+pub mod anchor;
 pub mod device;
 pub mod flash_image;
 pub mod inspect;
