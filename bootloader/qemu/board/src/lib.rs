@@ -339,7 +339,7 @@ pub mod shared {
     }
 
     pub(crate) fn set_otp_hidden(range: core::ops::Range<usize>) {
-        // SAFETY: as above; OTP offsets fit 16 bits (the map is 209 bytes).
+        // SAFETY: as above; OTP offsets fit 16 bits (the map is 212 bytes).
         unsafe { latch().write_volatile([range.start as u16, range.end as u16]) }
     }
 
