@@ -538,6 +538,96 @@ pub struct RevocationInfo {
 }
 
 text_enum! {
+    /// Whether the server trusts a device CA's certificates at enrolment and registration.
+    pub enum CaState ("CA state") {
+        /// Trusted: devices it certified may enrol.
+        Active = "active",
+        /// Retired: its certificates are refused at enrolment and registration. Devices
+        /// already registered keep working (none depends on it when it is retired).
+        Retired = "retired",
+    }
+}
+
+/// The body of `POST /api/v1/cas` (admin): introduce a device CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CaCreate {
+    /// The CA's public key: a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`, as
+    /// `rota keygen` writes CA.pub) or the raw key in lowercase hex; Ed25519 or P-256.
+    pub public_key: String,
+    /// What it is, for people (a factory, a year): 1 to 64 characters.
+    pub name: String,
+}
+
+impl CaCreate {
+    /// Checks the name as a token name is checked (it is printed in lists and the audit
+    /// log); the key is parsed by the server.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        let len = name.chars().count();
+        if !(1..=MAX_TOKEN_NAME_LEN).contains(&len)
+            || !name.chars().all(shows_as_itself)
+            || name.trim() != name
+        {
+            return Err(format!(
+                "the CA name must be 1 to {MAX_TOKEN_NAME_LEN} characters without control \
+                 characters, line breaks, bidirectional controls or surrounding spaces"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A device CA in the server's registry, and how many devices depend on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CaInfo {
+    /// SHA-256 of the raw public key, lowercase hex: the `issuer` of its certificates.
+    pub key_id: String,
+    /// The raw public key, lowercase hex.
+    pub public_key: String,
+    pub name: String,
+    pub state: CaState,
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
+    /// It is this server's own device CA (`--device-ca-key`), which certifies rotated
+    /// keys: it cannot be retired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub device_ca: bool,
+    /// Devices not decommissioned whose current certificate it issued.
+    pub devices: u64,
+}
+
+/// A class's scheduled key rotation: the body of
+/// `PUT /api/v1/classes/{class_id}/rotation` and its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ClassRotation {
+    /// A device whose current certificate is older than this many days is asked to
+    /// rotate its key at its next check-in; `null`: no scheduled rotation.
+    #[serde(default)]
+    pub max_certificate_age_days: Option<u32>,
+}
+
+impl ClassRotation {
+    /// The longest maximum age: a hundred years.
+    pub const MAX_DAYS: u32 = 36_500;
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self.max_certificate_age_days {
+            Some(days) if !(1..=Self::MAX_DAYS).contains(&days) => Err(format!(
+                "max_certificate_age_days is {days}; 1 to {} are allowed (null: no schedule)",
+                Self::MAX_DAYS
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+text_enum! {
     /// What a management token may do.
     pub enum Role ("role") {
         /// Everything, including tokens.

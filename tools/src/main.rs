@@ -42,6 +42,7 @@ enum Command {
     Rollout(commands::rollout::Args),
     Device(commands::device::Args),
     Anchor(commands::anchor::Args),
+    Ca(commands::ca::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => commands::rollout::run(args),
         Command::Device(args) => commands::device::run(args),
         Command::Anchor(args) => commands::anchor::run(args),
+        Command::Ca(args) => commands::ca::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,14 +38,16 @@ pub struct AppState {
     pub devices: Arc<Directory>,
     pub live: Arc<LiveRollouts>,
     pub verifier: Arc<RequestVerifier>,
-    /// The manufacturer CA keys whose device certificates the server accepts.
-    pub device_cas: Arc<Vec<PublicKey>>,
+    /// The device CAs whose certificates the server accepts (the registry, cached briefly).
+    pub cas: Arc<crate::cas::Registry>,
     /// The audit log's bounds under a flood of refusals.
     pub audit: Arc<AuditLog>,
     /// New reports per device (`reports-per-minute`, `report-burst`).
     pub report_limiter: Arc<ReportLimiter>,
     /// Device classes' attestation policies, cached briefly.
     pub policies: Arc<crate::attestation::Policies>,
+    /// Device classes' scheduled key rotation, cached briefly.
+    pub rotation: Arc<crate::device::rotate::RotationPolicies>,
     /// The operator's device CA, which certifies rotated device keys (`--device-ca-key`).
     pub device_ca: Option<Arc<dyn rota_keys::Sign>>,
 }
@@ -83,14 +85,17 @@ impl AppState {
                     .open()
                     .with_context(|| format!("cannot open the device CA key {address}"))?;
                 // Certificates it issues are trusted like the manufacturer's.
-                let public = rota_keys::Sign::public_key(&key);
-                if !device_cas.contains(&public) {
-                    device_cas.push(public);
-                }
+                device_cas.push((
+                    "device CA (--device-ca-key)".to_string(),
+                    rota_keys::Sign::public_key(&key),
+                ));
                 Some(Arc::new(key))
             }
             None => None,
         };
+        crate::cas::register_configured(&db, &device_cas)
+            .await
+            .context("cannot register the configured device CAs")?;
         let repo = Repository::open(db.clone(), &config)?;
         let engine = Arc::new(Engine::new(db.clone()));
         let live = Arc::new(LiveRollouts::default());
@@ -101,6 +106,8 @@ impl AppState {
             audit,
             report_limiter,
             policies: Arc::default(),
+            rotation: Arc::default(),
+            cas: Arc::default(),
             device_ca,
             config: Arc::new(config),
             db,
@@ -110,17 +117,16 @@ impl AppState {
             devices: Arc::new(Directory::default()),
             live,
             verifier: Arc::new(RequestVerifier::default()),
-            device_cas: Arc::new(device_cas),
         })
     }
 }
 
-/// Every `*.pub` in the device CA directory (missing directory: no CAs yet, so no device
-/// can register until one is added).
-fn load_device_cas(config: &Config) -> Result<Vec<PublicKey>> {
+/// Every `*.pub` in the device CA directory, named by its file name (missing directory: no
+/// CAs from it; they may be introduced through `POST /api/v1/cas`).
+fn load_device_cas(config: &Config) -> Result<Vec<(String, PublicKey)>> {
     let dir = &config.device_ca_dir;
     let Ok(entries) = std::fs::read_dir(dir) else {
-        tracing::warn!(dir = %dir.display(), "no device CA directory: devices cannot register");
+        tracing::info!(dir = %dir.display(), "no device CA directory: only the registry's CAs are trusted");
         return Ok(Vec::new());
     };
     let mut keys = Vec::new();
@@ -132,7 +138,11 @@ fn load_device_cas(config: &Config) -> Result<Vec<PublicKey>> {
             let key = rota_keys::public_key_from_pem(&pem).with_context(|| {
                 format!("{} is not an Ed25519 or P-256 public key", path.display())
             })?;
-            keys.push(key);
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            keys.push((name, key));
         }
     }
     Ok(keys)
@@ -181,6 +191,16 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/classes/{class_id}/attestation",
             put(crate::attestation::set_policy).get(crate::attestation::get_policy),
         )
+        .route(
+            "/api/v1/classes/{class_id}/rotation",
+            put(device::rotate::set_policy).get(device::rotate::get_policy),
+        )
+        .route(
+            "/api/v1/cas",
+            post(crate::cas::create).get(crate::cas::list),
+        )
+        .route("/api/v1/cas/{key_id}/devices", get(crate::cas::devices))
+        .route("/api/v1/cas/{key_id}/retire", post(crate::cas::retire))
         .route(
             "/api/v1/rollouts",
             post(manage::rollouts::create).get(manage::rollouts::list),

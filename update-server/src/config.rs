@@ -47,13 +47,15 @@ pub struct Settings {
         value_name = "FILE|PKCS11-URI"
     )]
     pub tuf_timestamp_key: Option<String>,
-    /// Directory of trusted manufacturer CA public keys (`*.pub`); DATA_DIR/device-ca by
-    /// default.
+    /// Directory of manufacturer CA public keys (`*.pub`), added to the server's CA registry
+    /// at start-up (named by file name; a CA retired through the API stays retired);
+    /// DATA_DIR/device-ca by default. More are introduced with `rota ca add`.
     #[arg(long, env = "ROTA_SERVER_DEVICE_CA_DIR", value_name = "DIR")]
     pub device_ca_dir: Option<PathBuf>,
     /// The operator's device CA (online, distinct from the offline manufacturer CA): a key
     /// file or a PKCS#11 URI. With it the server certifies devices' rotated identity keys;
-    /// its public key is trusted beside DEVICE_CA_DIR's. Without it, rotation is refused.
+    /// its public key is registered beside DEVICE_CA_DIR's and cannot be retired. Without
+    /// it, rotation (and a class's rotation schedule) is refused.
     #[arg(
         long,
         env = "ROTA_SERVER_DEVICE_CA_KEY",

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod artifacts;
 pub mod attestation;
+pub mod cas;
 pub mod config;
 pub mod connections;
 pub mod db;

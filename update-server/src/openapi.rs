@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::{attestation, device, manage, revocation};
+use crate::{attestation, cas, device, manage, revocation};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,12 @@ use crate::{attestation, device, manage, revocation};
         device::enroll,
         device::whoami,
         device::rotate::rotate,
+        device::rotate::set_policy,
+        device::rotate::get_policy,
+        cas::create,
+        cas::list,
+        cas::devices,
+        cas::retire,
         attestation::challenge,
         attestation::attest,
         attestation::set_policy,

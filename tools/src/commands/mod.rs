@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod anchor;
+pub mod ca;
 pub mod device;
 pub mod flash_image;
 pub mod inspect;

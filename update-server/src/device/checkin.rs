@@ -52,6 +52,13 @@ pub async fn checkin(
     // Rule "a device whose attestation failed is excluded from rollouts", in classes
     // that attest (elsewhere the verdict is shown, not acted on).
     let excluded = attests && device.attestation == AttestationState::Failed;
+    // Rule "rotate when asked, or when the certificate is older than the class allows".
+    let rotate = device.rotate_requested
+        || state
+            .rotation
+            .get(&state.db, &device.class_id)
+            .await?
+            .is_some_and(|max_age| super::rotate::due(device.issued_at_ms, max_age, now));
     metrics::counter!("rota_checkins_total").increment(1);
     state.devices.saw(
         &device.id,
@@ -73,7 +80,6 @@ pub async fn checkin(
     } else {
         None
     };
-    let rotate = device.rotate_requested;
     let tag = entity_tag(assignment.as_ref(), attest, rotate);
     let poll_after = jittered(state.config.poll_interval_s);
     let known = crate::app::if_none_match(&headers, &tag);

@@ -37,6 +37,8 @@ pub struct KnownDevice {
     pub revoked: Option<String>,
     /// It is asked to rotate its identity key (`super::rotate`).
     pub rotate_requested: bool,
+    /// When its current certificate was issued (unix ms), for scheduled rotation.
+    pub issued_at_ms: Option<i64>,
 }
 
 /// The latest check-in of a device, waiting to be written.
@@ -65,6 +67,7 @@ type DeviceRow = (
     i64,
     Option<String>,
     i64,
+    Option<i64>,
 );
 
 impl Directory {
@@ -80,7 +83,7 @@ impl Directory {
             "SELECT id, public_key, class_id, tags, state, dice_device_id, attestation, \
              CASE WHEN attest_requested_at IS NOT NULL AND \
              (attested_at IS NULL OR attest_requested_at > attested_at) THEN 1 ELSE 0 END, \
-             {}, CASE WHEN rotate_requested_at IS NULL THEN 0 ELSE 1 END \
+             {}, CASE WHEN rotate_requested_at IS NULL THEN 0 ELSE 1 END, issued_at \
              FROM devices WHERE id = $1",
             crate::revocation::revoked_column()
         ))
@@ -272,6 +275,7 @@ fn known_device(
         attest_requested,
         revoked,
         rotate_requested,
+        issued_at_ms,
     ): DeviceRow,
 ) -> Result<KnownDevice, ApiError> {
     // Stored from a verified certificate (`CertBody::device_key`): Ed25519 or P-256.
@@ -307,6 +311,7 @@ fn known_device(
         attest_requested: attest_requested != 0,
         revoked,
         rotate_requested: rotate_requested != 0,
+        issued_at_ms,
     })
 }
 

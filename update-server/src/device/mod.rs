@@ -153,9 +153,12 @@ pub async fn enroll(State(state): State<AppState>, req: Request) -> ApiResult<im
     let request = DeviceRequest::read(req).await?;
     let Enroll { certificate } = serde_json::from_slice(&request.body)
         .map_err(|e| ApiError::bad_request(format!("the enrolment is not valid JSON: {e}")))?;
-    let cert = certificate
-        .verify(&state.device_cas)
-        .map_err(|e| ApiError::forbidden(e.to_string()))?;
+    let cert = state
+        .cas
+        .trust(&state.db)
+        .await?
+        .verify(&certificate)
+        .map_err(ApiError::forbidden)?;
     if cert.device_id != request.headers.device_id {
         return Err(ApiError::forbidden(
             "the request is signed for a different device than the certificate names",

@@ -11,19 +11,32 @@
 //!   key is revoked in the same transaction (`crate::revocation`), so from its commit on
 //!   every replica refuses it within a second;
 //! - idempotent: a device whose answer was lost asks again, signed by the new key, and
-//!   gets the certificate already issued.
+//!   gets the certificate already issued;
+//! - a device rotates whoever issued its current certificate, a retired manufacturer CA
+//!   included (`crate::cas`): it is authenticated by its stored key, so re-certifying is
+//!   how a device leaves a CA that is being retired.
+//!
+//! Scheduled rotation: a class's `max_certificate_age_days` ([`RotationPolicies`], set
+//! through `PUT /api/v1/classes/{class_id}/rotation`) makes the check-in answer
+//! `rotate: true` for a device whose current certificate is older ([`due`]), as an
+//! operator's request does (`rota device rotate ID`).
 
-use axum::Json;
-use axum::extract::State;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use rota_protocol::api::{
-    AttestationPolicy, AttestationState, KeyRotated, KeyRotation, rotation_message,
+    AttestationPolicy, AttestationState, ClassRotation, KeyRotated, KeyRotation, rotation_message,
 };
 use rota_protocol::{CertBody, DeviceCertificate, PublicKey, issue};
 
 use super::SignedByDevice;
 use crate::app::AppState;
-use crate::db::{new_id, now_ms};
+use crate::db::{Db, new_id, now_ms};
 use crate::error::{ApiError, ApiResult};
+use crate::manage::AuditDetail;
 use crate::revocation::Subjects;
 
 /// `POST /api/v1/device/rotate`.
@@ -195,4 +208,137 @@ pub async fn request(
     super::directory::device_info(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("there is no device {id}")))
+}
+
+/// One day in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+
+/// Whether a certificate issued at `issued_at_ms` is older than `max_age_days` at `now_ms`
+/// (a device whose issue time is unknown is not asked).
+pub fn due(issued_at_ms: Option<i64>, max_age_days: u32, now_ms: i64) -> bool {
+    issued_at_ms.is_some_and(|at| now_ms - at > i64::from(max_age_days) * DAY_MS)
+}
+
+/// Classes' maximum certificate ages in days, cached for a second like the attestation
+/// policies, so that a check-in costs no query of its own.
+#[derive(Debug, Default)]
+pub struct RotationPolicies {
+    cache: Mutex<HashMap<String, (Option<u32>, i64)>>,
+}
+
+impl RotationPolicies {
+    /// The maximum certificate age of `class_id`, in days (`None`: no schedule).
+    pub async fn get(&self, db: &Db, class_id: &str) -> Result<Option<u32>, ApiError> {
+        let now = now_ms();
+        if let Some((days, at)) = self.cache.lock().unwrap().get(class_id) {
+            if now - at < super::directory::CACHE_TTL_MS {
+                return Ok(*days);
+            }
+        }
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT max_certificate_age_days FROM rotation_policies WHERE class_id = $1",
+        )
+        .bind(class_id)
+        .fetch_optional(&db.read)
+        .await?;
+        let days = row.map(|(d,)| u32::try_from(d).unwrap_or(u32::MAX));
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= 100_000 {
+            cache.clear();
+        }
+        cache.insert(class_id.to_string(), (days, now));
+        Ok(days)
+    }
+
+    fn forget(&self, class_id: &str) {
+        self.cache.lock().unwrap().remove(class_id);
+    }
+}
+
+fn valid_class(class_id: &str) -> Result<(), ApiError> {
+    if rota_protocol::valid_uuid(class_id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "the class id {class_id:?} is not a UUID in lowercase hyphenated form"
+        )))
+    }
+}
+
+/// `PUT /api/v1/classes/{class_id}/rotation` (operator): sets or (with `null`) clears a
+/// class's maximum certificate age. Every replica applies it within a second.
+#[utoipa::path(put, path = "/api/v1/classes/{class_id}/rotation", request_body = ClassRotation,
+    params(("class_id" = String, Path, description = "the device class UUID")),
+    responses((status = 200, body = ClassRotation), (status = 400), (status = 409)),
+    security(("bearer" = [])), tag = "devices")]
+pub async fn set_policy(
+    State(state): State<AppState>,
+    Path(class_id): Path<String>,
+    Json(body): Json<ClassRotation>,
+) -> ApiResult<impl IntoResponse> {
+    valid_class(&class_id)?;
+    body.validate().map_err(ApiError::bad_request)?;
+    let detail = match body.max_certificate_age_days {
+        Some(days) => {
+            if state.device_ca.is_none() {
+                return Err(ApiError::conflict(
+                    "this server has no device CA (--device-ca-key) to certify rotated keys: \
+                     a schedule would ask devices for rotations it cannot make",
+                ));
+            }
+            sqlx::query(
+                "INSERT INTO rotation_policies (class_id, max_certificate_age_days, updated_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (class_id) DO UPDATE SET \
+                 max_certificate_age_days = excluded.max_certificate_age_days, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&class_id)
+            .bind(i64::from(days))
+            .bind(now_ms())
+            .execute(&state.db.write)
+            .await?;
+            format!(
+                "class {class_id}: keys rotate when their certificates are older than {days} days"
+            )
+        }
+        None => {
+            sqlx::query("DELETE FROM rotation_policies WHERE class_id = $1")
+                .bind(&class_id)
+                .execute(&state.db.write)
+                .await?;
+            format!("class {class_id}: no scheduled key rotation")
+        }
+    };
+    state.rotation.forget(&class_id);
+    Ok((Extension(AuditDetail(detail)), Json(body)))
+}
+
+/// `GET /api/v1/classes/{class_id}/rotation`: a class's maximum certificate age (`null`
+/// when it has no schedule).
+#[utoipa::path(get, path = "/api/v1/classes/{class_id}/rotation",
+    params(("class_id" = String, Path, description = "the device class UUID")),
+    responses((status = 200, body = ClassRotation), (status = 400)),
+    security(("bearer" = [])), tag = "devices")]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Path(class_id): Path<String>,
+) -> ApiResult<Json<ClassRotation>> {
+    valid_class(&class_id)?;
+    Ok(Json(ClassRotation {
+        max_certificate_age_days: state.rotation.get(&state.db, &class_id).await?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DAY_MS, due};
+
+    #[test]
+    fn a_certificate_is_due_for_rotation_only_once_older_than_the_class_allows() {
+        let now = 1_000 * DAY_MS;
+        assert!(due(Some(now - 31 * DAY_MS), 30, now));
+        assert!(!due(Some(now - 30 * DAY_MS), 30, now));
+        assert!(!due(Some(now), 1, now));
+        assert!(!due(None, 1, now), "an unknown issue time is not asked");
+    }
 }

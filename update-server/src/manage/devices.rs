@@ -21,10 +21,12 @@ pub async fn register(
     State(state): State<AppState>,
     Json(req): Json<DeviceRegister>,
 ) -> ApiResult<impl IntoResponse> {
-    let cert = req
-        .certificate
-        .verify(&state.device_cas)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let cert = state
+        .cas
+        .trust(&state.db)
+        .await?
+        .verify(&req.certificate)
+        .map_err(ApiError::bad_request)?;
     let created = state
         .devices
         .register(&state.db, &req.certificate, &cert)
