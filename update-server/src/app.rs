@@ -86,7 +86,7 @@ impl AppState {
                     .with_context(|| format!("cannot open the device CA key {address}"))?;
                 // Certificates it issues are trusted like the manufacturer's.
                 device_cas.push((
-                    "device CA (--device-ca-key)".to_string(),
+                    "operator device CA".to_string(),
                     rota_keys::Sign::public_key(&key),
                 ));
                 Some(Arc::new(key))

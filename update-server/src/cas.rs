@@ -327,12 +327,15 @@ pub async fn retire(
             ids.push("…".into());
         }
         return Err(ApiError::conflict(format!(
-            "device CA {key_id} ({}) issued the current certificates of {} devices that are \
-             not decommissioned ({}): rotate their keys first (`rota device rotate ID`, the \
+            "device CA {key_id} ({}) issued the current certificates of {} that are not \
+             decommissioned ({}): rotate their keys first (`rota device rotate ID`, the \
              device CA re-certifies them) or decommission them; `rota ca devices {key_id}` \
              lists them",
             ca.name,
-            ca.devices,
+            match ca.devices {
+                1 => "1 device".to_string(),
+                n => format!("{n} devices"),
+            },
             ids.join(", ")
         )));
     }

@@ -187,7 +187,7 @@ async fn a_manufacturer_ca_rollover_locks_no_device_out() {
     assert_eq!(status, StatusCode::CONFLICT, "{refusal}");
     let why = refusal["error"].as_str().unwrap();
     assert!(
-        why.contains("1 devices") && why.contains("old-line-1"),
+        why.contains("certificates of 1 device that") && why.contains("old-line-1"),
         "{why}"
     );
     let dependents = server
