@@ -89,6 +89,6 @@ fn finish<D: Device>(
         )
         .into());
     }
-    device.commit_identity(key)?;
+    device.commit_identity(key, &certificate)?;
     Ok(certificate)
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use rota_agent::device::Identity;
-use rota_agent::device::linux::{LinuxConfig, LinuxDevice};
+use rota_agent::device::linux::{IdentityFiles, LinuxConfig, LinuxDevice, recover_identity};
+use rota_agent::server::ServerClient;
 use rota_agent::{Agent, Config, Outcome};
 use rota_protocol::DeviceCertificate;
 
@@ -51,6 +52,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let files = IdentityFiles {
+        key: args.device_key.clone(),
+        certificate: args.certificate.clone(),
+    };
+    // A rotation or a decommission a power cut interrupted is finished before the key
+    // and certificate are read: they may be halfway between old and new.
+    recover_identity(&files, &args.state_dir, &args.otp)
+        .map_err(|e| anyhow!("cannot start: {e}"))?;
     let certificate: DeviceCertificate =
         serde_json::from_slice(&super::read_small(&args.certificate, "the certificate")?)
             .with_context(|| {
@@ -70,18 +79,21 @@ pub fn run(args: Args) -> Result<()> {
             args.device_key
         ));
     }
-    let device = LinuxDevice::open(LinuxConfig {
-        identity: Identity {
-            device_id: body.device_id.clone(),
-            key: Box::new(key),
+    let device = LinuxDevice::open_with_identity(
+        LinuxConfig {
+            identity: Identity {
+                device_id: body.device_id.clone(),
+                key: Box::new(key),
+            },
+            anchors: super::read_anchors(&args.trust_anchors)?,
+            state_dir: args.state_dir,
+            flash: args.flash,
+            otp: args.otp,
+            image_capacity: args.image_capacity,
+            health_command: args.health_command,
         },
-        anchors: super::read_anchors(&args.trust_anchors)?,
-        state_dir: args.state_dir,
-        flash: args.flash,
-        otp: args.otp,
-        image_capacity: args.image_capacity,
-        health_command: args.health_command,
-    })?;
+        files,
+    )?;
     let http = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
@@ -90,8 +102,17 @@ pub fn run(args: Args) -> Result<()> {
         chunk_size: args.chunk_size as usize,
         ..Config::new(&args.server)
     };
+    let server = ServerClient::new(http.clone(), &config.server, config.answer_limits);
     let mut agent = Agent::new(device, config, http, Some(certificate))?;
     loop {
+        if agent.device().rotation_pending() {
+            // A new key was made and maybe certified (the old one then refused) before a
+            // restart: the same key finishes the rotation before anything else.
+            match rota_agent::rotate::rotate(agent.device_mut(), &server) {
+                Ok(_) => println!("finished the interrupted rotation of the identity key"),
+                Err(e) => eprintln!("cannot finish the rotation of the identity key yet: {e}"),
+            }
+        }
         let (outcome, wait) = agent
             .cycle()
             .map_err(|e| anyhow!("the device failed: {e}"))?;

@@ -146,10 +146,14 @@ pub trait Device {
         ))
     }
 
-    /// Makes `key` the device's identity (its certificate is now the new one) and
-    /// destroys the old key: the last step of a key rotation.
-    fn commit_identity(&mut self, key: Box<dyn rota_keys::Sign>) -> Result<(), DeviceError> {
-        let _ = key;
+    /// Makes `key` the device's identity and `certificate` (the device CA's, for `key`)
+    /// its certificate, and destroys the old key: the last step of a key rotation.
+    fn commit_identity(
+        &mut self,
+        key: Box<dyn rota_keys::Sign>,
+        certificate: &rota_protocol::DeviceCertificate,
+    ) -> Result<(), DeviceError> {
+        let _ = (key, certificate);
         Err(DeviceError::Rotation(
             "this device cannot rotate its identity key yet".into(),
         ))

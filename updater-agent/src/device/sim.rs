@@ -245,7 +245,11 @@ impl Device for SimDevice {
     }
 
     /// The old key is dropped (a `SoftwareKey` zeroizes on drop), the pending one cleared.
-    fn commit_identity(&mut self, key: Box<dyn rota_keys::Sign>) -> Result<(), DeviceError> {
+    fn commit_identity(
+        &mut self,
+        key: Box<dyn rota_keys::Sign>,
+        _certificate: &rota_protocol::DeviceCertificate,
+    ) -> Result<(), DeviceError> {
         self.identity.key = key;
         self.pending_key = None;
         Ok(())
