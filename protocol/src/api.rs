@@ -183,6 +183,10 @@ pub struct CheckInResponse {
     /// The server asks the device to rotate its identity key ([`ROTATE_PATH`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rotate: bool,
+    /// An order from the operator (decommission or ownership transfer), signed by its
+    /// device CA: the device verifies it and carries it out (`crate::order`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::order::SignedOrder>,
 }
 
 /// An update the server assigns to a device. The agent trusts none of it on its own: it

@@ -167,6 +167,44 @@ pub struct TransferIn {
     pub order: SignedOrder,
 }
 
+/// Days an order stays valid unless the operator says otherwise.
+pub const DEFAULT_ORDER_DAYS: u64 = 7;
+
+/// The body of `POST /api/v1/devices/{id}/orders` (admin): the server signs the order
+/// with its device CA and delivers it with the device's check-ins until it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrderCreate {
+    pub action: OrderAction,
+    /// With `transfer`: the new operator's server URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// With `transfer`: the new operator's device CA public key, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_ca: Option<String>,
+    /// With `transfer`: the new repository's root.json, cross-signed by this
+    /// repository's root keys (`rota repo cross-sign`), standard padded base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuf_root: Option<String>,
+    /// Days the order stays valid: 1 to 30, default [`DEFAULT_ORDER_DAYS`]. A device
+    /// offline longer needs a new order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_days: Option<u64>,
+}
+
+/// An order issued, as the operator is shown it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderIssued {
+    pub device_id: String,
+    pub action: OrderAction,
+    /// [`SignedOrder::fingerprint`], lowercase hex: what the device's report names.
+    pub fingerprint: String,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
 impl OrderBody {
     /// A version 1 order for `device_id` from the CA `ca`, valid from `issued_at` for
     /// `lifetime_s` seconds, with a fresh nonce.
@@ -256,7 +294,10 @@ impl TransferTo {
             .any(|s| self.server.starts_with(s) && self.server.len() > s.len());
         if !scheme_ok
             || self.server.len() > MAX_SERVER_URL_LEN
-            || self.server.chars().any(|c| c.is_whitespace() || c.is_control())
+            || self
+                .server
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(OrderError::BadTransfer(format!(
                 "the server must be an http:// or https:// URL of at most {MAX_SERVER_URL_LEN} characters"

@@ -125,6 +125,10 @@ pub enum DirError {
         source: Error,
     },
 
+    /// Another repository's root cannot be cross-signed with this one's root keys.
+    #[error("cannot cross-sign the new root")]
+    CrossSign(#[source] Error),
+
     /// Root version 1 cannot be made from the options (an impossible threshold).
     #[error("cannot create the root")]
     CreateRoot(#[source] Error),
@@ -635,6 +639,21 @@ impl RepoDir {
             });
         }
         Ok(keys)
+    }
+
+    /// `new_root`, another repository's root, cross-signed with this repository's root
+    /// keys (a threshold of the latest root's, from `root_key_files` or `REPO/keys`): what
+    /// an ownership transfer hands devices so that they can trust the new repository
+    /// (`rota_repo::cross_sign_root`). Nothing in this directory changes.
+    pub fn cross_sign(
+        &self,
+        new_root: &[u8],
+        root_key_files: &[KeyAddress],
+    ) -> Result<Vec<u8>, DirError> {
+        let keys = self.role_keys(RoleName::Root, root_key_files)?;
+        let signers: Vec<&RepoKey> = keys.iter().collect();
+        crate::cross_sign_root(self.chain.latest_bytes(), new_root, &signers)
+            .map_err(DirError::CrossSign)
     }
 
     /// Replaces the root keys: writes root version N+1, signed by a threshold of the

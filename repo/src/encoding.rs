@@ -218,18 +218,66 @@ pub(crate) fn sign<T: Serialize>(
     let signed_value = sorted(signed_value);
     let message = canonical(&signed_value, role)?;
     let mut seen = HashSet::new();
-    let mut signatures: Vec<(&str, Vec<u8>)> = signers
+    let signatures: Vec<(String, String)> = signers
         .iter()
         .filter(|k| seen.insert(k.key_id()))
-        .map(|k| Ok((k.key_id(), k.sign_bytes(&message)?)))
+        .map(|k| Ok((k.key_id().to_owned(), hex::encode(k.sign_bytes(&message)?))))
         .collect::<Result<_>>()?;
-    signatures.sort_by(|a, b| a.0.cmp(b.0));
+    envelope(signed_value, signatures, role)
+}
+
+/// Adds the signatures of `signers` to the metadata file `bytes` (keeping those it has;
+/// a key that signed already does not sign twice), written as [`sign`] writes. Used to
+/// cross-sign another repository's root with this one's root keys (an ownership
+/// transfer: TUF §5.3.4's two rules, across repositories).
+pub(crate) fn add_signatures(
+    bytes: &[u8],
+    role: RoleName,
+    signers: &[&RepoKey],
+) -> Result<Vec<u8>> {
+    let malformed = |reason: &str| Error::Canonical {
+        role,
+        reason: reason.to_owned(),
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e.to_string()))?;
+    let (Some(Value::Array(existing)), Some(signed)) =
+        (value.get("signatures"), value.get("signed"))
+    else {
+        return Err(malformed("not a metadata file of signatures and signed"));
+    };
+    let signed_value = sorted(signed.clone());
+    let message = canonical(&signed_value, role)?;
+    let mut signatures: Vec<(String, String)> = existing
+        .iter()
+        .map(|entry| match (entry.get("keyid"), entry.get("sig")) {
+            (Some(Value::String(k)), Some(Value::String(s))) => Ok((k.clone(), s.clone())),
+            _ => Err(malformed("a signature is not {keyid, sig}")),
+        })
+        .collect::<Result<_>>()?;
+    for key in signers {
+        if !signatures.iter().any(|(id, _)| id == key.key_id()) {
+            signatures.push((
+                key.key_id().to_owned(),
+                hex::encode(key.sign_bytes(&message)?),
+            ));
+        }
+    }
+    envelope(signed_value, signatures, role)
+}
+
+/// The metadata file: signatures ordered by key id, then `signed`, pretty-printed.
+fn envelope(
+    signed_value: Value,
+    mut signatures: Vec<(String, String)>,
+    role: RoleName,
+) -> Result<Vec<u8>> {
+    signatures.sort_by(|a, b| a.0.cmp(&b.0));
     let signatures: Vec<Value> = signatures
         .into_iter()
         .map(|(keyid, sig)| {
             let mut entry = Map::new();
-            entry.insert("keyid".into(), Value::String(keyid.to_owned()));
-            entry.insert("sig".into(), Value::String(hex::encode(sig)));
+            entry.insert("keyid".into(), Value::String(keyid));
+            entry.insert("sig".into(), Value::String(sig));
             Value::Object(entry)
         })
         .collect();

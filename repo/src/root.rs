@@ -363,6 +363,39 @@ pub fn rotate_root(
     })
 }
 
+/// `new_root` (another repository's root) cross-signed with `trusted_root`'s root keys
+/// `old_signers`, for devices that trust `trusted_root` to move to it (an ownership
+/// transfer): the result is what rota-tuf's `TrustedSet::cross_signed_root` accepts —
+/// signed by a threshold of `trusted_root`'s root keys and of its own (TUF §5.3.4's two
+/// rules, across repositories), and not expired — and is checked so before it is returned.
+pub fn cross_sign_root(
+    trusted_root: &[u8],
+    new_root: &[u8],
+    old_signers: &[&RepoKey],
+) -> Result<Vec<u8>> {
+    let trusted_info = parse(trusted_root)?;
+    check_signers(RoleName::Root, &trusted_info.root, old_signers)?;
+    let bytes = encoding::add_signatures(new_root, RoleName::Root, old_signers)?;
+    verify_cross_signed_root(trusted_root, &bytes, SystemTime::now())?;
+    Ok(bytes)
+}
+
+/// Checks `new_root`, another repository's root, as a device that trusts
+/// `trusted_root` checks it before it moves (rota-tuf's `TrustedSet::cross_signed_root`):
+/// signed by a threshold of `trusted_root`'s root keys and of its own, and not expired
+/// at `now`. Returns what `new_root` says.
+pub fn verify_cross_signed_root(
+    trusted_root: &[u8],
+    new_root: &[u8],
+    now: SystemTime,
+) -> Result<RootInfo> {
+    let (set, _) = trusted(trusted_root, now)?;
+    let info = parse(new_root)?;
+    set.cross_signed_root(new_root)
+        .map_err(|e| encoding::refused(RoleName::Root, e))?;
+    Ok(info)
+}
+
 /// Checks the first root a repository publishes: what devices are provisioned with and
 /// trust as shipped (TUF 1.0.34 §5.2), so it must be self-signed by its threshold, rota's
 /// shape ([`RootInfo::parse`]), version 1 (clients walk 1, 2, 3, …) and not expired at

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use common::{ENVELOPE, IMAGE, Repo, in_days, keys, params, release};
 use rota_repo::tough::{self, RepositoryLoader, TargetName};
 use rota_repo::{
-    Error, OnlineSigner, RepoKey, RotaTarget, TargetFile, rotate_root, sign_targets,
-    verify_root_update, verify_targets_upload,
+    Error, OnlineSigner, RepoKey, RotaTarget, TargetFile, cross_sign_root, rotate_root,
+    sign_targets, verify_cross_signed_root, verify_root_update, verify_targets_upload,
 };
 use serde_json::{Value, json};
 
@@ -953,4 +953,43 @@ fn upload_check_refuses_a_root_the_device_client_would_refuse() {
         };
         assert_eq!(err.to_string(), trusted_keys_refuse.to_string());
     }
+}
+
+/// An ownership transfer: another repository's root, cross-signed with this one's root
+/// keys, is what devices trusting this one accept (TUF §5.3.4's two rules across
+/// repositories); without a threshold of either side's root keys it is refused.
+#[test]
+fn another_repositorys_root_is_trusted_only_when_cross_signed() {
+    let ours = Repo::build();
+    let theirs = Repo::build();
+    let now = SystemTime::now();
+    // Not cross-signed: only its own keys.
+    let err = verify_cross_signed_root(ours.root(), theirs.root(), now).unwrap_err();
+    assert!(matches!(err, Error::Device { .. }), "{err}");
+    // Cross-signed by two of our three root keys (our threshold is 2).
+    let old: Vec<&RepoKey> = ours.root_keys.iter().take(2).collect();
+    let crossed = cross_sign_root(ours.root(), theirs.root(), &old).unwrap();
+    let info = verify_cross_signed_root(ours.root(), &crossed, now).unwrap();
+    assert_eq!(info.version, 1);
+    assert!(info.root.contains(theirs.root_keys[0].key_id()));
+    // Signing again adds nothing: each key signs once.
+    assert_eq!(
+        cross_sign_root(ours.root(), &crossed, &old).unwrap(),
+        crossed
+    );
+    // One of our keys is below our threshold; their keys are not ours to sign with.
+    let err = cross_sign_root(ours.root(), theirs.root(), &old[..1]).unwrap_err();
+    assert!(matches!(err, Error::TooFewSigners { .. }), "{err}");
+    let theirs_keys: Vec<&RepoKey> = theirs.root_keys.iter().collect();
+    let err = cross_sign_root(ours.root(), theirs.root(), &theirs_keys).unwrap_err();
+    assert!(matches!(err, Error::NotARoleKey { .. }), "{err}");
+    // Their own signatures stripped: our keys alone do not make it their root.
+    let mut stripped: Value = serde_json::from_slice(&crossed).unwrap();
+    let their_ids: Vec<&str> = theirs.root_keys.iter().map(|k| k.key_id()).collect();
+    stripped["signatures"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| !their_ids.contains(&s["keyid"].as_str().unwrap()));
+    let stripped = serde_json::to_vec(&stripped).unwrap();
+    assert!(verify_cross_signed_root(ours.root(), &stripped, now).is_err());
 }

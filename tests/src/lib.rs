@@ -405,6 +405,7 @@ impl World {
             poll_min: Duration::from_millis(200),
             poll_max: Duration::from_millis(500),
             chunk_size: 4096,
+            operator_cas: vec![self.device_ca.public_key()],
             ..Config::new(server)
         }
     }

@@ -240,7 +240,7 @@ fn power_cuts_anywhere_in_download_install_and_confirm_never_brick_and_downloads
                     reached = reached.max(*pos);
                 }
                 Event::Outcome(_) => first_of_attempt = true,
-                Event::Attested(_) | Event::Rotated => {}
+                Event::Attested(_) | Event::Rotated | Event::Transferred { .. } => {}
             }
         }
     }

@@ -179,6 +179,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/{action}",
             post(manage::devices::lifecycle),
         )
+        .route("/api/v1/devices/{id}/orders", post(device::orders::create))
         .route(
             "/api/v1/revocations",
             post(crate::revocation::create).get(crate::revocation::list),
@@ -249,6 +250,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             rota_protocol::api::ROTATE_PATH,
             post(device::rotate::rotate),
+        )
+        .route(
+            rota_protocol::order::ORDER_DONE_PATH,
+            post(device::orders::done),
+        )
+        .route(
+            rota_protocol::order::TRANSFER_PATH,
+            post(device::orders::take_in),
         )
         .route("/api/v1/device/self", get(device::whoami))
         .layer(TimeoutLayer::with_status_code(

@@ -53,6 +53,11 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// The active CAs' keys: whose certificates and orders this server takes.
+    pub fn active(&self) -> &[PublicKey] {
+        &self.active
+    }
+
     /// The certified claims of `certificate`, if an active CA issued and signed it; else
     /// why not, as one sentence.
     pub fn verify(&self, certificate: &DeviceCertificate) -> Result<CertBody, String> {

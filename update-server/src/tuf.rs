@@ -260,6 +260,24 @@ impl Repository {
         Ok(info.version as i64)
     }
 
+    /// Checks another repository's root as this server's devices will before they move
+    /// to it (an ownership transfer): cross-signed by a threshold of this repository's
+    /// latest root keys and of its own, and not expired (rota-tuf's
+    /// `TrustedSet::cross_signed_root`).
+    pub async fn check_cross_signed(&self, new_root: &[u8]) -> ApiResult<()> {
+        let current = self.latest(RoleName::Root).await?.ok_or_else(|| {
+            ApiError::conflict("this repository has no root: its devices trust none to move from")
+        })?;
+        rota_repo::verify_cross_signed_root(current.body.as_bytes(), new_root, SystemTime::now())
+            .map(|_| ())
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the new root is not cross-signed by this repository's root keys \
+                     (rota repo cross-sign): {e}"
+                ))
+            })
+    }
+
     /// Accepts offline-signed targets metadata: checked against the trusted root as a
     /// device checks it (`rota_repo::verify_targets_upload`: rota-tuf's model and trusted
     /// set, TUF 1.0.34 §5.3.10, §5.6.3, §5.6.5),

@@ -5,6 +5,8 @@
 //! can be re-derived from the device: a power cut anywhere leaves the agent able to
 //! finish the job, with reports that the server counts once (their event ids are kept).
 
+mod orders;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +40,9 @@ pub struct Config {
     pub poll_max: Duration,
     /// The most the agent reads of each kind of server answer.
     pub answer_limits: AnswerLimits,
+    /// The operator's device CAs: the keys whose orders (decommission, transfer) this
+    /// device obeys. An ownership transfer replaces them with the new operator's.
+    pub operator_cas: Vec<rota_protocol::PublicKey>,
 }
 
 impl Config {
@@ -54,6 +59,7 @@ impl Config {
             poll_min: Duration::from_secs(10),
             poll_max: Duration::from_secs(3600),
             answer_limits: AnswerLimits::default(),
+            operator_cas: Vec::new(),
         }
     }
 
@@ -79,6 +85,9 @@ pub enum Outcome {
     Refused(String),
     /// The network or the server failed; progress is kept for the retry.
     Retrying(String),
+    /// An operator's decommission order was carried out: the device's credentials are
+    /// erased, and it can no longer authenticate anywhere. The agent has nothing left to do.
+    Decommissioned,
 }
 
 /// Something happened that the fleet view may show.
@@ -96,6 +105,11 @@ pub enum Event {
     Attested(AttestationResult),
     /// The identity key was rotated: a new key, a new certificate, the old key destroyed.
     Rotated,
+    /// The device moved to another operator (an ownership transfer) and its new server
+    /// certified it.
+    Transferred {
+        server: String,
+    },
 }
 
 pub struct Agent<D: Device> {
@@ -109,6 +123,8 @@ pub struct Agent<D: Device> {
     last_check_in: Option<CheckIn>,
     failures: u32,
     on_event: Box<dyn FnMut(&Event) + Send>,
+    /// The device carried out a decommission order: its credentials are gone.
+    erased: bool,
 }
 
 impl<D: Device> Agent<D> {
@@ -125,7 +141,7 @@ impl<D: Device> Agent<D> {
             ))
         })?;
         let state = AgentState::load(device.state_dir())?;
-        Ok(Self {
+        let mut agent = Self {
             server: ServerClient::new(http.clone(), &config.server, config.answer_limits),
             device,
             config,
@@ -136,7 +152,10 @@ impl<D: Device> Agent<D> {
             last_check_in: None,
             failures: 0,
             on_event: Box::new(|_| {}),
-        })
+            erased: false,
+        };
+        agent.follow_owner();
+        Ok(agent)
     }
 
     /// Calls `f` on every [`Event`].
@@ -160,6 +179,7 @@ impl<D: Device> Agent<D> {
     pub fn restart(&mut self) -> Result<(), DeviceError> {
         self.state = AgentState::load(self.device.state_dir())?;
         self.last_check_in = None;
+        self.follow_owner();
         Ok(())
     }
 
@@ -187,6 +207,17 @@ impl<D: Device> Agent<D> {
     }
 
     fn pass(&mut self) -> Result<Outcome, DeviceError> {
+        if self.erased {
+            return Ok(Outcome::Decommissioned);
+        }
+        // A decommission cut in the middle of its erase is finished first.
+        if crate::state::is_erasing(self.device.state_dir()) {
+            return self.finish_erase();
+        }
+        // An order taken before a restart is finished before anything else.
+        if self.state.order.is_some() {
+            return self.carry_out_order();
+        }
         let settled = self.settle_boot()?;
         if let Err(e) = self.deliver()? {
             return Ok(Outcome::Retrying(e.to_string()));
@@ -211,7 +242,13 @@ impl<D: Device> Agent<D> {
         let assignment = check_in.answer.assignment.clone();
         let attest = check_in.answer.attest;
         let rotate = check_in.answer.rotate;
+        let order = check_in.answer.order.clone();
         self.last_check_in = Some(check_in);
+        if let Some(order) = order {
+            // The operator orders the device to leave it (decommission or transfer):
+            // nothing else is done meanwhile.
+            return self.take_order(order);
+        }
         if rotate {
             // The server asks for a new identity key (on demand, or its schedule).
             match crate::rotate::rotate(&mut self.device, &self.server) {
@@ -498,6 +535,9 @@ impl<D: Device> Agent<D> {
             }
             self.state.outbox.remove(0);
             self.save()?;
+        }
+        if let Err(e) = self.present_transfer()? {
+            return Ok(Err(e));
         }
         Ok(Ok(()))
     }

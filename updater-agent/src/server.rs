@@ -14,6 +14,7 @@ use rota_protocol::api::{
     POLL_AFTER_HEADER, REPORT_PATH, ROTATE_PATH, Report, ReportAck,
 };
 use rota_protocol::auth::{Nonce, sign_request};
+use rota_protocol::order::{ORDER_DONE_PATH, OrderDone, SignedOrder, TRANSFER_PATH, TransferIn};
 
 use crate::device::Identity;
 
@@ -243,6 +244,46 @@ impl ServerClient {
         )?;
         serde_json::from_slice(&answer.body).map_err(|e| {
             ServerError::Transient(format!("the key rotation answer is not valid JSON: {e}"))
+        })
+    }
+
+    /// `POST /api/v1/device/order-done`: the operator's order was carried out (the
+    /// device's last word to this server; a repeat after a lost answer is answered the same).
+    pub fn order_done(&self, identity: &Identity, order: &SignedOrder) -> Result<(), ServerError> {
+        let body = serde_json::to_vec(&OrderDone {
+            order: hex::encode(order.fingerprint()),
+        })
+        .map_err(|e| ServerError::Transient(e.to_string()))?;
+        self.send(
+            identity,
+            AnswerKind::Report,
+            "POST",
+            ORDER_DONE_PATH,
+            body,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// `POST /api/v1/device/transfer` to the new operator's server: the device's current
+    /// certificate and the transfer order; answers the new operator's certificate.
+    pub fn transfer_in(
+        &self,
+        identity: &Identity,
+        transfer: &TransferIn,
+    ) -> Result<KeyRotated, ServerError> {
+        let body =
+            serde_json::to_vec(transfer).map_err(|e| ServerError::Transient(e.to_string()))?;
+        let answer = self.send(
+            identity,
+            AnswerKind::Enroll,
+            "POST",
+            TRANSFER_PATH,
+            body,
+            None,
+        )?;
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            ServerError::Transient(format!("the transfer answer is not valid JSON: {e}"))
         })
     }
 

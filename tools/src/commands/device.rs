@@ -14,6 +14,7 @@ use rota_keys::pkcs11::{Pkcs11Key, Pkcs11Uri};
 use rota_manifest::{Sign, SoftwareKey};
 use rota_protocol::api::{AttestationPolicy, ClassAttestation, DeviceInfo, DeviceRegister};
 use rota_protocol::identity::{valid_device_id, validate_tags};
+use rota_protocol::order::{OrderAction, OrderCreate, OrderIssued};
 use rota_protocol::{DeviceCertificate, certify};
 
 use crate::client::{Client, ServerArgs, segment};
@@ -55,8 +56,57 @@ enum DeviceCommand {
     Suspend(StateArgs),
     /// Resume a suspended device.
     Resume(StateArgs),
-    /// Decommission a device, for good: it can never check in or be registered again.
-    Decommission(StateArgs),
+    Decommission(DecommissionArgs),
+    Transfer(TransferArgs),
+}
+
+/// Decommission a device, for good: it can never check in or be registered again.
+///
+/// With --erase, the server's device CA signs a decommission order instead, delivered at
+/// the device's next check-in: the device sends a last report signed with its identity
+/// key, then erases the key (in its token too), its state and, where the part allows,
+/// its UDS; the server decommissions it on that report.
+#[derive(Debug, clap::Args)]
+struct DecommissionArgs {
+    /// The device id.
+    #[arg(value_name = "ID")]
+    id: String,
+    /// Have the device erase its credentials (a signed order) before it is decommissioned.
+    #[arg(long)]
+    erase: bool,
+    /// With --erase: days the order stays valid (1 to 30).
+    #[arg(long, requires = "erase", value_name = "DAYS")]
+    valid_days: Option<u64>,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Transfer a device to another operator: a signed order, delivered at its next
+/// check-in, names the new server, its device CA and its TUF root (cross-signed with
+/// `rota repo cross-sign`). The device reports it done here (and is refused from then
+/// on), moves, and is certified by the new operator's server; none of its history here
+/// goes with it. Factory reset for resale is a transfer to the manufacturer.
+#[derive(Debug, clap::Args)]
+struct TransferArgs {
+    /// The device id.
+    #[arg(value_name = "ID")]
+    id: String,
+    /// The new operator's server URL.
+    #[arg(long, value_name = "URL")]
+    to_server: String,
+    /// The new operator's device CA public key (PEM, as `rota keygen` writes it).
+    #[arg(long, value_name = "FILE.pub")]
+    to_ca: PathBuf,
+    /// The new operator's root.json, cross-signed by this repository's root keys.
+    #[arg(long, value_name = "FILE")]
+    to_root: PathBuf,
+    /// Days the order stays valid (1 to 30).
+    #[arg(long, value_name = "DAYS")]
+    valid_days: Option<u64>,
+
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 /// Create a device's key and certificate, and register it with the server.
@@ -275,8 +325,64 @@ pub fn run(args: Args) -> Result<()> {
         }
         DeviceCommand::Suspend(args) => change(args, "suspend", "suspended"),
         DeviceCommand::Resume(args) => change(args, "resume", "resumed"),
-        DeviceCommand::Decommission(args) => change(args, "decommission", "decommissioned"),
+        DeviceCommand::Decommission(args) if args.erase => order(
+            &args.server,
+            &args.id,
+            OrderCreate {
+                action: OrderAction::Decommission,
+                server: None,
+                device_ca: None,
+                tuf_root: None,
+                valid_days: args.valid_days,
+            },
+        ),
+        DeviceCommand::Decommission(args) => change(
+            StateArgs {
+                id: args.id,
+                server: args.server,
+            },
+            "decommission",
+            "decommissioned",
+        ),
+        DeviceCommand::Transfer(args) => {
+            let pem = files::read_limited(&args.to_ca, 64 * 1024, "the new device CA key")?;
+            let ca = rota_keys::pem::public_key_from_pem(&String::from_utf8_lossy(&pem))
+                .map_err(|e| anyhow!("{} is not a public key: {e}", args.to_ca.display()))?;
+            let root = files::read_limited(&args.to_root, 512 * 1024, "the new TUF root")?;
+            use base64::Engine as _;
+            order(
+                &args.server,
+                &args.id,
+                OrderCreate {
+                    action: OrderAction::Transfer,
+                    server: Some(args.to_server),
+                    device_ca: Some(hex::encode(ca.as_bytes())),
+                    tuf_root: Some(base64::engine::general_purpose::STANDARD.encode(root)),
+                    valid_days: args.valid_days,
+                },
+            )
+        }
     }
+}
+
+/// Has the server sign `request` for device `id` and queue it for its next check-in.
+fn order(server: &ServerArgs, id: &str, request: OrderCreate) -> Result<()> {
+    let client = Client::connect(server)?;
+    let issued: OrderIssued = client.post(
+        &format!("/api/v1/devices/{}/orders", segment(id)),
+        &request,
+        &format!("to order device {id}"),
+    )?;
+    let what = match issued.action {
+        OrderAction::Decommission => "erase its credentials and leave",
+        OrderAction::Transfer => "move to its new operator",
+    };
+    output::print(&format!(
+        "device {id} will {what} at its next check-in (order {}, valid until {})\n\
+         the server refuses it once it reports the order done\n",
+        &issued.fingerprint[..16],
+        time_text(issued.not_after)
+    ))
 }
 
 /// Creates `dir` (mode 0700) if it does not exist.

@@ -25,6 +25,7 @@ pub struct Args {
 enum RepoCommand {
     Init(InitArgs),
     Rotate(RotateArgs),
+    CrossSign(CrossSignArgs),
     Push(super::release::PushArgs),
 }
 
@@ -89,6 +90,25 @@ struct InitArgs {
 /// the online keys stay unless --replace-online. REPO/root.json is not changed: devices
 /// keep it as their trust anchor and walk from it through every N.root.json to the
 /// latest, so upload the new version to the update server.
+/// Cross-sign another repository's root with this repository's root keys, for an
+/// ownership transfer (`rota device transfer --to-root`): devices that trust this
+/// repository accept the new one only with a threshold of this one's root keys on it.
+#[derive(Debug, clap::Args)]
+struct CrossSignArgs {
+    /// This repository (whose devices move).
+    #[arg(long, value_name = "REPO")]
+    dir: PathBuf,
+    /// The new operator's root.json.
+    #[arg(long, value_name = "FILE")]
+    root: PathBuf,
+    /// A current root key (repeatable; default: the keys in REPO/keys).
+    #[arg(long = "root-key", value_name = "PKCS11-URI|FILE")]
+    root_key_files: Vec<KeyAddress>,
+    /// Where to write the cross-signed root.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
 #[derive(Debug, clap::Args)]
 struct RotateArgs {
     /// The repository directory.
@@ -143,6 +163,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         RepoCommand::Init(args) => init(args),
         RepoCommand::Rotate(args) => rotate(args),
+        RepoCommand::CrossSign(args) => cross_sign(args),
         RepoCommand::Push(args) => push(args),
     }
 }
@@ -251,6 +272,26 @@ fn init(args: InitArgs) -> Result<()> {
         meta = repo.root_metadata_path(1).display(),
         anchor = repo.anchor_path().display(),
         anchor_name = "root.json",
+    ))
+}
+
+fn cross_sign(args: CrossSignArgs) -> Result<()> {
+    let repo = open(&args.dir)?;
+    let new_root = rota_repo::files::read_limited(
+        &args.root,
+        rota_repo::max_metadata_len(RoleName::Root),
+        "the new root",
+    )?;
+    let signed = repo
+        .cross_sign(&new_root, &args.root_key_files)
+        .map_err(|e| key_error(e, "--root-key"))?;
+    rota_repo::files::write_atomically(&args.output, &signed, false)?;
+    output::print(&format!(
+        "wrote {}: {} cross-signed by this repository's root keys\n\
+         next: rota device transfer ID --to-root {} (with the new operator's server and device CA)\n",
+        args.output.display(),
+        args.root.display(),
+        args.output.display()
     ))
 }
 

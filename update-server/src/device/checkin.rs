@@ -16,6 +16,7 @@ use rota_protocol::api::{
     Assignment, AttestationPolicy, AttestationState, CheckInQuery, CheckInResponse, Report,
     ReportAck, ReportKind,
 };
+use rota_protocol::order::SignedOrder;
 use sha2::{Digest, Sha256};
 
 use super::SignedByDevice;
@@ -69,18 +70,25 @@ pub async fn checkin(
             last_result: query.last,
         },
     );
+    // An operator order (decommission, transfer) rides on every check-in until done.
+    let order = if device.order_pending {
+        super::orders::pending(&state, &device.id).await?
+    } else {
+        None
+    };
     let view = DeviceView {
         id: device.id,
         class_id: device.class_id,
         tags: device.tags,
         running_version: query.version,
     };
-    let assignment = if !excluded && state.live.may_offer(&view) {
+    // A device ordered to leave is offered nothing more.
+    let assignment = if order.is_none() && !excluded && state.live.may_offer(&view) {
         state.engine.offer(&view, now).await?
     } else {
         None
     };
-    let tag = entity_tag(assignment.as_ref(), attest, rotate);
+    let tag = entity_tag(assignment.as_ref(), attest, rotate, order.as_ref());
     let poll_after = jittered(state.config.poll_interval_s);
     let known = crate::app::if_none_match(&headers, &tag);
     let mut response = if known {
@@ -92,6 +100,7 @@ pub async fn checkin(
             assignment,
             attest,
             rotate,
+            order,
         })
         .into_response()
     };
@@ -112,8 +121,14 @@ fn set_headers(response: &mut Response, tag: &str, poll_after: u32) {
 }
 
 /// A weak entity tag over the answer (less its poll hint): equal answers, equal tags.
-pub fn entity_tag(assignment: Option<&Assignment>, attest: bool, rotate: bool) -> String {
-    let canonical = serde_json::to_vec(&(assignment, attest, rotate)).unwrap_or_default();
+pub fn entity_tag(
+    assignment: Option<&Assignment>,
+    attest: bool,
+    rotate: bool,
+    order: Option<&SignedOrder>,
+) -> String {
+    let order = order.map(|o| hex::encode(o.fingerprint()));
+    let canonical = serde_json::to_vec(&(assignment, attest, rotate, order)).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     format!("W/\"{}\"", hex::encode(&digest[..12]))
 }

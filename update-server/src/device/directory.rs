@@ -39,6 +39,8 @@ pub struct KnownDevice {
     pub rotate_requested: bool,
     /// When its current certificate was issued (unix ms), for scheduled rotation.
     pub issued_at_ms: Option<i64>,
+    /// An operator order waits for it (`super::orders`): its check-in carries it.
+    pub order_pending: bool,
 }
 
 /// The latest check-in of a device, waiting to be written.
@@ -68,6 +70,7 @@ type DeviceRow = (
     Option<String>,
     i64,
     Option<i64>,
+    i64,
 );
 
 impl Directory {
@@ -83,7 +86,8 @@ impl Directory {
             "SELECT id, public_key, class_id, tags, state, dice_device_id, attestation, \
              CASE WHEN attest_requested_at IS NOT NULL AND \
              (attested_at IS NULL OR attest_requested_at > attested_at) THEN 1 ELSE 0 END, \
-             {}, CASE WHEN rotate_requested_at IS NULL THEN 0 ELSE 1 END, issued_at \
+             {}, CASE WHEN rotate_requested_at IS NULL THEN 0 ELSE 1 END, issued_at, \
+             CASE WHEN pending_order IS NOT NULL AND order_done_at IS NULL THEN 1 ELSE 0 END \
              FROM devices WHERE id = $1",
             crate::revocation::revoked_column()
         ))
@@ -276,6 +280,7 @@ fn known_device(
         revoked,
         rotate_requested,
         issued_at_ms,
+        order_pending,
     ): DeviceRow,
 ) -> Result<KnownDevice, ApiError> {
     // Stored from a verified certificate (`CertBody::device_key`): Ed25519 or P-256.
@@ -312,6 +317,7 @@ fn known_device(
         revoked,
         rotate_requested: rotate_requested != 0,
         issued_at_ms,
+        order_pending: order_pending != 0,
     })
 }
 

@@ -8,6 +8,7 @@
 
 pub mod checkin;
 pub mod directory;
+pub mod orders;
 pub mod rotate;
 
 use axum::Json;

@@ -51,6 +51,7 @@ pub const ENDPOINTS: &[(Method, &str, Role)] = &[
         "/api/v1/devices/{id}/{action}",
         Role::Operator,
     ),
+    (Method::POST, "/api/v1/devices/{id}/orders", Role::Admin),
     (Method::POST, "/api/v1/revocations", Role::Admin),
     (Method::GET, "/api/v1/revocations", Role::Viewer),
     (

@@ -124,6 +124,10 @@ pub fn run(args: Args) -> Result<()> {
             }
             Outcome::Refused(why) => println!("update refused: {why}"),
             Outcome::Retrying(why) => eprintln!("will retry in {wait:?}: {why}"),
+            Outcome::Decommissioned => {
+                println!("decommissioned: the identity key and the agent's state are erased");
+                return Ok(());
+            }
         }
         if args.once {
             return match outcome {

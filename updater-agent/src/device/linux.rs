@@ -12,7 +12,7 @@ use std::process::Command;
 use rota_boot::otp_map::{self, OtpCells, OtpRot};
 use rota_boot::{Layout, RootOfTrust as _};
 use rota_keys::pkcs11::{self, Pkcs11Key, Pkcs11Uri};
-use rota_keys::{Algorithm, KeyAddress, Sign, SignError, SoftwareKey};
+use rota_keys::{Algorithm, KeyAddress, Sign, SoftwareKey};
 use rota_manifest::PublicKey;
 use rota_protocol::DeviceCertificate;
 use serde::{Deserialize, Serialize};
@@ -247,7 +247,7 @@ impl Device for LinuxDevice {
         };
         store.begin_zeroize()?;
         let public = self.identity.key.public_key();
-        self.identity.key = Box::new(Erased(public));
+        self.identity.key = Box::new(super::ErasedKey(public));
         store.step()?;
         self.rot
             .kill_uds()
@@ -798,21 +798,6 @@ impl IdentityStore {
     }
 }
 
-/// A key that was erased: its public half names it, and it signs nothing.
-struct Erased(PublicKey);
-
-impl Sign for Erased {
-    fn public_key(&self) -> PublicKey {
-        self.0
-    }
-
-    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, SignError> {
-        Err(SignError::KeyUnavailable(
-            "the identity key was erased (the device is decommissioned)".into(),
-        ))
-    }
-}
-
 /// A key's label in its token: a device key there is named by its label alone, as its
 /// rotated successor takes the same label and a new id.
 fn token_label(uri: &Pkcs11Uri) -> Result<String, DeviceError> {
@@ -906,55 +891,17 @@ fn sync_parent(path: &Path) -> Result<(), DeviceError> {
         .map_err(|e| write_error(dir, e))
 }
 
-/// Overwrites the file with zeros, syncs it, then removes it: its bytes do not stay in the
-/// blocks the file system frees (as far as a file system allows; a flash translation
-/// layer may keep old copies, which is why a key belongs in a token).
+/// [`crate::state::shred`], its failure the device's.
 fn shred(path: &Path) -> Result<(), DeviceError> {
-    let failed = |e| write_error(path, e);
-    match OpenOptions::new().write(true).open(path) {
-        Ok(file) => {
-            let len = file.metadata().map_err(failed)?.len();
-            let zeros = vec![0u8; 64 * 1024];
-            let mut at = 0;
-            while at < len {
-                let n = (len - at).min(zeros.len() as u64) as usize;
-                file.write_all_at(&zeros[..n], at).map_err(failed)?;
-                at += n as u64;
-            }
-            file.sync_all().map_err(failed)?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(failed(e)),
-    }
-    remove(path)
+    crate::state::shred(path).map_err(|e| write_error(path, e))
 }
 
-/// Removes a file (`Ok` if it is already gone) and syncs its directory.
+/// [`crate::state::remove`], its failure the device's.
 fn remove(path: &Path) -> Result<(), DeviceError> {
-    match fs::remove_file(path) {
-        Ok(()) => sync_parent(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(write_error(path, e)),
-    }
+    crate::state::remove(path).map_err(|e| write_error(path, e))
 }
 
-/// Shreds a file, or a directory's files and then the directory.
+/// [`crate::state::erase`], its failure the device's.
 fn erase(path: &Path) -> Result<(), DeviceError> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(write_error(path, e)),
-    };
-    if !meta.is_dir() {
-        return if meta.is_file() {
-            shred(path)
-        } else {
-            remove(path)
-        };
-    }
-    for entry in fs::read_dir(path).map_err(|e| write_error(path, e))? {
-        erase(&entry.map_err(|e| write_error(path, e))?.path())?;
-    }
-    fs::remove_dir(path).map_err(|e| write_error(path, e))?;
-    sync_parent(path)
+    crate::state::erase(path).map_err(|e| write_error(path, e))
 }

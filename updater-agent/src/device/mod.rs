@@ -31,6 +31,22 @@ pub struct Identity {
     pub key: Box<dyn rota_keys::Sign>,
 }
 
+/// What is left of an identity key after [`Device::zeroize`]: its public half, which
+/// names it, and no way to sign.
+pub struct ErasedKey(pub rota_keys::PublicKey);
+
+impl rota_keys::Sign for ErasedKey {
+    fn public_key(&self) -> rota_keys::PublicKey {
+        self.0
+    }
+
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, rota_keys::SignError> {
+        Err(rota_keys::SignError::KeyUnavailable(
+            "the identity key was erased (the device is decommissioned)".into(),
+        ))
+    }
+}
+
 /// The image that booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Running {

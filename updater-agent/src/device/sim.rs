@@ -159,6 +159,11 @@ impl SimDevice {
     pub fn schedule_power_cut(&self, after: u64, kind: CutKind, seed: u64) {
         self.rail.schedule_cut(PowerCut {
             at: self.rail.operations() + after,
+    /// Whether the OTP's UDS is killed for good (a decommissioned device).
+    pub fn uds_killed(&self) -> bool {
+        self.otp.uds_killed_now()
+    }
+
             kind,
             seed,
         });
@@ -267,6 +272,22 @@ impl Device for SimDevice {
         self.running = None;
         self.handoff = None;
         self.boots += 1;
+    /// In the order that lets a cut anywhere be finished by repeating: the UDS killed in
+    /// OTP, the key dropped (a `SoftwareKey` zeroizes on drop; its public half kept to
+    /// name it), then the state directory — last, as it holds the order being carried out.
+    fn zeroize(&mut self) -> Result<(), DeviceError> {
+        self.boot_parts()
+            .updater()?
+            .kill_uds()
+            .map_err(|e| DeviceError::Zeroize(format!("cannot kill the UDS: {e}")))?;
+        let public = self.identity.key.public_key();
+        self.identity.key = Box::new(super::ErasedKey(public));
+        self.pending_key = None;
+        crate::state::erase(&self.state_dir).map_err(|e| {
+            DeviceError::Zeroize(format!("cannot erase {}: {e}", self.state_dir.display()))
+        })
+    }
+
         // A reset: the OTP's UDS is readable again, once, by the bootloader.
         self.otp.reset();
         let bootloader = self.bootloader;

@@ -169,6 +169,22 @@ impl TrustedSet {
         Ok(())
     }
 
+    /// A root of another repository that this one hands its devices over to (an
+    /// ownership transfer, `docs/design/lifecycle.md` section 6): TUF §5.3.4's two rules
+    /// across repositories — signed by a threshold of the trusted root's root keys and by
+    /// a threshold of its own — and not expired (§5.3.10). §5.3.5's version rule does not
+    /// apply: the new repository numbers its own roots. Returns a trusted set that starts
+    /// from the new root.
+    pub fn cross_signed_root(&self, bytes: &[u8]) -> Result<TrustedSet, Error> {
+        let (envelope, signed) = model::parse_envelope(bytes, "root", "root")?;
+        let new = model::root(&signed).map_err(|r| Error::parse("root", r))?;
+        verify_by_root(&self.root, "root", "trusted root", &envelope)?;
+        verify_by_root(&new, "root", "new root", &envelope)?;
+        let set = TrustedSet::at(bytes, self.start)?;
+        set.check_final_root()?;
+        Ok(set)
+    }
+
     /// §5.3.10: the final root must not be expired.
     pub fn check_final_root(&self) -> Result<(), Error> {
         if self.root.common.is_expired(self.start) {
