@@ -340,6 +340,11 @@ pub struct KeyRotation {
     #[serde(with = "crate::encoding::base64_signature")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
     pub proof: crate::Signature,
+    /// Evidence of the running boot, answering a fresh challenge and signed for the
+    /// current key ([`Attest::evidence`]): in a class that attests, a device with DICE
+    /// must send it, and its state must pass appraisal for the rotation to proceed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 /// The answer to a key rotation: the device's new certificate, from the operator's

@@ -118,6 +118,7 @@ fn outputs_round_trip_and_tolerate_new_fields() {
         }),
         attest: true,
         rotate: true,
+        order: None,
     };
     round_trip(&response);
     let mut value = serde_json::to_value(&response).unwrap();

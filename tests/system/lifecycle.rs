@@ -96,6 +96,7 @@ fn a_device_rotates_its_key_and_the_old_key_is_refused_everywhere() {
     let forged = KeyRotation {
         public_key: hex::encode(stranger.public_key().as_bytes()),
         proof: [0; 64],
+        evidence: None,
     };
     match client.rotate(device.identity(), &forged) {
         Err(ServerError::Refused {
@@ -138,6 +139,7 @@ fn a_rotation_whose_answer_was_lost_completes_with_the_same_certificate() {
             .unwrap()
             .try_into()
             .unwrap(),
+        evidence: None,
     };
     let lost = client.rotate(device.identity(), &request).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
@@ -730,4 +732,54 @@ fn power_cuts_between_the_file_operations_of_a_transfer_or_a_decommission_conver
             break;
         }
     }
+}
+
+/// In a class that attests, a DICE device rotates only with fresh evidence of its boot
+/// that passes appraisal: its attested state, not only its old key, vouches for the new.
+#[test]
+fn in_an_attesting_class_a_dice_device_rotates_only_with_evidence_that_passes() {
+    let world = World::start();
+    world.publish(&world.release("1.0.0", 1, 0));
+    world.admin_call(
+        Method::PUT,
+        &format!(
+            "/api/v1/classes/{}/attestation",
+            support::class_text(support::CLASS)
+        ),
+        Some(json!({ "policy": "required", "bootloaders": [] })),
+    );
+    let (mut device, client, _, _) = device(&world, "att-rot-1");
+
+    // Without evidence: refused, nothing changes.
+    let current = device.identity().key.public_key();
+    let pending = device
+        .new_identity_key(rota_keys::Algorithm::Ed25519)
+        .unwrap();
+    let bare = KeyRotation {
+        public_key: hex::encode(pending.public_key().as_bytes()),
+        proof: pending
+            .sign(&rotation_message("att-rot-1", &current, &pending.public_key()))
+            .unwrap()
+            .try_into()
+            .unwrap(),
+        evidence: None,
+    };
+    match client.rotate(device.identity(), &bare) {
+        Err(ServerError::Refused {
+            status: 403,
+            message,
+        }) => assert!(message.contains("send evidence"), "{message}"),
+        other => panic!("a rotation without evidence was taken: {other:?}"),
+    }
+    assert_eq!(device.identity().key.public_key(), current);
+
+    // With evidence of a boot of the signed factory release: rotated.
+    let certificate = rotate(&mut device, &client).unwrap();
+    assert_ne!(device.identity().key.public_key(), current);
+    let record = world.admin_call(Method::GET, "/api/v1/devices/att-rot-1", None);
+    assert_eq!(record["attestation"], "ok", "{record}");
+    assert_eq!(
+        certificate.claims_unverified().unwrap().issuer,
+        key_id_hex(&world.device_ca)
+    );
 }

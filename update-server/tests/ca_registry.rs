@@ -90,6 +90,7 @@ async fn rotate(server: &TestServer, device: &TestDevice) -> TestDevice {
     let request = KeyRotation {
         public_key: hex::encode(new_key.public_key().as_bytes()),
         proof: proof.try_into().unwrap(),
+        evidence: None,
     };
     let resp = device
         .send(

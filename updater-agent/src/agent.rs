@@ -502,6 +502,9 @@ impl<D: Device> Agent<D> {
     /// be written stops the agent (the outer error) rather than being forgotten, as the
     /// next restart would resend what the server already has.
     fn deliver(&mut self) -> Result<Result<(), ServerError>, DeviceError> {
+        if let Err(e) = self.present_transfer()? {
+            return Ok(Err(e));
+        }
         if let (false, Some(certificate)) = (self.state.enrolled, &self.certificate) {
             if let Err(e) = self.server.enroll(self.device.identity(), certificate) {
                 return Ok(Err(e));
@@ -535,9 +538,6 @@ impl<D: Device> Agent<D> {
             }
             self.state.outbox.remove(0);
             self.save()?;
-        }
-        if let Err(e) = self.present_transfer()? {
-            return Ok(Err(e));
         }
         Ok(Ok(()))
     }

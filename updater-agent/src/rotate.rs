@@ -38,9 +38,18 @@ pub fn rotate<D: Device>(
         .map_err(|e| DeviceError::Rotation(e.to_string()))?
         .try_into()
         .map_err(|_| DeviceError::Rotation("the new key's signature is not 64 bytes".into()))?;
+    // Evidence of the running boot (its DICE measurement where it has one), answering a
+    // fresh challenge: the server rotates only a device whose state passes appraisal, in
+    // classes that attest. A server that gives no challenge gets none.
+    let evidence = match server.attestation_nonce(device.identity()) {
+        Ok(nonce) => Some(crate::attest::evidence(device, &nonce)?),
+        Err(ServerError::Refused { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let request = KeyRotation {
         public_key: hex::encode(new_public.as_bytes()),
         proof,
+        evidence,
     };
     let rotated = match server.rotate(device.identity(), &request) {
         Ok(rotated) => rotated,

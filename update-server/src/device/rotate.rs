@@ -97,10 +97,33 @@ pub async fn rotate(
         .get(&state.db, &device.class_id)
         .await?
         .policy;
-    if policy != AttestationPolicy::Off && device.attestation != AttestationState::Ok {
-        return Err(ApiError::forbidden(
-            "this device's class attests and its latest attestation is not good: attest first",
-        ));
+    // Where it has DICE, its attested state now: fresh evidence with the request, which
+    // must pass appraisal (a device without DICE is held to its latest attestation).
+    if policy != AttestationPolicy::Off {
+        match &request.evidence {
+            Some(evidence) => {
+                let appraisal =
+                    crate::attestation::appraise(&state, device, &evidence.0).await?;
+                if appraisal.state != AttestationState::Ok {
+                    return Err(ApiError::forbidden(format!(
+                        "the evidence sent with the rotation fails appraisal: {}",
+                        appraisal.reason.unwrap_or_default()
+                    )));
+                }
+            }
+            None if device.dice_device_id.is_some() => {
+                return Err(ApiError::forbidden(
+                    "this device's class attests and the device has DICE: send evidence of \
+                     its boot with the rotation",
+                ));
+            }
+            None if device.attestation != AttestationState::Ok => {
+                return Err(ApiError::forbidden(
+                    "this device's class attests and its latest attestation is not good: attest first",
+                ));
+            }
+            None => {}
+        }
     }
 
     let now = now_ms();

@@ -40,6 +40,11 @@ pub struct Args {
     /// A firmware-signing public key the root of trust holds (repeatable).
     #[arg(long = "trust-anchor", required = true)]
     trust_anchors: Vec<PathBuf>,
+    /// The operator's device CA public key (PEM, repeatable): the CA whose signed orders
+    /// (decommission, ownership transfer) this device obeys. Without one it obeys none.
+    /// After a transfer the new operator's, kept in the state directory, replaces it.
+    #[arg(long = "operator-ca", value_name = "FILE.pub")]
+    operator_cas: Vec<PathBuf>,
     /// Run after a trial boot (sh -c); exit status 0 means healthy. ROTA_VERSION is set.
     #[arg(long)]
     health_command: Option<String>,
@@ -100,6 +105,16 @@ pub fn run(args: Args) -> Result<()> {
         .build()?;
     let config = Config {
         chunk_size: args.chunk_size as usize,
+        operator_cas: args
+            .operator_cas
+            .iter()
+            .map(|path| {
+                let pem = String::from_utf8(super::read_small(path, "the operator CA")?)
+                    .map_err(|_| anyhow!("{} is not a PEM file", path.display()))?;
+                rota_keys::pem::public_key_from_pem(&pem)
+                    .map_err(|e| anyhow!("{} is not a public key: {e}", path.display()))
+            })
+            .collect::<Result<_>>()?,
         ..Config::new(&args.server)
     };
     let server = ServerClient::new(http.clone(), &config.server, config.answer_limits);

@@ -155,15 +155,15 @@ impl SimDevice {
         Ok(device)
     }
 
-    /// Cuts the power at the `after`-th flash or OTP operation from now (0: the next).
-    pub fn schedule_power_cut(&self, after: u64, kind: CutKind, seed: u64) {
-        self.rail.schedule_cut(PowerCut {
-            at: self.rail.operations() + after,
     /// Whether the OTP's UDS is killed for good (a decommissioned device).
     pub fn uds_killed(&self) -> bool {
         self.otp.uds_killed_now()
     }
 
+    /// Cuts the power at the `after`-th flash or OTP operation from now (0: the next).
+    pub fn schedule_power_cut(&self, after: u64, kind: CutKind, seed: u64) {
+        self.rail.schedule_cut(PowerCut {
+            at: self.rail.operations() + after,
             kind,
             seed,
         });
@@ -260,18 +260,6 @@ impl Device for SimDevice {
         Ok(())
     }
 
-    fn handoff(&self) -> Option<&Handoff> {
-        self.handoff.as_ref()
-    }
-
-    fn boots(&self) -> u64 {
-        self.boots
-    }
-
-    fn reboot(&mut self) -> Result<(), DeviceError> {
-        self.running = None;
-        self.handoff = None;
-        self.boots += 1;
     /// In the order that lets a cut anywhere be finished by repeating: the UDS killed in
     /// OTP, the key dropped (a `SoftwareKey` zeroizes on drop; its public half kept to
     /// name it), then the state directory — last, as it holds the order being carried out.
@@ -288,6 +276,18 @@ impl Device for SimDevice {
         })
     }
 
+    fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_ref()
+    }
+
+    fn boots(&self) -> u64 {
+        self.boots
+    }
+
+    fn reboot(&mut self) -> Result<(), DeviceError> {
+        self.running = None;
+        self.handoff = None;
+        self.boots += 1;
         // A reset: the OTP's UDS is readable again, once, by the bootloader.
         self.otp.reset();
         let bootloader = self.bootloader;
