@@ -565,6 +565,58 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
         .rota(&["device", "revoke", "--key", "00", "--reason", "r"])
         .fails_with("is not a public key in hex or a key file");
 
+    // Orders are signed with the server's device CA; this server has none: one line says so.
+    setup
+        .rota(&["device", "decommission", "dev-1", "--erase"])
+        .fails_with("no device CA (--device-ca-key) to sign orders with");
+    // A transfer's root: another repository's, cross-signed with this one's root keys.
+    rota(setup.path(), &["repo", "init", "--dir", "repo2"]).ok();
+    rota(
+        setup.path(),
+        &[
+            "repo",
+            "cross-sign",
+            "--dir",
+            "repo",
+            "--root",
+            "repo2/root.json",
+            "-o",
+            "crossed.json",
+        ],
+    )
+    .ok()
+    .has("cross-signed by this repository's root keys");
+    let crossed = std::fs::read(setup.path().join("crossed.json")).unwrap();
+    let ours = std::fs::read(setup.path().join("repo/metadata/2.root.json")).unwrap();
+    rota_repo::verify_cross_signed_root(&ours, &crossed, std::time::SystemTime::now()).unwrap();
+    rota(
+        setup.path(),
+        &[
+            "repo",
+            "cross-sign",
+            "--dir",
+            "repo",
+            "--root",
+            "devices/dev-1.cert.json",
+            "-o",
+            "crossed-2.json",
+        ],
+    )
+    .fails_with("cannot cross-sign the new root");
+    setup
+        .rota(&[
+            "device",
+            "transfer",
+            "dev-1",
+            "--to-server",
+            "https://new.example",
+            "--to-ca",
+            "factory-ca.pub",
+            "--to-root",
+            "crossed.json",
+        ])
+        .fails_with("no device CA (--device-ca-key) to sign orders with");
+
     setup
         .rota(&["device", "suspend", "dev-1"])
         .ok()

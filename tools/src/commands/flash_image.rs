@@ -166,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
                 path.display()
             )
         }
-        None => "no UDS: OTP map version 1, the device boots without DICE\n".to_owned(),
+        None => "no UDS: the device boots without DICE\n".to_owned(),
     };
     output::print(&format!(
         "{}: {} bytes for {} (bootloader {} bytes at {:#x}; slot A: sequence {}, security version {}, {} image bytes)\n\
