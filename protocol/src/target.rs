@@ -36,11 +36,53 @@ pub enum RotaTarget {
         /// The name of the image target it describes.
         image: String,
     },
+    /// A trust-anchor command (`rota_boot::anchor`: a COSE_Sign1 by a firmware key the
+    /// devices trust), published as [`RotaTarget::anchor_command_name`] so that a device
+    /// whose root of trust has applied `counter - 1` commands finds the next one by name.
+    /// The command is signed twice: by the firmware key inside, by the targets keys here.
+    AnchorCommand {
+        /// The device class it is for (the command's own class id, repeated).
+        class_id: Uuid,
+        /// Its counter (the command's own, repeated): 1 for a class's first command.
+        counter: u32,
+        /// The raw Ed25519 public key (64 lowercase hex digits) that signed the command:
+        /// the device applies it with this key, which must be in a valid, unrevoked key
+        /// slot of its root of trust.
+        signer: String,
+        /// For a command that adds a key: the new key's raw Ed25519 public key (64 lowercase
+        /// hex digits). The command holds only its hash; the device needs the key itself
+        /// to verify envelopes, and checks it against the hash.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_key: Option<String>,
+    },
 }
 
 impl RotaTarget {
     /// The key of rota's entry in a target's `custom` object.
     pub const CUSTOM_KEY: &'static str = "rota";
+
+    /// The target name of class `class_id`'s trust-anchor command number `counter`:
+    /// `anchors/<class uuid>/<counter>.cose`.
+    pub fn anchor_command_name(class_id: &Uuid, counter: u32) -> String {
+        format!("anchors/{}/{counter}.cose", class_id.hyphenated())
+    }
+
+    /// A raw 32-byte key as [`RotaTarget::AnchorCommand`] writes it (64 lowercase hex
+    /// digits), or `None`.
+    pub fn parse_key(hex_text: &str) -> Option<[u8; 32]> {
+        if hex_text.len() != 64
+            || !hex_text
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex_text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(key)
+    }
 
     /// The `custom` object holding just this entry: `{"rota": {...}}`.
     pub fn to_custom(&self) -> Value {
@@ -94,9 +136,42 @@ mod tests {
             json!({"rota": {"kind": "image", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
                 "version": -1, "security_version": 0, "envelope": "e"}}),
             json!({"rota": {"kind": "delta", "image": "x"}}),
+            json!({"rota": {"kind": "anchor_command", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+                "counter": 1, "signer": "00", "extra": 1}}),
             json!({"rota": "image"}),
         ] {
             assert!(RotaTarget::from_custom(&bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn anchor_commands_are_named_by_class_and_counter_and_carry_their_keys() {
+        let class: Uuid = "1492af14-2569-5e48-bf42-9b2d51f2ab45".parse().unwrap();
+        assert_eq!(
+            RotaTarget::anchor_command_name(&class, 2),
+            "anchors/1492af14-2569-5e48-bf42-9b2d51f2ab45/2.cose"
+        );
+        let revoke = RotaTarget::AnchorCommand {
+            class_id: class,
+            counter: 2,
+            signer: "ab".repeat(32),
+            new_key: None,
+        };
+        let custom = revoke.to_custom();
+        assert_eq!(
+            custom,
+            json!({"rota": {"kind": "anchor_command", "class_id": "1492af14-2569-5e48-bf42-9b2d51f2ab45",
+                "counter": 2, "signer": "ab".repeat(32)}})
+        );
+        assert_eq!(RotaTarget::from_custom(&custom).unwrap(), Some(revoke));
+        assert_eq!(RotaTarget::parse_key(&"ab".repeat(32)), Some([0xab; 32]));
+        for bad in [
+            "AB".repeat(32),
+            "ab".repeat(31),
+            "zz".repeat(32),
+            String::new(),
+        ] {
+            assert_eq!(RotaTarget::parse_key(&bad), None, "{bad}");
         }
     }
 }

@@ -180,7 +180,8 @@ pub(crate) fn check_target_name(name: &str) -> Result<()> {
 ///   a SHA-512, and no other algorithm (a client that cannot check a listed hash refuses
 ///   the file);
 /// - `custom` is an object whose `"rota"` entry, if any, is a valid [`RotaTarget`], and
-///   every rota image and envelope name each other.
+///   every rota image and envelope name each other (and a trust-anchor command is named
+///   `anchors/<class>/<counter>.cose`).
 pub(crate) fn check_targets(
     targets: &rota_tuf::model::Targets,
     signed: &Json,
@@ -265,7 +266,9 @@ fn lowercase_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Every rota image names an envelope target that names it back, and vice versa.
+/// Every rota image names an envelope target that names it back, and vice versa; a
+/// trust-anchor command is listed under the name devices look it up by, with well-formed
+/// keys.
 fn check_links(entries: &[TargetEntry]) -> Result<()> {
     let by_name: HashMap<&str, &TargetEntry> =
         entries.iter().map(|e| (e.name.as_str(), e)).collect();
@@ -294,6 +297,33 @@ fn check_links(entries: &[TargetEntry]) -> Result<()> {
                     });
                 }
             },
+            Some(RotaTarget::AnchorCommand {
+                class_id,
+                counter,
+                signer,
+                new_key,
+            }) => {
+                let bad = |reason: String| Error::TargetCustom {
+                    name: entry.name.clone(),
+                    reason,
+                };
+                let expected = RotaTarget::anchor_command_name(class_id, *counter);
+                if entry.name != expected {
+                    return Err(bad(format!(
+                        "a trust-anchor command for class {class_id} with counter {counter} is published as {expected:?}, where devices look for it"
+                    )));
+                }
+                if *counter == 0 {
+                    return Err(bad("a trust-anchor command's counter starts at 1".into()));
+                }
+                for (what, key) in [("signer", Some(signer)), ("new_key", new_key.as_ref())] {
+                    if key.is_some_and(|k| RotaTarget::parse_key(k).is_none()) {
+                        return Err(bad(format!(
+                            "its {what} is not a raw Ed25519 public key in 64 lowercase hex digits"
+                        )));
+                    }
+                }
+            }
             None => {}
         }
     }

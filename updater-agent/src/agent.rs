@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::device::{Device, Running};
 use crate::error::DeviceError;
 use crate::install::{Failure, Transfer, install};
-use crate::release::{self, Trust};
+use crate::release::{self, Repo};
 use crate::server::{AnswerLimits, CheckIn, ServerClient, ServerError};
 use crate::state::{AgentState, Job, Phase};
 
@@ -322,7 +322,39 @@ impl<D: Device> Agent<D> {
         }
         self.queue(&assignment, ReportKind::Installed, assignment.version, None)?;
         self.device.reboot()?;
-        Ok(self.settle_boot()?.unwrap_or(Outcome::UpToDate))
+        let outcome = self.settle_boot()?.unwrap_or(Outcome::UpToDate);
+        if matches!(outcome, Outcome::Confirmed(_))
+            && crate::anchors::has_deferred(self.device.state_dir())
+        {
+            // A command deferred until the new image ran (a revocation of the old
+            // firmware key) is applied now.
+            self.apply_anchor_commands();
+        }
+        Ok(outcome)
+    }
+
+    /// Applies the trust-anchor commands published since the root of trust's counter
+    /// (`crate::anchors`); what it did is logged and recorded in the state directory.
+    pub fn apply_anchor_commands(&mut self) {
+        let tuf_dir: PathBuf = self.device.state_dir().join("tuf");
+        let repo = Repo {
+            tuf_dir: &tuf_dir,
+            tuf: self.config.tuf(),
+            http: self.http.clone(),
+        };
+        if let Err(e) = release::apply_anchor_commands(&repo, &mut self.device, self.class_id) {
+            tracing::warn!(error = %e, "could not apply trust-anchor commands");
+        }
+    }
+
+    /// What the root of trust has left: free key slots, revoked slots, trust-anchor
+    /// commands applied and left, floor raises left (what `status` reports).
+    pub fn trust_status(&mut self) -> Result<rota_boot::TrustStatus, DeviceError> {
+        self.device
+            .boot_parts()
+            .updater()?
+            .trust_status()
+            .map_err(|e| DeviceError::Boot(e.to_string()))
     }
 
     fn download_and_install(
@@ -331,16 +363,18 @@ impl<D: Device> Agent<D> {
         running: Running,
     ) -> Result<Transfer, Failure> {
         let tuf_dir: PathBuf = self.device.state_dir().join("tuf");
-        let release = release::verify(
+        // Trust-anchor commands published since the root of trust's counter are applied
+        // first: the release may be signed by the key one of them adds.
+        let release = release::verify_on(
             assignment,
-            &Trust {
+            &Repo {
                 tuf_dir: &tuf_dir,
                 tuf: self.config.tuf(),
                 http: self.http.clone(),
-                anchors: self.device.trust_anchors(),
-                class_id: self.class_id,
-                running_version: running.version,
             },
+            &mut self.device,
+            self.class_id,
+            running.version,
         )?;
         let announce = self.state.job.as_ref().is_some_and(|j| !j.announced);
         if announce {

@@ -36,6 +36,10 @@ pub enum DeviceError {
     /// The identity key could not be rotated.
     #[error("cannot rotate the identity key: {0}")]
     Rotation(String),
+    /// A firmware key a trust-anchor command added to the root of trust could not be
+    /// added to the keys the agent verifies envelopes with (`crate::anchors`).
+    #[error("cannot add a firmware trust anchor: {0}")]
+    TrustAnchor(String),
     /// The device's credentials could not be erased (a decommission).
     #[error("cannot erase the device's credentials: {0}")]
     Zeroize(String),

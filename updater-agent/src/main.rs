@@ -2,6 +2,8 @@
 //!
 //! - `rota-agent run`: the agent on a Linux device (slots on a flash file or MTD).
 //! - `rota-agent provision`: what a factory does to a Linux device's flash and OTP.
+//! - `rota-agent status`: a Linux device's boot state and what its root of trust has left
+//!   (free key slots, trust-anchor commands, floor raises).
 //! - `rota-agent simulate`: a fleet of simulated devices (the demo, load tests).
 //! - `rota-agent sim-image`: firmware for simulated devices.
 //!
@@ -31,6 +33,7 @@ struct Cli {
 enum Command {
     Run(cli::run::Args),
     Provision(cli::provision::Args),
+    Status(cli::status::Args),
     #[cfg(feature = "sim")]
     Simulate(cli::simulate::Args),
     #[cfg(feature = "sim")]
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Provision(args) => cli::provision::run(args),
+        Command::Status(args) => cli::status::run(args),
         #[cfg(feature = "sim")]
         Command::Simulate(args) => cli::simulate::run(args),
         #[cfg(feature = "sim")]

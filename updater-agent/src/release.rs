@@ -14,6 +14,7 @@ use rota_protocol::RotaTarget;
 use rota_protocol::api::Assignment;
 use rota_tuf::{Client as TufClient, HttpFetcher, TargetInfo};
 
+use crate::device::Device;
 use crate::install::Failure;
 
 /// rota's fields of a signed target (`custom.rota`, one type with the CLI and server's):
@@ -57,19 +58,83 @@ pub struct Trust<'a> {
     pub running_version: u64,
 }
 
+/// Where the device finds the repository.
+pub struct Repo<'a> {
+    pub tuf_dir: &'a std::path::Path,
+    pub tuf: rota_tuf::Config,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Repo<'_> {
+    /// A TUF client of the repository, refreshed (TUF 1.0.34 §5.1: one start time for
+    /// every expiry check of this update).
+    pub fn refreshed(&self) -> Result<TufClient<HttpFetcher>, Failure> {
+        let mut tuf = TufClient::new(
+            self.tuf_dir,
+            self.tuf.clone(),
+            HttpFetcher::new(self.http.clone()),
+            SystemTime::now(),
+        )
+        .map_err(tuf_failure)?;
+        tuf.refresh().map_err(tuf_failure)?;
+        Ok(tuf)
+    }
+}
+
+/// What the device's agent does before it installs `assignment`: applies the
+/// trust-anchor commands published for its class since its root of trust's counter
+/// ([`crate::anchors::catch_up`]: a release signed by a new key comes after the command
+/// that adds the key), then checks the assignment as [`verify`] does, with the firmware
+/// keys the root of trust now holds valid and unrevoked.
+pub fn verify_on<D: Device>(
+    assignment: &Assignment,
+    repo: &Repo,
+    device: &mut D,
+    class_id: [u8; 16],
+    running_version: u64,
+) -> Result<VerifiedRelease, Failure> {
+    let mut tuf = repo.refreshed()?;
+    crate::anchors::catch_up(device, &mut tuf, class_id)?;
+    let anchors = crate::anchors::trusted(device)?;
+    let trust = Trust {
+        tuf_dir: repo.tuf_dir,
+        tuf: repo.tuf.clone(),
+        http: repo.http.clone(),
+        anchors: &anchors,
+        class_id,
+        running_version,
+    };
+    verify_refreshed(assignment, &mut tuf, &trust)
+}
+
+/// Applies the trust-anchor commands published since the device's counter, on their own
+/// (a revocation deferred until an image signed by the new key runs).
+pub fn apply_anchor_commands<D: Device>(
+    repo: &Repo,
+    device: &mut D,
+    class_id: [u8; 16],
+) -> Result<crate::anchors::Report, Failure> {
+    let mut tuf = repo.refreshed()?;
+    crate::anchors::catch_up(device, &mut tuf, class_id)
+}
+
 /// Checks `assignment` against signed TUF metadata and the signed envelope.
 pub fn verify(assignment: &Assignment, trust: &Trust) -> Result<VerifiedRelease, Failure> {
-    let class = uuid::Uuid::from_bytes(trust.class_id);
-    // TUF 1.0.34 §5.1: one start time for every expiry check of this update.
-    let mut tuf = TufClient::new(
-        trust.tuf_dir,
-        trust.tuf.clone(),
-        HttpFetcher::new(trust.http.clone()),
-        SystemTime::now(),
-    )
-    .map_err(tuf_failure)?;
-    tuf.refresh().map_err(tuf_failure)?;
+    let mut tuf = Repo {
+        tuf_dir: trust.tuf_dir,
+        tuf: trust.tuf.clone(),
+        http: trust.http.clone(),
+    }
+    .refreshed()?;
+    verify_refreshed(assignment, &mut tuf, trust)
+}
 
+fn verify_refreshed(
+    assignment: &Assignment,
+    tuf: &mut TufClient<HttpFetcher>,
+    trust: &Trust,
+) -> Result<VerifiedRelease, Failure> {
+    let class = uuid::Uuid::from_bytes(trust.class_id);
     // The assigned image must be a target the offline targets keys signed (§5.7.1–2).
     let image = tuf.target_info(&assignment.target).map_err(tuf_failure)?;
     let RotaTarget::Image {

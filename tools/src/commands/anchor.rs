@@ -1,15 +1,21 @@
 //! `rota anchor`: sign trust-anchor commands, which add and revoke firmware-signing keys
-//! in devices' roots of trust (`rota_boot::anchor`: the format and its threat model).
+//! in devices' roots of trust (`rota_boot::anchor`: the format and its threat model), and
+//! publish them to devices as TUF targets (`rota anchor publish`).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use rota_boot::anchor::{self, AnchorCommand, Change};
 use rota_keys::KeyAddress;
 use rota_manifest::{Ed25519Verifier, PublicKey, Sign, public_key_from_pem};
 
+use rota_protocol::api::PublishResult;
+use rota_repo::{RepoKey, RotaTarget, TargetFile};
+
+use crate::client::Client;
 use crate::commands::sign::load_signing_key;
+use crate::commands::{release, repo};
 use crate::files;
 use crate::output;
 
@@ -21,6 +27,7 @@ use crate::output;
 /// revoke` (signed by the new key) revokes the old key's slot. Devices apply commands in
 /// counter order, 1 first, each once; they refuse a command for another class, a
 /// replayed or out-of-order one, and a revocation of the key of the image they run.
+/// `rota anchor publish` delivers a command to the devices through the update server.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -33,6 +40,50 @@ enum AnchorSubcommand {
     Add(AddArgs),
     /// Revoke a key slot: images and commands signed by its key are refused from then on.
     Revoke(RevokeArgs),
+    Publish(PublishArgs),
+}
+
+/// Publish a signed trust-anchor command to devices, through the update server's TUF
+/// repository.
+///
+/// The command is checked with the device's own code against --signer (and, for an add,
+/// --new-key against the hash it adds), then listed as the target
+/// `anchors/<class>/<counter>.cose` in a new targets version signed here with the
+/// repository's offline targets keys, with rota fields naming the signer and the new key
+/// (devices need the key itself; they check it against the command's hash). Devices of
+/// the class apply it before their next install, in counter order; a revocation of the
+/// key of the image a device runs waits until it runs an image signed by another key.
+/// Command N is refused here unless command N - 1 is published. Needs a release token.
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// The command (`rota anchor add` or `rota anchor revoke`).
+    #[arg(value_name = "CMD.cose")]
+    command: PathBuf,
+
+    /// The public key that signed it (PEM): a key the devices trust now.
+    #[arg(long, value_name = "SIGNER.pub")]
+    signer: PathBuf,
+
+    /// For a command that adds a key: the new key's public key (PEM, NEW.pub).
+    #[arg(long, value_name = "NEW.pub")]
+    new_key: Option<PathBuf>,
+
+    /// The TUF repository directory (`rota repo init`): its latest root and its targets
+    /// keys (REPO/keys/targets-*.key).
+    #[arg(long, value_name = "REPO")]
+    repo: PathBuf,
+
+    /// Days until the new targets metadata expires.
+    #[arg(long, value_name = "DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
+    expires_days: u64,
+
+    /// A targets private key, where it is not in REPO/keys: a key file or a PKCS#11 URI;
+    /// repeat for each (default: REPO/keys/targets-*.key, key files or stubs).
+    #[arg(long = "targets-key", value_name = "PKCS11-URI|FILE")]
+    targets_keys: Vec<rota_keys::KeyAddress>,
+
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,7 +155,135 @@ pub fn run(args: Args) -> Result<()> {
             let what = format!("revoke key slot {}", args.common.slot);
             write_command(&args.common, change, &what)
         }
+        AnchorSubcommand::Publish(args) => publish(args),
     }
+}
+
+/// A command's target: its name, its rota fields, and what it does in words.
+struct CommandTarget {
+    name: String,
+    fields: RotaTarget,
+    command: AnchorCommand,
+    what: String,
+}
+
+/// Checks `bytes` as a device will (signature by `signer`, well-formed) and, for an add,
+/// that `new_key` is the key it adds; returns the target it is published as.
+fn command_target(
+    bytes: &[u8],
+    signer: [u8; 32],
+    new_key: Option<[u8; 32]>,
+) -> Result<CommandTarget> {
+    let command = anchor::verify::<Ed25519Verifier>(&signer, bytes).map_err(|e| {
+        anyhow!("the command does not verify with the signer's key, as devices check it: {e}")
+    })?;
+    let what = match (command.change, new_key) {
+        (Change::Add { slot, key_hash }, Some(key)) => {
+            if PublicKey::Ed25519(key).key_id() != key_hash {
+                bail!(
+                    "the command adds the key {}, not the --new-key given ({})",
+                    hex::encode(key_hash),
+                    hex::encode(PublicKey::Ed25519(key).key_id())
+                );
+            }
+            format!("add the key {} to key slot {slot}", hex::encode(key_hash))
+        }
+        (Change::Add { .. }, None) => bail!(
+            "the command adds a key: give its public key with --new-key, as devices need the key itself"
+        ),
+        (Change::Revoke { .. }, Some(_)) => {
+            bail!("the command revokes a key slot: it takes no --new-key")
+        }
+        (Change::Revoke { slot }, None) => format!("revoke key slot {slot}"),
+    };
+    let class_id = uuid::Uuid::from_bytes(command.class_id);
+    Ok(CommandTarget {
+        name: RotaTarget::anchor_command_name(&class_id, command.counter),
+        fields: RotaTarget::AnchorCommand {
+            class_id,
+            counter: command.counter,
+            signer: hex::encode(signer),
+            new_key: new_key.map(hex::encode),
+        },
+        command,
+        what,
+    })
+}
+
+fn publish(args: PublishArgs) -> Result<()> {
+    let bytes = files::read_limited(
+        &args.command,
+        anchor::MAX_COMMAND_LEN as u64,
+        "a trust-anchor command",
+    )?;
+    let signer = load_ed25519(&args.signer)?;
+    let new_key = args.new_key.as_deref().map(load_ed25519).transpose()?;
+    let target = command_target(&bytes, signer, new_key)?;
+    let file = TargetFile::from_bytes(target.name.clone(), &bytes, target.fields.to_custom());
+
+    let client = Client::connect(&args.server)?;
+    let repo = repo::open(&args.repo)?;
+    let chain = repo.root_chain();
+    let keys = repo
+        .targets_keys(&args.targets_keys)
+        .map_err(|e| repo::key_error(e, "--targets-key"))?;
+    release::check_server_root(&client, &args.repo, chain)?;
+    let current = client.metadata(release::TARGETS_FILE)?.ok_or_else(|| {
+        anyhow!(
+            "the server has no targets metadata yet; run `rota repo push --dir {}` first",
+            args.repo.display()
+        )
+    })?;
+    let (verified, _) =
+        release::check_server_targets(chain.latest_bytes(), chain.latest.version, &current)?;
+    if verified.targets.iter().any(|t| t.name == target.name) {
+        bail!(
+            "{} is already published (targets version {}): devices apply one command per counter, so sign the next one with --counter {}",
+            target.name,
+            verified.version,
+            target.command.counter + 1
+        );
+    }
+    let counter = target.command.counter;
+    if counter > 1 {
+        let previous = RotaTarget::anchor_command_name(
+            &uuid::Uuid::from_bytes(target.command.class_id),
+            counter - 1,
+        );
+        if !verified.targets.iter().any(|t| t.name == previous) {
+            bail!(
+                "command {} is not published ({previous}): devices apply commands in counter order, so publish it first",
+                counter - 1
+            );
+        }
+    }
+    let signers: Vec<&RepoKey> = keys.iter().collect();
+    let signed = rota_repo::sign_targets(
+        Some(&current),
+        std::slice::from_ref(&file),
+        &signers,
+        release::expiry(args.expires_days),
+    )
+    .with_context(|| format!("cannot sign targets version {}", verified.version + 1))?;
+    client.upload(&args.command, file.length, &file.sha256)?;
+    let result: PublishResult = client.put_json(
+        "/api/v1/repo/targets",
+        &signed.bytes,
+        &format!("targets version {}", signed.version),
+    )?;
+    output::print(&format!(
+        "published {name} on {server}: trust-anchor command {counter} for class {class}: {what}, \
+         signed by the key {signer}\n\
+         targets version {targets} (expires {expires})\n\
+         devices of the class apply it before their next install\n",
+        name = target.name,
+        server = client.base(),
+        class = uuid::Uuid::from_bytes(target.command.class_id),
+        what = target.what,
+        signer = hex::encode(PublicKey::Ed25519(signer).key_id()),
+        targets = result.targets_version,
+        expires = release::date(signed.expires),
+    ))
 }
 
 fn write_command(args: &Common, change: Change, what: &str) -> Result<()> {

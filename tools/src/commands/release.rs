@@ -21,7 +21,7 @@ use crate::files;
 use crate::output;
 
 /// The targets metadata file the server serves (always its latest version).
-const TARGETS_FILE: &str = "targets.json";
+pub(crate) const TARGETS_FILE: &str = "targets.json";
 
 /// Publish firmware releases on the update server, and list them.
 ///
@@ -138,18 +138,18 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-fn expiry(days: u64) -> SystemTime {
+pub(crate) fn expiry(days: u64) -> SystemTime {
     SystemTime::now() + Duration::from_secs(days * 86400)
 }
 
-fn date(t: SystemTime) -> String {
+pub(crate) fn date(t: SystemTime) -> String {
     rota_repo::tuf_date_time(t).unwrap_or_else(|_| "(out of range)".into())
 }
 
 /// What the targets metadata the server serves says, checked against `root`: signed by
 /// a threshold of its targets keys and well-formed. Expired metadata is accepted here
 /// (with its expiry in the second value): publishing the next version is how it is fixed.
-fn check_server_targets(
+pub(crate) fn check_server_targets(
     root: &[u8],
     root_version: u64,
     current: &[u8],
@@ -174,7 +174,7 @@ fn check_server_targets(
 
 /// Checks that the server has the repository's latest root version, byte for byte: it
 /// serves this repository, and the targets will be checked against the same root.
-fn check_server_root(client: &Client, dir: &Path, chain: &RootChain) -> Result<()> {
+pub(crate) fn check_server_root(client: &Client, dir: &Path, chain: &RootChain) -> Result<()> {
     let version = chain.latest.version;
     let file = rota_repo::layout::root_file_name(version);
     match client.metadata(&file)? {

@@ -6,6 +6,7 @@ pub mod run;
 pub mod sim_image;
 #[cfg(feature = "sim")]
 pub mod simulate;
+pub mod status;
 
 use std::path::Path;
 #[cfg(feature = "sim")]

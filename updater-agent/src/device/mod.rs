@@ -133,6 +133,17 @@ pub trait Device {
     /// the key itself for the slot header (rota-boot checks it against the hash).
     fn trust_anchors(&self) -> &[PublicKey];
 
+    /// Adds `key` to [`Device::trust_anchors`]: a firmware key that a trust-anchor command
+    /// has just added to the root of trust (`crate::anchors`, which checked it against the
+    /// hash the root of trust holds). Keeps it across restarts; adding a key already there
+    /// changes nothing.
+    fn add_trust_anchor(&mut self, key: PublicKey) -> Result<(), DeviceError> {
+        let _ = key;
+        Err(DeviceError::TrustAnchor(
+            "this device cannot add a firmware trust anchor yet".into(),
+        ))
+    }
+
     /// Where the agent keeps its files (TUF metadata, its journal of the update).
     fn state_dir(&self) -> &Path;
 

@@ -120,10 +120,14 @@ impl SimDevice {
             &factory.image,
         )
         .map_err(|e| DeviceError::Factory(e.to_string()))?;
+        // The factory's keys in the first slots, the rest of the v3 map's slots spare
+        // for trust-anchor commands.
+        let mut keys: Vec<_> = factory.anchors.iter().map(|k| Some(k.key_id())).collect();
+        keys.resize(keys.len().max(rota_boot::otp_map::KEY_SLOTS), None);
         let otp = SimOtp::provision(
             rail.clone(),
             &Provisioning {
-                keys: factory.anchors.iter().map(|k| Some(k.key_id())).collect(),
+                keys,
                 vendor_id: factory.vendor_id,
                 class_id: factory.class_id,
                 floor_bits: FLOOR_BITS,
@@ -215,6 +219,14 @@ impl Device for SimDevice {
 
     fn trust_anchors(&self) -> &[PublicKey] {
         &self.anchors
+    }
+
+    /// In memory, as the OTP and flash are: a simulated device keeps its keys for its life.
+    fn add_trust_anchor(&mut self, key: PublicKey) -> Result<(), DeviceError> {
+        if !self.anchors.contains(&key) {
+            self.anchors.push(key);
+        }
+        Ok(())
     }
 
     fn state_dir(&self) -> &Path {
