@@ -323,8 +323,14 @@ mod tests {
         let key = rota_keys::pkcs11::Pkcs11Key::generate(&uri, Algorithm::Ed25519).unwrap();
         let key = RepoKey::from_private(rota_keys::PrivateKey::Pkcs11(key)).unwrap();
         assert!(matches!(key.to_pkcs8_pem(), Err(Error::KeyNotExportable)));
-        // Its key file in a repository is the stub naming it.
-        assert_eq!(key.key_file_text().unwrap().trim_end(), uri.to_string());
+        // Its key file in a repository is the stub naming it: the token's label, and the
+        // id the token gave the new key (another key may take the label later).
+        let text = key.key_file_text().unwrap();
+        let named: rota_keys::pkcs11::Pkcs11Uri = text.trim_end().parse().unwrap();
+        assert_eq!(named.object, uri.object);
+        assert_eq!(named.token, uri.token);
+        assert!(named.id.is_some(), "{}", text.as_str());
+        assert!(!text.contains("PRIVATE KEY"));
         // It signs as TUF wants: Ed25519, verifying with its public key.
         let signature = key.sign_bytes(b"signed").unwrap();
         rota_keys::PublicKey::Ed25519(*key.public().as_bytes())
