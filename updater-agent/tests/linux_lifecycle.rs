@@ -492,3 +492,35 @@ fn device_config(gateway: &Gateway, device: LinuxDevice) -> LinuxConfig {
         health_command: None,
     }
 }
+
+/// A firmware key a trust-anchor command added stays trusted after a restart, although
+/// the agent's `--trust-anchor` list does not name it.
+#[test]
+fn a_trust_anchor_added_to_a_linux_gateway_is_kept_across_restarts() {
+    let world = World::start();
+    let (gateway, _) = manufacture(&world, "anchor-gw", Holder::KeyFile);
+    let added = SoftwareKey::generate(Algorithm::Ed25519)
+        .unwrap()
+        .public_key();
+    let (mut device, _) = gateway.start().unwrap();
+    assert!(!device.trust_anchors().contains(&added));
+    device.add_trust_anchor(added).unwrap();
+    device.add_trust_anchor(added).unwrap();
+    assert_eq!(
+        device
+            .trust_anchors()
+            .iter()
+            .filter(|k| **k == added)
+            .count(),
+        1
+    );
+    drop(device);
+    let (device, _) = gateway.start().unwrap();
+    assert!(
+        device.trust_anchors().contains(&added),
+        "kept across a restart"
+    );
+    for anchor in &gateway.anchors {
+        assert!(device.trust_anchors().contains(anchor));
+    }
+}

@@ -159,9 +159,16 @@ impl LinuxDevice {
         })?;
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| open("the state directory", &config.state_dir, e.to_string()))?;
+        // The firmware keys given, and those trust-anchor commands added since.
+        let mut anchors = config.anchors;
+        for key in crate::anchors::load_added(&config.state_dir)? {
+            if !anchors.contains(&key) {
+                anchors.push(key);
+            }
+        }
         let mut device = Self {
             identity: config.identity,
-            anchors: config.anchors,
+            anchors,
             state_dir: config.state_dir,
             flash,
             rot,
@@ -187,6 +194,19 @@ impl Device for LinuxDevice {
 
     fn trust_anchors(&self) -> &[PublicKey] {
         &self.anchors
+    }
+
+    /// Kept in the state directory (`crate::anchors::save_added`), so that the key is
+    /// trusted after a restart although `--trust-anchor` does not name it.
+    fn add_trust_anchor(&mut self, key: PublicKey) -> Result<(), DeviceError> {
+        if self.anchors.contains(&key) {
+            return Ok(());
+        }
+        let mut added = crate::anchors::load_added(&self.state_dir)?;
+        added.push(key);
+        crate::anchors::save_added(&self.state_dir, &added)?;
+        self.anchors.push(key);
+        Ok(())
     }
 
     fn state_dir(&self) -> &Path {
