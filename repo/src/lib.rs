@@ -106,9 +106,8 @@ pub use error::{Error, Result};
 pub use keys::{PublicKey, RepoKey};
 pub use online::OnlineSigner;
 pub use root::{
-    RoleKeys, RootInfo, RootParams, cross_sign_root, init_root, rotate_root, verify_first_root,
-    verify_cross_signed_root, verify_root_chain,
-    verify_root_update,
+    RoleKeys, RootInfo, RootParams, cross_sign_root, init_root, rotate_root,
+    verify_cross_signed_root, verify_first_root, verify_root_chain, verify_root_update,
 };
 pub use targets::{
     RotaTarget, TargetEntry, TargetFile, VerifiedTargets, listed_targets, sign_targets,

@@ -758,7 +758,11 @@ fn in_an_attesting_class_a_dice_device_rotates_only_with_evidence_that_passes() 
     let bare = KeyRotation {
         public_key: hex::encode(pending.public_key().as_bytes()),
         proof: pending
-            .sign(&rotation_message("att-rot-1", &current, &pending.public_key()))
+            .sign(&rotation_message(
+                "att-rot-1",
+                &current,
+                &pending.public_key(),
+            ))
             .unwrap()
             .try_into()
             .unwrap(),

@@ -102,8 +102,7 @@ pub async fn rotate(
     if policy != AttestationPolicy::Off {
         match &request.evidence {
             Some(evidence) => {
-                let appraisal =
-                    crate::attestation::appraise(&state, device, &evidence.0).await?;
+                let appraisal = crate::attestation::appraise(&state, device, &evidence.0).await?;
                 if appraisal.state != AttestationState::Ok {
                     return Err(ApiError::forbidden(format!(
                         "the evidence sent with the rotation fails appraisal: {}",
