@@ -25,6 +25,37 @@ pub(crate) fn lower_hex_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// Why a signed body was not exactly one JSON object of its fields.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    TooLarge(usize),
+    Malformed(String),
+    TrailingData,
+}
+
+/// Exactly one JSON object of `T`'s fields (serde refuses unknown and duplicate ones,
+/// given `deny_unknown_fields`) and nothing after it, in at most `max_len` bytes: the
+/// body of a device certificate or an operator order, parsed before its signature is
+/// checked only to find its issuer.
+pub(crate) fn one_json_object<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max_len: usize,
+) -> Result<T, BodyError> {
+    if bytes.len() > max_len {
+        return Err(BodyError::TooLarge(bytes.len()));
+    }
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<T>();
+    let body = match stream.next() {
+        Some(Ok(body)) => body,
+        Some(Err(e)) => return Err(BodyError::Malformed(e.to_string())),
+        None => return Err(BodyError::Malformed("it is empty".into())),
+    };
+    if stream.byte_offset() != bytes.len() {
+        return Err(BodyError::TrailingData);
+    }
+    Ok(body)
+}
+
 /// serde for a byte string as standard padded base64 text.
 pub(crate) mod base64_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};

@@ -344,19 +344,11 @@ fn signed_bytes(body: &[u8]) -> Vec<u8> {
 
 /// Exactly one JSON object of the version 1 fields and nothing after it.
 fn parse_body(bytes: &[u8]) -> Result<CertBody, IdentityError> {
-    if bytes.len() > MAX_CERT_BODY_LEN {
-        return Err(IdentityError::BodyTooLarge { len: bytes.len() });
-    }
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<CertBody>();
-    let body = match stream.next() {
-        Some(Ok(body)) => body,
-        Some(Err(e)) => return Err(IdentityError::MalformedBody(e.to_string())),
-        None => return Err(IdentityError::MalformedBody("it is empty".into())),
-    };
-    if stream.byte_offset() != bytes.len() {
-        return Err(IdentityError::TrailingData);
-    }
-    Ok(body)
+    encoding::one_json_object(bytes, MAX_CERT_BODY_LEN).map_err(|e| match e {
+        encoding::BodyError::TooLarge(len) => IdentityError::BodyTooLarge { len },
+        encoding::BodyError::Malformed(why) => IdentityError::MalformedBody(why),
+        encoding::BodyError::TrailingData => IdentityError::TrailingData,
+    })
 }
 
 /// A CA's issuer id: lowercase hex SHA-256 of its raw public key (the key id

@@ -404,19 +404,11 @@ fn signed_bytes(body: &[u8]) -> Vec<u8> {
 
 /// Exactly one JSON object of the version 1 fields and nothing after it.
 fn parse_body(bytes: &[u8]) -> Result<OrderBody, OrderError> {
-    if bytes.len() > MAX_ORDER_BODY_LEN {
-        return Err(OrderError::BodyTooLarge { len: bytes.len() });
-    }
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<OrderBody>();
-    let body = match stream.next() {
-        Some(Ok(body)) => body,
-        Some(Err(e)) => return Err(OrderError::Malformed(e.to_string())),
-        None => return Err(OrderError::Malformed("it is empty".into())),
-    };
-    if stream.byte_offset() != bytes.len() {
-        return Err(OrderError::TrailingData);
-    }
-    Ok(body)
+    encoding::one_json_object(bytes, MAX_ORDER_BODY_LEN).map_err(|e| match e {
+        encoding::BodyError::TooLarge(len) => OrderError::BodyTooLarge { len },
+        encoding::BodyError::Malformed(why) => OrderError::Malformed(why),
+        encoding::BodyError::TrailingData => OrderError::TrailingData,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use rota_protocol::api::{
     Attest, AttestationChallenge, AttestationPolicy, AttestationResult, AttestationState,
     ClassAttestation,
@@ -337,20 +337,9 @@ async fn refuse(
     let subject = format!("attestation of device {}", device.id);
     let _ = state
         .audit
-        .refusal(&state.db, &audit_record(&subject, 400, &why))
+        .refusal(&state.db, &Record::by_device(&subject, 400, &why))
         .await;
     ApiError::bad_request(why)
-}
-
-fn audit_record<'a>(subject: &'a str, status: u16, detail: &'a str) -> Record<'a> {
-    Record {
-        source: None,
-        caller: None,
-        method: &Method::POST,
-        subject,
-        status,
-        detail,
-    }
 }
 
 /// Marks the device `failed` with `reason`, audits it and counts it.
@@ -382,7 +371,7 @@ async fn flag(
     let subject = format!("attestation of device {}", device.id);
     state
         .audit
-        .record(&state.db, &audit_record(&subject, 403, reason))
+        .record(&state.db, &Record::by_device(&subject, 403, reason))
         .await;
     Ok(())
 }

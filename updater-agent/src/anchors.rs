@@ -23,7 +23,7 @@
 //!   the device trusts.
 //! - A power cut anywhere: rota-boot's burns are idempotent (the same command applied
 //!   again completes it, or is `AlreadyApplied`); the agent's own step (the new key added
-//!   to the device's key list) comes after the burn, and [`reconcile`] redoes it from the
+//!   to the device's key list) comes after the burn, and `reconcile` redoes it from the
 //!   published commands whenever a valid key slot holds a key the device does not know.
 //!
 //! Which keys the agent verifies envelopes with ([`trusted`]): the device's keys whose

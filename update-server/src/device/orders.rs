@@ -327,14 +327,7 @@ pub async fn take_in(State(state): State<AppState>, req: Request) -> ApiResult<J
         .audit
         .record(
             &state.db,
-            &crate::manage::audit::Record {
-                source: None,
-                caller: None,
-                method: &axum::http::Method::POST,
-                subject: &subject,
-                status: 200,
-                detail: &detail,
-            },
+            &crate::manage::audit::Record::by_device(&subject, 200, &detail),
         )
         .await;
     Ok(Json(KeyRotated { certificate }))

@@ -200,14 +200,7 @@ pub async fn rotate(
         .audit
         .record(
             &state.db,
-            &crate::manage::audit::Record {
-                source: None,
-                caller: None,
-                method: &axum::http::Method::POST,
-                subject: &subject,
-                status: 200,
-                detail: &detail,
-            },
+            &crate::manage::audit::Record::by_device(&subject, 200, &detail),
         )
         .await;
     Ok(Json(KeyRotated { certificate }))

@@ -54,6 +54,21 @@ pub struct Record<'a> {
     pub detail: &'a str,
 }
 
+impl<'a> Record<'a> {
+    /// What a device did or was refused through the device API (a key rotation, an
+    /// order carried out, evidence refused): no token, no source.
+    pub fn by_device(subject: &'a str, status: u16, detail: &'a str) -> Self {
+        Record {
+            source: None,
+            caller: None,
+            method: &Method::POST,
+            subject,
+            status,
+            detail,
+        }
+    }
+}
+
 /// The audit log's limits and the refusals it is counting.
 pub struct AuditLog {
     refusals: DefaultKeyedRateLimiter<Party>,

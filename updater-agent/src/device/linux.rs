@@ -235,7 +235,7 @@ impl Device for LinuxDevice {
     }
 
     /// Writes `<cert>.next`, then moves the new key and the certificate into place and
-    /// destroys the old key, the phase file recording each step (see [`IdentityStore`]).
+    /// destroys the old key, the phase file recording each step (see `IdentityStore`).
     fn commit_identity(
         &mut self,
         key: Box<dyn Sign>,
