@@ -683,7 +683,7 @@ fn the_uds_cannot_be_read_by_the_application_after_the_bootloader_locks_it() {
     let d = Device::new();
     let map = d.otp_map();
     let uds = &map[UDS_AT..UDS_AT + UDS_LEN];
-    assert_eq!(map[4], 2, "a version 2 OTP map");
+    assert_eq!(map[4], 3, "a version 3 OTP map (it holds a UDS)");
     assert_ne!(uds, [0; UDS_LEN], "holding a UDS");
     // The UDS went into the OTP map and nowhere else the factory keeps.
     let uds_hex = hex::encode(uds);
