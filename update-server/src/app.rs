@@ -77,7 +77,7 @@ impl AppState {
         if filled > 0 {
             tracing::info!(devices = filled, "filled in revocation subjects");
         }
-        let artifacts = Artifacts::open(&config.artifacts)?;
+        let artifacts = Artifacts::open(&config.artifacts, config.artifact_cache_bytes)?;
         let mut device_cas = load_device_cas(&config)?;
         let device_ca: Option<Arc<dyn rota_keys::Sign>> = match &config.device_ca_key {
             Some(address) => {

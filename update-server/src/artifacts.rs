@@ -28,9 +28,101 @@ use tokio_util::io::ReaderStream;
 /// Read size for artifacts on the local file system.
 const LOCAL_READ_CHUNK: usize = 256 * 1024;
 
+/// Size of the slices a download from memory is written in.
+const HOT_CHUNK: usize = 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct Artifacts {
     store: Arc<dyn ObjectStore>,
+    hot: Arc<HotSet>,
+}
+
+/// The artifacts devices download most, kept whole in memory within a byte budget,
+/// least recently used out first. A rollout sends the same few images to every device:
+/// from memory a download costs no store read and no copy (hyper writes slices of the
+/// one buffer), on a local disk and on S3 alike. Artifacts are content-addressed, so a
+/// kept copy is never stale.
+#[derive(Debug, Default)]
+struct HotSet {
+    limit: u64,
+    inner: std::sync::Mutex<HotInner>,
+}
+
+#[derive(Debug, Default)]
+struct HotInner {
+    /// SHA-256 → (the artifact, when it was last served).
+    entries: std::collections::HashMap<String, (Bytes, u64)>,
+    used: u64,
+    clock: u64,
+}
+
+impl HotSet {
+    /// Whether an artifact of `len` bytes is worth keeping: at most a quarter of the
+    /// budget, so that a few images always fit together.
+    fn keeps(&self, len: u64) -> bool {
+        len > 0 && len <= self.limit / 4
+    }
+
+    fn get(&self, sha256: &str) -> Option<Bytes> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.clock += 1;
+        let now = inner.clock;
+        let (bytes, used) = inner.entries.get_mut(sha256)?;
+        *used = now;
+        Some(bytes.clone())
+    }
+
+    fn forget(&self, sha256: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some((gone, _)) = inner.entries.remove(sha256) {
+            inner.used -= gone.len() as u64;
+        }
+    }
+
+    fn put(&self, sha256: &str, bytes: Bytes) {
+        let len = bytes.len() as u64;
+        if !self.keeps(len) {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap();
+        if inner.entries.contains_key(sha256) {
+            return;
+        }
+        while inner.used + len > self.limit {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = inner.entries.remove(&oldest) {
+                inner.used -= gone.len() as u64;
+            }
+        }
+        inner.clock += 1;
+        let now = inner.clock;
+        inner.used += len;
+        inner.entries.insert(sha256.to_owned(), (bytes, now));
+    }
+}
+
+/// `range` of `whole` (all of it without one), as a stream of slices of the one buffer.
+fn slices(
+    whole: Bytes,
+    range: Option<Range<u64>>,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    let range = range.unwrap_or(0..whole.len() as u64);
+    let (start, end) = (range.start as usize, (range.end as usize).min(whole.len()));
+    let body = whole.slice(start.min(end)..end);
+    let len = body.len();
+    futures::stream::iter(
+        (0..len)
+            .step_by(HOT_CHUNK)
+            .map(move |at| Ok(body.slice(at..(at + HOT_CHUNK).min(len)))),
+    )
+    .boxed()
 }
 
 /// Why an upload was refused; each is the client's fault (a 4xx).
@@ -49,8 +141,9 @@ pub enum UploadError {
 }
 
 impl Artifacts {
-    /// `s3://bucket/prefix` or a local directory path.
-    pub fn open(location: &str) -> Result<Artifacts> {
+    /// `s3://bucket/prefix` or a local directory path; `hot_bytes` of memory keep the
+    /// most downloaded artifacts whole (0: none).
+    pub fn open(location: &str, hot_bytes: u64) -> Result<Artifacts> {
         let store: Arc<dyn ObjectStore> = if let Some(rest) = location.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -77,7 +170,13 @@ impl Artifacts {
                     .with_context(|| format!("cannot open the artifact directory {location}"))?,
             )
         };
-        Ok(Artifacts { store })
+        Ok(Artifacts {
+            store,
+            hot: Arc::new(HotSet {
+                limit: hot_bytes,
+                ..Default::default()
+            }),
+        })
     }
 
     fn object(sha256: &str) -> Path {
@@ -196,6 +295,7 @@ impl Artifacts {
 
     /// Deletes an artifact (gone already is fine: another replica's sweep).
     pub async fn delete(&self, sha256: &str) -> Result<()> {
+        self.hot.forget(sha256);
         match self.store.delete(&Self::object(sha256)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e).context("cannot delete an artifact"),
@@ -217,8 +317,11 @@ impl Artifacts {
         sha256: &str,
         range: Option<Range<u64>>,
     ) -> Result<BoxStream<'static, object_store::Result<Bytes>>> {
+        if let Some(whole) = self.hot.get(sha256) {
+            return Ok(slices(whole, range));
+        }
         let options = GetOptions {
-            range: range.map(GetRange::Bounded),
+            range: range.clone().map(GetRange::Bounded),
             ..Default::default()
         };
         let result = self
@@ -226,6 +329,20 @@ impl Artifacts {
             .get_opts(&Self::object(sha256), options)
             .await
             .context("cannot read the artifact store")?;
+        if self.hot.keeps(result.meta.size) {
+            // Read once, whole, then served from memory (this download included).
+            drop(result);
+            let whole = self
+                .store
+                .get(&Self::object(sha256))
+                .await
+                .context("cannot read the artifact store")?
+                .bytes()
+                .await
+                .context("cannot read the artifact store")?;
+            self.hot.put(sha256, whole.clone());
+            return Ok(slices(whole, range));
+        }
         let range = result.range.clone();
         Ok(match result.payload {
             // object_store reads local files in 8 KiB blocking reads, one thread hop
@@ -256,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn a_cut_upload_is_never_served_and_is_swept_later() {
         let dir = tempfile::tempdir().unwrap();
-        let artifacts = Artifacts::open(dir.path().to_str().unwrap()).unwrap();
+        let artifacts = Artifacts::open(dir.path().to_str().unwrap(), 0).unwrap();
         let good = b"complete".to_vec();
         let sha = hex::encode(Sha256::digest(&good));
         let body = futures::stream::iter([Ok::<_, String>(Bytes::from(good.clone()))]);
@@ -290,10 +407,55 @@ mod tests {
         assert_eq!(artifacts.len(&sha).await.unwrap(), Some(good.len() as u64));
     }
 
+    async fn read(artifacts: &Artifacts, sha: &str, range: Option<Range<u64>>) -> Vec<u8> {
+        let chunks: Vec<Bytes> = artifacts
+            .get(sha, range)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        chunks.concat()
+    }
+
+    #[tokio::test]
+    async fn hot_artifacts_are_served_from_memory_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 64-byte budget keeps artifacts of at most 16 bytes.
+        let artifacts = Artifacts::open(dir.path().to_str().unwrap(), 64).unwrap();
+        let mut shas = Vec::new();
+        for n in 0..6u8 {
+            let bytes = vec![b'a' + n; 16];
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let body = futures::stream::iter([Ok::<_, String>(Bytes::from(bytes.clone()))]);
+            artifacts.upload(&sha, 16, 1 << 20, body).await.unwrap();
+            assert_eq!(read(&artifacts, &sha, None).await, bytes);
+            assert_eq!(read(&artifacts, &sha, Some(2..5)).await, &bytes[2..5]);
+            shas.push(sha);
+        }
+        // Within budget: the four most recently served are kept, the oldest went.
+        assert_eq!(artifacts.hot.inner.lock().unwrap().used, 64);
+        assert!(artifacts.hot.get(&shas[0]).is_none());
+        assert!(artifacts.hot.get(&shas[5]).is_some());
+        // Served from memory: the store's copy is not read again.
+        std::fs::remove_file(dir.path().join("targets").join(&shas[5])).unwrap();
+        assert_eq!(read(&artifacts, &shas[5], None).await, vec![b'f'; 16]);
+        // Deleted: forgotten too.
+        artifacts.delete(&shas[5]).await.unwrap();
+        assert!(artifacts.get(&shas[5], None).await.is_err());
+        // Larger than a quarter of the budget: streamed, never kept.
+        let big = vec![b'z'; 17];
+        let sha = hex::encode(Sha256::digest(&big));
+        let body = futures::stream::iter([Ok::<_, String>(Bytes::from(big.clone()))]);
+        artifacts.upload(&sha, 17, 1 << 20, body).await.unwrap();
+        assert_eq!(read(&artifacts, &sha, Some(1..17)).await, &big[1..]);
+        assert!(artifacts.hot.get(&sha).is_none());
+    }
+
     #[tokio::test]
     async fn artifacts_are_found_by_age_and_deleted_once() {
         let dir = tempfile::tempdir().unwrap();
-        let artifacts = Artifacts::open(dir.path().to_str().unwrap()).unwrap();
+        let artifacts = Artifacts::open(dir.path().to_str().unwrap(), 0).unwrap();
         let bytes = b"an upload";
         let sha = hex::encode(Sha256::digest(bytes));
         let body = futures::stream::iter([Ok::<_, String>(Bytes::from_static(bytes))]);

@@ -75,6 +75,10 @@ pub struct Settings {
     /// The largest artifact upload, in bytes.
     #[arg(long, env = "ROTA_SERVER_MAX_ARTIFACT_SIZE", value_name = "BYTES")]
     pub max_artifact_size: Option<u64>,
+    /// Memory for the artifacts devices download most, kept whole and served without a
+    /// store read (an artifact larger than a quarter of it is never kept); 0: none.
+    #[arg(long, env = "ROTA_SERVER_ARTIFACT_CACHE_SIZE", value_name = "BYTES")]
+    pub artifact_cache_size: Option<u64>,
     /// Seconds a request may take before it is answered 408.
     #[arg(long, env = "ROTA_SERVER_REQUEST_TIMEOUT", value_name = "SECONDS")]
     pub request_timeout: Option<u64>,
@@ -167,6 +171,7 @@ pub struct Config {
     pub timestamp_lifetime_s: u64,
     pub snapshot_lifetime_s: u64,
     pub max_artifact_size: u64,
+    pub artifact_cache_bytes: u64,
     pub request_timeout_s: u64,
     pub tick_ms: u64,
     pub log_format: LogFormat,
@@ -257,6 +262,7 @@ impl Settings {
             timestamp_lifetime: self.timestamp_lifetime.or(lower.timestamp_lifetime),
             snapshot_lifetime: self.snapshot_lifetime.or(lower.snapshot_lifetime),
             max_artifact_size: self.max_artifact_size.or(lower.max_artifact_size),
+            artifact_cache_size: self.artifact_cache_size.or(lower.artifact_cache_size),
             request_timeout: self.request_timeout.or(lower.request_timeout),
             tick: self.tick.or(lower.tick),
             log_format: self.log_format.or(lower.log_format),
@@ -328,6 +334,7 @@ impl Settings {
             timestamp_lifetime_s: s.timestamp_lifetime.unwrap_or(24 * 3600),
             snapshot_lifetime_s: s.snapshot_lifetime.unwrap_or(30 * 24 * 3600),
             max_artifact_size: s.max_artifact_size.unwrap_or(1 << 30),
+            artifact_cache_bytes: s.artifact_cache_size.unwrap_or(128 << 20),
             request_timeout_s: s.request_timeout.unwrap_or(30),
             tick_ms: s.tick.unwrap_or(250),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
