@@ -340,7 +340,16 @@ impl Artifacts {
                 .bytes()
                 .await
                 .context("cannot read the artifact store")?;
-            self.hot.put(sha256, whole.clone());
+            // Kept only if it is what its name says: a file damaged or altered in the
+            // store is served as it is (devices check the signed hash) but never kept.
+            let (name, bytes) = (sha256.to_owned(), whole.clone());
+            let intact =
+                tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&bytes)) == name)
+                    .await
+                    .unwrap_or(false);
+            if intact {
+                self.hot.put(sha256, whole.clone());
+            }
             return Ok(slices(whole, range));
         }
         let range = result.range.clone();
@@ -440,6 +449,12 @@ mod tests {
         // Served from memory: the store's copy is not read again.
         std::fs::remove_file(dir.path().join("targets").join(&shas[5])).unwrap();
         assert_eq!(read(&artifacts, &shas[5], None).await, vec![b'f'; 16]);
+        // Altered in the store: served as it is, never kept.
+        let sha = &shas[4];
+        artifacts.hot.forget(sha);
+        std::fs::write(dir.path().join("targets").join(sha), vec![b'x'; 16]).unwrap();
+        assert_eq!(read(&artifacts, sha, None).await, vec![b'x'; 16]);
+        assert!(artifacts.hot.get(sha).is_none());
         // Deleted: forgotten too.
         artifacts.delete(&shas[5]).await.unwrap();
         assert!(artifacts.get(&shas[5], None).await.is_err());
