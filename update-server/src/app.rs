@@ -70,7 +70,11 @@ impl AppState {
                 config.data_dir.display()
             )
         })?;
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect(
+            &config.database_url,
+            Duration::from_secs(config.limits.db_acquire_timeout_s),
+        )
+        .await?;
         let filled = crate::revocation::backfill(&db)
             .await
             .context("cannot fill in the revocation subjects of registered devices")?;

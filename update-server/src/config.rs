@@ -116,6 +116,10 @@ pub struct Settings {
     /// Reports one device may send at once before `reports-per-minute` applies.
     #[arg(long, env = "ROTA_SERVER_REPORT_BURST", value_name = "COUNT")]
     pub report_burst: Option<u32>,
+    /// Seconds a request waits for a database connection; when the database falls that
+    /// far behind, the request is answered 503 with Retry-After instead of hanging.
+    #[arg(long, env = "ROTA_SERVER_DB_ACQUIRE_TIMEOUT", value_name = "SECONDS")]
+    pub db_acquire_timeout: Option<u64>,
     /// Days an audit record is kept.
     #[arg(long, env = "ROTA_SERVER_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
     pub audit_retention_days: Option<u32>,
@@ -191,6 +195,7 @@ pub struct Limits {
     pub refusal_burst: u32,
     pub reports_per_minute: u32,
     pub report_burst: u32,
+    pub db_acquire_timeout_s: u64,
     pub audit_retention_days: u32,
     pub audit_max_rows: u64,
 }
@@ -204,6 +209,7 @@ impl Limits {
             refusal_burst: s.refusal_burst.unwrap_or(20),
             reports_per_minute: s.reports_per_minute.unwrap_or(60),
             report_burst: s.report_burst.unwrap_or(30),
+            db_acquire_timeout_s: s.db_acquire_timeout.unwrap_or(5),
             audit_retention_days: s.audit_retention_days.unwrap_or(90),
             audit_max_rows: s.audit_max_rows.unwrap_or(1_000_000),
         };
@@ -214,6 +220,7 @@ impl Limits {
             ("refusal-burst", u64::from(limits.refusal_burst)),
             ("reports-per-minute", u64::from(limits.reports_per_minute)),
             ("report-burst", u64::from(limits.report_burst)),
+            ("db-acquire-timeout", limits.db_acquire_timeout_s),
             (
                 "audit-retention-days",
                 u64::from(limits.audit_retention_days),
@@ -272,6 +279,7 @@ impl Settings {
             refusal_burst: self.refusal_burst.or(lower.refusal_burst),
             reports_per_minute: self.reports_per_minute.or(lower.reports_per_minute),
             report_burst: self.report_burst.or(lower.report_burst),
+            db_acquire_timeout: self.db_acquire_timeout.or(lower.db_acquire_timeout),
             audit_retention_days: self.audit_retention_days.or(lower.audit_retention_days),
             audit_max_rows: self.audit_max_rows.or(lower.audit_max_rows),
             unlisted_artifact_grace: self

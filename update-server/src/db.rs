@@ -39,7 +39,12 @@ pub struct Db {
 
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the schema up to date.
-    pub async fn connect(url: &str) -> Result<Db> {
+    /// The default wait for a connection (`--db-acquire-timeout`).
+    pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Opens the database at `url`; a request waits at most `acquire_timeout` for a
+    /// connection (then `sqlx::Error::PoolTimedOut`: a 503, `crate::error`).
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -57,8 +62,8 @@ impl Db {
                     .get_filename()
                     .to_path_buf();
                 restrict_sqlite_files(&path)?;
-                let write = sqlite_pool(options.clone(), 1).await?;
-                let read = sqlite_pool(options, 8).await?;
+                let write = sqlite_pool(options.clone(), 1, acquire_timeout).await?;
+                let read = sqlite_pool(options, 8, acquire_timeout).await?;
                 Db {
                     write,
                     read,
@@ -68,7 +73,7 @@ impl Db {
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await
                     .with_context(|| format!("cannot connect to {}", redact(url)))?;
@@ -89,7 +94,11 @@ impl Db {
     /// The embedded default: `DIR/rota.db`, created if missing.
     pub async fn open_sqlite_in(dir: &Path) -> Result<Db> {
         let path = dir.join("rota.db");
-        Db::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+        Db::connect(
+            &format!("sqlite://{}?mode=rwc", path.display()),
+            Self::ACQUIRE_TIMEOUT,
+        )
+        .await
     }
 }
 
@@ -129,10 +138,14 @@ fn restrict_sqlite_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn sqlite_pool(options: AnyConnectOptions, size: u32) -> Result<AnyPool> {
+async fn sqlite_pool(
+    options: AnyConnectOptions,
+    size: u32,
+    acquire_timeout: Duration,
+) -> Result<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(size)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(acquire_timeout)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // WAL lets reads run beside the writer; synchronous=FULL makes every

@@ -12,7 +12,8 @@ use serde::Serialize;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    /// For a 429: when the same request may pass, sent as `Retry-After` (whole seconds).
+    /// For a 429 or a 503: when the same request may pass, sent as `Retry-After` (whole
+    /// seconds).
     pub retry_after: Option<Duration>,
 }
 
@@ -82,9 +83,30 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How long a client refused for a busy database is asked to wait.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> ApiError {
-        ApiError::internal(err)
+        match err {
+            // Backpressure: the database is behind (no connection within the pool's
+            // acquire timeout). The request is answered at once, with when to retry,
+            // rather than after a client's own timeout; nothing was changed.
+            sqlx::Error::PoolTimedOut => {
+                metrics::counter!("rota_busy_refusals_total").increment(1);
+                tracing::warn!(
+                    "refused a request: no database connection within the acquire timeout"
+                );
+                ApiError {
+                    retry_after: Some(BUSY_RETRY_AFTER),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is busy (its database is behind); try again later",
+                    )
+                }
+            }
+            err => ApiError::internal(err),
+        }
     }
 }
 
@@ -131,4 +153,19 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
         }
     }
     fixed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_falls_behind_is_a_503_with_retry_after_not_a_500() {
+        let response = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let other = ApiError::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(other.headers().get(header::RETRY_AFTER).is_none());
+    }
 }

@@ -159,7 +159,7 @@ async fn setup(backend: Backend, fleet: usize) -> (TestDb, Engine, Vec<String>) 
 
 /// Another server replica: its own pools on the same database.
 async fn replica(t: &TestDb) -> Engine {
-    Engine::new(Db::connect(&t.url).await.unwrap())
+    Engine::new(Db::connect(&t.url, Db::ACQUIRE_TIMEOUT).await.unwrap())
 }
 
 fn view(id: &str, running_version: u64) -> DeviceView {

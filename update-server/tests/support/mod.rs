@@ -26,7 +26,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("rota.db").display());
-                let db = Db::connect(&url).await.unwrap();
+                let db = Db::connect(&url, Db::ACQUIRE_TIMEOUT).await.unwrap();
                 TestDb {
                     db,
                     url,
@@ -35,7 +35,7 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let url = postgres_schema_url().await;
-                let db = Db::connect(&url).await.unwrap();
+                let db = Db::connect(&url, Db::ACQUIRE_TIMEOUT).await.unwrap();
                 TestDb {
                     db,
                     url,
