@@ -268,3 +268,45 @@ fn a_state_file_that_cannot_be_saved_stops_the_agent() {
     assert_eq!(agent.cycle().unwrap().0, Outcome::UpToDate);
     assert!(agent.state().enrolled);
 }
+
+/// Backpressure end to end: a server that answers 503 with `Retry-After` (its database
+/// is behind) is left alone that long, not retried on the agent's shorter backoff.
+#[test]
+fn a_busy_servers_retry_after_is_honoured() {
+    use std::io::{Read, Write};
+    let world = World::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let body = br#"{"error":"the server is busy"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    let uds = new_uds().unwrap();
+    let (key, certificate) = world.dice_identity("busy-1", &uds);
+    let device = world.manufacture(
+        "busy-1",
+        &key,
+        uds,
+        &world.factory(),
+        world.state_root("busy").join("busy-1"),
+    );
+    let config = world.agent_config(&format!("http://{address}"));
+    assert!(config.backoff.cap < Duration::from_secs(7));
+    let mut agent = Agent::new(device, config, world.http.clone(), Some(certificate)).unwrap();
+    let (outcome, wait) = agent.cycle().unwrap();
+    assert!(matches!(outcome, Outcome::Retrying(_)), "{outcome:?}");
+    assert_eq!(wait, Duration::from_secs(7));
+}

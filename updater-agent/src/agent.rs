@@ -186,11 +186,14 @@ impl<D: Device> Agent<D> {
     /// One pass; returns what happened and how long to wait before the next.
     pub fn cycle(&mut self) -> Result<(Outcome, Duration), DeviceError> {
         let outcome = self.pass()?;
+        let asked = self.server.take_retry_after();
         let wait = match &outcome {
             Outcome::Retrying(_) => {
-                let wait = self.config.backoff.delay(self.failures);
+                let backoff = self.config.backoff.delay(self.failures);
                 self.failures += 1;
-                wait
+                // A busy server's `Retry-After` (a 503 or a 429) is honoured when it asks
+                // for longer than the backoff would wait.
+                asked.map_or(backoff, |asked| asked.max(backoff))
             }
             _ => {
                 self.failures = 0;

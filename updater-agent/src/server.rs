@@ -109,7 +109,14 @@ pub struct ServerClient {
     http: Client,
     base: String,
     limits: AnswerLimits,
+    /// The latest `Retry-After` of a refusal (a 429, or a 503 from a busy server), in
+    /// seconds, until the agent takes it ([`ServerClient::take_retry_after`]).
+    retry_after_s: std::sync::atomic::AtomicU64,
 }
+
+/// The longest `Retry-After` the agent honours: a broken or hostile server cannot park
+/// a device for longer than the agent's own longest poll.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl ServerClient {
     /// A client for the server at `base` (`http://host:port`) that reads no answer past
@@ -119,7 +126,17 @@ impl ServerClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             limits,
+            retry_after_s: Default::default(),
         }
+    }
+
+    /// How long the server last asked to be left alone (`Retry-After`, in seconds, at
+    /// most [`MAX_RETRY_AFTER`]); cleared by the call.
+    pub fn take_retry_after(&self) -> Option<Duration> {
+        let seconds = self
+            .retry_after_s
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        (seconds > 0).then(|| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
     }
 
     pub fn base(&self) -> &str {
@@ -358,6 +375,15 @@ impl ServerClient {
                 headers,
                 body,
             });
+        }
+        // RFC 9110 §10.2.3, delay-seconds only (an HTTP date is not worth a device clock).
+        if let Some(seconds) = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            self.retry_after_s
+                .store(seconds, std::sync::atomic::Ordering::Relaxed);
         }
         // Only the status decides; the message is cut at the limit.
         let mut body = Vec::new();
