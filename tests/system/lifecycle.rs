@@ -481,6 +481,23 @@ fn an_order_the_device_does_not_trust_or_the_server_did_not_issue_changes_nothin
     agent.device().identity().key.sign(b"still here").unwrap();
     assert_eq!(device_state(&world, "wary-1"), "active");
 
+    // The operator withdraws it: the device is left alone and offered updates again.
+    let withdraw = || {
+        world
+            .http
+            .delete(world.url("/api/v1/devices/wary-1/orders"))
+            .bearer_auth(&world.admin)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(withdraw(), 204);
+    assert_eq!(withdraw(), 404, "nothing left to withdraw");
+    assert_eq!(agent.cycle().unwrap().0, Outcome::UpToDate);
+    let release = world.publish(&world.release("1.1.0", 2, 0));
+    world.rollout(&release, &[100.0], 1, 0.5);
+    run_until(&mut agent, |o| *o == Outcome::Confirmed(2));
+
     // A report of an order the server does not hold (forged, replaced) is refused.
     let forged = rota_protocol::order::issue_order(
         &world.device_ca,

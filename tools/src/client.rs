@@ -220,6 +220,15 @@ impl Client {
         self.decoded(self.http.post(self.url(path)).json(body), path, what)
     }
 
+    /// `DELETE path`; the answer has no body.
+    pub fn delete(&self, path: &str, what: &str) -> Result<()> {
+        let response = self.send(self.http.delete(self.url(path)))?;
+        match self.answer(response)? {
+            Ok(_) => Ok(()),
+            Err(refusal) => Err(Self::refused(what, &refusal)),
+        }
+    }
+
     /// `POST path` without a body, decoded.
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
         self.decoded(self.http.post(self.url(path)), path, what)

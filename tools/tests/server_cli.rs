@@ -569,6 +569,9 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
     setup
         .rota(&["device", "decommission", "dev-1", "--erase"])
         .fails_with("no device CA (--device-ca-key) to sign orders with");
+    setup
+        .rota(&["device", "withdraw-order", "dev-1"])
+        .fails_with("device dev-1 has no order waiting");
     // A transfer's root: another repository's, cross-signed with this one's root keys.
     rota(setup.path(), &["repo", "init", "--dir", "repo2"]).ok();
     rota(

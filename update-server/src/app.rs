@@ -183,7 +183,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/{action}",
             post(manage::devices::lifecycle),
         )
-        .route("/api/v1/devices/{id}/orders", post(device::orders::create))
+        .route(
+            "/api/v1/devices/{id}/orders",
+            post(device::orders::create).delete(device::orders::withdraw),
+        )
         .route(
             "/api/v1/revocations",
             post(crate::revocation::create).get(crate::revocation::list),

@@ -24,6 +24,7 @@ use crate::{attestation, cas, device, manage, revocation};
         device::rotate::set_policy,
         device::rotate::get_policy,
         device::orders::create,
+        device::orders::withdraw,
         device::orders::done,
         device::orders::take_in,
         cas::create,

@@ -58,6 +58,9 @@ enum DeviceCommand {
     Resume(StateArgs),
     Decommission(DecommissionArgs),
     Transfer(TransferArgs),
+    /// Withdraw the order (an erase or a transfer) waiting for a device's next check-in.
+    /// A device that took it already is refused its report of it, and carries out nothing.
+    WithdrawOrder(StateArgs),
 }
 
 /// Decommission a device, for good: it can never check in or be registered again.
@@ -344,6 +347,17 @@ pub fn run(args: Args) -> Result<()> {
             "decommission",
             "decommissioned",
         ),
+        DeviceCommand::WithdrawOrder(args) => {
+            let client = Client::connect(&args.server)?;
+            let id = &args.id;
+            client.delete(
+                &format!("/api/v1/devices/{}/orders", segment(id)),
+                &format!("to withdraw the order of device {id}"),
+            )?;
+            output::print(&format!(
+                "the order of device {id} is withdrawn: it is offered updates again\n"
+            ))
+        }
         DeviceCommand::Transfer(args) => {
             let pem = files::read_limited(&args.to_ca, 64 * 1024, "the new device CA key")?;
             let ca = rota_keys::pem::public_key_from_pem(&String::from_utf8_lossy(&pem))

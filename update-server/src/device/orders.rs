@@ -146,6 +146,35 @@ pub async fn create(
     ))
 }
 
+/// `DELETE /api/v1/devices/{id}/orders` (admin): withdraws the order not yet done, so the
+/// device is offered updates again; a device that took it already reports it and is
+/// refused that report (409), and so carries out nothing.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}/orders",
+    responses((status = 204), (status = 404)), security(("bearer" = [])))]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let withdrawn = sqlx::query(
+        "UPDATE devices SET pending_order = NULL, order_fingerprint = NULL, updated_at = $1 \
+         WHERE id = $2 AND pending_order IS NOT NULL AND order_done_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&id)
+    .execute(&state.db.write)
+    .await?;
+    if withdrawn.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!(
+            "device {id} has no order waiting (none was issued, or it was carried out)"
+        )));
+    }
+    state.devices.invalidate(&id);
+    Ok((
+        StatusCode::NO_CONTENT,
+        axum::Extension(AuditDetail(format!("device {id}: order withdrawn"))),
+    ))
+}
+
 /// The order a device has to carry out, for its check-in answer.
 pub async fn pending(state: &AppState, device_id: &str) -> Result<Option<SignedOrder>, ApiError> {
     let row: Option<(Option<String>,)> =

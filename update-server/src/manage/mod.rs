@@ -52,6 +52,7 @@ pub const ENDPOINTS: &[(Method, &str, Role)] = &[
         Role::Operator,
     ),
     (Method::POST, "/api/v1/devices/{id}/orders", Role::Admin),
+    (Method::DELETE, "/api/v1/devices/{id}/orders", Role::Admin),
     (Method::POST, "/api/v1/revocations", Role::Admin),
     (Method::GET, "/api/v1/revocations", Role::Viewer),
     (
