@@ -56,6 +56,17 @@ pub(crate) fn one_json_object<T: serde::de::DeserializeOwned>(
     Ok(body)
 }
 
+/// A public key in lowercase hex: Ed25519 (64 characters; a valid, canonical point not
+/// of small order) or uncompressed P-256 (130, `04 || x || y`, on the curve).
+pub(crate) fn public_key_hex(text: &str) -> Option<crate::PublicKey> {
+    let key = match text.len() {
+        64 => lower_hex_decode::<32>(text).map(crate::PublicKey::Ed25519),
+        130 => lower_hex_decode::<65>(text).map(crate::PublicKey::P256),
+        _ => None,
+    }?;
+    key.validate().is_ok().then_some(key)
+}
+
 /// serde for a byte string as standard padded base64 text.
 pub(crate) mod base64_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};

@@ -190,15 +190,7 @@ impl CertBody {
     /// small-order key admits signatures that verify for many messages), or an
     /// uncompressed P-256 point on the curve.
     pub fn device_key(&self) -> Result<PublicKey, IdentityError> {
-        let key = match self.public_key.len() {
-            64 => encoding::lower_hex_decode::<32>(&self.public_key).map(PublicKey::Ed25519),
-            130 => encoding::lower_hex_decode::<65>(&self.public_key).map(PublicKey::P256),
-            _ => None,
-        }
-        .ok_or(IdentityError::InvalidPublicKey)?;
-        key.validate()
-            .map_err(|_| IdentityError::InvalidPublicKey)?;
-        Ok(key)
+        encoding::public_key_hex(&self.public_key).ok_or(IdentityError::InvalidPublicKey)
     }
 }
 

@@ -275,13 +275,7 @@ impl OrderBody {
 impl TransferTo {
     /// The new operator's device CA key.
     pub fn device_ca(&self) -> Result<PublicKey, OrderError> {
-        let key = match self.device_ca.len() {
-            64 => encoding::lower_hex_decode::<32>(&self.device_ca).map(PublicKey::Ed25519),
-            130 => encoding::lower_hex_decode::<65>(&self.device_ca).map(PublicKey::P256),
-            _ => None,
-        }
-        .filter(|k| k.validate().is_ok());
-        key.ok_or_else(|| {
+        encoding::public_key_hex(&self.device_ca).ok_or_else(|| {
             OrderError::BadTransfer(
                 "device_ca is not an Ed25519 or P-256 public key in lowercase hex".into(),
             )

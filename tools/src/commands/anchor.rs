@@ -2,13 +2,13 @@
 //! in devices' roots of trust (`rota_boot::anchor`: the format and its threat model), and
 //! publish them to devices as TUF targets (`rota anchor publish`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use rota_boot::anchor::{self, AnchorCommand, Change};
 use rota_keys::KeyAddress;
-use rota_manifest::{Ed25519Verifier, PublicKey, Sign, public_key_from_pem};
+use rota_manifest::{Ed25519Verifier, PublicKey, Sign};
 
 use rota_protocol::api::PublishResult;
 use rota_repo::{RepoKey, RotaTarget, TargetFile};
@@ -134,7 +134,7 @@ struct RevokeArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         AnchorSubcommand::Add(args) => {
-            let new_key = load_ed25519(&args.new_key)?;
+            let new_key = super::flash_image::load_ed25519(&args.new_key)?;
             let key_hash = PublicKey::Ed25519(new_key).key_id();
             let change = Change::Add {
                 slot: args.common.slot.into(),
@@ -216,8 +216,12 @@ fn publish(args: PublishArgs) -> Result<()> {
         anchor::MAX_COMMAND_LEN as u64,
         "a trust-anchor command",
     )?;
-    let signer = load_ed25519(&args.signer)?;
-    let new_key = args.new_key.as_deref().map(load_ed25519).transpose()?;
+    let signer = super::flash_image::load_ed25519(&args.signer)?;
+    let new_key = args
+        .new_key
+        .as_deref()
+        .map(super::flash_image::load_ed25519)
+        .transpose()?;
     let target = command_target(&bytes, signer, new_key)?;
     let file = TargetFile::from_bytes(target.name.clone(), &bytes, target.fields.to_custom());
 
@@ -329,16 +333,4 @@ fn write_command(args: &Common, change: Change, what: &str) -> Result<()> {
         hex::encode(PublicKey::Ed25519(signer_key).key_id()),
         hex::encode(signer_key),
     ))
-}
-
-/// Reads an Ed25519 public key: what a key slot can hold.
-fn load_ed25519(path: &Path) -> Result<[u8; 32]> {
-    let pem = files::read_key_file(path)?;
-    match public_key_from_pem(&pem).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))? {
-        PublicKey::Ed25519(key) => Ok(key),
-        _ => bail!(
-            "{} is not an Ed25519 key: devices verify firmware with Ed25519 only",
-            path.display()
-        ),
-    }
 }

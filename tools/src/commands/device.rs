@@ -98,9 +98,10 @@ struct TransferArgs {
     /// The new operator's server URL.
     #[arg(long, value_name = "URL")]
     to_server: String,
-    /// The new operator's device CA public key (PEM, as `rota keygen` writes it).
-    #[arg(long, value_name = "FILE.pub")]
-    to_ca: PathBuf,
+    /// The new operator's device CA public key: a PEM file (as `rota keygen` writes it)
+    /// or raw hex.
+    #[arg(long, value_name = "FILE.pub|HEX")]
+    to_ca: String,
     /// The new operator's root.json, cross-signed by this repository's root keys.
     #[arg(long, value_name = "FILE")]
     to_root: PathBuf,
@@ -359,9 +360,7 @@ pub fn run(args: Args) -> Result<()> {
             ))
         }
         DeviceCommand::Transfer(args) => {
-            let pem = files::read_limited(&args.to_ca, 64 * 1024, "the new device CA key")?;
-            let ca = rota_keys::pem::public_key_from_pem(&String::from_utf8_lossy(&pem))
-                .map_err(|e| anyhow!("{} is not a public key: {e}", args.to_ca.display()))?;
+            let ca = read_public_key(&args.to_ca)?;
             let root = files::read_limited(&args.to_root, 512 * 1024, "the new TUF root")?;
             use base64::Engine as _;
             order(

@@ -203,7 +203,7 @@ fn new_uds() -> Result<[u8; dice::CDI_LEN]> {
 }
 
 /// Reads a trust anchor that the bootloader can use: an Ed25519 public key.
-fn load_ed25519(path: &Path) -> Result<[u8; 32]> {
+pub(crate) fn load_ed25519(path: &Path) -> Result<[u8; 32]> {
     let pem = files::read_key_file(path)?;
     match public_key_from_pem(&pem)
         .with_context(|| format!("cannot use {} as a trust anchor", path.display()))?
