@@ -115,7 +115,7 @@ fn assert_refused_on_both_paths(
     // The updater path, with a good image pending in the inactive slot.
     let filler = release(0, 50, u64::from(floor.max(1)), IMAGE);
     d.install(&filler).unwrap();
-    let flash = d.flash.contents().to_vec();
+    let flash = d.flash.contents();
     let ops = d.rail.operations();
     let (burns, revoked) = (d.otp.burns(), d.otp.revoked_now().to_vec());
     let result = d.updater().unwrap().stage(&bad.key, &bad.envelope);
@@ -126,7 +126,7 @@ fn assert_refused_on_both_paths(
         "a refused stage performs no operation"
     );
     assert!(
-        d.flash.contents() == &flash[..],
+        d.flash.contents() == flash,
         "a refused stage changes no flash byte"
     );
     assert!(d.holds(inactive, &filler));
@@ -176,14 +176,14 @@ fn rejects_unsigned_image() {
         let mut d = booted_device();
         // The genuine release is accepted: only the signature bytes differ.
         d.fork().install(&good).unwrap();
-        let flash = d.flash.contents().to_vec();
+        let flash = d.flash.contents();
         let result = d.updater().unwrap().stage(&bad.key, &bad.envelope);
         assert!(
             matches!(result, Err(Error::Rejected(Rejection::Manifest(_)))),
             "{result:?}"
         );
         assert!(
-            d.flash.contents() == &flash[..],
+            d.flash.contents() == flash,
             "the inactive slot is untouched"
         );
 
@@ -386,7 +386,7 @@ fn rejects_oversized_image() {
     // A genuinely larger image: refused before anything is erased.
     let mut d = booted_device();
     let large = release(0, 2, 2, capacity as usize + 1);
-    let flash = d.flash.contents().to_vec();
+    let flash = d.flash.contents();
     assert_eq!(
         d.updater().unwrap().stage(&large.key, &large.envelope),
         Err(Error::Rejected(Rejection::TooLarge {
@@ -394,7 +394,7 @@ fn rejects_oversized_image() {
             capacity,
         }))
     );
-    assert!(d.flash.contents() == &flash[..]);
+    assert!(d.flash.contents() == flash);
 
     // An envelope that claims more than the slot holds (the bytes that fit, raw).
     let claims_more = release_with(0, 2, 2, IMAGE, |m| m.image_size = 100_000);
@@ -721,7 +721,7 @@ fn recovery_when_the_confirmed_image_is_corrupt_and_no_loop() {
         BootDecision::Recovery(Rejection::ImageMismatch)
     );
     let ops = d.rail.operations();
-    let flash = d.flash.contents().to_vec();
+    let flash = d.flash.contents();
     for _ in 0..3 {
         assert_eq!(
             d.boot().unwrap(),
@@ -732,7 +732,7 @@ fn recovery_when_the_confirmed_image_is_corrupt_and_no_loop() {
             ops,
             "a recovery decision writes nothing"
         );
-        assert!(d.flash.contents() == &flash[..]);
+        assert!(d.flash.contents() == flash);
     }
     assert_eq!(d.otp.floor_now(), 1);
 
@@ -790,7 +790,7 @@ fn stage_refuses_while_on_trial() {
     assert_eq!(boot(&mut d), (Slot::B, true));
     let v3 = release(0, 3, 3, IMAGE);
     let ops = d.rail.operations();
-    let flash = d.flash.contents().to_vec();
+    let flash = d.flash.contents();
     let mut u = d.updater().unwrap();
     assert_eq!(u.stage(&v3.key, &v3.envelope), Err(Error::OnTrial));
     assert_eq!(u.write(0, &v3.image[..CHUNK]), Err(Error::NotStaged));
@@ -799,7 +799,7 @@ fn stage_refuses_while_on_trial() {
     assert_eq!(u.revoke(0), Err(Error::OnTrial));
     assert_eq!(d.rail.operations(), ops);
     assert!(
-        d.flash.contents() == &flash[..],
+        d.flash.contents() == flash,
         "slot A (the fallback) is untouched"
     );
     assert_eq!(d.otp.revoked_now(), [false, false]);
@@ -1249,7 +1249,7 @@ fn refuses_a_manifest_older_than_the_running_one() {
     d.updater().unwrap().confirm().unwrap();
     assert_eq!(boot(&mut d), (Slot::B, false));
 
-    let before = d.flash.contents().to_vec();
+    let before = d.flash.contents();
     let older = release(0, 3, 1, IMAGE);
     let result = d.updater().unwrap().stage(&older.key, &older.envelope);
     assert_eq!(
@@ -1261,7 +1261,7 @@ fn refuses_a_manifest_older_than_the_running_one() {
     );
     assert_eq!(
         d.flash.contents(),
-        &before[..],
+        before,
         "a refused stage changes nothing"
     );
 

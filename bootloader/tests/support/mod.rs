@@ -261,7 +261,9 @@ impl<const E: usize, const W: usize, A: EnvelopeAuth> Device<E, W, A> {
     /// Whether `slot` holds exactly `release` (header and image), read raw.
     pub fn holds(&self, slot: Slot, release: &Release) -> bool {
         let region = self.layout.slot(slot);
-        let mem = &self.flash.contents()[region.offset as usize..region.end() as usize];
+        let read = self.layout.header_size as usize + release.image.len();
+        let mut mem = vec![0; read.min(region.size as usize)];
+        self.flash.peek(region.offset, &mut mem);
         let mut header = Vec::new();
         header.extend_from_slice(b"ROTA");
         header.extend_from_slice(&(release.envelope.len() as u32).to_le_bytes());
