@@ -17,6 +17,7 @@
 #
 # Usage: scripts/bench-fleet.sh [--devices N] [--db sqlite|postgres] [--poll SECONDS]
 #          [--time-limit SECONDS] [--settle SECONDS] [--bin-dir DIR] [--out FILE] [--keep]
+#          [--faults POWER,NETWORK,SELFTEST] [--workers N] [--replicas N]
 #   --devices     fleet size (default 1000)
 #   --db          sqlite: the server's embedded default; postgres: a fresh database on
 #                 127.0.0.1:5432 (trust auth, user $PGUSER or postgres), dropped after
@@ -28,6 +29,15 @@
 #                 built with `--features sim` (to measure two builds alike); default:
 #                 cargo build --release of this checkout
 #   --out FILE    also write the JSON to FILE
+#   --faults      percent of devices whose power is cut mid-download, that lose the
+#                 network mid-download for 10 s, and whose new firmware fails its self-test
+#                 (e.g. 1,1,0.5); the JSON then says how many healthy devices reached
+#                 1.1.0, how many failing ones are back on 1.0.0, how many run neither
+#                 (stranded), and whether the rollout counted each failure once
+#   --replicas    rota-server processes on the one PostgreSQL database (default 1; more
+#                 need --db postgres); the devices are spread over them in turn, and the
+#                 server figures are summed (CPU, 5xx) or the largest (peak memory)
+#   --workers     the simulator's bound on devices in a pass at once (default: its own)
 #   --keep        keep the scratch directory (keys, data/, logs, device state)
 set -euo pipefail
 
@@ -36,7 +46,7 @@ repo_root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$repo_root/scripts/lib/fleet.sh"
 helper="$repo_root/scripts/lib/bench_fleet.py"
 
-devices=1000 db=sqlite poll=10 time_limit=600 settle='' bin_dir='' out='' keep=''
+devices=1000 db=sqlite poll=10 time_limit=600 settle='' bin_dir='' out='' keep='' faults='' workers='' replicas=1
 image_size=48K image_capacity=64K
 rollout_flags='--stages 1%,10%,50%,100% --success-gate 0.95 --soak 5s --failure-threshold 0.05 --min-sample 10 --device-timeout 10m'
 usage() { sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
@@ -50,6 +60,9 @@ while (($#)); do
         --bin-dir) bin_dir="${2:?}"; shift 2 ;;
         --out) out="${2:?}"; shift 2 ;;
         --keep) keep=1; shift ;;
+        --faults) faults="${2:?}"; shift 2 ;;
+        --workers) workers="${2:?}"; shift 2 ;;
+        --replicas) replicas="${2:?}"; shift 2 ;;
         -h | --help) usage ;;
         *) echo "bench-fleet: unknown option ${1@Q}" >&2; usage ;;
     esac
@@ -58,6 +71,21 @@ for n in "$devices" "$poll" "$time_limit" ${settle:+"$settle"}; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench-fleet: ${n@Q} is not a positive number" >&2; exit 2; }
 done
 [[ "$db" == sqlite || "$db" == postgres ]] || { echo "bench-fleet: --db is sqlite or postgres" >&2; exit 2; }
+[[ "$replicas" =~ ^[1-9]$ ]] || { echo "bench-fleet: --replicas is 1 to 9" >&2; exit 2; }
+((replicas == 1)) || [[ "$db" == postgres ]] || { echo "bench-fleet: replicas share a PostgreSQL database: add --db postgres" >&2; exit 2; }
+[[ -z "$workers" || "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "bench-fleet: --workers is a positive number" >&2; exit 2; }
+simulate_flags="--image-capacity $image_capacity${workers:+ --workers $workers}"
+if [[ -n "$faults" ]]; then
+    IFS=, read -r power_pct network_pct selftest_pct <<<"$faults"
+    for p in "$power_pct" "$network_pct" "$selftest_pct"; do
+        [[ "$p" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench-fleet: --faults is POWER,NETWORK,SELFTEST percentages" >&2; exit 2; }
+    done
+    simulate_flags+=" --power-cuts $power_pct --network-drops $network_pct --outage 10s"
+    simulate_flags+=" --self-test-failures $selftest_pct --fault-plan faults.json"
+    # A 1 % first stage of a 1,000-device fleet has 10 devices: one self-test failure
+    # among them is 10 %, so the fault run gates at 25 % to measure what it is meant to.
+    rollout_flags="${rollout_flags/--failure-threshold 0.05/--failure-threshold 0.25}"
+fi
 settle="${settle:-$((6 * poll > 30 ? 6 * poll : 30))}"
 [[ -z "$out" || "$out" == /* ]] || out="$PWD/$out"
 
@@ -91,7 +119,7 @@ ulimit -u "$(ulimit -Hu)" 2>/dev/null || true
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rota-bench-fleet.XXXXXX")"
 cd "$work"
-server_pid='' fleet_pid='' pg_db='' pg_user="${PGUSER:-postgres}"
+server_pid='' replica_pids='' fleet_pid='' pg_db='' pg_user="${PGUSER:-postgres}"
 stop() {
     for pid in "$@"; do
         kill "$pid" 2>/dev/null || true
@@ -101,7 +129,7 @@ stop() {
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    stop $fleet_pid $server_pid
+    stop $fleet_pid $replica_pids $server_pid
     [[ -z "$pg_db" ]] || dropdb -h 127.0.0.1 -p 5432 -U "$pg_user" --if-exists --force "$pg_db" ||
         say "could not drop the database $pg_db"
     if [[ -n "$keep" ]] || ((status != 0)); then
@@ -135,6 +163,21 @@ if [[ "$db" == postgres ]]; then
     server_flags+=" --database-url postgres://$pg_user@127.0.0.1:5432/$pg_db"
 fi
 fleet_start_server "$server_flags"
+# More replicas: the same data directory (keys, artifacts) and database, their own ports.
+servers="$ROTA_SERVER"
+for r in $(seq 2 "$replicas"); do
+    rota-server --data-dir data --listen 127.0.0.1:0 $server_flags >"server-$r.log" 2>&1 &
+    replica_pids+=" $!"
+    replica_port=''
+    for _ in $(seq 150); do
+        replica_port="$(sed -e 's/\x1b\[[0-9;]*m//g' "server-$r.log" |
+            sed -n 's/.*rota-server listening address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -n 1)"
+        [[ -n "$replica_port" ]] && fleet_healthy "$replica_port" && break
+        sleep 0.2
+    done
+    [[ -n "$replica_port" ]] || die "replica $r did not start: $(tail -n 5 "server-$r.log")"
+    servers+=",http://127.0.0.1:$replica_port"
+done
 fleet_push
 fleet_firmware 1.0.0 1 "--size $image_size"
 fleet_firmware 1.1.0 2 "--size $image_size"
@@ -158,10 +201,10 @@ rollout_counts() {
 }
 
 load_start="$(loadavg)"
-fleet_simulate "$devices" 1.0.0 "--image-capacity $image_capacity"
+fleet_simulate "$devices" 1.0.0 "$simulate_flags --server $servers"
 t0="$(now_ms)"
 deadline=$((t0 + time_limit * 1000))
-manufactured_at='' enrolled_at='' created_at='' ended_at='' completed_at='' fleet_all_at=''
+expected_new="$devices" manufactured_at='' enrolled_at='' created_at='' ended_at='' completed_at='' fleet_all_at=''
 updated_at='' stopped='' state='' last_change="$t0" next_list=0 list_failures=0
 known=0 checked_in=0 on_old=0 on_new=0
 counts=(none 0 0 0 0 0 0)
@@ -172,6 +215,9 @@ while :; do
     kill -0 "$fleet_pid" 2>/dev/null || { stopped=fleet-exited; say "$(tail -n 5 fleet.log)"; break; }
     if [[ -z "$manufactured_at" ]] && grep -q 'simulated devices started' fleet.log; then
         manufactured_at="$now"
+        # Self-test failures end back on 1.0.0: the rest is what "every device" means.
+        [[ -z "$faults" ]] ||
+            expected_new=$((devices - $(python3 -c 'import json,sys; print(sum(v == "self-test" for v in json.load(open(sys.argv[1])).values()))' faults.json)))
     fi
     # The device list costs the server a page per 1000 devices: every 2 s at most.
     if ((now >= next_list)); then
@@ -190,7 +236,7 @@ while :; do
             fleet_rollout_create "$release" "$rollout_flags" 1.1.0
             last_change="$created_at"
         fi
-        if [[ -n "$created_at" && -z "$updated_at" ]] && ((on_new >= devices)); then
+        if [[ -n "$created_at" && -z "$updated_at" ]] && ((on_new >= expected_new)); then
             updated_at="$now"
             say "every device runs 1.1.0, $(secs $((updated_at - created_at))) s after the rollout was created"
         fi
@@ -203,7 +249,7 @@ while :; do
             say "rollout $state $(secs $((ended_at - created_at))) s after it was created"
         fi
     fi
-    if [[ -n "$created_at" && -z "$fleet_all_at" && "$(fleet_line)" == "fleet: 1.1.0 ×$devices" ]]; then
+    if [[ -z "$faults" && -n "$created_at" && -z "$fleet_all_at" && "$(fleet_line)" == "fleet: 1.1.0 ×$devices" ]]; then
         fleet_all_at="$(now_ms)"
     fi
     if [[ -n "$updated_at" && -n "$ended_at" ]]; then stopped=done; break; fi
@@ -220,20 +266,24 @@ say "stopped ($stopped) after $(secs "$elapsed") s; measuring"
 # server counted, peak memory and CPU time.
 if kill -0 "$server_pid" 2>/dev/null; then
     if read -r known checked_in old new < <(device_counts); then on_old="$old" on_new="$new"; fi
+    if [[ -n "$faults" ]]; then
+        read -r healthy_on_new failing_on_old failing_on_new stranded < <(
+            timeout 60 rota device list --json 2>>monitor.log | python3 "$helper" faults faults.json 1 2) || true
+    fi
     [[ -z "$created_at" ]] || rollout_counts || true
-    http_5xx="$(python3 "$helper" http5xx "$ROTA_SERVER" 2>>monitor.log || echo null)"
+    http_5xx="$(python3 "$helper" http5xx ${servers//,/ } 2>>monitor.log || echo null)"
 fi
-read -r server_rss server_cpu < <(python3 "$helper" proc "$server_pid" 2>/dev/null || echo null null)
+read -r server_rss server_cpu < <(python3 "$helper" proc "$server_pid" $replica_pids 2>/dev/null || echo null null)
 read -r fleet_rss fleet_cpu < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null)
 load_end="$(loadavg)"
-stop "$fleet_pid" "$server_pid"
-fleet_pid='' server_pid=''
-read -r server_warn server_err server_slow < <(python3 "$helper" logs server.log)
+stop "$fleet_pid" $replica_pids "$server_pid"
+fleet_pid='' server_pid='' replica_pids=''
+read -r server_warn server_err server_slow < <(python3 "$helper" logs $(compgen -G 'server*.log'))
 read -r fleet_warn fleet_err _ < <(python3 "$helper" logs fleet.log)
 
 span() { [[ -n "$2" && -n "$1" ]] && secs $(($2 - $1)) || echo null; }
 json="$(python3 "$helper" report \
-    "devices=$devices" "database=$db" "poll_interval_s=$poll" "image_bytes=$image_bytes" \
+    "devices=$devices" "database=$db" "replicas=$replicas" "poll_interval_s=$poll" "image_bytes=$image_bytes" \
     "rollout_flags=$rollout_flags" "time_limit_s=$time_limit" "settle_s=$settle" \
     "stopped=$stopped" "elapsed_s=$(secs "$elapsed")" \
     "manufactured_s=$(span "$t0" "$manufactured_at")" \
@@ -245,12 +295,15 @@ json="$(python3 "$helper" report \
     "rollout_in_progress=${counts[3]}" "rollout_confirmed=${counts[4]}" \
     "rollout_failed=${counts[5]}" "rollout_timed_out=${counts[6]}" \
     "devices_enrolled=$known" "devices_on_new_version=$on_new" \
-    "devices_left_behind=$((devices - on_new))" "devices_on_old_version=$on_old" \
+    "devices_left_behind=$((expected_new - on_new))" "devices_on_old_version=$on_old" \
     "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" \
     "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" \
     "http_5xx=${http_5xx:-null}" "server_warnings=$server_warn" "server_errors=$server_err" \
     "server_slow_acquire_warnings=$server_slow" "fleet_warnings=$fleet_warn" "fleet_errors=$fleet_err" \
     "device_list_failures=$list_failures" \
+    "faults=${faults:-none}" "expected_on_new_version=$expected_new" \
+    "healthy_on_new_version=${healthy_on_new:-null}" "self_test_failures_on_old_version=${failing_on_old:-null}" \
+    "self_test_failures_on_new_version=${failing_on_new:-null}" "stranded=${stranded:-null}" \
     "loadavg_start=$load_start" "loadavg_end=$load_end" \
     "binaries=$bin_dir" "server_sha256=$(sha256sum "$bin_dir/rota-server" | cut -c1-16)")"
 [[ -z "$out" ]] || printf '%s\n' "$json" >"$out"

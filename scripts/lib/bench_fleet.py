@@ -3,13 +3,19 @@
 
   devices V...      stdin: `rota device list --json`; prints "ACTIVE CHECKED_IN ON_V..."
                     (active devices, those that checked in, and those on each version V)
+  faults PLAN OLD NEW
+                    stdin: `rota device list --json`; PLAN: the simulator's fault plan
+                    ({"id": "self-test", ...}); prints "HEALTHY_ON_NEW FAILING_ON_OLD
+                    FAILING_ON_NEW STRANDED": devices expected on version NEW (all but
+                    the self-test failures) that run it, self-test failures back on OLD
+                    or (wrongly) on NEW, and devices that run neither (bricked or lost)
   rollout           stdin: `rota rollout status ID --json`; prints
                     "STATE MEMBERS ASSIGNED IN_PROGRESS CONFIRMED FAILED TIMED_OUT"
-  proc PID          prints "PEAK_RSS_MIB CPU_S" of a live process: VmHWM, and user +
-                    system time of it and its waited-for children
-  http5xx URL       prints the 5xx answers counted in rota_http_requests_total (any
-                    label set with a 5xx status) of the server's /metrics at URL
-  logs FILE         prints "WARNINGS ERRORS SLOW_ACQUIRES" counted in a tracing log
+  proc PID...       prints "PEAK_RSS_MIB CPU_S" of live processes: the largest VmHWM, and
+                    user + system time of them and their waited-for children, summed
+  http5xx URL...    prints the 5xx answers counted in rota_http_requests_total (any
+                    label set with a 5xx status) of the servers' /metrics at each URL
+  logs FILE...      prints "WARNINGS ERRORS SLOW_ACQUIRES" counted in tracing logs
   report K=V ...    prints the JSON object of the pairs: numbers, true/false/null and
                     comma-separated numbers become JSON numbers, literals and arrays;
                     anything else stays a string
@@ -36,6 +42,25 @@ def devices(*versions):
     print(len(active), checked_in, *on)
 
 
+def faults(plan_path, old, new):
+    listed = json.load(sys.stdin)
+    with open(plan_path) as f:
+        plan = json.load(f)
+    old, new = int(old), int(new)
+    healthy_on_new = failing_on_old = failing_on_new = stranded = 0
+    for d in listed:
+        version = d.get("running_version")
+        failing = plan.get(d["id"]) == "self-test"
+        if version not in (old, new):
+            stranded += 1
+        elif failing:
+            failing_on_old += version == old
+            failing_on_new += version == new
+        else:
+            healthy_on_new += version == new
+    print(healthy_on_new, failing_on_old, failing_on_new, stranded)
+
+
 def rollout():
     status = json.load(sys.stdin)
     total = status["counts"]["total"]
@@ -43,41 +68,46 @@ def rollout():
     print(status["state"], *(total.get(f, 0) for f in fields))
 
 
-def proc(pid):
-    with open(f"/proc/{pid}/status") as f:
-        hwm_kib = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
-    with open(f"/proc/{pid}/stat") as f:
-        # The command name (field 2) may hold spaces; the fields after it may not.
-        after_name = f.read().rsplit(")", 1)[1].split()
-    # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), 12 to 15 after the name.
-    ticks = sum(int(t) for t in after_name[11:15])
+def proc(*pids):
+    hwm_kib = ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            hwm = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+        hwm_kib = max(hwm_kib, hwm)
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name (field 2) may hold spaces; the fields after it may not.
+            after_name = f.read().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), 12 to 15 after the name.
+        ticks += sum(int(t) for t in after_name[11:15])
     print(f"{hwm_kib / 1024:.1f}", f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}")
 
 
-def http5xx(url):
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
-        text = answer.read().decode()
+def http5xx(*urls):
     total = 0.0
-    for line in text.splitlines():
-        if line.startswith("rota_http_requests_total{") and re.search(r'status="5\d\d"', line):
-            total += float(line.rsplit(None, 1)[1])
+    for url in urls:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith("rota_http_requests_total{") and re.search(r'status="5\d\d"', line):
+                total += float(line.rsplit(None, 1)[1])
     print(int(total))
 
 
-def logs(path):
+def logs(*paths):
     warnings = errors = slow = 0
-    with open(path, errors="replace") as f:
-        for line in f:
-            line = ANSI.sub("", line)
-            match = LEVEL.search(line)
-            if not match:
-                continue
-            if "WARN" in match.groups():
-                warnings += 1
-                # sqlx: "acquired connection, but time to acquire exceeded slow threshold"
-                slow += "slow" in line and "acquire" in line
-            else:
-                errors += 1
+    for path in paths:
+        with open(path, errors="replace") as f:
+            for line in f:
+                line = ANSI.sub("", line)
+                match = LEVEL.search(line)
+                if not match:
+                    continue
+                if "WARN" in match.groups():
+                    warnings += 1
+                    # sqlx: "acquired connection, but time to acquire exceeded slow threshold"
+                    slow += "slow" in line and "acquire" in line
+                else:
+                    errors += 1
     print(warnings, errors, slow)
 
 
@@ -104,6 +134,8 @@ def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "devices":
         devices(*args)
+    elif command == "faults":
+        faults(*args)
     elif command == "rollout":
         rollout()
     elif command == "proc":

@@ -421,6 +421,9 @@ impl World {
             trusted_root: self.root_json(),
             state_root: self.devices_dir.path().join(prefix),
             agent: self.agent_config(server),
+            replicas: vec![],
+            workers: 0,
+            faults: rota_agent::fleet::Faults::default(),
         }
     }
 

@@ -1202,6 +1202,9 @@ fn a_release_with_every_offline_key_in_an_hsm_rolls_out_to_simulated_devices() {
             poll_max: Duration::from_millis(500),
             ..rota_agent::Config::new(&server.base)
         },
+        replicas: vec![],
+        workers: 0,
+        faults: rota_agent::fleet::Faults::default(),
     };
     let fleet = Fleet::start(&spec, &reqwest::blocking::Client::new()).unwrap();
     rota_at(

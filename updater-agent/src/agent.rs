@@ -65,10 +65,13 @@ impl Config {
 
     /// The TUF repository rota-server serves (metadata and targets).
     pub fn tuf(&self) -> rota_tuf::Config {
-        rota_tuf::Config::new(
-            format!("{}/tuf/metadata/", self.server),
-            format!("{}/tuf/targets/", self.server),
-        )
+        rota_tuf::Config {
+            durable: crate::state::syncs_files(),
+            ..rota_tuf::Config::new(
+                format!("{}/tuf/metadata/", self.server),
+                format!("{}/tuf/targets/", self.server),
+            )
+        }
     }
 }
 

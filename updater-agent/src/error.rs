@@ -89,6 +89,9 @@ pub enum ProvisionError {
     Device(#[from] DeviceError),
     #[error("no randomness for the device's UDS: {0}")]
     Random(String),
+    /// The fleet itself could not be set up (its fault plan, runtime or relays).
+    #[error("{0}")]
+    Fleet(String),
 }
 
 #[cfg(feature = "sim")]

@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rota_protocol::DeviceCertificate;
 use rota_protocol::api::{Assignment, LastResult, Report};
@@ -117,6 +118,24 @@ impl AgentState {
     }
 }
 
+/// Whether the agent's file writes (its state, TUF metadata) are synced to the disk
+/// before they count. Always, on a device. A simulated fleet turns it off
+/// ([`sync_files`]): its power cuts are the simulated flash's and [`cut`]'s, never the
+/// host's, so a sync there tests nothing. At 100,000 devices, syncs would take most of
+/// the simulator's time.
+static SYNC_FILES: AtomicBool = AtomicBool::new(true);
+
+/// Turns syncing of this process's agent files on or off (why: `SYNC_FILES`).
+#[cfg(feature = "sim")]
+pub fn sync_files(on: bool) {
+    SYNC_FILES.store(on, Ordering::Relaxed);
+}
+
+/// Whether this process's agent files are synced to the disk.
+pub fn syncs_files() -> bool {
+    SYNC_FILES.load(Ordering::Relaxed)
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -131,9 +150,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     cut::point().map_err(failed)?;
     let mut file = fs::File::create(&temp).map_err(failed)?;
     file.write_all(bytes).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
+    if syncs_files() {
+        file.sync_all().map_err(failed)?;
+    }
     cut::point().map_err(failed)?;
     fs::rename(&temp, path).map_err(failed)?;
+    if !syncs_files() {
+        return Ok(());
+    }
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(failed)

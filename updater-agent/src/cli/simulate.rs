@@ -1,23 +1,32 @@
-//! `rota-agent simulate`: a fleet of simulated devices against a real server.
+//! `rota-agent simulate`: a fleet of simulated devices against a real server, the
+//! load-testing tool for a rota server (see `docs/SIMULATOR.md`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rota_agent::Config;
 use rota_agent::backoff::Backoff;
 use rota_agent::device::sim::Factory;
-use rota_agent::fleet::{Fleet, FleetSpec};
+use rota_agent::fleet::{Fault, Faults, Fleet, FleetSpec};
 
 /// Manufacture a fleet of simulated devices (rota-boot's simulated flash and OTP, a
 /// device key certified by the manufacturer CA, the factory image in slot A) and run
 /// their agents against a server until stopped, printing a line of fleet status as it
-/// changes.
+/// changes. Devices are tasks, not threads: a fleet of 100,000 runs in one process.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "ROTA_SERVER")]
-    server: String,
+    /// The server's base URL; several (repeated, or comma-separated) spread the devices
+    /// over a server's replicas in turn.
+    #[arg(
+        long = "server",
+        env = "ROTA_SERVER",
+        required = true,
+        value_delimiter = ','
+    )]
+    servers: Vec<String>,
     /// How many devices.
     #[arg(long, default_value_t = 100)]
     devices: usize,
@@ -55,6 +64,32 @@ pub struct Args {
     /// The shortest wait between check-ins (the server's hint applies above it).
     #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
     poll_min: Duration,
+    /// The most devices in a pass (a check-in, a download, an install) at once: threads
+    /// running agent code, and HTTP connections to the server.
+    #[arg(long, default_value_t = rota_agent::fleet::DEFAULT_WORKERS, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=4096), |n| n as usize))]
+    workers: usize,
+    /// Percent of devices whose power is cut once, mid-download.
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    power_cuts: f64,
+    /// Percent of devices that lose the network once, mid-download, for --outage.
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    network_drops: f64,
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    outage: Duration,
+    /// Percent of devices on a slow link of --slow-rate bytes per second (K, M allowed).
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    slow_links: f64,
+    #[arg(long, default_value = "64K", value_parser = super::parse_size)]
+    slow_rate: u32,
+    /// Percent of devices whose new firmware fails its self-test (each update rolls back).
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    self_test_failures: f64,
+    /// The seed of the draw that picks the faulty devices.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Write which device meets which fault to FILE (JSON: {"sim-0042": "power-cut", …}).
+    #[arg(long, value_name = "FILE")]
+    fault_plan: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -80,20 +115,45 @@ pub fn run(args: Args) -> Result<()> {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(10),
             },
-            ..Config::new(&args.server)
+            ..Config::new(&args.servers[0])
+        },
+        replicas: args.servers[1..].to_vec(),
+        workers: args.workers,
+        faults: Faults {
+            power_cut: args.power_cuts,
+            network_drop: args.network_drops,
+            outage: args.outage,
+            slow_link: args.slow_links,
+            slow_rate: args.slow_rate.into(),
+            self_test: args.self_test_failures,
+            seed: args.fault_seed,
         },
     };
+    // One connection per worker (each device in a pass holds one), and one per faulty
+    // device's relay.
     let http = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.devices.max(1))
+        .pool_max_idle_per_host(args.workers)
         .build()?;
-    let fleet = Fleet::start(&spec, &http)?;
+    let started = Instant::now();
+    let shown = Mutex::new(Instant::now());
+    let fleet = Fleet::start_reporting(&spec, &http, &|made| {
+        let Ok(mut last) = shown.lock() else { return };
+        if made == spec.count || last.elapsed() >= Duration::from_secs(2) {
+            *last = Instant::now();
+            eprintln!("manufactured {made}/{} devices", spec.count);
+        }
+    })?;
     println!(
-        "{} simulated devices started, each with its own UDS; their bootloader measures {}",
+        "{} simulated devices started in {:.1} s, each with its own UDS; their bootloader measures {}",
         fleet.len(),
+        started.elapsed().as_secs_f64(),
         hex::encode(spec.factory.bootloader)
     );
+    if let Some(path) = &args.fault_plan {
+        write_fault_plan(&fleet, path)?;
+    }
     let mut last = String::new();
     loop {
         std::thread::sleep(Duration::from_millis(500));
@@ -103,6 +163,22 @@ pub fn run(args: Args) -> Result<()> {
             last = line;
         }
     }
+}
+
+/// `{"sim-0042": "power-cut", …}`: which device meets which fault.
+fn write_fault_plan(fleet: &Fleet, path: &std::path::Path) -> Result<()> {
+    let plan: BTreeMap<String, &str> = fleet
+        .views()
+        .into_iter()
+        .filter_map(|v| Some((v.id, v.fault?.name())))
+        .collect();
+    let mut counts: BTreeMap<&str, usize> = Fault::ALL.iter().map(|f| (f.name(), 0)).collect();
+    for fault in plan.values() {
+        *counts.entry(fault).or_default() += 1;
+    }
+    println!("faults: {counts:?}");
+    std::fs::write(path, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `fleet: 1.0.0 ×80 · 1.1.0 ×20 · downloading 5`

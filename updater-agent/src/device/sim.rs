@@ -3,11 +3,12 @@
 //! operation, and the firmware's health check can be told to fail.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rota_boot::Layout;
 use rota_boot::dice::Handoff;
 use rota_boot::factory::{Provisioning, program_first_image};
-use rota_boot::sim::{CutKind, PowerCut, PowerRail, SimFlash, SimOtp};
+use rota_boot::sim::{CutKind, PowerCut, PowerRail, SectorPool, SimFlash, SimOtp};
 use rota_manifest::PublicKey;
 use sha2::{Digest as _, Sha256};
 
@@ -108,10 +109,26 @@ impl SimDevice {
         state_dir: PathBuf,
         uds: Option<[u8; 32]>,
     ) -> Result<Self, DeviceError> {
+        Self::manufacture_with_pool(identity, factory, state_dir, uds, None)
+    }
+
+    /// [`Self::manufacture`], the device's flash sharing identical sectors through
+    /// `sectors` (when given) with every other device made with the same pool: a fleet
+    /// holds each image once, not once per device. What any device reads is unchanged.
+    pub fn manufacture_with_pool(
+        identity: Identity,
+        factory: &Factory,
+        state_dir: PathBuf,
+        uds: Option<[u8; 32]>,
+        sectors: Option<Arc<SectorPool>>,
+    ) -> Result<Self, DeviceError> {
         let layout = factory.layout();
         let rail = PowerRail::new();
-        let sectors = (layout.slots[1].end() / ERASE_SIZE as u64) as usize;
-        let mut flash = Flash::on_rail(rail.clone(), sectors, layout.erased);
+        let sector_count = (layout.slots[1].end() / ERASE_SIZE as u64) as usize;
+        let mut flash = Flash::on_rail(rail.clone(), sector_count, layout.erased);
+        if let Some(pool) = sectors {
+            flash = flash.with_sector_pool(pool);
+        }
         program_first_image(
             &mut flash,
             &layout,
@@ -173,6 +190,11 @@ impl SimDevice {
         });
     }
 
+    /// The device's power rail, to cut its power from outside (a fleet's fault plan).
+    pub fn power_rail(&self) -> PowerRail {
+        self.rail.clone()
+    }
+
     /// Whether the power is on (a scheduled cut has not happened).
     pub fn is_powered(&self) -> bool {
         self.rail.is_powered()
@@ -206,6 +228,12 @@ impl SimDevice {
     /// The security-version floor burned into OTP.
     pub fn floor(&self) -> u32 {
         self.otp.floor_now()
+    }
+
+    /// The simulated flash, for measurements such as [`Flash::resident_bytes`] and, over
+    /// a fleet, [`Flash::distinct_resident_bytes`].
+    pub fn flash(&self) -> &Flash {
+        &self.flash
     }
 }
 
@@ -302,6 +330,9 @@ impl Device for SimDevice {
         self.boots += 1;
         // A reset: the OTP's UDS is readable again, once, by the bootloader.
         self.otp.reset();
+        // What the last run left mid-sector (an image's end, the journal) joins the
+        // fleet's shared sectors, when there is a pool.
+        self.flash.share_sectors();
         let bootloader = self.bootloader;
         let booted = self.boot_parts().boot(Some(&bootloader))?;
         (self.running, self.handoff) = match booted {

@@ -125,7 +125,7 @@ fn init(metadata_dir: &Path, trusted_root: &Path) -> Result<(), CliError> {
     })?;
     TrustedSet::at(&bytes, 0)?;
     std::fs::create_dir_all(metadata_dir).map_err(|e| Error::storage(metadata_dir, e))?;
-    store::write_atomic(&metadata_dir.join("root.json"), &bytes)?;
+    store::write_atomic(&metadata_dir.join("root.json"), &bytes, true)?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@ impl<F: Fetch> Client<F> {
         fetcher: F,
         start: SystemTime,
     ) -> Result<Self, Error> {
-        let dir = MetadataDir::new(metadata_dir);
+        let dir = MetadataDir::new(metadata_dir, config.durable);
         let root = dir.read("root")?;
         let trusted = TrustedSet::new(&root, start)?;
         Ok(Client {
@@ -299,7 +299,7 @@ impl<F: Fetch> Client<F> {
         }
         let bytes = self.fetch_target(info)?;
         fs::create_dir_all(target_dir).map_err(|e| Error::storage(target_dir, e))?;
-        write_atomic(&path, &bytes)?;
+        write_atomic(&path, &bytes, self.config.durable)?;
         Ok(path)
     }
 

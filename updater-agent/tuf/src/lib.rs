@@ -92,6 +92,10 @@ pub struct Config {
     pub timestamp_max: u64,
     pub snapshot_max: u64,
     pub targets_max: u64,
+    /// Whether every file written is synced to the disk (`fsync`) before it counts, so a
+    /// crash of the host cannot lose trusted metadata. On by default; a simulator whose
+    /// power cuts are simulated (rota-agent's fleets) turns it off.
+    pub durable: bool,
 }
 
 impl Config {
@@ -107,6 +111,7 @@ impl Config {
             timestamp_max: limits::TIMESTAMP_MAX,
             snapshot_max: limits::SNAPSHOT_MAX,
             targets_max: limits::TARGETS_MAX,
+            durable: true,
         }
     }
 }

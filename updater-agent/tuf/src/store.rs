@@ -13,8 +13,8 @@ use crate::Error;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Writes `bytes` to `path` atomically.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Writes `bytes` to `path` atomically; synced to the disk when `durable`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(
         ".tmp-{}-{}",
@@ -24,7 +24,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let result = (|| -> io::Result<()> {
         let mut file = fs::File::create(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&temp, path)
     })();
     if result.is_err() {
@@ -36,12 +38,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// `METADATA_DIR`: trusted metadata under non-versioned names, byte-exact as received.
 pub(crate) struct MetadataDir {
     dir: PathBuf,
+    durable: bool,
 }
 
 impl MetadataDir {
-    pub(crate) fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path, durable: bool) -> Self {
         MetadataDir {
             dir: dir.to_path_buf(),
+            durable,
         }
     }
 
@@ -57,7 +61,7 @@ impl MetadataDir {
     }
 
     pub(crate) fn write(&self, role: &str, bytes: &[u8]) -> Result<(), Error> {
-        write_atomic(&self.path(role), bytes)
+        write_atomic(&self.path(role), bytes, self.durable)
     }
 
     pub(crate) fn remove(&self, role: &str) -> Result<(), Error> {
