@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # rota-server beside nginx on this machine, in one run, with one load tool
 # (update-server/benches/server.rs):
-#   - "nothing new" check-ins/s (signed requests, If-None-Match → 304, a live rollout of
-#     another class evaluated) against nginx serving a 100-byte static file, same
-#     connections and duration;
+#   - "nothing new" check-ins/s (If-None-Match → 304, a live rollout of another class
+#     evaluated) against nginx serving a 100-byte static file, same connections and
+#     duration: once signed with the device key, once on check-in sessions (one signed
+#     request opens each device's session, then each check-in carries an HMAC;
+#     rota_protocol::session), both ratios to nginx printed;
 #   - download throughput of a 16 MiB artifact from /tuf/targets/… and from nginx, one
 #     client in a row and 4 clients at once;
 #   - the halt latency of a rollout: from the acknowledged report that crosses the

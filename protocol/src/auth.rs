@@ -1,6 +1,11 @@
 //! Signed device requests: how a device authenticates each HTTP request with its identity
 //! key, and how the server verifies it ([`RequestVerifier`]).
 //!
+//! A device that signed a request may open a [session](crate::session): its check-ins and
+//! reports then carry an HMAC under the session key (`Rota-Session`, `Rota-Mac`) instead of
+//! `Rota-Signature`, with the same `Rota-Device`, `Rota-Timestamp` and `Rota-Nonce` and
+//! the same checks. Everything else is always signed.
+//!
 //! # Format (version 1)
 //!
 //! Every device request carries four headers:
@@ -35,17 +40,28 @@
 //!
 //! - Forgery: without the device key, no request verifies ([`PublicKey::verify`]: strict
 //!   Ed25519, which also refuses malleable signatures and small-order keys, or P-256). The device key is bound
-//!   to the device id by its [certificate](crate::identity).
-//! - Tampering: the method, path, query, timestamp, nonce and body hash are all signed, so
-//!   a changed request fails verification.
-//! - Replay: a request is accepted only while its timestamp is within `max_skew_ms`
+//!   to the device id by its [certificate](crate::identity). A session request verifies
+//!   only with the session key, which only the device and the server derive: the session
+//!   is opened by a signed request that carries the device's ephemeral X25519 key, so a
+//!   man in the middle cannot make the server accept a key of theirs
+//!   ([`crate::session`]).
+//! - Impersonation with a stolen session (its key and token taken from a device): it
+//!   authenticates check-ins and reports only ([`crate::session::session_allowed`]; never
+//!   enrolment, rotation, orders, transfers, attestation or a new session), and it ends at
+//!   its expiry (at most [`crate::session::MAX_SESSION_LIFETIME_S`]) or as soon as the
+//!   device key is revoked or rotated: the token is bound to the key's id, compared with
+//!   the device's current key on every request, and the revocation checks run as after a
+//!   signature.
+//! - Tampering: the method, path, query, timestamp, nonce and body hash are all signed
+//!   (or MAC'd, under a context of its own), so a changed request fails verification.
+//! - Replay: a request (signed or MAC'd alike) is accepted only while its timestamp is within `max_skew_ms`
 //!   (default 5 minutes) of the server's clock, and only once per (device, nonce) while it
 //!   is within that window. The nonce cache lives in the memory of one server process: with
 //!   several replicas, a captured request could be replayed to another replica within the
 //!   skew window. That is harmless by design, because every device request is either a
 //!   read-only check-in or a report carrying an idempotency `event_id` that the server
 //!   stores under a unique key, so a replay changes nothing.
-//! - Memory: a nonce is recorded only after its signature verified, so forged requests can
+//! - Memory: a nonce is recorded only after its signature (or MAC) verified, so forged requests can
 //!   neither fill the cache nor spend a device's nonces. The cache has a hard capacity;
 //!   when it is full of unexpired entries (a flood of validly signed requests, which only a
 //!   device key holder can make), the entry closest to expiry is dropped. Availability
@@ -53,9 +69,11 @@
 //! - Enumeration: a request naming a device id the server does not know gets exactly the
 //!   answer of a request that a known device's key did not sign, after the same clock
 //!   check and the same signature work ([`RequestVerifier::refuse_unknown`]), so the
-//!   answers do not tell which ids are registered. The server logs the difference.
-//! - Confidentiality: none here. Use TLS: check-ins and reports reveal a device's firmware
-//!   version and state.
+//!   answers do not tell which ids are registered. The server logs the difference. A
+//!   session request for a device the server no longer knows is answered as a wrong MAC.
+//! - Confidentiality: none here, sessions or not (a session keeps its key from a network
+//!   observer, not the requests). Use TLS: check-ins and reports reveal a device's
+//!   firmware version and state.
 //! - Clocks: a device needs a clock within the skew of the server's (from NTP, or from
 //!   the HTTP `Date` header of an earlier response).
 
@@ -125,6 +143,29 @@ pub enum AuthError {
     /// tell which device ids exist.
     #[error("the request is not signed by the key registered for its device id")]
     BadSignature,
+    /// `Rota-Mac` is not standard padded base64 of 32 bytes.
+    #[error("the Rota-Mac header is not the standard base64 of a 32-byte HMAC-SHA256")]
+    InvalidMacEncoding,
+    /// A session was presented for a request that must be signed
+    /// ([`session_allowed`](crate::session::session_allowed)).
+    #[error(
+        "a session authenticates only check-ins and reports: this request must be signed with the device key"
+    )]
+    SessionNotAllowed,
+    /// The `Rota-Session` token was not sealed by this server's fleet, names another
+    /// device, or is bound to a device key that is no longer the device's (rotated or
+    /// replaced).
+    #[error(
+        "the Rota-Session token is not a session this server opened for this device and its current key: open a new session"
+    )]
+    InvalidSession,
+    /// The session's lifetime is over.
+    #[error("the session expired: open a new session")]
+    SessionExpired,
+    /// The MAC does not verify with the session's key over this request, or the device is
+    /// unknown: one answer for both, as [`AuthError::BadSignature`].
+    #[error("the request's Rota-Mac does not verify with its session's key")]
+    BadMac,
 }
 
 fn describe_ms(ms: u64) -> String {
@@ -190,8 +231,28 @@ pub fn signed_message(
     nonce: &Nonce,
     body: &[u8],
 ) -> String {
+    request_message(
+        REQUEST_SIGNING_CONTEXT,
+        method,
+        path_and_query,
+        timestamp_ms,
+        nonce,
+        body,
+    )
+}
+
+/// One request as text under `context`: the signed message, and with its own context the
+/// message a [session MAC](crate::session) covers.
+pub(crate) fn request_message(
+    context: &str,
+    method: &str,
+    path_and_query: &str,
+    timestamp_ms: u64,
+    nonce: &Nonce,
+    body: &[u8],
+) -> String {
     format!(
-        "{REQUEST_SIGNING_CONTEXT}\n{method}\n{path_and_query}\n{timestamp_ms}\n{nonce}\n{}",
+        "{context}\n{method}\n{path_and_query}\n{timestamp_ms}\n{nonce}\n{}",
         hex::encode(Sha256::digest(body))
     )
 }
@@ -276,8 +337,7 @@ pub fn parse_headers<'a>(
     if !valid_device_id(device_id) {
         return Err(AuthError::InvalidDeviceId);
     }
-    let timestamp_ms = parse_timestamp(header(TIMESTAMP_HEADER)?)?;
-    let nonce = header(NONCE_HEADER)?.parse()?;
+    let (timestamp_ms, nonce) = parse_time_and_nonce(&header)?;
     let signature = encoding::decode_signature(header(SIGNATURE_HEADER)?)
         .ok_or(AuthError::InvalidSignatureEncoding)?;
     Ok(SignedHeaders {
@@ -286,6 +346,16 @@ pub fn parse_headers<'a>(
         nonce,
         signature,
     })
+}
+
+/// `Rota-Timestamp` and `Rota-Nonce`, shared by signed and [session](crate::session)
+/// requests.
+pub(crate) fn parse_time_and_nonce<'a>(
+    header: &impl Fn(&'static str) -> Result<&'a str, AuthError>,
+) -> Result<(u64, Nonce), AuthError> {
+    let timestamp_ms = parse_timestamp(header(TIMESTAMP_HEADER)?)?;
+    let nonce = header(NONCE_HEADER)?.parse()?;
+    Ok((timestamp_ms, nonce))
 }
 
 /// Decimal digits without sign or leading zeros, so a timestamp has one spelling and the
@@ -347,14 +417,28 @@ impl RequestVerifier {
         device_key: &PublicKey,
         now_ms: u64,
     ) -> Result<(), AuthError> {
-        self.check_clock(headers, now_ms)?;
+        self.check_clock(headers.timestamp_ms, now_ms)?;
         headers.verify_signature(method, path_and_query, body, device_key)?;
-        // Acceptable until the server's clock passes timestamp + skew; remembered as long.
-        let expires_ms = headers.timestamp_ms.saturating_add(self.max_skew_ms);
-        if self
-            .replay
-            .insert(&headers.device_id, &headers.nonce, now_ms, expires_ms)
-        {
+        self.remember(
+            &headers.device_id,
+            &headers.nonce,
+            headers.timestamp_ms,
+            now_ms,
+        )
+    }
+
+    /// Records an authentic request's (device, nonce) until the server's clock passes its
+    /// timestamp + skew (after which the clock check refuses it anyway), or refuses it as a
+    /// replay. Signed and session requests share the one cache.
+    pub(crate) fn remember(
+        &self,
+        device_id: &str,
+        nonce: &Nonce,
+        timestamp_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
+        let expires_ms = timestamp_ms.saturating_add(self.max_skew_ms);
+        if self.replay.insert(device_id, nonce, now_ms, expires_ms) {
             Ok(())
         } else {
             Err(AuthError::Replayed)
@@ -374,15 +458,15 @@ impl RequestVerifier {
         body: &[u8],
         now_ms: u64,
     ) -> AuthError {
-        if let Err(skew) = self.check_clock(headers, now_ms) {
+        if let Err(skew) = self.check_clock(headers.timestamp_ms, now_ms) {
             return skew;
         }
         let _ = headers.verify_signature(method, path_and_query, body, &STAND_IN_KEY);
         AuthError::BadSignature
     }
 
-    fn check_clock(&self, headers: &SignedHeaders, now_ms: u64) -> Result<(), AuthError> {
-        if now_ms.abs_diff(headers.timestamp_ms) > self.max_skew_ms {
+    pub(crate) fn check_clock(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), AuthError> {
+        if now_ms.abs_diff(timestamp_ms) > self.max_skew_ms {
             return Err(AuthError::ClockSkew {
                 max_skew_ms: self.max_skew_ms,
             });

@@ -4,6 +4,8 @@
 //!   its class and tags to the device's Ed25519 key.
 //! - [`auth`]: the signature every device request carries (`Rota-*` headers), and the
 //!   server-side verifier with its clock-skew window and replay cache.
+//! - [`session`]: check-in sessions: an X25519 key agreement in a signed request, then
+//!   check-ins and reports authenticated by an HMAC under the session key.
 //! - [`api`]: the JSON (and query-string) types of the device and management HTTP APIs,
 //!   and the deterministic stage-membership function of staged rollouts.
 //! - [`attestation`]: the evidence (an RFC 9711 EAT, with the DICE chain where the device
@@ -24,6 +26,7 @@ pub mod attestation;
 pub mod auth;
 pub mod identity;
 pub mod order;
+pub mod session;
 pub mod target;
 
 mod encoding;

@@ -7,7 +7,10 @@
 //!    request is signed by its device with a fresh nonce and carries `If-None-Match` with
 //!    the answer's tag, so each answer is `304`. The requests are signed before the
 //!    measured window, so the client spends no signing time in it; a short run signing on
-//!    the fly is reported beside it.
+//!    the fly is reported beside it. Then the same on check-in sessions
+//!    (`rota_protocol::session`): each device opens one with a signed request, and its
+//!    check-ins carry an HMAC under the session key instead of a signature (MAC'd before
+//!    the window; a short run MAC'ing on the fly beside it).
 //! 2. nginx (foreground child, generated config, `access_log off`) serving a 100-byte
 //!    static file, hit by the same load tool with the same connections and duration.
 //! 3. Download throughput of one 16 MiB artifact: rota-server's `/tuf/targets/…` and
@@ -48,7 +51,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use fleet::{Admin, Device, Keys, checkin_path, rollout_body};
+use fleet::{Admin, Device, Keys, Session, checkin_path, rollout_body};
 use load::{DownloadResult, LoadResult, LoadSpec};
 use procs::Child;
 
@@ -255,6 +258,9 @@ struct Report {
     signing: Signing,
     load: Vec<LoadRow>,
     checkin_vs_nginx: f64,
+    /// Check-ins on sessions (MAC'd), as a fraction of nginx's static file.
+    session_checkin_vs_nginx: f64,
+    session_mac: Signing,
     artifact_bytes: u64,
     downloads: Vec<DownloadRow>,
     halt: Halt,
@@ -493,6 +499,94 @@ async fn run(args: &Args, client_threads: usize) -> Result<()> {
     ensure_clean("rota-server check-ins", &checkins)?;
     drop(pool);
     rota.check_running()?;
+
+    // Sessions: one signed request each opens one; check-ins then carry a MAC.
+    eprintln!("bench: opening {} check-in sessions", devices.len());
+    let sessions: Vec<Result<Session>> = futures::stream::iter(&devices)
+        .map(|d| open_session(rota_addr, d))
+        .buffered(8)
+        .collect()
+        .await;
+    let sessions = Arc::new(sessions.into_iter().collect::<Result<Vec<_>>>()?);
+    let devices = Arc::new(devices);
+    eprintln!("bench: check-ins on sessions, MAC'd on the fly (calibration)");
+    let mac_on_the_fly: load::Source = {
+        let (devices, sessions, next, path, tag) = (
+            devices.clone(),
+            sessions.clone(),
+            Arc::new(AtomicUsize::new(0)),
+            path.clone(),
+            tag.clone(),
+        );
+        Arc::new(move || {
+            let i = next.fetch_add(1, Ordering::Relaxed) % devices.len();
+            let mut headers = devices[i].mac(&sessions[i], "GET", &path, b"").ok()?;
+            headers.insert(hyper::header::IF_NONE_MATCH, tag.clone());
+            Some(load::get(rota_addr, &path, &headers))
+        })
+    };
+    let load_session_calibration = procs::loadavg();
+    let session_calibration = load::run(LoadSpec {
+        addr: rota_addr,
+        connections: args.connections,
+        warmup: Duration::from_millis(500),
+        duration: Duration::from_secs(2).min(duration),
+        expect_status: StatusCode::NOT_MODIFIED,
+        expect_len: Some(0),
+        source: mac_on_the_fly,
+        cpu: rota_cpu("load tool"),
+    })
+    .await?;
+    ensure_clean(
+        "rota-server check-ins on sessions (MAC'd on the fly)",
+        &session_calibration,
+    )?;
+    let session_pool_size =
+        ((session_calibration.requests_per_s * 2.0 * (args.warmup + args.duration)) as usize
+            + 20_000)
+            .min(4_000_000);
+    eprintln!("bench: MAC'ing {session_pool_size} check-ins");
+    let (session_pool, mac_us) = prebuild(session_pool_size, |i| {
+        let i = i % devices.len();
+        let mut headers = devices[i].mac(&sessions[i], "GET", &path, b"")?;
+        headers.insert(hyper::header::IF_NONE_MATCH, tag.clone());
+        Ok(headers)
+    })?;
+    let session_mac = Signing {
+        mode: "MAC'd on sessions before the window (distinct nonces)",
+        pool: session_pool.len(),
+        microseconds_per_request: mac_us,
+        threads: nproc(),
+    };
+    let session_pool = Arc::new(session_pool);
+    let premaced: load::Source = {
+        let (pool, next, path) = (
+            session_pool.clone(),
+            Arc::new(AtomicUsize::new(0)),
+            path.clone(),
+        );
+        Arc::new(move || {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            pool.get(i)
+                .map(|headers| load::get(rota_addr, &path, headers))
+        })
+    };
+    eprintln!("bench: rota-server check-ins on sessions");
+    let load_session_checkins = procs::loadavg();
+    let session_checkins = load::run(LoadSpec {
+        addr: rota_addr,
+        connections: args.connections,
+        warmup,
+        duration,
+        expect_status: StatusCode::NOT_MODIFIED,
+        expect_len: Some(0),
+        source: premaced,
+        cpu: rota_cpu("load tool"),
+    })
+    .await?;
+    ensure_clean("rota-server check-ins on sessions", &session_checkins)?;
+    drop(session_pool);
+    rota.check_running()?;
     let status = admin.rollout_status(&other_rollout).await?;
     ensure!(
         status["state"] == "active",
@@ -579,6 +673,20 @@ async fn run(args: &Args, client_threads: usize) -> Result<()> {
         server_cpu_us_per_request: f64::NAN,
         result: calibration,
     });
+    load_rows.push(LoadRow {
+        name: "rota-server check-in on a session → 304".into(),
+        what: "as the first row, each request MAC'd under its device's session (pre-MAC'd pool) instead of signed".into(),
+        loadavg_before: load_session_checkins,
+        server_cpu_us_per_request: f64::NAN,
+        result: session_checkins,
+    });
+    load_rows.push(LoadRow {
+        name: "rota-server check-in, MAC'd on the fly".into(),
+        what: "as the session row, the load tool MAC'ing each request in the window (calibration, 2 s)".into(),
+        loadavg_before: load_session_calibration,
+        server_cpu_us_per_request: f64::NAN,
+        result: session_calibration,
+    });
 
     for row in &mut load_rows {
         let (rate, server_cores) = (row.result.requests_per_s, row.result.cpu_cores[0].1);
@@ -618,6 +726,7 @@ async fn run(args: &Args, client_threads: usize) -> Result<()> {
     // --- the report --------------------------------------------------------------------
     let checkin_rate = load_rows[0].result.requests_per_s;
     let static_rate = load_rows[1].result.requests_per_s;
+    let session_checkin_rate = load_rows[3].result.requests_per_s;
     let report = Report {
         command: std::env::var("ROTA_BENCH_COMMAND")
             .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
@@ -639,6 +748,8 @@ async fn run(args: &Args, client_threads: usize) -> Result<()> {
         signing,
         load: load_rows,
         checkin_vs_nginx: checkin_rate / static_rate,
+        session_checkin_vs_nginx: session_checkin_rate / static_rate,
+        session_mac,
         artifact_bytes: artifact_len,
         downloads,
         halt,
@@ -719,8 +830,22 @@ fn presign(
     tag: &HeaderValue,
     n: usize,
 ) -> Result<(Vec<HeaderMap>, f64)> {
+    prebuild(n, |i| {
+        let mut headers = devices[i % devices.len()].sign("GET", path, b"")?;
+        headers.insert(hyper::header::IF_NONE_MATCH, tag.clone());
+        Ok(headers)
+    })
+}
+
+/// The headers of `n` requests, `make(i)` for request i, made on every CPU; returns them
+/// in order and the CPU time spent per request in microseconds.
+fn prebuild(
+    n: usize,
+    make: impl Fn(usize) -> Result<HeaderMap> + Sync,
+) -> Result<(Vec<HeaderMap>, f64)> {
     let threads = nproc();
     let chunk = n.div_ceil(threads);
+    let make = &make;
     let parts: Vec<Result<(Vec<HeaderMap>, f64)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -729,9 +854,7 @@ fn presign(
                     let range = (t * chunk)..((t + 1) * chunk).min(n);
                     let mut out = Vec::with_capacity(range.len());
                     for i in range {
-                        let mut headers = devices[i % devices.len()].sign("GET", path, b"")?;
-                        headers.insert(hyper::header::IF_NONE_MATCH, tag.clone());
-                        out.push(headers);
+                        out.push(make(i)?);
                     }
                     Ok((out, procs::thread_cpu_seconds() - cpu))
                 })
@@ -745,7 +868,6 @@ fn presign(
             })
             .collect()
     });
-    // In order: request i is device i mod N's.
     let mut pool = Vec::with_capacity(n);
     let mut cpu = 0.0;
     for part in parts {
@@ -754,6 +876,33 @@ fn presign(
         cpu += seconds;
     }
     Ok((pool, cpu * 1e6 / n as f64))
+}
+
+/// Opens `device`'s check-in session: a signed `POST /api/v1/device/session` with an
+/// ephemeral X25519 key.
+async fn open_session(addr: SocketAddr, device: &Device) -> Result<Session> {
+    let ephemeral = rota_protocol::session::DeviceEphemeral::generate()?;
+    let body = serde_json::to_vec(&ephemeral.request())?;
+    let mut sender: Conn = load::connect(addr).await?;
+    let req = signed_request(
+        addr,
+        device,
+        "POST",
+        rota_protocol::session::SESSION_PATH,
+        &body,
+    )?;
+    let (status, answer) = load::exchange_full(&mut sender, req).await?;
+    ensure!(
+        status == StatusCode::OK,
+        "opening a session for {} answered {status}: {}",
+        device.id,
+        String::from_utf8_lossy(&answer)
+    );
+    let opened: rota_protocol::session::SessionOpened = serde_json::from_slice(&answer)?;
+    Ok(Session {
+        key: ephemeral.finish(&device.id, &opened)?,
+        token: opened.token,
+    })
 }
 
 type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -1057,8 +1206,14 @@ fn print_report(r: &Report, args: &Args) {
         );
     }
     println!(
-        "check-ins/s as a fraction of nginx static-file GETs/s: {:.2}",
-        r.checkin_vs_nginx
+        "check-ins/s as a fraction of nginx static-file GETs/s: signed {:.2}, on sessions {:.2}",
+        r.checkin_vs_nginx, r.session_checkin_vs_nginx
+    );
+    println!(
+        "session check-ins: each device opened one session with a signed request; each request MAC'd with a fresh nonce ({}; {:.1} µs of CPU per MAC, pool of {})",
+        r.session_mac.mode,
+        r.session_mac.microseconds_per_request,
+        thousands(r.session_mac.pool as f64)
     );
     println!(
         "check-ins: {} devices round-robin, each request signed with a fresh nonce ({}; {:.1} µs of CPU per signature, pool of {})",

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::artifacts::Artifacts;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, DbOptions};
 use crate::device::checkin::ReportLimiter;
 use crate::device::directory::Directory;
 use crate::live::LiveRollouts;
@@ -50,6 +50,8 @@ pub struct AppState {
     pub rotation: Arc<crate::device::rotate::RotationPolicies>,
     /// The operator's device CA, which certifies rotated device keys (`--device-ca-key`).
     pub device_ca: Option<Arc<dyn rota_keys::Sign>>,
+    /// Check-in sessions: the fleet's token secret and the lifetime (`--session-lifetime`).
+    pub sessions: Arc<crate::device::session::Sessions>,
 }
 
 /// The largest JSON body of a management request (rollouts, tokens, devices); signed
@@ -70,9 +72,14 @@ impl AppState {
                 config.data_dir.display()
             )
         })?;
-        let db = Db::connect(
+        let db = Db::connect_with(
             &config.database_url,
-            Duration::from_secs(config.limits.db_acquire_timeout_s),
+            &DbOptions {
+                acquire_timeout: Duration::from_secs(config.limits.db_acquire_timeout_s),
+                read_connections: config.limits.db_read_connections,
+                write_batch_max: config.limits.write_batch_max as usize,
+                write_queue_max: config.limits.write_queue_max as usize,
+            },
         )
         .await?;
         let filled = crate::revocation::backfill(&db)
@@ -106,7 +113,13 @@ impl AppState {
         live.refresh(&engine).await?;
         let audit = Arc::new(AuditLog::new(&config.limits));
         let report_limiter = Arc::new(device::checkin::report_limiter(&config.limits));
+        let sessions = Arc::new(
+            device::session::Sessions::load(&db, config.session_lifetime_s)
+                .await
+                .context("cannot set up check-in sessions")?,
+        );
         Ok(AppState {
+            sessions,
             audit,
             report_limiter,
             policies: Arc::default(),
@@ -246,6 +259,10 @@ pub fn router(state: AppState) -> Router {
             post(device::checkin::report),
         )
         .route(rota_protocol::api::ENROLL_PATH, post(device::enroll))
+        .route(
+            rota_protocol::session::SESSION_PATH,
+            post(device::session::open),
+        )
         .route(
             rota_protocol::api::ATTESTATION_NONCE_PATH,
             post(crate::attestation::challenge),

@@ -65,6 +65,11 @@ pub struct Settings {
     /// Seconds between device check-ins when there is nothing new (jittered by ±20 %).
     #[arg(long, env = "ROTA_SERVER_POLL_INTERVAL", value_name = "SECONDS")]
     pub poll_interval: Option<u32>,
+    /// The most the poll hint is lengthened when the database falls behind: the check-in
+    /// asks for up to this many poll intervals, in step with the write queue's depth and
+    /// wait (1: never lengthened; default 4).
+    #[arg(long, env = "ROTA_SERVER_POLL_HINT_MAX_FACTOR", value_name = "FACTOR")]
+    pub poll_hint_max_factor: Option<u32>,
     /// Lifetime of a timestamp metadata signature, in seconds; it is re-signed when half
     /// of it has passed.
     #[arg(long, env = "ROTA_SERVER_TIMESTAMP_LIFETIME", value_name = "SECONDS")]
@@ -89,6 +94,10 @@ pub struct Settings {
     /// Log format: `text` or `json`.
     #[arg(long, env = "ROTA_SERVER_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Seconds a check-in session lasts (60 to 86400): within it a device's check-ins and
+    /// reports carry a MAC instead of a signature; a stolen session ends at the latest then.
+    #[arg(long, env = "ROTA_SERVER_SESSION_LIFETIME", value_name = "SECONDS")]
+    pub session_lifetime: Option<u32>,
 
     // Limits under attack: see `Limits`.
     /// Connections served at once (lowered to fit the open-file limit). At the limit, the
@@ -120,6 +129,18 @@ pub struct Settings {
     /// far behind, the request is answered 503 with Retry-After instead of hanging.
     #[arg(long, env = "ROTA_SERVER_DB_ACQUIRE_TIMEOUT", value_name = "SECONDS")]
     pub db_acquire_timeout: Option<u64>,
+    /// Database connections for reads (check-ins), apart from the writes'; default four
+    /// a core, at least 8.
+    #[arg(long, env = "ROTA_SERVER_DB_READ_CONNECTIONS", value_name = "COUNT")]
+    pub db_read_connections: Option<u32>,
+    /// Writes (registrations, offers, reports) committed together in one transaction at
+    /// most: one fsync for all of them (default 256).
+    #[arg(long, env = "ROTA_SERVER_WRITE_BATCH_MAX", value_name = "COUNT")]
+    pub write_batch_max: Option<u32>,
+    /// Writes waiting for the database at most; beyond that a request is answered 503
+    /// with Retry-After at once (default 4096).
+    #[arg(long, env = "ROTA_SERVER_WRITE_QUEUE_MAX", value_name = "COUNT")]
+    pub write_queue_max: Option<u32>,
     /// Days an audit record is kept.
     #[arg(long, env = "ROTA_SERVER_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
     pub audit_retention_days: Option<u32>,
@@ -172,6 +193,7 @@ pub struct Config {
     pub device_ca_dir: PathBuf,
     pub device_ca_key: Option<rota_keys::KeyAddress>,
     pub poll_interval_s: u32,
+    pub poll_hint_max_factor: u32,
     pub timestamp_lifetime_s: u64,
     pub snapshot_lifetime_s: u64,
     pub max_artifact_size: u64,
@@ -182,6 +204,8 @@ pub struct Config {
     pub unlisted_artifact_grace_s: u64,
     pub attestation_nonce_lifetime_s: u32,
     pub attestation_nonces_per_device: u32,
+    /// Seconds a check-in session lasts (`rota_protocol::session`).
+    pub session_lifetime_s: u32,
     pub limits: Limits,
 }
 
@@ -196,6 +220,9 @@ pub struct Limits {
     pub reports_per_minute: u32,
     pub report_burst: u32,
     pub db_acquire_timeout_s: u64,
+    pub db_read_connections: u32,
+    pub write_batch_max: u32,
+    pub write_queue_max: u32,
     pub audit_retention_days: u32,
     pub audit_max_rows: u64,
 }
@@ -210,6 +237,15 @@ impl Limits {
             reports_per_minute: s.reports_per_minute.unwrap_or(60),
             report_burst: s.report_burst.unwrap_or(30),
             db_acquire_timeout_s: s.db_acquire_timeout.unwrap_or(5),
+            db_read_connections: s
+                .db_read_connections
+                .unwrap_or_else(crate::db::default_read_connections),
+            write_batch_max: s
+                .write_batch_max
+                .unwrap_or(crate::db::batch::DEFAULT_BATCH_MAX as u32),
+            write_queue_max: s
+                .write_queue_max
+                .unwrap_or(crate::db::batch::DEFAULT_QUEUE_MAX as u32),
             audit_retention_days: s.audit_retention_days.unwrap_or(90),
             audit_max_rows: s.audit_max_rows.unwrap_or(1_000_000),
         };
@@ -221,6 +257,9 @@ impl Limits {
             ("reports-per-minute", u64::from(limits.reports_per_minute)),
             ("report-burst", u64::from(limits.report_burst)),
             ("db-acquire-timeout", limits.db_acquire_timeout_s),
+            ("db-read-connections", u64::from(limits.db_read_connections)),
+            ("write-batch-max", u64::from(limits.write_batch_max)),
+            ("write-queue-max", u64::from(limits.write_queue_max)),
             (
                 "audit-retention-days",
                 u64::from(limits.audit_retention_days),
@@ -266,6 +305,7 @@ impl Settings {
             device_ca_dir: self.device_ca_dir.or(lower.device_ca_dir),
             device_ca_key: self.device_ca_key.or(lower.device_ca_key),
             poll_interval: self.poll_interval.or(lower.poll_interval),
+            poll_hint_max_factor: self.poll_hint_max_factor.or(lower.poll_hint_max_factor),
             timestamp_lifetime: self.timestamp_lifetime.or(lower.timestamp_lifetime),
             snapshot_lifetime: self.snapshot_lifetime.or(lower.snapshot_lifetime),
             max_artifact_size: self.max_artifact_size.or(lower.max_artifact_size),
@@ -273,6 +313,7 @@ impl Settings {
             request_timeout: self.request_timeout.or(lower.request_timeout),
             tick: self.tick.or(lower.tick),
             log_format: self.log_format.or(lower.log_format),
+            session_lifetime: self.session_lifetime.or(lower.session_lifetime),
             max_connections: self.max_connections.or(lower.max_connections),
             header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
             refusals_per_minute: self.refusals_per_minute.or(lower.refusals_per_minute),
@@ -280,6 +321,9 @@ impl Settings {
             reports_per_minute: self.reports_per_minute.or(lower.reports_per_minute),
             report_burst: self.report_burst.or(lower.report_burst),
             db_acquire_timeout: self.db_acquire_timeout.or(lower.db_acquire_timeout),
+            db_read_connections: self.db_read_connections.or(lower.db_read_connections),
+            write_batch_max: self.write_batch_max.or(lower.write_batch_max),
+            write_queue_max: self.write_queue_max.or(lower.write_queue_max),
             audit_retention_days: self.audit_retention_days.or(lower.audit_retention_days),
             audit_max_rows: self.audit_max_rows.or(lower.audit_max_rows),
             unlisted_artifact_grace: self
@@ -339,6 +383,7 @@ impl Settings {
                 .device_ca_dir
                 .unwrap_or_else(|| data_dir.join("device-ca")),
             poll_interval_s: s.poll_interval.unwrap_or(300),
+            poll_hint_max_factor: s.poll_hint_max_factor.unwrap_or(4),
             timestamp_lifetime_s: s.timestamp_lifetime.unwrap_or(24 * 3600),
             snapshot_lifetime_s: s.snapshot_lifetime.unwrap_or(30 * 24 * 3600),
             max_artifact_size: s.max_artifact_size.unwrap_or(1 << 30),
@@ -349,10 +394,26 @@ impl Settings {
             unlisted_artifact_grace_s: s.unlisted_artifact_grace.unwrap_or(24 * 3600),
             attestation_nonce_lifetime_s: s.attestation_nonce_lifetime.unwrap_or(300),
             attestation_nonces_per_device: s.attestation_nonces_per_device.unwrap_or(8),
+            session_lifetime_s: s
+                .session_lifetime
+                .unwrap_or(rota_protocol::session::DEFAULT_SESSION_LIFETIME_S),
             data_dir,
         };
+        if !(rota_protocol::session::MIN_SESSION_LIFETIME_S
+            ..=rota_protocol::session::MAX_SESSION_LIFETIME_S)
+            .contains(&config.session_lifetime_s)
+        {
+            bail!(
+                "the session lifetime must be {} to {} seconds",
+                rota_protocol::session::MIN_SESSION_LIFETIME_S,
+                rota_protocol::session::MAX_SESSION_LIFETIME_S
+            );
+        }
         if config.poll_interval_s == 0 {
             bail!("the poll interval must be at least one second");
+        }
+        if config.poll_hint_max_factor == 0 {
+            bail!("poll-hint-max-factor must be at least 1 (1: the poll hint is never lengthened)");
         }
         if config.timestamp_lifetime_s < 60 {
             bail!("the timestamp lifetime must be at least 60 seconds");

@@ -8,7 +8,13 @@
 //! writes fails with SQLITE_BUSY instead of waiting when another writer got there first.
 //! So on SQLite all writes go through a pool of one connection (they queue in the pool,
 //! never fail), while reads use a pool of their own; WAL mode lets those run beside the
-//! writer. On PostgreSQL both are the same pool.
+//! writer. On PostgreSQL reads and writes have separate pools too: a write waiting for a
+//! rollout's row lock holds its connection, and a queue of them must not take every
+//! connection from the check-ins' reads.
+//!
+//! The writes a fleet makes by the hundred thousand (registrations, activations, rollout
+//! offers, reports) go through [`batch::WriteBatcher`]: many operations, one transaction,
+//! one fsync.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,6 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+
+pub mod batch;
+
+use batch::WriteBatcher;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -35,16 +45,68 @@ pub struct Db {
     /// Plain reads.
     pub read: AnyPool,
     pub backend: Backend,
+    /// Group commits on `write` for the writes a fleet makes by the hundred thousand.
+    pub writes: WriteBatcher,
 }
 
+/// How the database is used: pool sizes, waits and group commits.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// The longest a request waits for a connection (`--db-acquire-timeout`).
+    pub acquire_timeout: Duration,
+    /// Connections for reads (`--db-read-connections`).
+    pub read_connections: u32,
+    /// Operations per group commit at most (`--write-batch-max`).
+    pub write_batch_max: usize,
+    /// Operations waiting for the writer at most (`--write-queue-max`); beyond, 503.
+    pub write_queue_max: usize,
+}
+
+impl DbOptions {
+    /// The defaults, with `acquire_timeout`.
+    pub fn new(acquire_timeout: Duration) -> DbOptions {
+        DbOptions {
+            acquire_timeout,
+            read_connections: default_read_connections(),
+            write_batch_max: batch::DEFAULT_BATCH_MAX,
+            write_queue_max: batch::DEFAULT_QUEUE_MAX,
+        }
+    }
+}
+
+/// The default read pool: four connections a core, at least 8. SQLite reads are mostly
+/// CPU on cached pages (each connection has its own thread in sqlx), PostgreSQL reads are
+/// mostly waits on the network; either way a few per core keeps the cores busy without
+/// queueing check-ins behind each other.
+pub fn default_read_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores * 4).unwrap_or(u32::MAX).max(8)
+}
+
+/// PostgreSQL connections for writes: the group-commit writer, the background pass,
+/// last-seen flushes and management requests.
+const POSTGRES_WRITE_CONNECTIONS: u32 = 4;
+
 impl Db {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings the schema up to date.
     /// The default wait for a connection (`--db-acquire-timeout`).
     pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Opens the database at `url`; a request waits at most `acquire_timeout` for a
+    /// Opens the database at `url` (`sqlite://…` or `postgres://…`) on the default options
+    /// and brings the schema up to date; a request waits at most `acquire_timeout` for a
     /// connection (then `sqlx::Error::PoolTimedOut`: a 503, `crate::error`).
     pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<Db> {
+        Db::connect_with(url, &DbOptions::new(acquire_timeout)).await
+    }
+
+    /// Opens the database at `url` with `options` and brings the schema up to date.
+    pub async fn connect_with(url: &str, options: &DbOptions) -> Result<Db> {
+        let DbOptions {
+            acquire_timeout,
+            read_connections,
+            write_batch_max,
+            write_queue_max,
+        } = *options;
+        let read_connections = read_connections.max(1);
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -55,7 +117,7 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(url)
             .with_context(|| format!("cannot parse the database URL {}", redact(url)))?;
-        let db = match backend {
+        let (write, read) = match backend {
             Backend::Sqlite => {
                 let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
                     .with_context(|| format!("cannot parse the database URL {}", redact(url)))?
@@ -63,26 +125,36 @@ impl Db {
                     .to_path_buf();
                 restrict_sqlite_files(&path)?;
                 let write = sqlite_pool(options.clone(), 1, acquire_timeout).await?;
-                let read = sqlite_pool(options, 8, acquire_timeout).await?;
-                Db {
-                    write,
-                    read,
-                    backend,
-                }
+                let read = sqlite_pool(options, read_connections, acquire_timeout).await?;
+                (write, read)
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(acquire_timeout)
-                    .connect_with(options)
+                let pool = |size: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(size)
+                        .acquire_timeout(acquire_timeout)
+                        .connect_with(options.clone())
+                };
+                let write = pool(POSTGRES_WRITE_CONNECTIONS)
                     .await
                     .with_context(|| format!("cannot connect to {}", redact(url)))?;
-                Db {
-                    write: pool.clone(),
-                    read: pool,
-                    backend,
-                }
+                let read = pool(read_connections)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact(url)))?;
+                (write, read)
             }
+        };
+        let writes = WriteBatcher::start(
+            write.clone(),
+            write_batch_max,
+            write_queue_max,
+            acquire_timeout,
+        );
+        let db = Db {
+            write,
+            read,
+            backend,
+            writes,
         };
         MIGRATOR
             .run(&db.write)

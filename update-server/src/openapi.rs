@@ -20,6 +20,7 @@ use crate::{attestation, cas, device, manage, revocation};
         device::checkin::report,
         device::enroll,
         device::whoami,
+        device::session::open,
         device::rotate::rotate,
         device::rotate::set_policy,
         device::rotate::get_policy,
@@ -116,21 +117,52 @@ impl Modify for DeviceHeaders {
                 "^[A-Za-z0-9+/]{85}[AQgw]==$",
             ),
         ];
+        // A check-in or a report may carry a session MAC instead of the signature
+        // (`rota_protocol::session`).
+        let session_headers = [
+            (
+                rota_protocol::session::SESSION_HEADER,
+                "A session token (from POST /api/v1/device/session), instead of Rota-Signature; check-ins and reports only.",
+                "^[A-Za-z0-9+/=]{1,256}$",
+            ),
+            (
+                rota_protocol::session::MAC_HEADER,
+                "HMAC-SHA256 of the request under the session key, standard padded base64 of 32 bytes; with Rota-Session.",
+                "^[A-Za-z0-9+/]{43}=$",
+            ),
+        ];
         for (path, op) in operations(openapi) {
             if !path.starts_with("/api/v1/device/") {
                 continue;
             }
+            let by_session = [
+                rota_protocol::api::CHECKIN_PATH,
+                rota_protocol::api::REPORT_PATH,
+            ]
+            .contains(&path);
             let params = op.parameters.get_or_insert_with(Vec::new);
-            for (name, description, pattern) in headers {
+            let optional = session_headers.iter().filter(|_| by_session);
+            for (name, description, pattern) in headers.iter().chain(optional) {
+                let required = !(by_session
+                    && [
+                        rota_protocol::auth::SIGNATURE_HEADER,
+                        rota_protocol::session::SESSION_HEADER,
+                        rota_protocol::session::MAC_HEADER,
+                    ]
+                    .contains(name));
                 let schema = ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(pattern));
+                    .pattern(Some(*pattern));
                 params.push(
                     ParameterBuilder::new()
-                        .name(name)
+                        .name(*name)
                         .parameter_in(ParameterIn::Header)
-                        .required(Required::True)
-                        .description(Some(description))
+                        .required(if required {
+                            Required::True
+                        } else {
+                            Required::False
+                        })
+                        .description(Some(*description))
                         .schema(Some(schema))
                         .build(),
                 );

@@ -1,9 +1,13 @@
 //! The device side of rota-server's device API: every request signed with the device's
-//! identity key (rota_protocol::auth), answers read strictly and never past their limit
-//! ([`AnswerLimits`]), failures sorted into "try again later" and "refused".
+//! identity key (rota_protocol::auth), except check-ins and reports, which ride on a
+//! session once one is open (rota_protocol::session, [`ServerClient`]); answers read
+//! strictly and never past their limit ([`AnswerLimits`]), failures sorted into "try again
+//! later" and "refused".
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
@@ -15,6 +19,10 @@ use rota_protocol::api::{
 };
 use rota_protocol::auth::{Nonce, sign_request};
 use rota_protocol::order::{ORDER_DONE_PATH, OrderDone, SignedOrder, TRANSFER_PATH, TransferIn};
+use rota_protocol::session::{
+    DeviceEphemeral, MAX_SESSION_LIFETIME_S, SESSION_PATH, SessionKey, SessionOpened, mac_request,
+    session_allowed,
+};
 
 use crate::device::Identity;
 
@@ -49,7 +57,8 @@ pub struct AnswerLimits {
     pub check_in: u64,
     /// A report acknowledgement (`{"duplicate":false}`).
     pub report: u64,
-    /// An enrolment answer (empty on success), or a key rotation's (a certificate).
+    /// An enrolment answer (empty on success), a key rotation's (a certificate), or a
+    /// session's (two keys, a token and its lifetime).
     pub enroll: u64,
     /// An attestation challenge or verdict (a nonce, or a state and a reason).
     pub attestation: u64,
@@ -75,6 +84,7 @@ enum AnswerKind {
     Report,
     Enroll,
     Attestation,
+    Session,
 }
 
 impl AnswerKind {
@@ -84,6 +94,7 @@ impl AnswerKind {
             AnswerKind::Report => "report",
             AnswerKind::Enroll => "enrolment",
             AnswerKind::Attestation => "attestation",
+            AnswerKind::Session => "session",
         }
     }
 
@@ -91,7 +102,7 @@ impl AnswerKind {
         match self {
             AnswerKind::CheckIn => limits.check_in,
             AnswerKind::Report => limits.report,
-            AnswerKind::Enroll => limits.enroll,
+            AnswerKind::Enroll | AnswerKind::Session => limits.enroll,
             AnswerKind::Attestation => limits.attestation,
         }
     }
@@ -105,6 +116,15 @@ pub struct CheckIn {
     pub etag: Option<String>,
 }
 
+/// A client of one server, for any number of devices (a fleet shares one).
+///
+/// Check-ins and reports ride on a session (rota_protocol::session): opened lazily with a
+/// signed request before a device's first one, renewed before it expires, dropped when the
+/// device's key changes or the server refuses it (401: the request is sent again signed,
+/// and the next opens a new session). A server without sessions (404 or 405 to the
+/// opening) is asked again after [`SESSION_RETRY_UNSUPPORTED`]; any other failure to open
+/// one after [`SESSION_RETRY_FAILED`]; meanwhile every request is signed. Sessions live in
+/// memory only: a restarted agent opens new ones.
 pub struct ServerClient {
     http: Client,
     base: String,
@@ -112,6 +132,57 @@ pub struct ServerClient {
     /// The latest `Retry-After` of a refusal (a 429, or a 503 from a busy server), in
     /// seconds, until the agent takes it ([`ServerClient::take_retry_after`]).
     retry_after_s: std::sync::atomic::AtomicU64,
+    /// Each device's session, by device id.
+    sessions: Mutex<HashMap<String, SessionState>>,
+}
+
+/// How long the agent signs every request after a server answered that it has no
+/// sessions (404 or 405), before it asks again.
+pub const SESSION_RETRY_UNSUPPORTED: Duration = Duration::from_secs(3600);
+/// How long the agent signs every request after opening a session failed otherwise.
+pub const SESSION_RETRY_FAILED: Duration = Duration::from_secs(300);
+
+/// A device's session, as the agent holds it.
+enum SessionState {
+    Open(HeldSession),
+    /// No session until then: sign.
+    Unavailable {
+        retry_at: Instant,
+    },
+}
+
+#[derive(Clone)]
+struct HeldSession {
+    key: SessionKey,
+    token: String,
+    /// The device key that opened it: a rotated key needs a new session.
+    device_key_id: [u8; 32],
+    /// A new session is opened from then on: a tenth of the lifetime (at least 30 s,
+    /// at most half) before the server's expiry, so clock drift and the request's own
+    /// travel do not meet it.
+    renew_at: Instant,
+}
+
+impl HeldSession {
+    fn new(key: SessionKey, answer: SessionOpened, device_key_id: [u8; 32]) -> Self {
+        let lifetime =
+            Duration::from_secs(u64::from(answer.lifetime_s.min(MAX_SESSION_LIFETIME_S)));
+        let margin = (lifetime / 10)
+            .max(Duration::from_secs(30))
+            .min(lifetime / 2);
+        Self {
+            key,
+            token: answer.token,
+            device_key_id,
+            renew_at: Instant::now() + (lifetime - margin),
+        }
+    }
+}
+
+/// How one request is authenticated.
+enum Auth<'a> {
+    Signed,
+    Session(&'a HeldSession),
 }
 
 /// The longest `Retry-After` the agent honours: a broken or hostile server cannot park
@@ -127,7 +198,85 @@ impl ServerClient {
             base: base.trim_end_matches('/').to_string(),
             limits,
             retry_after_s: Default::default(),
+            sessions: Mutex::default(),
         }
+    }
+
+    fn session_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionState>> {
+        // Every update is one insert or remove: a panic elsewhere leaves it consistent.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a session of `device_id`'s is open now (for tests and status).
+    pub fn has_session(&self, device_id: &str) -> bool {
+        matches!(
+            self.session_states().get(device_id),
+            Some(SessionState::Open(s)) if Instant::now() < s.renew_at
+        )
+    }
+
+    /// The device's session: the one open, or a new one; `None` while sessions are
+    /// unavailable (then the request is signed).
+    fn session(&self, identity: &Identity) -> Option<HeldSession> {
+        let key_id = identity.key.public_key().key_id();
+        let now = Instant::now();
+        match self.session_states().get(&identity.device_id) {
+            Some(SessionState::Open(s)) if s.device_key_id == key_id && now < s.renew_at => {
+                return Some(s.clone());
+            }
+            Some(SessionState::Unavailable { retry_at }) if now < *retry_at => return None,
+            _ => {}
+        }
+        let state = match self.open_session(identity, key_id) {
+            Ok(session) => SessionState::Open(session),
+            Err(err) => {
+                let wait = match err {
+                    ServerError::Refused {
+                        status: 404 | 405, ..
+                    } => SESSION_RETRY_UNSUPPORTED,
+                    _ => SESSION_RETRY_FAILED,
+                };
+                tracing::info!(device = %identity.device_id, error = %err, "no check-in session: requests are signed");
+                SessionState::Unavailable {
+                    retry_at: now + wait,
+                }
+            }
+        };
+        let open = match &state {
+            SessionState::Open(s) => Some(s.clone()),
+            SessionState::Unavailable { .. } => None,
+        };
+        self.session_states()
+            .insert(identity.device_id.clone(), state);
+        open
+    }
+
+    /// `POST /api/v1/device/session`, signed: an ephemeral X25519 key agreement.
+    fn open_session(
+        &self,
+        identity: &Identity,
+        device_key_id: [u8; 32],
+    ) -> Result<HeldSession, ServerError> {
+        let ephemeral =
+            DeviceEphemeral::generate().map_err(|e| ServerError::Transient(e.to_string()))?;
+        let body = serde_json::to_vec(&ephemeral.request())
+            .map_err(|e| ServerError::Transient(e.to_string()))?;
+        let answer = self.send_as(
+            identity,
+            Auth::Signed,
+            AnswerKind::Session,
+            "POST",
+            SESSION_PATH,
+            body,
+            None,
+        )?;
+        let opened: SessionOpened = serde_json::from_slice(&answer.body).map_err(|e| {
+            ServerError::Transient(format!("the session answer is not valid JSON: {e}"))
+        })?;
+        let key = ephemeral
+            .finish(&identity.device_id, &opened)
+            .map_err(|e| ServerError::Transient(format!("the session answer: {e}")))?;
+        Ok(HeldSession::new(key, opened, device_key_id))
     }
 
     /// How long the server last asked to be left alone (`Retry-After`, in seconds, at
@@ -325,6 +474,8 @@ impl ServerClient {
         })
     }
 
+    /// Sends a request: on the device's session where the server takes one for it (a
+    /// check-in, a report), signed otherwise, or when the server refused the session.
     fn send(
         &self,
         identity: &Identity,
@@ -334,18 +485,76 @@ impl ServerClient {
         body: Vec<u8>,
         if_none_match: Option<&str>,
     ) -> Result<Answer, ServerError> {
-        let nonce = Nonce::random().map_err(|e| ServerError::Transient(e.to_string()))?;
-        // A key that cannot sign now (a locked element) is worth retrying later.
-        let headers = sign_request(
-            &identity.key,
-            &identity.device_id,
+        if session_allowed(method, path_and_query) {
+            if let Some(session) = self.session(identity) {
+                match self.send_as(
+                    identity,
+                    Auth::Session(&session),
+                    kind,
+                    method,
+                    path_and_query,
+                    body.clone(),
+                    if_none_match,
+                ) {
+                    // Expired, unknown to this server's fleet, or bound to a replaced
+                    // key: sign this one; the next request opens a new session.
+                    Err(ServerError::Refused { status: 401, .. }) => {
+                        self.session_states().remove(&identity.device_id);
+                    }
+                    answer => return answer,
+                }
+            }
+        }
+        self.send_as(
+            identity,
+            Auth::Signed,
+            kind,
             method,
             path_and_query,
-            &body,
-            unix_ms(),
-            nonce,
+            body,
+            if_none_match,
         )
-        .map_err(|e| ServerError::Transient(e.to_string()))?;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_as(
+        &self,
+        identity: &Identity,
+        auth: Auth<'_>,
+        kind: AnswerKind,
+        method: &str,
+        path_and_query: &str,
+        body: Vec<u8>,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer, ServerError> {
+        let nonce = Nonce::random().map_err(|e| ServerError::Transient(e.to_string()))?;
+        let headers: Vec<(&'static str, String)> = match auth {
+            // A key that cannot sign now (a locked element) is worth retrying later.
+            Auth::Signed => sign_request(
+                &identity.key,
+                &identity.device_id,
+                method,
+                path_and_query,
+                &body,
+                unix_ms(),
+                nonce,
+            )
+            .map_err(|e| ServerError::Transient(e.to_string()))?
+            .iter()
+            .collect(),
+            Auth::Session(session) => mac_request(
+                &session.key,
+                &session.token,
+                &identity.device_id,
+                method,
+                path_and_query,
+                &body,
+                unix_ms(),
+                nonce,
+            )
+            .iter()
+            .collect(),
+        };
         let url = format!("{}{path_and_query}", self.base);
         let mut request = match method {
             "GET" => self.http.get(url),
@@ -355,7 +564,7 @@ impl ServerClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body),
         };
-        for (name, value) in headers.iter() {
+        for (name, value) in headers {
             request = request.header(name, value);
         }
         if let Some(etag) = if_none_match {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use rota_protocol::api::{CheckInQuery, LastResult, SlotState};
+use rota_protocol::session::{SessionKey, mac_request};
 use rota_protocol::{
     CertBody, DeviceCertificate, Nonce, Sign as _, SoftwareKey, issue, sign_request,
 };
@@ -314,15 +315,47 @@ impl Device {
             now_ms(),
             Nonce::random().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
         )?;
-        let mut headers = HeaderMap::with_capacity(6);
-        for (name, value) in signed.iter() {
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes())?,
-                HeaderValue::from_str(&value)?,
-            );
-        }
-        Ok(headers)
+        header_map(signed.iter())
     }
+
+    /// The five `Rota-*` headers of one request on `session`, with a fresh nonce.
+    pub fn mac(
+        &self,
+        session: &Session,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<HeaderMap> {
+        let headers = mac_request(
+            &session.key,
+            &session.token,
+            &self.id,
+            method,
+            path_and_query,
+            body,
+            now_ms(),
+            Nonce::random().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?,
+        );
+        header_map(headers.iter())
+    }
+}
+
+/// A device's check-in session (`rota_protocol::session`): its key and token.
+#[derive(Clone)]
+pub struct Session {
+    pub key: SessionKey,
+    pub token: String,
+}
+
+fn header_map(pairs: impl Iterator<Item = (&'static str, String)>) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::with_capacity(7);
+    for (name, value) in pairs {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(&value)?,
+        );
+    }
+    Ok(headers)
 }
 
 /// The check-in a device running version 1, confirmed, with no update attempted, sends.

@@ -89,7 +89,11 @@ pub async fn checkin(
         None
     };
     let tag = entity_tag(assignment.as_ref(), attest, rotate, order.as_ref());
-    let poll_after = jittered(state.config.poll_interval_s);
+    let poll_after = jittered(poll_hint(
+        state.config.poll_interval_s,
+        state.config.poll_hint_max_factor,
+        state.db.writes.load(),
+    ));
     let known = crate::app::if_none_match(&headers, &tag);
     let mut response = if known {
         metrics::counter!("rota_checkins_not_modified_total").increment(1);
@@ -131,6 +135,17 @@ pub fn entity_tag(
     let canonical = serde_json::to_vec(&(assignment, attest, rotate, order)).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     format!("W/\"{}\"", hex::encode(&digest[..12]))
+}
+
+/// The poll interval a check-in asks for: `base` seconds, lengthened up to `max_factor`
+/// times in step with `load` (0 to 1: how far behind the database's writer is,
+/// `crate::db::batch::WriteBatcher::load`), so that while the database falls behind the
+/// fleet checks in less often instead of being refused. The factor in use is the gauge
+/// `rota_poll_hint_factor`.
+pub fn poll_hint(base: u32, max_factor: u32, load: f64) -> u32 {
+    let factor = 1.0 + f64::from(max_factor.max(1) - 1) * load.clamp(0.0, 1.0);
+    metrics::gauge!("rota_poll_hint_factor").set(factor);
+    (f64::from(base) * factor).round().min(f64::from(u32::MAX)) as u32
 }
 
 /// `base` seconds ±20 %, so a fleet that rebooted together spreads its check-ins out.

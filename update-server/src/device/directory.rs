@@ -5,7 +5,8 @@
 //! replica therefore takes effect on every replica within that time. Last-seen data is
 //! collected in memory and written in one transaction per tick, so a check-in costs no
 //! synchronous database write; a crash loses at most one tick of last-seen times, which
-//! were never acknowledged as stored.
+//! were never acknowledged as stored. Registrations and activations, which every device
+//! makes once, go through group commits (`crate::db::batch`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +14,9 @@ use std::sync::Mutex;
 use anyhow::Result;
 use rota_protocol::api::{AttestationState, DeviceInfo, DeviceState, LastResult, SlotState};
 use rota_protocol::{CertBody, DeviceCertificate, PublicKey};
+use sqlx::AnyConnection;
 
+use crate::db::batch::WriteKey;
 use crate::db::{Db, now_ms};
 use crate::error::ApiError;
 
@@ -115,20 +118,33 @@ impl Directory {
         self.cache.lock().unwrap().clear();
     }
 
-    /// provisioned → active, on the device's first authenticated request.
+    /// provisioned → active, on the device's first authenticated request; in a group
+    /// commit (`crate::db::batch`), since a whole fleet does it once.
     pub async fn activate(&self, db: &Db, id: &str) -> Result<(), ApiError> {
-        sqlx::query("UPDATE devices SET state = 'active', updated_at = $1 WHERE id = $2 AND state = 'provisioned'")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&db.write)
+        let (device_id, now) = (id.to_string(), now_ms());
+        db.writes
+            .run(WriteKey::device(id), move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE devices SET state = 'active', updated_at = $1 \
+                         WHERE id = $2 AND state = 'provisioned'",
+                    )
+                    .bind(now)
+                    .bind(&device_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(ApiError::from)
+                })
+            })
             .await?;
         self.invalidate(id);
         Ok(())
     }
 
-    /// Registers the device a verified certificate describes, as provisioned. Returns
-    /// whether it was new; the same certificate again is a no-op, a different key or
-    /// class for a known id is a conflict.
+    /// Registers the device a verified certificate describes, as provisioned, in a group
+    /// commit (`crate::db::batch`). Returns whether it was new; the same certificate
+    /// again is a no-op, a different key or class for a known id is a conflict.
     pub async fn register(
         &self,
         db: &Db,
@@ -143,46 +159,23 @@ impl Directory {
                 cert.device_id
             )));
         }
-        let tags = serde_json::to_string(&cert.tags).map_err(ApiError::internal)?;
-        let certificate_json = serde_json::to_string(certificate).map_err(ApiError::internal)?;
-        let inserted = sqlx::query(
-            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at, \
-             dice_device_id, certificate_sha256, issuer, issued_at) \
-             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&cert.device_id)
-        .bind(&cert.public_key)
-        .bind(&cert.class_id)
-        .bind(&tags)
-        .bind(&certificate_json)
-        .bind(now)
-        .bind(cert.dice_device_id.clone())
-        .bind(&subjects.certificate_sha256)
-        .bind(&subjects.issuer)
-        .bind(subjects.issued_at_ms)
-        .execute(&db.write)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(true);
-        }
-        let (key, class, state): (String, String, String) =
-            sqlx::query_as("SELECT public_key, class_id, state FROM devices WHERE id = $1")
-                .bind(&cert.device_id)
-                .fetch_one(&db.read)
-                .await?;
-        if state == DeviceState::Decommissioned.as_str() {
-            return Err(ApiError::forbidden(format!(
-                "device {} is decommissioned and cannot be registered again",
-                cert.device_id
-            )));
-        }
-        if key != cert.public_key || class != cert.class_id {
-            return Err(ApiError::conflict(format!(
-                "device {} is already registered with a different key or class",
-                cert.device_id
-            )));
-        }
-        Ok(false)
+        let row = NewDevice {
+            id: cert.device_id.clone(),
+            public_key: cert.public_key.clone(),
+            class_id: cert.class_id.clone(),
+            tags: serde_json::to_string(&cert.tags).map_err(ApiError::internal)?,
+            certificate: serde_json::to_string(certificate).map_err(ApiError::internal)?,
+            dice_device_id: cert.dice_device_id.clone(),
+            certificate_sha256: subjects.certificate_sha256,
+            issuer: subjects.issuer,
+            issued_at_ms: subjects.issued_at_ms,
+            now,
+        };
+        db.writes
+            .run(WriteKey::device(&cert.device_id), move |conn| {
+                Box::pin(async move { row.insert(conn).await })
+            })
+            .await
     }
 
     /// Moves a device to `to` if its lifecycle allows it.
@@ -241,9 +234,12 @@ impl Directory {
 
     /// Writes the collected check-ins in one transaction.
     pub async fn flush_seen(&self, db: &Db) -> Result<usize> {
-        let batch: Vec<(String, Seen)> = std::mem::take(&mut *self.seen.lock().unwrap())
+        let mut batch: Vec<(String, Seen)> = std::mem::take(&mut *self.seen.lock().unwrap())
             .into_iter()
             .collect();
+        // Rows in id order, as group commits take them (`crate::db::batch`): replicas
+        // flushing at once on PostgreSQL cannot deadlock on two devices' rows.
+        batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if batch.is_empty() {
             return Ok(0);
         }
@@ -264,6 +260,66 @@ impl Directory {
         }
         tx.commit().await?;
         Ok(batch.len())
+    }
+}
+
+/// A device to register, from its verified certificate.
+struct NewDevice {
+    id: String,
+    public_key: String,
+    class_id: String,
+    tags: String,
+    certificate: String,
+    dice_device_id: Option<String>,
+    certificate_sha256: String,
+    issuer: String,
+    issued_at_ms: i64,
+    now: i64,
+}
+
+impl NewDevice {
+    /// The registration as one write operation: inserts the device as provisioned unless
+    /// its id is known; whether it was new. A known id with this key and class is the same
+    /// device enrolling again; with another, a conflict; decommissioned, refused.
+    async fn insert(&self, conn: &mut AnyConnection) -> Result<bool, ApiError> {
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, public_key, class_id, tags, state, certificate, created_at, updated_at, \
+             dice_device_id, certificate_sha256, issuer, issued_at) \
+             VALUES ($1, $2, $3, $4, 'provisioned', $5, $6, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&self.id)
+        .bind(&self.public_key)
+        .bind(&self.class_id)
+        .bind(&self.tags)
+        .bind(&self.certificate)
+        .bind(self.now)
+        .bind(self.dice_device_id.clone())
+        .bind(&self.certificate_sha256)
+        .bind(&self.issuer)
+        .bind(self.issued_at_ms)
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let (key, class, state): (String, String, String) =
+            sqlx::query_as("SELECT public_key, class_id, state FROM devices WHERE id = $1")
+                .bind(&self.id)
+                .fetch_one(&mut *conn)
+                .await?;
+        if state == DeviceState::Decommissioned.as_str() {
+            return Err(ApiError::forbidden(format!(
+                "device {} is decommissioned and cannot be registered again",
+                self.id
+            )));
+        }
+        if key != self.public_key || class != self.class_id {
+            return Err(ApiError::conflict(format!(
+                "device {} is already registered with a different key or class",
+                self.id
+            )));
+        }
+        Ok(false)
     }
 }
 

@@ -18,7 +18,8 @@ impl From<RolloutError> for ApiError {
             RolloutError::NotFound(_) => ApiError::not_found(err.to_string()),
             RolloutError::Invalid(message) => ApiError::bad_request(message),
             RolloutError::Conflict(message) => ApiError::conflict(message),
-            RolloutError::Db(e) => ApiError::internal(e),
+            // A busy database (or a full write queue) is a 503 with Retry-After.
+            RolloutError::Db(e) => ApiError::from(e),
         }
     }
 }

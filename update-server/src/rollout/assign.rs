@@ -2,18 +2,21 @@
 //!
 //! The checks that only read (selector, version, stage) run first on the read pool, each
 //! a lookup by key whatever the fleet's size; the decision that matters against a
-//! concurrent halt — the rollout still offers — is taken in the same write transaction as
+//! concurrent halt — the rollout still offers — is taken in the same write operation as
 //! the assignment, behind the rollout's lock, so once a halting report commits no replica
-//! assigns again.
+//! assigns again. That operation runs in a group commit (`crate::db::batch`): the
+//! device hears of its assignment only once it is on disk.
 
 use std::cmp::Reverse;
 
 use rota_protocol::api::{Assignment, RolloutState, rollout_bucket};
+use sqlx::AnyConnection;
 
 use super::membership;
 use super::store::{self, DeviceStatus, Filter, Outcome, RolloutRow};
 use super::{DeviceView, RolloutError};
 use crate::db::Db;
+use crate::db::batch::WriteKey;
 
 /// The release `device` should install now, if any. A device with an open assignment
 /// (assigned or in progress) gets that same assignment again, so re-check-ins are
@@ -83,13 +86,31 @@ async fn offer_one(
         return Ok(None);
     }
 
-    let mut tx = db.write.begin().await?;
+    let (rollout_id, device_id) = (rollout.id.clone(), device.id.clone());
+    let open = db
+        .writes
+        .run(WriteKey::rollout(&rollout_id, &device_id), move |conn| {
+            Box::pin(async move { assign(conn, &rollout_id, &device_id, stage, now_ms).await })
+        })
+        .await?;
+    Ok(open.then(|| assignment(rollout)))
+}
+
+/// The assignment as one write operation of a group commit (`crate::db::batch`): assigns
+/// `device_id` to `stage` of the rollout unless it has a row already. Returns whether the
+/// device holds an open assignment in the rollout once it commits.
+async fn assign(
+    conn: &mut AnyConnection,
+    rollout_id: &str,
+    device_id: &str,
+    stage: u32,
+    now_ms: i64,
+) -> Result<bool, RolloutError> {
     // Rule "only an offering rollout assigns", atomic with the insert below: active, or
     // completed (its last stage open to every member that has not settled).
     let offering = [RolloutState::Active, RolloutState::Completed];
-    if !store::lock(&mut tx, &rollout.id, &offering).await? {
-        tx.rollback().await?;
-        return Ok(None);
+    if !store::lock(conn, rollout_id, &offering).await? {
+        return Ok(false);
     }
     // A row that exists already (open, or made final meanwhile) is left as it is.
     let inserted = sqlx::query(
@@ -98,21 +119,18 @@ async fn offer_one(
          VALUES ($1, $2, $3, $4, 0, $5, $5, NULL) \
          ON CONFLICT (rollout_id, device_id) DO NOTHING",
     )
-    .bind(&rollout.id)
-    .bind(&device.id)
+    .bind(rollout_id)
+    .bind(device_id)
     .bind(i64::from(stage))
     .bind(DeviceStatus::Assigned.as_str())
     .bind(now_ms)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() > 0 {
-        store::count_move(&mut tx, &rollout.id, stage, None, Outcome::Open, 1).await?;
+        store::count_move(conn, rollout_id, stage, None, Outcome::Open, 1).await?;
     }
-    let row = store::device_row(&mut *tx, &rollout.id, &device.id).await?;
-    tx.commit().await?;
-    Ok(row
-        .filter(|row| row.status.is_open())
-        .map(|_| assignment(rollout)))
+    let row = store::device_row(&mut *conn, rollout_id, device_id).await?;
+    Ok(row.is_some_and(|row| row.status.is_open()))
 }
 
 fn assignment(rollout: &RolloutRow) -> Assignment {

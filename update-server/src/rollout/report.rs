@@ -1,11 +1,14 @@
 //! Device reports: stored once per event id, applied to the device's rollout status, and
-//! checked against the failure threshold, all in one transaction.
+//! checked against the failure threshold, all in one write operation of a group commit
+//! (`crate::db::batch`): it commits, or rolls back, as a whole.
 
 use rota_protocol::api::{Report, ReportAck, ReportKind, RolloutState};
+use sqlx::AnyConnection;
 
 use super::store::{self, DeviceStatus};
 use super::{RolloutError, halt_if_failing};
 use crate::db::Db;
+use crate::db::batch::WriteKey;
 
 /// What attestation proves about a `confirmed` report, for classes that attest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +21,7 @@ pub enum Proof {
     Missing(String),
 }
 
+/// Stores `report` through the next group commit; answers once it is on disk.
 pub(super) async fn report(
     db: &Db,
     device_id: &str,
@@ -25,11 +29,30 @@ pub(super) async fn report(
     proof: &Proof,
     now_ms: i64,
 ) -> Result<ReportAck, RolloutError> {
-    let mut tx = db.write.begin().await?;
+    let key = match &report.rollout_id {
+        Some(rollout_id) => WriteKey::rollout(rollout_id, device_id),
+        None => WriteKey::device(device_id),
+    };
+    let (device_id, report, proof) = (device_id.to_string(), report.clone(), proof.clone());
+    db.writes
+        .run(key, move |conn| {
+            Box::pin(async move { record(conn, &device_id, &report, &proof, now_ms).await })
+        })
+        .await
+}
+
+/// The report as one write operation on `conn`, inside a transaction its caller commits.
+async fn record(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    report: &Report,
+    proof: &Proof,
+    now_ms: i64,
+) -> Result<ReportAck, RolloutError> {
     // Reports of one rollout serialize behind its lock, so the halt rule below counts
     // exactly, and an offer waiting on the lock sees the halt.
     let rollout_id = match &report.rollout_id {
-        Some(id) if store::lock(&mut tx, id, RolloutState::ALL).await? => Some(id.as_str()),
+        Some(id) if store::lock(conn, id, RolloutState::ALL).await? => Some(id.as_str()),
         _ => None,
     };
     // Rule "idempotent by (device, event id)": a duplicate changes nothing.
@@ -45,22 +68,21 @@ pub(super) async fn report(
     .bind(store::to_i64(report.version))
     .bind(report.reason.clone())
     .bind(now_ms)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if stored.rows_affected() == 0 {
-        tx.rollback().await?;
+        // Nothing written (the lock above changes no row).
         return Ok(ReportAck { duplicate: true });
     }
     if let Some(rollout_id) = rollout_id {
-        apply(&mut tx, rollout_id, device_id, report, proof, now_ms).await?;
+        apply(conn, rollout_id, device_id, report, proof, now_ms).await?;
     }
-    tx.commit().await?;
     Ok(ReportAck { duplicate: false })
 }
 
 /// Moves the device's status in the rollout and re-checks the failure threshold.
 async fn apply(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut AnyConnection,
     rollout_id: &str,
     device_id: &str,
     report: &Report,
