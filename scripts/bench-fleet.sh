@@ -82,9 +82,12 @@ if [[ -n "$faults" ]]; then
     done
     simulate_flags+=" --power-cuts $power_pct --network-drops $network_pct --outage 10s"
     simulate_flags+=" --self-test-failures $selftest_pct --fault-plan faults.json"
-    # A 1 % first stage of a 1,000-device fleet has 10 devices: one self-test failure
-    # among them is 10 %, so the fault run gates at 25 % to measure what it is meant to.
+    # Self-test failures settle as fast as successes, so the first few reports of a small
+    # first stage can be a third failures by chance (a 10,000-device run halted at 3 of
+    # 11): the fault run gates at 25 % over at least 50 reports, to measure what it is
+    # meant to, not the gate.
     rollout_flags="${rollout_flags/--failure-threshold 0.05/--failure-threshold 0.25}"
+    rollout_flags="${rollout_flags/--min-sample 10/--min-sample 50}"
 fi
 settle="${settle:-$((6 * poll > 30 ? 6 * poll : 30))}"
 [[ -z "$out" || "$out" == /* ]] || out="$PWD/$out"
