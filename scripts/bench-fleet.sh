@@ -184,6 +184,8 @@ done
 fleet_push
 fleet_firmware 1.0.0 1 "--size $image_size"
 fleet_firmware 1.1.0 2 "--size $image_size"
+# The factory image is a release too, so the devices' enrolment attestation finds it.
+fleet_publish 1.0.0
 fleet_publish 1.1.0
 image_bytes="$(stat -c %s firmware-1.1.0.bin)"
 
