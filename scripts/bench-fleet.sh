@@ -173,8 +173,7 @@ for r in $(seq 2 "$replicas"); do
     replica_pids+=" $!"
     replica_port=''
     for _ in $(seq 150); do
-        replica_port="$(sed -e 's/\x1b\[[0-9;]*m//g' "server-$r.log" |
-            sed -n 's/.*rota-server listening address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -n 1)"
+        replica_port="$(fleet_bound_port "server-$r.log")"
         [[ -n "$replica_port" ]] && fleet_healthy "$replica_port" && break
         sleep 0.2
     done

@@ -38,9 +38,9 @@ fleet_healthy() {
 }
 
 # The port the server bound: it logs "rota-server listening address=127.0.0.1:PORT"
-# (in colour on a terminal).
+# (in colour on a terminal) to its log $1 (default server.log).
 fleet_bound_port() {
-    sed -e 's/\x1b\[[0-9;]*m//g' server.log 2>/dev/null |
+    sed -e 's/\x1b\[[0-9;]*m//g' "${1:-server.log}" 2>/dev/null |
         sed -n 's/.*rota-server listening address=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -n 1
 }
 

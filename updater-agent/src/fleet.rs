@@ -286,9 +286,10 @@ impl Fleet {
         let agents = manufacture_all(spec, http, &links, &sectors, progress)?;
         let passes = Arc::new(Semaphore::new(workers));
         let mut members = Vec::with_capacity(spec.count);
+        // Each device's task is spawned on the fleet's runtime.
+        let entered = runtime.enter();
         for (n, ((agent, fault), link)) in agents.into_iter().zip(faults).zip(links).enumerate() {
             let permits = fault.is_none().then(|| passes.clone());
-            let _guard = runtime.enter();
             members.push(Member::start(
                 device_id(spec, n),
                 agent,
@@ -298,6 +299,7 @@ impl Fleet {
                 &spec.faults,
             ));
         }
+        drop(entered);
         Ok(Fleet { members, runtime })
     }
 
