@@ -16,19 +16,102 @@
 //! offers, reports) go through [`batch::WriteBatcher`]: many operations, one transaction,
 //! one fsync.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
 pub mod batch;
 
 use batch::WriteBatcher;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema's migrations, embedded in the binary: (version, description, SQL), as
+/// `sqlx::migrate!("./migrations")` would embed them (same checksums, so databases
+/// migrated by either accept the other). Listed here rather than by that macro because
+/// it pulls in sqlx's proc-macro crate, which compiles both database drivers a second
+/// time for the compiler: about a minute of every cold build on 2 cores.
+/// `tests::the_embedded_migrations_are_the_migrations_directory` keeps this list and
+/// `migrations/` the same.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "rollout halt window",
+        include_str!("../migrations/0002_rollout_halt_window.sql"),
+    ),
+    (
+        3,
+        "rollout counters",
+        include_str!("../migrations/0003_rollout_counters.sql"),
+    ),
+    (
+        4,
+        "audit log bounds",
+        include_str!("../migrations/0004_audit_log_bounds.sql"),
+    ),
+    (
+        5,
+        "attestation",
+        include_str!("../migrations/0005_attestation.sql"),
+    ),
+    (
+        6,
+        "revocations",
+        include_str!("../migrations/0006_revocations.sql"),
+    ),
+    (
+        7,
+        "key rotation",
+        include_str!("../migrations/0007_key_rotation.sql"),
+    ),
+    (
+        8,
+        "device orders",
+        include_str!("../migrations/0008_device_orders.sql"),
+    ),
+    (
+        9,
+        "ca registry",
+        include_str!("../migrations/0009_ca_registry.sql"),
+    ),
+    (
+        10,
+        "session secret",
+        include_str!("../migrations/0010_session_secret.sql"),
+    ),
+];
+
+/// [`MIGRATIONS`] for sqlx's migrator (which records them in `_sqlx_migrations` and
+/// refuses a database whose applied migrations were changed since).
+#[derive(Debug)]
+struct Embedded;
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send>>
+    {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
+    }
+}
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +239,9 @@ impl Db {
             backend,
             writes,
         };
-        MIGRATOR
+        Migrator::new(Embedded)
+            .await
+            .context("cannot load the database migrations")?
             .run(&db.write)
             .await
             .context("cannot apply the database migrations")?;
@@ -269,6 +354,23 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// Every file in `migrations/` is in [`MIGRATIONS`] with the version, description and
+    /// checksum `sqlx::migrate!` would give it, and nothing else is.
+    #[tokio::test]
+    async fn the_embedded_migrations_are_the_migrations_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let summary = |migrator: Migrator| -> Vec<_> {
+            migrator
+                .iter()
+                .map(|m| (m.version, m.description.to_string(), m.checksum.to_vec()))
+                .collect()
+        };
+        let from_files = summary(Migrator::new(dir.as_path()).await.unwrap());
+        let embedded = summary(Migrator::new(Embedded).await.unwrap());
+        assert!(!from_files.is_empty());
+        assert_eq!(embedded, from_files);
+    }
 
     /// The database holds token hashes, the device registry and the audit log: neither it
     /// nor its WAL and shared-memory files may be readable by other users, whatever the

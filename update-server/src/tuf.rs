@@ -56,12 +56,27 @@ pub struct Listed {
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// One stored metadata file.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Stored {
     pub version: i64,
     pub body: String,
     pub sha256: String,
     pub expires_at: i64,
+}
+
+/// `SELECT version, body, sha256, expires_at` (a tuple, not `#[derive(FromRow)]`: the
+/// server does without sqlx's proc macros, see `db::MIGRATIONS`).
+type StoredRow = (i64, String, String, i64);
+
+impl From<StoredRow> for Stored {
+    fn from((version, body, sha256, expires_at): StoredRow) -> Self {
+        Stored {
+            version,
+            body,
+            sha256,
+            expires_at,
+        }
+    }
 }
 
 fn to_ms(t: SystemTime) -> i64 {
@@ -202,13 +217,14 @@ impl Repository {
 
     /// The newest version of `role`.
     pub async fn latest(&self, role: RoleName) -> Result<Option<Stored>, sqlx::Error> {
-        sqlx::query_as(
+        let row: Option<StoredRow> = sqlx::query_as(
             "SELECT version, body, sha256, expires_at FROM tuf_metadata WHERE role = $1 \
              ORDER BY version DESC LIMIT 1",
         )
         .bind(role.as_str())
         .fetch_optional(&self.db.read)
-        .await
+        .await?;
+        Ok(row.map(Stored::from))
     }
 
     /// Version `version` of `role`.
@@ -217,13 +233,14 @@ impl Repository {
         role: RoleName,
         version: i64,
     ) -> Result<Option<Stored>, sqlx::Error> {
-        sqlx::query_as(
+        let row: Option<StoredRow> = sqlx::query_as(
             "SELECT version, body, sha256, expires_at FROM tuf_metadata WHERE role = $1 AND version = $2",
         )
         .bind(role.as_str())
         .bind(version)
         .fetch_optional(&self.db.read)
-        .await
+        .await?;
+        Ok(row.map(Stored::from))
     }
 
     /// Accepts a root: the first one (trusted on first use by an admin), or version N+1
