@@ -9,9 +9,12 @@
 //! ([`scalar::mul_add`]). The arithmetic is branch-free and indexes nothing by secret
 //! data. Ed25519 is deterministic, so the signatures are exactly those of any other RFC
 //! 8032 implementation: the tests compare them with ed25519-dalek's.
+//!
+//! With the `fast-dice` feature (hosts), the base-point multiplications are
+//! curve25519-dalek's, on its precomputed tables: the same points, ~40 times faster.
 
 use rota_manifest::crypto::scalar;
-use salty::{EdwardsPoint, Scalar, Sha512};
+use salty::Sha512;
 
 use super::cert::DiceSigner;
 use super::{SEED_LEN, Secret};
@@ -36,7 +39,7 @@ impl SigningKey {
         scalar.0[0] &= 248;
         scalar.0[31] &= 127;
         scalar.0[31] |= 64;
-        let public = base_times(Scalar(scalar.0));
+        let public = base_times(scalar.expose());
         Self {
             scalar,
             prefix,
@@ -59,7 +62,7 @@ impl DiceSigner for SigningKey {
                 .updated(message)
                 .finalize(),
         ));
-        let big_r = base_times(Scalar(*r.expose()));
+        let big_r = base_times(r.expose());
         // h = SHA-512(R ‖ A ‖ M) mod L; S = (h·a + r) mod L.
         let h = scalar::reduce_wide(
             &Sha512::new()
@@ -76,9 +79,31 @@ impl DiceSigner for SigningKey {
     }
 }
 
-/// `[k]B`, encoded (salty's scalars wipe themselves when dropped).
-fn base_times(k: Scalar) -> [u8; 32] {
-    (&k * &EdwardsPoint::basepoint()).compressed().0
+/// `[k]B`, encoded.
+fn base_times(k: &[u8; 32]) -> [u8; 32] {
+    #[cfg(not(feature = "fast-dice"))]
+    return salty_base_times(k);
+    #[cfg(feature = "fast-dice")]
+    return dalek_base_times(k);
+}
+
+/// `[k]B` by salty (what the MCU bootloader links; its scalars wipe themselves when
+/// dropped).
+#[cfg(any(test, not(feature = "fast-dice")))]
+fn salty_base_times(k: &[u8; 32]) -> [u8; 32] {
+    use salty::{EdwardsPoint, Scalar};
+    (&Scalar(*k) * &EdwardsPoint::basepoint()).compressed().0
+}
+
+/// `[k]B` by curve25519-dalek. `k` (a clamped secret scalar may exceed L) is reduced mod L
+/// first, which changes nothing: B has order L (RFC 8032 §5.1).
+#[cfg(feature = "fast-dice")]
+fn dalek_base_times(k: &[u8; 32]) -> [u8; 32] {
+    use zeroize::Zeroize as _;
+    let mut k = curve25519_dalek::Scalar::from_bytes_mod_order(*k);
+    let point = curve25519_dalek::EdwardsPoint::mul_base(&k);
+    k.zeroize();
+    point.compress().to_bytes()
 }
 
 #[cfg(test)]
@@ -129,6 +154,21 @@ mod tests {
             let (public, signature) = dalek(&seed, &message);
             prop_assert_eq!(ours.public_key(), public);
             prop_assert_eq!(ours.sign(&message), signature);
+        }
+
+        /// Both base-point multiplications give the same point for any 32 bytes,
+        /// clamped secret scalars (which may exceed L) included.
+        #[cfg(feature = "fast-dice")]
+        #[test]
+        fn salty_and_curve25519_dalek_agree_on_base_point_multiples(k in any::<[u8; 32]>()) {
+            let mut clamped = k;
+            clamped[0] &= 248;
+            clamped[31] &= 127;
+            clamped[31] |= 64;
+            prop_assert_eq!(salty_base_times(&clamped), dalek_base_times(&clamped));
+            let mut reduced = k;
+            reduced[31] &= 15;
+            prop_assert_eq!(salty_base_times(&reduced), dalek_base_times(&reduced));
         }
     }
 }
