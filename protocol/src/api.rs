@@ -772,6 +772,55 @@ pub struct DeviceStateChange {
     pub state: DeviceState,
 }
 
+/// `GET /api/v1/fleet`: the fleet in numbers, counted by the database in one pass however
+/// many devices there are (what a dashboard or a load test polls, instead of paging
+/// through every device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FleetSummary {
+    /// Devices in each lifecycle state; states with none are left out.
+    pub states: Vec<StateCount>,
+    /// Active devices by the version of their last check-in, newest first; active devices
+    /// yet to check in are in no entry.
+    pub versions: Vec<VersionCount>,
+}
+
+impl FleetSummary {
+    /// Devices in `state`.
+    pub fn in_state(&self, state: DeviceState) -> u64 {
+        self.states
+            .iter()
+            .filter(|c| c.state == state)
+            .map(|c| c.devices)
+            .sum()
+    }
+
+    /// Active devices whose last check-in was on `version`.
+    pub fn running(&self, version: u64) -> u64 {
+        self.versions
+            .iter()
+            .filter(|c| c.version == version)
+            .map(|c| c.devices)
+            .sum()
+    }
+}
+
+/// Devices in one lifecycle state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StateCount {
+    pub state: DeviceState,
+    pub devices: u64,
+}
+
+/// Active devices running one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionCount {
+    pub version: u64,
+    pub devices: u64,
+}
+
 /// A device as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -191,6 +191,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices",
             post(manage::devices::register).get(manage::devices::list),
         )
+        .route("/api/v1/fleet", get(manage::devices::summary))
         .route("/api/v1/devices/{id}", get(manage::devices::get))
         .route(
             "/api/v1/devices/{id}/{action}",

@@ -49,6 +49,7 @@ use crate::{attestation, cas, device, manage, revocation};
         manage::releases::list,
         manage::devices::register,
         manage::devices::list,
+        manage::devices::summary,
         manage::devices::get,
         manage::devices::lifecycle,
         manage::rollouts::create,

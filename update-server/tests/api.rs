@@ -9,7 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use rota_protocol::api::{REPORT_PATH, Report, ReportKind, Role};
+use rota_protocol::api::{
+    DeviceState, FleetSummary, REPORT_PATH, Report, ReportKind, Role, VersionCount,
+};
 use rota_server::config::Settings;
 use rota_server::db::Backend;
 use rota_server::manage::ENDPOINTS;
@@ -64,6 +66,7 @@ on_both_backends!(
     management_actions_are_audited,
     bad_input_gets_a_4xx_with_a_reason,
     ops_endpoints_answer,
+    fleet_summary_counts_states_and_running_versions,
     re_uploading_an_artifact_is_idempotent,
     audit_log_does_not_grow_without_bound_under_unauthenticated_flood,
     report_flood_from_one_device_is_limited_with_retry_after,
@@ -526,6 +529,67 @@ async fn ops_endpoints_answer(backend: Backend) {
     let metrics = server.metrics().await;
     assert!(metrics.contains("rota_http_requests_total"), "{metrics}");
     assert!(metrics.contains("rota_rollouts"), "{metrics}");
+    server.stop().await;
+}
+
+/// `GET /api/v1/fleet` counts devices per state and active devices per running version,
+/// for the whole fleet and for one class.
+async fn fleet_summary_counts_states_and_running_versions(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let fleet = |path: String| {
+        let server = &server;
+        async move {
+            let value = server.admin(Method::GET, &path, None).await;
+            serde_json::from_value::<FleetSummary>(value).unwrap()
+        }
+    };
+    let empty = fleet("/api/v1/fleet".into()).await;
+    assert!(empty.states.is_empty() && empty.versions.is_empty());
+
+    // Five devices of CLASS: two check in on version 1, two on version 2 (one of them
+    // then suspended), one never checks in; one device of another class on version 1.
+    let mut devices = Vec::new();
+    for (id, class, version) in [
+        ("dev-1", CLASS, 1),
+        ("dev-2", CLASS, 1),
+        ("dev-3", CLASS, 2),
+        ("dev-4", CLASS, 2),
+        ("dev-5", CLASS, 2),
+        ("other-1", OTHER_CLASS, 1),
+    ] {
+        let mut device = TestDevice::new(&keys, id, class, &[]);
+        device.version = version;
+        server.register(&device).await;
+        devices.push(device);
+    }
+    for device in devices.iter().filter(|d| d.id != "dev-5") {
+        assert_eq!(device.checkin(&server, None).await.0, StatusCode::OK);
+    }
+    server
+        .admin(Method::POST, "/api/v1/devices/dev-4/suspend", None)
+        .await;
+
+    // Check-ins' versions are written in batches, a second or so later.
+    let count = |version, devices| VersionCount { version, devices };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let all = fleet("/api/v1/fleet".into()).await;
+        if all.versions.iter().map(|c| c.devices).sum::<u64>() == 4 || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(all.in_state(DeviceState::Active), 4);
+    assert_eq!(all.in_state(DeviceState::Suspended), 1);
+    assert_eq!(all.in_state(DeviceState::Provisioned), 1);
+    assert_eq!(all.in_state(DeviceState::Decommissioned), 0);
+    // dev-4 ran version 2 but is suspended: only active devices are counted by version.
+    assert_eq!(all.versions, vec![count(2, 1), count(1, 3)]);
+
+    let one_class = fleet(format!("/api/v1/fleet?class={CLASS}")).await;
+    assert_eq!(one_class.in_state(DeviceState::Active), 3);
+    assert_eq!(one_class.versions, vec![count(2, 1), count(1, 2)]);
+    assert_eq!(one_class.running(1), 2);
     server.stop().await;
 }
 

@@ -12,7 +12,9 @@ use clap::Subcommand;
 use rota_keys::KeyAddress;
 use rota_keys::pkcs11::{Pkcs11Key, Pkcs11Uri};
 use rota_manifest::{Sign, SoftwareKey};
-use rota_protocol::api::{AttestationPolicy, ClassAttestation, DeviceInfo, DeviceRegister};
+use rota_protocol::api::{
+    AttestationPolicy, ClassAttestation, DeviceInfo, DeviceRegister, FleetSummary,
+};
 use rota_protocol::identity::{valid_device_id, validate_tags};
 use rota_protocol::order::{OrderAction, OrderCreate, OrderIssued};
 use rota_protocol::{DeviceCertificate, certify};
@@ -43,6 +45,7 @@ enum DeviceCommand {
     Provision(Box<ProvisionArgs>),
     Register(RegisterArgs),
     List(ListArgs),
+    Summary(SummaryArgs),
     Show(ShowArgs),
     Attest(AttestArgs),
     AttestationPolicy(PolicyArgs),
@@ -197,6 +200,22 @@ struct ListArgs {
     server: ServerArgs,
 }
 
+/// Count the fleet: devices per state, and active devices per running version (one
+/// request, however many devices).
+#[derive(Debug, clap::Args)]
+struct SummaryArgs {
+    /// Only devices of this class (a UUID).
+    #[arg(long, value_name = "UUID", value_parser = uuid::Uuid::parse_str)]
+    class: Option<uuid::Uuid>,
+
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 /// Show one device: its state, versions, and what its latest attestation showed.
 #[derive(Debug, clap::Args)]
 struct ShowArgs {
@@ -311,6 +330,7 @@ pub fn run(args: Args) -> Result<()> {
         DeviceCommand::Provision(args) => provision(*args),
         DeviceCommand::Register(args) => register_file(args),
         DeviceCommand::List(args) => list(args),
+        DeviceCommand::Summary(args) => summary(args),
         DeviceCommand::Show(args) => show(args),
         DeviceCommand::Attest(args) => attest(args),
         DeviceCommand::AttestationPolicy(args) => policy(args),
@@ -544,6 +564,40 @@ fn register_file(args: RegisterArgs) -> Result<()> {
         client.base(),
         info.state
     ))
+}
+
+fn summary(args: SummaryArgs) -> Result<()> {
+    let client = Client::connect(&args.server)?;
+    let query: Vec<(&str, String)> = args
+        .class
+        .iter()
+        .map(|class| ("class", class.hyphenated().to_string()))
+        .collect();
+    let fleet: FleetSummary = client.get_query("/api/v1/fleet", &query, "to count the fleet")?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&fleet)?;
+        text.push('\n');
+        return output::print(&text);
+    }
+    if fleet.states.is_empty() {
+        return output::print("no devices\n");
+    }
+    let states: Vec<Vec<String>> = fleet
+        .states
+        .iter()
+        .map(|c| vec![c.state.to_string(), c.devices.to_string()])
+        .collect();
+    let mut text = table(&["STATE", "DEVICES"], &states);
+    if !fleet.versions.is_empty() {
+        let versions: Vec<Vec<String>> = fleet
+            .versions
+            .iter()
+            .map(|c| vec![c.version.to_string(), c.devices.to_string()])
+            .collect();
+        text.push('\n');
+        text.push_str(&table(&["RUNNING VERSION", "ACTIVE DEVICES"], &versions));
+    }
+    output::print(&text)
 }
 
 fn list(args: ListArgs) -> Result<()> {

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use anyhow::Result;
-use rota_protocol::api::{AttestationState, DeviceInfo, DeviceState, LastResult, SlotState};
+use rota_protocol::api::{
+    AttestationState, DeviceInfo, DeviceState, FleetSummary, LastResult, SlotState, StateCount,
+    VersionCount,
+};
 use rota_protocol::{CertBody, DeviceCertificate, PublicKey};
 use sqlx::AnyConnection;
 
@@ -445,6 +448,49 @@ pub async fn device_info(db: &Db, id: &str) -> Result<Option<DeviceInfo>, ApiErr
             .fetch_optional(&db.read)
             .await?;
     row.map(info).transpose()
+}
+
+/// The fleet (optionally one class) in numbers: devices per state, active devices per
+/// running version. Two aggregate queries, whatever the fleet's size.
+pub async fn fleet_summary(db: &Db, class_id: Option<&str>) -> Result<FleetSummary, ApiError> {
+    let states: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT state, COUNT(*) FROM devices WHERE ($1 IS NULL OR class_id = $1) \
+         GROUP BY state ORDER BY state",
+    )
+    .bind(class_id)
+    .fetch_all(&db.read)
+    .await?;
+    let versions: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT running_version, COUNT(*) FROM devices WHERE ($1 IS NULL OR class_id = $1) \
+         AND state = 'active' AND running_version IS NOT NULL \
+         GROUP BY running_version ORDER BY running_version DESC",
+    )
+    .bind(class_id)
+    .fetch_all(&db.read)
+    .await?;
+    let count = |n: i64| u64::try_from(n).map_err(|_| ApiError::internal("a negative count"));
+    Ok(FleetSummary {
+        states: states
+            .into_iter()
+            .map(|(state, n)| {
+                Ok(StateCount {
+                    state: state.parse().map_err(|_| {
+                        ApiError::internal(format!("a device in an unknown state {state:?}"))
+                    })?,
+                    devices: count(n)?,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?,
+        versions: versions
+            .into_iter()
+            .map(|(version, n)| {
+                Ok(VersionCount {
+                    version: count(version)?,
+                    devices: count(n)?,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?,
+    })
 }
 
 /// Devices, optionally of one class, in id order, one page at a time.

@@ -4,12 +4,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rota_protocol::api::{DeviceInfo, DeviceRegister, DeviceState};
+use rota_protocol::api::{DeviceInfo, DeviceRegister, DeviceState, FleetSummary};
 use serde::Deserialize;
 
 use super::AuditDetail;
 use crate::app::AppState;
-use crate::device::directory::{device_info, list_devices};
+use crate::device::directory::{device_info, fleet_summary, list_devices};
 use crate::error::{ApiError, ApiResult};
 
 /// `POST /api/v1/devices`: registers a device from its manufacturer-signed certificate
@@ -64,6 +64,24 @@ pub async fn list(
     Ok(Json(
         list_devices(&state.db, q.class.as_deref(), q.after.as_deref(), limit).await?,
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FleetQuery {
+    /// Only devices of this class.
+    pub class: Option<String>,
+}
+
+/// `GET /api/v1/fleet`: devices per state and per running version, counted by the
+/// database (what polling the device list cost a 100,000-device fleet, in one query).
+#[utoipa::path(get, path = "/api/v1/fleet", params(FleetQuery),
+    responses((status = 200, body = FleetSummary)), security(("bearer" = [])))]
+pub async fn summary(
+    State(state): State<AppState>,
+    Query(q): Query<FleetQuery>,
+) -> ApiResult<Json<FleetSummary>> {
+    Ok(Json(fleet_summary(&state.db, q.class.as_deref()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}",

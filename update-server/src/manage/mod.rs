@@ -45,6 +45,7 @@ pub const ENDPOINTS: &[(Method, &str, Role)] = &[
     (Method::GET, "/api/v1/releases", Role::Viewer),
     (Method::POST, "/api/v1/devices", Role::Operator),
     (Method::GET, "/api/v1/devices", Role::Viewer),
+    (Method::GET, "/api/v1/fleet", Role::Viewer),
     (Method::GET, "/api/v1/devices/{id}", Role::Viewer),
     (
         Method::POST,
