@@ -5,10 +5,11 @@
 # JSON object on stdout (progress goes to stderr):
 #   enrolment_s              fleet start → every device checked in on 1.0.0
 #   rollout_s                `rota rollout create` → the rollout is completed
-#   every_device_updated_s   `rota rollout create` → the server's device list shows every
+#   every_device_updated_s   `rota rollout create` → the server's fleet summary counts every
 #                            device on 1.1.0 (fleet_all_new_s: the fleet says so)
 #   devices_on_new_version, devices_left_behind, rollout_state and its total counts
-#   server_/fleet_peak_rss_mib (VmHWM) and server_/fleet_cpu_s (user + system)
+#   server_/fleet_peak_rss_mib (VmHWM) and server_/fleet_cpu_s (user + system);
+#   fleet_state_files_mib, the devices' files (in memory, on /dev/shm, unless --keep)
 #   http_5xx (the server's /metrics), warnings and errors in the server's and the
 #   fleet's logs (sqlx "slow acquire" warnings apart), the load average at start and end
 # The run stops when every device runs 1.1.0, when nothing changed for --settle seconds
@@ -38,7 +39,8 @@
 #                 need --db postgres); the devices are spread over them in turn, and the
 #                 server figures are summed (CPU, 5xx) or the largest (peak memory)
 #   --workers     the simulator's bound on devices in a pass at once (default: its own)
-#   --keep        keep the scratch directory (keys, data/, logs, device state)
+#   --keep        keep the scratch directory (keys, data/, logs, and the devices' files in
+#                 fleet/ rather than in memory)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -74,7 +76,7 @@ done
 [[ "$replicas" =~ ^[1-9]$ ]] || { echo "bench-fleet: --replicas is 1 to 9" >&2; exit 2; }
 ((replicas == 1)) || [[ "$db" == postgres ]] || { echo "bench-fleet: replicas share a PostgreSQL database: add --db postgres" >&2; exit 2; }
 [[ -z "$workers" || "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "bench-fleet: --workers is a positive number" >&2; exit 2; }
-simulate_flags="--image-capacity $image_capacity${workers:+ --workers $workers}"
+simulate_flags="--image-capacity $image_capacity${workers:+ --workers $workers}${keep:+ --state-dir fleet}"
 if [[ -n "$faults" ]]; then
     IFS=, read -r power_pct network_pct selftest_pct <<<"$faults"
     for p in "$power_pct" "$network_pct" "$selftest_pct"; do
@@ -188,12 +190,12 @@ fleet_publish 1.0.0
 fleet_publish 1.1.0
 image_bytes="$(stat -c %s firmware-1.1.0.bin)"
 
-# The server's device list: "KNOWN CHECKED_IN ON_1.0.0 ON_1.1.0", or nothing if it did
+# The server's fleet summary: "ACTIVE CHECKED_IN ON_1.0.0 ON_1.1.0", or nothing if it did
 # not answer in time (under load it may not).
 device_counts() {
-    local listed
-    listed="$(timeout 60 rota device list --json 2>>monitor.log)" || return 1
-    python3 "$helper" devices 1 2 <<<"$listed"
+    local summary
+    summary="$(timeout 60 rota device summary --json 2>>monitor.log)" || return 1
+    python3 "$helper" devices 1 2 <<<"$summary"
 }
 # counts=(STATE MEMBERS ASSIGNED IN_PROGRESS CONFIRMED FAILED TIMED_OUT) of the rollout;
 # unchanged if the server did not answer in time.
@@ -223,7 +225,7 @@ while :; do
         [[ -z "$faults" ]] ||
             expected_new=$((devices - $(python3 -c 'import json,sys; print(sum(v == "self-test" for v in json.load(open(sys.argv[1])).values()))' faults.json)))
     fi
-    # The device list costs the server a page per 1000 devices: every 2 s at most.
+    # The fleet summary is two aggregate queries: every 2 s at most.
     if ((now >= next_list)); then
         if read -r known checked_in old new < <(device_counts); then
             ((new == on_new)) || last_change="$now"
@@ -279,6 +281,9 @@ if kill -0 "$server_pid" 2>/dev/null; then
 fi
 read -r server_rss server_cpu < <(python3 "$helper" proc "$server_pid" $replica_pids 2>/dev/null || echo null null)
 read -r fleet_rss fleet_cpu < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null)
+# The devices' files: in memory (tmpfs) unless --keep, and then memory the fleet uses too.
+state_dir="$(sed -n 's/^device files in \(.*[^)]\)\( (in memory.*\)\{0,1\}$/\1/p' fleet.log | head -n 1)"
+fleet_state_mib="$( [[ -d "$state_dir" ]] && du -sk "$state_dir" | awk '{printf "%.1f", $1 / 1024}' || echo null)"
 load_end="$(loadavg)"
 stop "$fleet_pid" $replica_pids "$server_pid"
 fleet_pid='' server_pid='' replica_pids=''
@@ -301,10 +306,10 @@ json="$(python3 "$helper" report \
     "devices_enrolled=$known" "devices_on_new_version=$on_new" \
     "devices_left_behind=$((expected_new - on_new))" "devices_on_old_version=$on_old" \
     "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" \
-    "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" \
+    "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" "fleet_state_files_mib=$fleet_state_mib" \
     "http_5xx=${http_5xx:-null}" "server_warnings=$server_warn" "server_errors=$server_err" \
     "server_slow_acquire_warnings=$server_slow" "fleet_warnings=$fleet_warn" "fleet_errors=$fleet_err" \
-    "device_list_failures=$list_failures" \
+    "fleet_summary_failures=$list_failures" \
     "faults=${faults:-none}" "expected_on_new_version=$expected_new" \
     "healthy_on_new_version=${healthy_on_new:-null}" "self_test_failures_on_old_version=${failing_on_old:-null}" \
     "self_test_failures_on_new_version=${failing_on_new:-null}" "stranded=${stranded:-null}" \

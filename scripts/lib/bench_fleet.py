@@ -35,11 +35,11 @@ NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
 def devices(*versions):
-    listed = json.load(sys.stdin)
-    active = [d for d in listed if d.get("state") == "active"]
-    checked_in = sum(1 for d in active if d.get("running_version") is not None)
-    on = [sum(1 for d in active if d.get("running_version") == int(v)) for v in versions]
-    print(len(active), checked_in, *on)
+    """`rota device summary --json` -> "ACTIVE CHECKED_IN ON_V1 ON_V2 ..."."""
+    fleet = json.load(sys.stdin)
+    active = sum(c["devices"] for c in fleet["states"] if c["state"] == "active")
+    by_version = {c["version"]: c["devices"] for c in fleet["versions"]}
+    print(active, sum(by_version.values()), *(by_version.get(int(v), 0) for v in versions))
 
 
 def faults(plan_path, old, new):

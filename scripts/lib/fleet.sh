@@ -83,10 +83,10 @@ fleet_publish() {
 }
 
 # $1 simulated devices with factory firmware $2 (of fleet_firmware) in slot A, their
-# state in ./fleet, running in the background into fleet.log; $3: more `rota-agent
-# simulate` flags.
+# files in memory (or where $3 says, `--state-dir DIR`), running in the background into
+# fleet.log; $3: more `rota-agent simulate` flags.
 fleet_simulate() {
-    fleet_run "rota-agent simulate --devices $1 --ca-key factory-ca.key --trust-anchor firmware.pub --factory-envelope firmware-$2.suit --factory-image firmware-$2.bin --tuf-root repo/root.json --state-dir fleet${3:+ $3} > fleet.log 2>&1 &"
+    fleet_run "rota-agent simulate --devices $1 --ca-key factory-ca.key --trust-anchor firmware.pub --factory-envelope firmware-$2.suit --factory-image firmware-$2.bin --tuf-root repo/root.json${3:+ $3} > fleet.log 2>&1 &"
     fleet_pid=$!
 }
 

@@ -58,9 +58,13 @@ pub struct Args {
     /// The repository's root.json devices trust at first.
     #[arg(long)]
     tuf_root: PathBuf,
-    /// Where the devices keep their files.
+    /// Keep the devices' files (state, TUF metadata, keys) in this directory, to look at
+    /// or to start the fleet again from. Without it they are kept in memory (a fresh
+    /// directory on the /dev/shm tmpfs) and removed when the simulator stops: simulated
+    /// power cuts happen in the simulated flash and the agent's own cut points, never in
+    /// the host's file system, so the files need no disk.
     #[arg(long)]
-    state_dir: PathBuf,
+    state_dir: Option<PathBuf>,
     /// The shortest wait between check-ins (the server's hint applies above it).
     #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
     poll_min: Duration,
@@ -97,6 +101,15 @@ pub fn run(args: Args) -> Result<()> {
     let envelope = super::read_small(&args.factory_envelope, "the factory envelope")?;
     let image = std::fs::read(&args.factory_image)
         .with_context(|| format!("cannot read {}", args.factory_image.display()))?;
+    // `in_memory` is removed when dropped, at the end of this function: after the fleet
+    // stopped.
+    let (state_root, in_memory) = match args.state_dir.clone() {
+        Some(dir) => (dir, None),
+        None => {
+            let dir = in_memory_dir()?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
     let spec = FleetSpec {
         count: args.devices,
         id_prefix: args.prefix,
@@ -107,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         tags: args.tags,
         factory: Factory::signed(anchors, envelope, image, args.image_capacity)?,
         trusted_root: super::read_small(&args.tuf_root, "the TUF root")?,
-        state_root: args.state_dir,
+        state_root: state_root.clone(),
         agent: Config {
             poll_min: args.poll_min,
             poll_max: args.poll_min.max(Duration::from_secs(60)),
@@ -151,18 +164,64 @@ pub fn run(args: Args) -> Result<()> {
         started.elapsed().as_secs_f64(),
         hex::encode(spec.factory.bootloader)
     );
+    println!(
+        "device files in {}{}",
+        state_root.display(),
+        if in_memory.is_some() {
+            " (in memory, removed when the simulator stops)"
+        } else {
+            ""
+        }
+    );
     if let Some(path) = &args.fault_plan {
         write_fault_plan(&fleet, path)?;
     }
-    let mut last = String::new();
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let line = summary(&fleet);
-        if line != last {
-            println!("{line}");
-            last = line;
+    // Status lines until SIGINT or SIGTERM, then a clean stop: every pass in progress
+    // ends, and the in-memory files go with the fleet.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    signals.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut last = String::new();
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    let line = summary(&fleet);
+                    if line != last {
+                        println!("{line}");
+                        last = line;
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    eprintln!("stopping the fleet");
+    fleet.stop();
+    drop(in_memory);
+    Ok(())
+}
+
+/// A fresh directory on the /dev/shm tmpfs (memory), or in the temporary directory where
+/// a system has none.
+fn in_memory_dir() -> Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("rota-fleet-");
+    if shm.is_dir() {
+        if let Ok(dir) = builder.tempdir_in(shm) {
+            return Ok(dir);
         }
     }
+    eprintln!("warning: no /dev/shm; the devices' files go to the temporary directory");
+    builder
+        .tempdir()
+        .context("cannot make a directory for the devices' files")
 }
 
 /// `{"sim-0042": "power-cut", …}`: which device meets which fault.
