@@ -108,7 +108,10 @@ impl AppState {
             .await
             .context("cannot register the configured device CAs")?;
         let repo = Repository::open(db.clone(), &config)?;
-        let engine = Arc::new(Engine::new(db.clone()));
+        let engine = Arc::new(Engine::with_member_count_interval(
+            db.clone(),
+            Duration::from_millis(config.member_count_interval_ms),
+        ));
         let live = Arc::new(LiveRollouts::default());
         live.refresh(&engine).await?;
         let audit = Arc::new(AuditLog::new(&config.limits));

@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use rota_protocol::api::{
     Assignment, Report, ReportAck, ReportKind, RolloutCreate, RolloutState, RolloutStatus,
@@ -53,6 +55,7 @@ on_both_backends!(
     rollout_counters_agree_with_a_recount_after_concurrent_reports,
     count_stage_members_are_drawn_once_not_ranked_at_each_check_in,
     slow_pollers_that_check_in_after_completion_all_end_on_the_new_version,
+    member_counts_are_shared_within_the_interval_and_renewed_after_it_or_a_change,
 );
 
 const CLASS: &str = "5b1f3a0e-8c2d-4e7f-9a6b-1c2d3e4f5a6b";
@@ -1364,4 +1367,35 @@ async fn cost_of_check_ins_and_reports_at_20000_devices() {
         status(&engine, &rollout).await;
     }
     println!("rollout status: {:.2} ms", ms(started.elapsed()));
+}
+
+/// With a member-count interval, a live rollout's members are counted once per interval
+/// for the same rollout row (tick and status share the count: a scan of the class at
+/// every 250 ms tick kept a core busy at 100,000 devices): a device that joins is counted
+/// once the interval has passed, or at once when the rollout changes (a pause).
+async fn member_counts_are_shared_within_the_interval_and_renewed_after_it_or_a_change(
+    backend: Backend,
+) {
+    let (t, _, _) = setup(backend, 10).await;
+    let patient = Engine::with_member_count_interval(t.db.clone(), Duration::from_secs(600));
+    let brief = Engine::with_member_count_interval(t.db.clone(), Duration::from_millis(200));
+    let rollout = create_single_stage(&patient).await;
+    assert_eq!(status(&patient, &rollout).await.counts.total.members, 10);
+    assert_eq!(status(&brief, &rollout).await.counts.total.members, 10);
+
+    seed_device(&t.db, "late-1", &[], Some(1)).await;
+    assert_eq!(
+        status(&patient, &rollout).await.counts.total.members,
+        10,
+        "counted again within the interval"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(status(&brief, &rollout).await.counts.total.members, 11);
+
+    seed_device(&t.db, "late-2", &[], Some(1)).await;
+    let paused = patient.pause(&rollout.id, T0 + 1).await.unwrap();
+    assert_eq!(
+        paused.counts.total.members, 12,
+        "a changed rollout is counted afresh"
+    );
 }

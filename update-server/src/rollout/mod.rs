@@ -101,12 +101,16 @@ mod tick;
 
 pub use report::Proof;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use rota_protocol::api::{
     Assignment, Report, ReportAck, RolloutCreate, RolloutState, RolloutStatus,
 };
 use sqlx::AnyConnection;
 
 use crate::db::{Db, new_id};
+use membership::MemberCounts;
 use store::RolloutRow;
 
 /// Why a rollout operation was refused or failed.
@@ -167,11 +171,22 @@ impl LiveRollout {
 #[derive(Debug, Clone)]
 pub struct Engine {
     db: Db,
+    members: Arc<MemberCounts>,
 }
 
 impl Engine {
+    /// An engine that counts a rollout's members whenever it needs them.
     pub fn new(db: Db) -> Self {
-        Engine { db }
+        Self::with_member_count_interval(db, Duration::ZERO)
+    }
+
+    /// An engine that counts a live rollout's members at most once per `interval`
+    /// (`--member-count-interval`; `membership::MemberCounts` says why).
+    pub fn with_member_count_interval(db: Db, interval: Duration) -> Self {
+        Engine {
+            db,
+            members: Arc::new(MemberCounts::new(interval)),
+        }
     }
 
     /// Creates an `active` rollout at stage 0, and draws its count stages' members. The
@@ -254,7 +269,7 @@ impl Engine {
         let members = if is_over(&rollout) {
             None
         } else {
-            Some(membership::members_per_stage(&self.db.read, &rollout).await?)
+            Some(self.members.get(&self.db.read, &rollout).await?)
         };
         let rows = store::device_counts(&self.db.read, &rollout.id).await?;
         Ok(store::to_status(rollout, &rows, members.as_deref()))
@@ -385,7 +400,7 @@ impl Engine {
     /// success gate and soak, stage advancement and completion. Safe to run at the same
     /// time on every replica: each step is a compare-and-set behind the rollout's lock.
     pub async fn tick(&self, now_ms: i64) -> Result<(), RolloutError> {
-        tick::tick(&self.db, now_ms).await
+        tick::tick(&self.db, &self.members, now_ms).await
     }
 }
 

@@ -9,20 +9,25 @@
 
 use rota_protocol::api::RolloutState;
 
-use super::membership;
+use super::membership::{self, MemberCounts};
 use super::store::{self, DeviceStatus, Outcome, RolloutRow};
 use super::{RolloutError, halt_if_failing};
 use crate::db::Db;
 
-pub(super) async fn tick(db: &Db, now_ms: i64) -> Result<(), RolloutError> {
+pub(super) async fn tick(db: &Db, members: &MemberCounts, now_ms: i64) -> Result<(), RolloutError> {
     let live = store::load_rollouts(&db.read, store::Filter::Live).await?;
     for rollout in live {
-        tick_one(db, rollout, now_ms).await?;
+        tick_one(db, members, rollout, now_ms).await?;
     }
     Ok(())
 }
 
-async fn tick_one(db: &Db, mut rollout: RolloutRow, now_ms: i64) -> Result<(), RolloutError> {
+async fn tick_one(
+    db: &Db,
+    members: &MemberCounts,
+    mut rollout: RolloutRow,
+    now_ms: i64,
+) -> Result<(), RolloutError> {
     if !rollout.count_members_drawn {
         // A rollout created before count stages were drawn at creation.
         match draw_count_members(db, &rollout.id, now_ms).await? {
@@ -39,14 +44,14 @@ async fn tick_one(db: &Db, mut rollout: RolloutRow, now_ms: i64) -> Result<(), R
         }
     }
     if rollout.state == RolloutState::Completed {
-        return settle_if_no_member_pending(db, &rollout, now_ms).await;
+        return settle_if_no_member_pending(db, members, &rollout, now_ms).await;
     }
     if rollout.state != RolloutState::Active {
         return Ok(());
     }
     // Computed outside the lock (it scans the fleet): a stale answer only delays or
     // repeats a step that the compare-and-set in `advance` makes once.
-    let gate_met = current_gate_met(db, &rollout).await?;
+    let gate_met = current_gate_met(db, members, &rollout).await?;
     if step(&rollout, gate_met, now_ms) == Step::Nothing {
         return Ok(());
     }
@@ -170,7 +175,11 @@ async fn close_overdue(
 
 /// Rule "success gate": the current stage's confirmed members over its members reach the
 /// gate; a stage without members meets it.
-async fn current_gate_met(db: &Db, rollout: &RolloutRow) -> Result<bool, RolloutError> {
+async fn current_gate_met(
+    db: &Db,
+    members: &MemberCounts,
+    rollout: &RolloutRow,
+) -> Result<bool, RolloutError> {
     let stage = rollout.current_stage;
     let gate = rollout.policy.success_gate;
     let counts = store::device_counts(&db.read, &rollout.id).await?;
@@ -180,7 +189,8 @@ async fn current_gate_met(db: &Db, rollout: &RolloutRow) -> Result<bool, Rollout
     if assigned > 0 && (confirmed as f64 / assigned as f64) < gate {
         return Ok(false);
     }
-    let members = membership::members_per_stage(&db.read, rollout)
+    let members = members
+        .get(&db.read, rollout)
         .await?
         .get(stage as usize)
         .copied()
@@ -195,10 +205,11 @@ async fn current_gate_met(db: &Db, rollout: &RolloutRow) -> Result<bool, Rollout
 /// this read is not a member of a settled rollout.
 async fn settle_if_no_member_pending(
     db: &Db,
+    members: &MemberCounts,
     rollout: &RolloutRow,
     now_ms: i64,
 ) -> Result<(), RolloutError> {
-    let members = membership::members_per_stage(&db.read, rollout).await?;
+    let members = members.get(&db.read, rollout).await?;
     let counts = store::device_counts(&db.read, &rollout.id).await?;
     let status = store::to_status(rollout.clone(), &counts, Some(&members));
     if status.counts.total.pending > 0 {
