@@ -425,6 +425,36 @@ fn a_release_goes_from_the_repository_to_a_rollout_and_devices_through_their_lif
         ])
         .ok()
         .has("no devices");
+    // The fleet in numbers agrees with the list.
+    let summary = setup
+        .rota(&["device", "summary", "--class", CLASS, "--json"])
+        .ok()
+        .json();
+    for state in ["active", "provisioned"] {
+        let counted: u64 = summary["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == state)
+            .map(|c| c["devices"].as_u64().unwrap())
+            .sum();
+        let listed = devices.iter().filter(|d| d["state"] == state).count() as u64;
+        assert_eq!(counted, listed, "{state}: {summary}");
+    }
+    setup
+        .rota(&["device", "summary"])
+        .ok()
+        .has("STATE")
+        .has("active");
+    setup
+        .rota(&[
+            "device",
+            "summary",
+            "--class",
+            "0b2d4f6a-8c0e-4a1b-9c3d-5e7f9a1b3c5d",
+        ])
+        .ok()
+        .has("no devices");
 
     // Attestation: a DICE device's certificate binds its DeviceID; a class's policy;
     // a device's verdict; a request for fresh evidence.

@@ -44,8 +44,11 @@ pub struct Args {
 enum DeviceCommand {
     Provision(Box<ProvisionArgs>),
     Register(RegisterArgs),
+    /// List the devices the server knows.
     List(ListArgs),
-    Summary(SummaryArgs),
+    /// Count the fleet: devices per state, and active devices per running version (one
+    /// request, however many devices).
+    Summary(ListArgs),
     Show(ShowArgs),
     Attest(AttestArgs),
     AttestationPolicy(PolicyArgs),
@@ -185,25 +188,9 @@ struct RegisterArgs {
     server: ServerArgs,
 }
 
-/// List the devices the server knows.
+/// Which devices (`list`, `summary`), and how to print them.
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// Only devices of this class (a UUID).
-    #[arg(long, value_name = "UUID", value_parser = uuid::Uuid::parse_str)]
-    class: Option<uuid::Uuid>,
-
-    /// Print the server's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-
-    #[command(flatten)]
-    server: ServerArgs,
-}
-
-/// Count the fleet: devices per state, and active devices per running version (one
-/// request, however many devices).
-#[derive(Debug, clap::Args)]
-struct SummaryArgs {
     /// Only devices of this class (a UUID).
     #[arg(long, value_name = "UUID", value_parser = uuid::Uuid::parse_str)]
     class: Option<uuid::Uuid>,
@@ -566,7 +553,7 @@ fn register_file(args: RegisterArgs) -> Result<()> {
     ))
 }
 
-fn summary(args: SummaryArgs) -> Result<()> {
+fn summary(args: ListArgs) -> Result<()> {
     let client = Client::connect(&args.server)?;
     let query: Vec<(&str, String)> = args
         .class
