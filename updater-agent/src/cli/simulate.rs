@@ -149,6 +149,19 @@ pub fn run(args: Args) -> Result<()> {
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(args.workers)
         .build()?;
+    // SIGINT and SIGTERM are caught from here on, so that one during manufacture also
+    // ends in a clean stop (once manufacture is done) and the in-memory files go.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _runtime = signals.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
     let started = Instant::now();
     let shown = Mutex::new(Instant::now());
     let fleet = Fleet::start_reporting(&spec, &http, &|made| {
@@ -178,13 +191,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     // Status lines until SIGINT or SIGTERM, then a clean stop: every pass in progress
     // ends, and the in-memory files go with the fleet.
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     signals.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
         let mut last = String::new();
         loop {
             tokio::select! {
