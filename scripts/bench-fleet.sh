@@ -132,7 +132,7 @@ stop() {
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    stop $fleet_pid $replica_pids $server_pid
+    stop $fleet_pid $replica_pids $server_pid ${HELPER_PID:-}
     [[ -z "$pg_db" ]] || dropdb -h 127.0.0.1 -p 5432 -U "$pg_user" --if-exists --force "$pg_db" ||
         say "could not drop the database $pg_db"
     if [[ -n "$keep" ]] || ((status != 0)); then
@@ -188,19 +188,26 @@ fleet_publish 1.0.0
 fleet_publish 1.1.0
 image_bytes="$(stat -c %s firmware-1.1.0.bin)"
 
+# The helper answers the loop's questions from one long-lived interpreter (its `serve`).
+coproc HELPER { exec python3 "$helper" serve; }
+# ask COMMAND INPUT ARG...: the helper's one-line answer; fails on an empty one.
+ask() {
+    local answer
+    kill -0 "$HELPER_PID" 2>/dev/null || die "the measuring helper exited"
+    printf '%s\n' "$*" >&"${HELPER[1]}"
+    IFS= read -r -t 60 answer <&"${HELPER[0]}" && [[ -n "$answer" ]] && printf '%s\n' "$answer"
+}
 # The server's fleet summary: "ACTIVE CHECKED_IN ON_1.0.0 ON_1.1.0", or nothing if it did
 # not answer in time (under load it may not).
 device_counts() {
-    local summary
-    summary="$(timeout 60 rota device summary --json 2>>monitor.log)" || return 1
-    python3 "$helper" devices 1 2 <<<"$summary"
+    timeout 60 rota device summary --json >summary.json 2>>monitor.log && ask devices "$PWD/summary.json" 1 2
 }
 # counts=(STATE MEMBERS ASSIGNED IN_PROGRESS CONFIRMED FAILED TIMED_OUT) of the rollout;
 # unchanged if the server did not answer in time.
 rollout_counts() {
-    local status line
-    status="$(timeout 30 rota rollout status "$rollout" --json 2>>monitor.log)" &&
-        line="$(python3 "$helper" rollout <<<"$status")" || return 1
+    local line
+    timeout 30 rota rollout status "$rollout" --json >status.json 2>>monitor.log &&
+        line="$(ask rollout "$PWD/status.json")" || return 1
     read -r -a counts <<<"$line"
 }
 
@@ -287,6 +294,13 @@ stop "$fleet_pid" $replica_pids "$server_pid"
 fleet_pid='' server_pid='' replica_pids=''
 read -r server_warn server_err server_slow < <(python3 "$helper" logs $(compgen -G 'server*.log'))
 read -r fleet_warn fleet_err _ < <(python3 "$helper" logs fleet.log)
+# What the warnings and errors said, most frequent first (the scratch directory goes).
+if ((server_warn + server_err + fleet_warn + fleet_err > 0)); then
+    say "warnings and errors, by message:"
+    sed -E 's/\x1b\[[0-9;]*m//g' server*.log fleet.log |
+        sed -nE 's/^[0-9]{4}-[0-9-]+T\S+\s+(WARN|ERROR)\s+(.*)$/\1 \2/p' |
+        sed -E 's/ [a-z_.]+=.*//' | sort | uniq -c | sort -rn | head -n 8 >&2
+fi
 
 span() { [[ -n "$2" && -n "$1" ]] && secs $(($2 - $1)) || echo null; }
 json="$(python3 "$helper" report \

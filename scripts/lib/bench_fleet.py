@@ -19,13 +19,19 @@
   report K=V ...    prints the JSON object of the pairs: numbers, true/false/null and
                     comma-separated numbers become JSON numbers, literals and arrays;
                     anything else stays a string
+  serve             answers lines "COMMAND INPUT ARG..." from stdin, one line each (empty
+                    when the command failed), INPUT being the command's stdin as a file:
+                    the benchmark's once-a-second questions then cost no interpreter
+                    start (about 0.1 CPU-s each here, which at 100,000 devices was CPU
+                    taken from the fleet under test)
 """
 
+import contextlib
+import io
 import json
 import os
 import re
 import sys
-import urllib.request
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # tracing-subscriber's text format: "2026-01-02T03:04:05.678Z  WARN target: message"; its
@@ -83,6 +89,8 @@ def proc(*pids):
 
 
 def http5xx(*urls):
+    import urllib.request  # only here: it costs a fifth of the interpreter's start
+
     total = 0.0
     for url in urls:
         with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
@@ -130,8 +138,31 @@ def report(pairs):
     print(json.dumps(out, indent=2, ensure_ascii=False))
 
 
+def serve():
+    requests = sys.stdin
+    for request in requests:
+        answer = io.StringIO()
+        try:
+            command, input_path, *args = request.split()
+            with open(input_path) as sys.stdin, contextlib.redirect_stdout(answer):
+                run(command, args)
+            line = " ".join(answer.getvalue().split())
+        except Exception:  # any failure is an empty answer, which the caller reads as one
+            line = ""
+        finally:
+            sys.stdin = requests
+        print(line, flush=True)
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
+    if command == "serve":
+        serve()
+    else:
+        run(command, args)
+
+
+def run(command, args):
     if command == "devices":
         devices(*args)
     elif command == "faults":

@@ -311,6 +311,17 @@ impl Fleet {
         self.members.is_empty()
     }
 
+    /// Calls `f` with each device's view in turn, copying nothing: for a status line over
+    /// a large fleet, where [`Fleet::views`] (a copy of every view, twice a second) was a
+    /// tenth of a 100,000-device simulator's CPU. `network_drops` is not filled in.
+    pub fn visit(&self, mut f: impl FnMut(&DeviceView)) {
+        for member in &self.members {
+            if let Ok(view) = member.view.lock() {
+                f(&view);
+            }
+        }
+    }
+
     /// Every device's view, in id order.
     pub fn views(&self) -> Vec<DeviceView> {
         self.members

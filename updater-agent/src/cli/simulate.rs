@@ -249,19 +249,19 @@ fn write_fault_plan(fleet: &Fleet, path: &std::path::Path) -> Result<()> {
 
 /// `fleet: 1.0.0 ×80 · 1.1.0 ×20 · downloading 5`
 fn summary(fleet: &Fleet) -> String {
-    let views = fleet.views();
     let mut versions: BTreeMap<String, usize> = BTreeMap::new();
     let mut downloading = 0;
-    for view in &views {
-        *versions
-            .entry(
-                view.firmware
-                    .clone()
-                    .unwrap_or_else(|| format!("v{}", view.version)),
-            )
-            .or_default() += 1;
+    fleet.visit(|view| {
+        // A label is copied once per version, not once per device.
+        match &view.firmware {
+            Some(label) => match versions.get_mut(label) {
+                Some(n) => *n += 1,
+                None => drop(versions.insert(label.clone(), 1)),
+            },
+            None => *versions.entry(format!("v{}", view.version)).or_default() += 1,
+        }
         downloading += usize::from(view.downloading.is_some());
-    }
+    });
     let mut line = String::from("fleet:");
     for (i, (label, n)) in versions.iter().enumerate() {
         line.push_str(if i == 0 { " " } else { " · " });
