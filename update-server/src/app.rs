@@ -79,6 +79,7 @@ impl AppState {
                 read_connections: config.limits.db_read_connections,
                 write_batch_max: config.limits.write_batch_max as usize,
                 write_queue_max: config.limits.write_queue_max as usize,
+                sqlite_mmap_bytes: config.limits.sqlite_mmap_mib << 20,
             },
         )
         .await?;

@@ -71,7 +71,7 @@ pub struct Settings {
     #[arg(long, env = "ROTA_SERVER_POLL_HINT_MAX_FACTOR", value_name = "FACTOR")]
     pub poll_hint_max_factor: Option<u32>,
     /// The shortest time, in milliseconds, between two counts of a live rollout's members
-    /// (a scan of every device of its class, over a second at 100,000 devices on SQLite):
+    /// (a scan of its class's devices not yet assigned, over a second at 100,000 on SQLite):
     /// the tick and `rollout status` share the count for this long, unless the rollout
     /// changed meanwhile (default 5000; 0: count every time).
     #[arg(long, env = "ROTA_SERVER_MEMBER_COUNT_INTERVAL", value_name = "MS")]
@@ -139,6 +139,12 @@ pub struct Settings {
     /// a core, at least 8.
     #[arg(long, env = "ROTA_SERVER_DB_READ_CONNECTIONS", value_name = "COUNT")]
     pub db_read_connections: Option<u32>,
+    /// MiB of an SQLite database read through a memory map rather than copied in by
+    /// reads (SQLite's `mmap_size`, per connection, sharing the same pages): the pages
+    /// touched count in the server's resident memory as file cache. 0 turns it off
+    /// (default 256).
+    #[arg(long, env = "ROTA_SERVER_SQLITE_MMAP_SIZE", value_name = "MIB")]
+    pub sqlite_mmap_size: Option<u64>,
     /// Writes (registrations, offers, reports) committed together in one transaction at
     /// most: one fsync for all of them (default 256).
     #[arg(long, env = "ROTA_SERVER_WRITE_BATCH_MAX", value_name = "COUNT")]
@@ -228,11 +234,16 @@ pub struct Limits {
     pub report_burst: u32,
     pub db_acquire_timeout_s: u64,
     pub db_read_connections: u32,
+    pub sqlite_mmap_mib: u64,
     pub write_batch_max: u32,
     pub write_queue_max: u32,
     pub audit_retention_days: u32,
     pub audit_max_rows: u64,
 }
+
+/// The largest `--sqlite-mmap-size`: 64 GiB of address space, well past any database
+/// this server keeps on one machine.
+const MAX_SQLITE_MMAP_MIB: u64 = 64 << 10;
 
 impl Limits {
     fn resolve(s: &Settings) -> Result<Limits> {
@@ -247,6 +258,7 @@ impl Limits {
             db_read_connections: s
                 .db_read_connections
                 .unwrap_or_else(crate::db::default_read_connections),
+            sqlite_mmap_mib: s.sqlite_mmap_size.unwrap_or(256),
             write_batch_max: s
                 .write_batch_max
                 .unwrap_or(crate::db::batch::DEFAULT_BATCH_MAX as u32),
@@ -276,6 +288,9 @@ impl Limits {
             if value == 0 {
                 bail!("{name} must be at least 1");
             }
+        }
+        if limits.sqlite_mmap_mib > MAX_SQLITE_MMAP_MIB {
+            bail!("sqlite-mmap-size must be at most {MAX_SQLITE_MMAP_MIB} MiB");
         }
         Ok(limits)
     }
@@ -330,6 +345,7 @@ impl Settings {
             report_burst: self.report_burst.or(lower.report_burst),
             db_acquire_timeout: self.db_acquire_timeout.or(lower.db_acquire_timeout),
             db_read_connections: self.db_read_connections.or(lower.db_read_connections),
+            sqlite_mmap_size: self.sqlite_mmap_size.or(lower.sqlite_mmap_size),
             write_batch_max: self.write_batch_max.or(lower.write_batch_max),
             write_queue_max: self.write_queue_max.or(lower.write_queue_max),
             audit_retention_days: self.audit_retention_days.or(lower.audit_retention_days),
@@ -495,5 +511,18 @@ mod tests {
         };
         let err = no_connections.resolve(None).unwrap_err();
         assert!(err.to_string().contains("max-connections"), "{err}");
+        let huge_map = Settings {
+            data_dir: Some("/d".into()),
+            sqlite_mmap_size: Some(MAX_SQLITE_MMAP_MIB + 1),
+            ..Default::default()
+        };
+        let err = huge_map.resolve(None).unwrap_err();
+        assert!(err.to_string().contains("sqlite-mmap-size"), "{err}");
+        let no_map = Settings {
+            data_dir: Some("/d".into()),
+            sqlite_mmap_size: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(no_map.resolve(None).unwrap().limits.sqlite_mmap_mib, 0);
     }
 }

@@ -1,14 +1,14 @@
 //! Who a rollout reaches: the selector, and each device's stage (rules "selector", "newer
 //! only", "stage membership"; definitions in the [module doc](super)).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rota_protocol::api::{Selector, Stage, rollout_bucket};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row};
 
-use super::store::{DeviceStatus, RolloutRow, corrupt};
+use super::store::{self, Outcome, RolloutRow, corrupt};
 use super::{DeviceView, RolloutError};
 
 /// Device states that can take an update: the others (suspended, decommissioned) are
@@ -133,14 +133,15 @@ pub(crate) async fn draw_count_members(
                 .bind(&rollout.id)
                 .fetch_all(&mut *conn)
                 .await?;
-        let mut population: Vec<(f64, String)> = selected_devices(&mut *conn, rollout)
+        // The two sets are disjoint: `unassigned_selected_devices` leaves out every device
+        // with a row.
+        let mut population: Vec<(f64, String)> = unassigned_selected_devices(&mut *conn, rollout)
             .await?
             .into_iter()
             .chain(rows)
             .map(|id| (rollout_bucket(&rollout.id, &id), id))
             .collect();
         population.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        population.dedup_by(|a, b| a.1 == b.1);
         for (rank, (_, id)) in (0u64..seats).zip(population) {
             let Some(stage) = count_stage_of_rank(stages, rank) else {
                 break;
@@ -164,18 +165,25 @@ pub(crate) async fn draw_count_members(
     Ok(())
 }
 
-/// The known devices (able to take updates) that the rollout selects now, from their
-/// `devices` rows.
-async fn selected_devices<'e, E>(exec: E, rollout: &RolloutRow) -> Result<Vec<String>, RolloutError>
+/// The known devices (able to take updates) that the rollout selects now and has not
+/// assigned (they hold no row of it), from their `devices` rows. Leaving the assigned out
+/// in the query keeps the scan's cost to the devices still to reach: all of a large
+/// class when a rollout starts, few once its last stage is out.
+async fn unassigned_selected_devices<'e, E>(
+    exec: E,
+    rollout: &RolloutRow,
+) -> Result<Vec<String>, RolloutError>
 where
     E: Executor<'e, Database = Any>,
 {
     let selector = &rollout.policy.selector;
     let devices = sqlx::query(&format!(
-        "SELECT id, tags, running_version FROM devices \
-         WHERE class_id = $1 AND state IN {TAKING_STATES}"
+        "SELECT id, tags, running_version FROM devices d \
+         WHERE class_id = $1 AND state IN {TAKING_STATES} AND NOT EXISTS \
+         (SELECT 1 FROM rollout_devices r WHERE r.rollout_id = $2 AND r.device_id = d.id)"
     ))
     .bind(&selector.class_id)
+    .bind(&rollout.id)
     .fetch_all(exec)
     .await?;
     let mut out = Vec::with_capacity(devices.len());
@@ -200,30 +208,13 @@ where
 }
 
 /// How many members each stage has: the devices with a row of the rollout in the stage
-/// it records (but those decommissioned meanwhile), plus the known devices selected now
-/// without a row, in the stage they would be offered. Scans the class: for the tick and
-/// the management API, never a check-in or a report.
+/// it records (but those decommissioned meanwhile), from the running counts, plus the
+/// known selected devices without a row, in the stage they would be offered. Scans the
+/// class's unassigned devices: for the tick and the management API, never a check-in or
+/// a report.
 async fn members_per_stage(pool: &AnyPool, rollout: &RolloutRow) -> Result<Vec<u64>, RolloutError> {
     let stages = &rollout.policy.stages;
     let mut members = vec![0u64; stages.len()];
-    let mut count = |stage: Option<u32>| {
-        if let Some(n) = stage.and_then(|k| members.get_mut(k as usize)) {
-            *n += 1;
-        }
-    };
-    let mut with_row: HashSet<String> = HashSet::new();
-    for row in
-        sqlx::query("SELECT device_id, stage, status FROM rollout_devices WHERE rollout_id = $1")
-            .bind(&rollout.id)
-            .fetch_all(pool)
-            .await?
-    {
-        let status: String = row.try_get(2)?;
-        if status != DeviceStatus::Decommissioned.as_str() {
-            count(Some(to_stage(row.try_get(1)?)?));
-        }
-        with_row.insert(row.try_get(0)?);
-    }
     let mut drawn: HashMap<String, u32> = HashMap::new();
     for row in
         sqlx::query("SELECT device_id, stage FROM rollout_count_members WHERE rollout_id = $1")
@@ -233,10 +224,20 @@ async fn members_per_stage(pool: &AnyPool, rollout: &RolloutRow) -> Result<Vec<u
     {
         drawn.insert(row.try_get(0)?, to_stage(row.try_get(1)?)?);
     }
-    for id in selected_devices(pool, rollout).await? {
-        if !with_row.contains(&id) {
-            let bucket = rollout_bucket(&rollout.id, &id);
-            count(stage_of(stages, bucket, drawn.get(&id).copied()));
+    for id in unassigned_selected_devices(pool, rollout).await? {
+        let bucket = rollout_bucket(&rollout.id, &id);
+        let stage = stage_of(stages, bucket, drawn.get(&id).copied());
+        if let Some(n) = stage.and_then(|k| members.get_mut(k as usize)) {
+            *n += 1;
+        }
+    }
+    // Read after the scan: a device assigned in between is then counted twice, never
+    // missed, so a race can only hold a gate back, not pass it early.
+    for c in store::device_counts(pool, &rollout.id).await? {
+        if let Some(n) = members.get_mut(c.stage as usize) {
+            if c.outcome != Outcome::Decommissioned {
+                *n += c.count;
+            }
         }
     }
     Ok(members)
@@ -244,8 +245,9 @@ async fn members_per_stage(pool: &AnyPool, rollout: &RolloutRow) -> Result<Vec<u
 
 /// [`members_per_stage`] of each live rollout, counted at most once per `interval` for
 /// the same version of the rollout's row (its `updated_at`: a stage advance, a pause, a
-/// draw of count members each make a new one). The count scans every device of the class,
-/// over a second at 100,000 devices on SQLite, and the tick (every 250 ms) and every
+/// draw of count members each make a new one). The count scans the class's devices not yet
+/// assigned (every one of a 100,000-device class as a rollout starts: over a second on
+/// SQLite), and the tick (every 250 ms) and every
 /// `rollout status` ask for it: at 100,000 devices the tick alone kept a core busy
 /// counting. A count up to `interval` old delays a gate or a settlement by as much; the
 /// tick reads it outside the rollout's lock already, where it can be as stale.
