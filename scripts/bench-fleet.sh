@@ -9,6 +9,7 @@
 #                            device on 1.1.0 (fleet_all_new_s: the fleet says so)
 #   devices_on_new_version, devices_left_behind, rollout_state and its total counts
 #   server_/fleet_peak_rss_mib (VmHWM) and server_/fleet_cpu_s (user + system);
+#   server_file_rss_mib, of that peak the mapped files at the end (the SQLite map)
 #   fleet_state_files_mib, the devices' files (in memory, on /dev/shm, unless --keep)
 #   http_5xx (the server's /metrics), warnings and errors in the server's and the
 #   fleet's logs (sqlx "slow acquire" warnings apart), the load average at start and end
@@ -284,7 +285,7 @@ if kill -0 "$server_pid" 2>/dev/null; then
     [[ -z "$created_at" ]] || rollout_counts || true
     http_5xx="$(python3 "$helper" http5xx ${servers//,/ } 2>>monitor.log || echo null)"
 fi
-read -r server_rss server_cpu < <(python3 "$helper" proc "$server_pid" $replica_pids 2>/dev/null || echo null null)
+read -r server_rss server_cpu server_rss_file < <(python3 "$helper" proc "$server_pid" $replica_pids 2>/dev/null || echo null null null)
 read -r fleet_rss fleet_cpu < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null)
 # The devices' files: in memory (tmpfs) unless --keep, and then memory the fleet uses too.
 state_dir="$(sed -n 's/^device files in \(.*[^)]\)\( (in memory.*\)\{0,1\}$/\1/p' fleet.log | head -n 1)"
@@ -317,7 +318,7 @@ json="$(python3 "$helper" report \
     "rollout_failed=${counts[5]}" "rollout_timed_out=${counts[6]}" \
     "devices_enrolled=$known" "devices_on_new_version=$on_new" \
     "devices_left_behind=$((expected_new - on_new))" "devices_on_old_version=$on_old" \
-    "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" \
+    "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" "server_file_rss_mib=$server_rss_file" \
     "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" "fleet_state_files_mib=$fleet_state_mib" \
     "http_5xx=${http_5xx:-null}" "server_warnings=$server_warn" "server_errors=$server_err" \
     "server_slow_acquire_warnings=$server_slow" "fleet_warnings=$fleet_warn" "fleet_errors=$fleet_err" \

@@ -11,8 +11,10 @@
                     or (wrongly) on NEW, and devices that run neither (bricked or lost)
   rollout           stdin: `rota rollout status ID --json`; prints
                     "STATE MEMBERS ASSIGNED IN_PROGRESS CONFIRMED FAILED TIMED_OUT"
-  proc PID...       prints "PEAK_RSS_MIB CPU_S" of live processes: the largest VmHWM, and
-                    user + system time of them and their waited-for children, summed
+  proc PID...       prints "PEAK_RSS_MIB CPU_S FILE_RSS_MIB" of live processes: the largest
+                    VmHWM; user + system time of them and their waited-for children,
+                    summed; the largest RssFile now (mapped files, such as an SQLite
+                    database read through its memory map: page cache, counted in VmHWM)
   http5xx URL...    prints the 5xx answers counted in rota_http_requests_total (any
                     label set with a 5xx status) of the servers' /metrics at each URL
   logs FILE...      prints "WARNINGS ERRORS SLOW_ACQUIRES" counted in tracing logs
@@ -75,17 +77,23 @@ def rollout():
 
 
 def proc(*pids):
-    hwm_kib = ticks = 0
+    hwm_kib = ticks = file_kib = 0
     for pid in pids:
         with open(f"/proc/{pid}/status") as f:
-            hwm = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+            status = {line.split(":")[0]: line.split()[1:2] for line in f}
+        hwm = int((status.get("VmHWM") or [0])[0])
         hwm_kib = max(hwm_kib, hwm)
+        file_kib = max(file_kib, int((status.get("RssFile") or [0])[0]))
         with open(f"/proc/{pid}/stat") as f:
             # The command name (field 2) may hold spaces; the fields after it may not.
             after_name = f.read().rsplit(")", 1)[1].split()
         # utime, stime, cutime, cstime: fields 14 to 17 of proc(5), 12 to 15 after the name.
         ticks += sum(int(t) for t in after_name[11:15])
-    print(f"{hwm_kib / 1024:.1f}", f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}")
+    print(
+        f"{hwm_kib / 1024:.1f}",
+        f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}",
+        f"{file_kib / 1024:.1f}",
+    )
 
 
 def http5xx(*urls):
