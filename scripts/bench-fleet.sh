@@ -9,7 +9,9 @@
 #                            device on 1.1.0 (fleet_all_new_s: the fleet says so)
 #   devices_on_new_version, devices_left_behind, rollout_state and its total counts
 #   server_/fleet_peak_rss_mib (VmHWM) and server_/fleet_cpu_s (user + system);
-#   server_file_rss_mib, of that peak the mapped files at the end (the SQLite map)
+#   server_file_rss_mib, of that peak the mapped files at the end (the SQLite map);
+#   server_peak_pss_mib, the largest proportional set size seen (every 2 s): VmHWM
+#   counts a mapped database page once for each connection that maps it, PSS once
 #   fleet_state_files_mib, the devices' files (in memory, on /dev/shm, unless --keep)
 #   http_5xx (the server's /metrics), warnings and errors in the server's and the
 #   fleet's logs (sqlx "slow acquire" warnings apart), the load average at start and end
@@ -218,7 +220,7 @@ t0="$(now_ms)"
 deadline=$((t0 + time_limit * 1000))
 expected_new="$devices" manufactured_at='' enrolled_at='' created_at='' ended_at='' completed_at='' fleet_all_at=''
 updated_at='' stopped='' state='' last_change="$t0" next_list=0 list_failures=0
-known=0 checked_in=0 on_old=0 on_new=0
+known=0 checked_in=0 on_old=0 on_new=0 server_pss=0
 counts=(none 0 0 0 0 0 0)
 while :; do
     now="$(now_ms)"
@@ -240,6 +242,9 @@ while :; do
             list_failures=$((list_failures + 1))
         fi
         next_list=$((now + 2000))
+        if pss="$(ask pss /dev/null "$server_pid" $replica_pids)" && ((pss > server_pss)); then
+            server_pss="$pss"
+        fi
         now="$(now_ms)"
         if [[ -z "$enrolled_at" ]] && ((on_old >= devices)); then
             enrolled_at="$now"
@@ -286,7 +291,7 @@ if kill -0 "$server_pid" 2>/dev/null; then
     http_5xx="$(python3 "$helper" http5xx ${servers//,/ } 2>>monitor.log || echo null)"
 fi
 read -r server_rss server_cpu server_rss_file < <(python3 "$helper" proc "$server_pid" $replica_pids 2>/dev/null || echo null null null)
-read -r fleet_rss fleet_cpu < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null)
+read -r fleet_rss fleet_cpu _ < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null null)
 # The devices' files: in memory (tmpfs) unless --keep, and then memory the fleet uses too.
 state_dir="$(sed -n 's/^device files in \(.*[^)]\)\( (in memory.*\)\{0,1\}$/\1/p' fleet.log | head -n 1)"
 fleet_state_mib="$( [[ -d "$state_dir" ]] && du -sk "$state_dir" | awk '{printf "%.1f", $1 / 1024}' || echo null)"
@@ -319,6 +324,7 @@ json="$(python3 "$helper" report \
     "devices_enrolled=$known" "devices_on_new_version=$on_new" \
     "devices_left_behind=$((expected_new - on_new))" "devices_on_old_version=$on_old" \
     "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" "server_file_rss_mib=$server_rss_file" \
+    "server_peak_pss_mib=$server_pss" \
     "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" "fleet_state_files_mib=$fleet_state_mib" \
     "http_5xx=${http_5xx:-null}" "server_warnings=$server_warn" "server_errors=$server_err" \
     "server_slow_acquire_warnings=$server_slow" "fleet_warnings=$fleet_warn" "fleet_errors=$fleet_err" \

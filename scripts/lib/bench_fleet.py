@@ -15,6 +15,7 @@
                     VmHWM; user + system time of them and their waited-for children,
                     summed; the largest RssFile now (mapped files, such as an SQLite
                     database read through its memory map: page cache, counted in VmHWM)
+  pss PID...        prints the largest Pss of the processes (smaps_rollup), in MiB
   http5xx URL...    prints the 5xx answers counted in rota_http_requests_total (any
                     label set with a 5xx status) of the servers' /metrics at each URL
   logs FILE...      prints "WARNINGS ERRORS SLOW_ACQUIRES" counted in tracing logs
@@ -94,6 +95,16 @@ def proc(*pids):
         f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}",
         f"{file_kib / 1024:.1f}",
     )
+
+
+def pss(*pids):
+    """The largest proportional set size of the processes, in whole MiB."""
+    largest = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            kib = next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+        largest = max(largest, kib)
+    print(largest // 1024)
 
 
 def http5xx(*urls):
@@ -179,6 +190,8 @@ def run(command, args):
         rollout()
     elif command == "proc":
         proc(*args)
+    elif command == "pss":
+        pss(*args)
     elif command == "http5xx":
         http5xx(*args)
     elif command == "logs":
