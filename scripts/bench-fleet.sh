@@ -305,7 +305,8 @@ if ((server_warn + server_err + fleet_warn + fleet_err > 0)); then
     say "warnings and errors, by message:"
     sed -E 's/\x1b\[[0-9;]*m//g' server*.log fleet.log |
         sed -nE 's/^[0-9]{4}-[0-9-]+T\S+\s+(WARN|ERROR)\s+(.*)$/\1 \2/p' |
-        sed -E 's/ [a-z_.]+=.*//' | sort | uniq -c | sort -rn | head -n 8 >&2
+        sed -E 's/ (device|id|elapsed|aquired_after_secs|summary|db\.statement|rows_[a-z]+)=.*//' |
+        cut -c1-240 | sort | uniq -c | sort -rn | head -n 8 >&2
 fi
 
 span() { [[ -n "$2" && -n "$1" ]] && secs $(($2 - $1)) || echo null; }

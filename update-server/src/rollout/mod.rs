@@ -269,7 +269,7 @@ impl Engine {
         let members = if is_over(&rollout) {
             None
         } else {
-            Some(self.members.get(&self.db.read, &rollout).await?)
+            Some(self.members.get(&self.db, &rollout).await?)
         };
         let rows = store::device_counts(&self.db.read, &rollout.id).await?;
         Ok(store::to_status(rollout, &rows, members.as_deref()))

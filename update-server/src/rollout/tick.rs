@@ -190,7 +190,7 @@ async fn current_gate_met(
         return Ok(false);
     }
     let members = members
-        .get(&db.read, rollout)
+        .get(db, rollout)
         .await?
         .get(stage as usize)
         .copied()
@@ -209,7 +209,7 @@ async fn settle_if_no_member_pending(
     rollout: &RolloutRow,
     now_ms: i64,
 ) -> Result<(), RolloutError> {
-    let members = members.get(&db.read, rollout).await?;
+    let members = members.get(db, rollout).await?;
     let counts = store::device_counts(&db.read, &rollout.id).await?;
     let status = store::to_status(rollout.clone(), &counts, Some(&members));
     if status.counts.total.pending > 0 {
