@@ -140,9 +140,9 @@ pub struct Settings {
     #[arg(long, env = "ROTA_SERVER_DB_READ_CONNECTIONS", value_name = "COUNT")]
     pub db_read_connections: Option<u32>,
     /// MiB of an SQLite database read through a memory map rather than copied in by
-    /// reads (SQLite's `mmap_size`, per connection, sharing the same pages): the pages
-    /// touched count in the server's resident memory as file cache. 0 turns it off
-    /// (default 256).
+    /// reads (SQLite's `mmap_size`, per connection, sharing the same pages). The pages
+    /// are the kernel's file cache, but the server's RSS counts them once per connection
+    /// that maps them (its PSS once). 0 turns it off (default 256).
     #[arg(long, env = "ROTA_SERVER_SQLITE_MMAP_SIZE", value_name = "MIB")]
     pub sqlite_mmap_size: Option<u64>,
     /// Writes (registrations, offers, reports) committed together in one transaction at
