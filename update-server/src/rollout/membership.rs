@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rota_protocol::api::{Selector, Stage, rollout_bucket};
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use super::store::{self, Outcome, RolloutRow, corrupt};
+use super::store::{self, RolloutRow, corrupt};
 use super::{DeviceView, RolloutError};
 use crate::db::{Backend, Db};
 
@@ -244,12 +244,9 @@ async fn members_per_stage(db: &Db, rollout: &RolloutRow) -> Result<Vec<u64>, Ro
             *n += 1;
         }
     }
-    for c in store::device_counts(&mut *tx, &rollout.id).await? {
-        if let Some(n) = members.get_mut(c.stage as usize) {
-            if c.outcome != Outcome::Decommissioned {
-                *n += c.count;
-            }
-        }
+    let counts = store::device_counts(&mut *tx, &rollout.id).await?;
+    for (k, n) in (0u32..).zip(members.iter_mut()) {
+        *n += store::members_and_confirmed(&counts, k).0;
     }
     tx.rollback().await?;
     Ok(members)
@@ -257,11 +254,10 @@ async fn members_per_stage(db: &Db, rollout: &RolloutRow) -> Result<Vec<u64>, Ro
 
 /// [`members_per_stage`] of each live rollout, counted at most once per `interval` for
 /// the same version of the rollout's row (its `updated_at`: a stage advance, a pause, a
-/// draw of count members each make a new one). The count scans the class's devices not yet
-/// assigned (every one of a 100,000-device class as a rollout starts: over a second on
-/// SQLite), and the tick (every 250 ms) and every
-/// `rollout status` ask for it: at 100,000 devices the tick alone kept a core busy
-/// counting. A count up to `interval` old delays a gate or a settlement by as much; the
+/// draw of count members each make a new one). The count scans the class's devices not
+/// yet assigned (every one of a 100,000-device class as a rollout starts: over a second on
+/// SQLite), and the tick (every 250 ms) and every `rollout status` ask for it: at 100,000
+/// devices the tick alone kept a core busy counting. A count up to `interval` old delays a gate or a settlement by as much; the
 /// tick reads it outside the rollout's lock already, where it can be as stale.
 #[derive(Debug)]
 pub(crate) struct MemberCounts {
