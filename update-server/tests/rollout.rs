@@ -1311,6 +1311,69 @@ async fn update_over_http(server: &TestServer, device: &mut TestDevice) -> bool 
     true
 }
 
+/// What it guards: every report of a rollout waited for its lock, which a group commit
+/// holds until it commits, so two PostgreSQL replicas took turns on every report. Progress
+/// changes no count and takes no lock; a report that can settle a device still waits.
+/// (On SQLite the one writer serializes every write anyway.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn progress_reports_do_not_wait_for_the_rollout_lock_and_settling_ones_do() {
+    let (t, engine, ids) = setup(Backend::Postgres, 5).await;
+    let rollout = create_single_stage(&engine).await;
+    assign(&engine, &ids[..1], T0).await;
+    // Another replica's transaction holds the rollout's lock.
+    let other = Db::connect(&t.url, Db::ACQUIRE_TIMEOUT).await.unwrap();
+    let mut holder = other.write.begin().await.unwrap();
+    sqlx::query("UPDATE rollouts SET state = state WHERE id = $1")
+        .bind(&rollout.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let progress = report(&engine, &rollout, &ids[0], ReportKind::Downloading, T0 + 1);
+    tokio::time::timeout(Duration::from_secs(30), progress)
+        .await
+        .expect("a progress report waited for the rollout's lock");
+    let s = status(&engine, &rollout).await;
+    assert_eq!(s.counts.total.in_progress, 1);
+
+    let settling = tokio::spawn({
+        let (engine, rollout, id) = (engine.clone(), rollout.clone(), ids[0].clone());
+        async move { report(&engine, &rollout, &id, ReportKind::Confirmed, T0 + 2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !settling.is_finished(),
+        "a confirmation did not wait for the rollout's lock"
+    );
+    holder.commit().await.unwrap();
+    settling.await.unwrap();
+    assert_eq!(status(&engine, &rollout).await.counts.total.confirmed, 1);
+}
+
+/// What it guards: the rollout's lock was an `UPDATE rollouts SET state = state`, a new
+/// version of the row for every offer and report (hundreds per group commit), which every
+/// check-in's read of the rollouts stepped over until vacuum. A row lock writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offers_and_reports_write_no_new_version_of_the_rollout_row() {
+    let (t, engine, ids) = setup(Backend::Postgres, 5).await;
+    let rollout = create_single_stage(&engine).await;
+    let version = || async {
+        sqlx::query_scalar::<_, String>("SELECT xmin::text FROM rollouts WHERE id = $1")
+            .bind(&rollout.id)
+            .fetch_one(&t.db.read)
+            .await
+            .unwrap()
+    };
+    let before = version().await;
+    assign(&engine, &ids[..3], T0).await;
+    for id in &ids[..2] {
+        succeed(&engine, &rollout, id, T0 + 1).await;
+    }
+    fail(&engine, &rollout, &ids[2], T0 + 1).await;
+    assert_eq!(status(&engine, &rollout).await.counts.total.confirmed, 2);
+    assert_eq!(version().await, before);
+}
+
 // ---------------------------------------------------------------------------------------
 // Cost at scale (a measurement, not a timed assert)
 // ---------------------------------------------------------------------------------------

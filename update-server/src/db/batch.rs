@@ -29,9 +29,10 @@
 //!   neighbours commit. Operations in one batch run one after another, each seeing what
 //!   the earlier ones wrote, exactly as if they had committed one by one in that order.
 //! - **Lock order across replicas**: on PostgreSQL a batch holds every row lock its
-//!   operations took until it commits. Operations are run in [`WriteKey`] order (rollout,
-//!   then device), so two replicas' batches take the rollout locks in one order and cannot
-//!   deadlock on them.
+//!   operations took until it commits. Operations are run in [`WriteKey`] order (device
+//!   rows; rollout locks by rollout; then the rollout rows of operations that take no
+//!   rollout lock), so two replicas' batches, and the periodic tick (a rollout's lock,
+//!   then its rows), take locks in one order and cannot deadlock on them.
 //! - **Backpressure, never a hang**: a full queue refuses at once with the error a busy
 //!   database gives (`sqlx::Error::PoolTimedOut`: 503 with `Retry-After`, see
 //!   `crate::error`); nothing was changed. A batch that gets no connection within the
@@ -56,18 +57,41 @@ pub const DEFAULT_BATCH_MAX: usize = 256;
 /// The default of `--write-queue-max`: operations waiting for the writer at most.
 pub const DEFAULT_QUEUE_MAX: usize = 4096;
 
-/// What an operation locks first, which orders it within its batch: its rollout (empty
-/// when it takes no rollout lock: those run first), then its device.
+/// What an operation locks, which orders it within its batch: first the operations on a
+/// device's own rows, then those behind a rollout's lock (by rollout), then those on a
+/// device's row in a rollout that take no rollout lock; each group by device.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WriteKey {
+    order: LockOrder,
     rollout: String,
     device: String,
+}
+
+/// The groups of [`WriteKey`], in the order a batch runs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum LockOrder {
+    #[default]
+    Device,
+    RolloutLock,
+    RolloutRow,
 }
 
 impl WriteKey {
     /// An operation that takes `rollout_id`'s lock ([`crate::rollout`]) for `device_id`.
     pub fn rollout(rollout_id: &str, device_id: &str) -> WriteKey {
         WriteKey {
+            order: LockOrder::RolloutLock,
+            rollout: rollout_id.to_string(),
+            device: device_id.to_string(),
+        }
+    }
+
+    /// An operation on `device_id`'s row in `rollout_id` that takes no rollout lock. It
+    /// runs after the batch's rollout locks, the order the periodic tick takes them in
+    /// (the rollout's lock, then its device rows), so the two cannot deadlock.
+    pub fn rollout_row(rollout_id: &str, device_id: &str) -> WriteKey {
+        WriteKey {
+            order: LockOrder::RolloutRow,
             rollout: rollout_id.to_string(),
             device: device_id.to_string(),
         }
@@ -76,6 +100,7 @@ impl WriteKey {
     /// An operation on `device_id`'s own rows only.
     pub fn device(device_id: &str) -> WriteKey {
         WriteKey {
+            order: LockOrder::Device,
             rollout: String::new(),
             device: device_id.to_string(),
         }
@@ -359,8 +384,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn operations_without_a_rollout_lock_run_first_then_by_rollout_and_device() {
+    fn device_rows_then_rollout_locks_by_rollout_then_unlocked_rollout_rows() {
         let mut keys = vec![
+            WriteKey::rollout_row("a", "d0"),
             WriteKey::rollout("b", "d1"),
             WriteKey::device("d9"),
             WriteKey::rollout("a", "d2"),
@@ -374,6 +400,7 @@ mod tests {
                 WriteKey::rollout("a", "d1"),
                 WriteKey::rollout("a", "d2"),
                 WriteKey::rollout("b", "d1"),
+                WriteKey::rollout_row("a", "d0"),
             ]
         );
     }

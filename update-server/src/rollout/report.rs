@@ -30,6 +30,9 @@ pub(super) async fn report(
     now_ms: i64,
 ) -> Result<ReportAck, RolloutError> {
     let key = match &report.rollout_id {
+        Some(rollout_id) if is_progress(report.kind) => {
+            WriteKey::rollout_row(rollout_id, device_id)
+        }
         Some(rollout_id) => WriteKey::rollout(rollout_id, device_id),
         None => WriteKey::device(device_id),
     };
@@ -41,6 +44,18 @@ pub(super) async fn report(
         .await
 }
 
+/// Whether a report of `kind` is progress: it moves an open assignment to in progress,
+/// which changes no count and so no verdict of the failure threshold.
+fn is_progress(kind: ReportKind) -> bool {
+    matches!(
+        kind,
+        ReportKind::Downloading
+            | ReportKind::Downloaded
+            | ReportKind::Installed
+            | ReportKind::Trial
+    )
+}
+
 /// The report as one write operation on `conn`, inside a transaction its caller commits.
 async fn record(
     conn: &mut AnyConnection,
@@ -49,10 +64,13 @@ async fn record(
     proof: &Proof,
     now_ms: i64,
 ) -> Result<ReportAck, RolloutError> {
-    // Reports of one rollout serialize behind its lock, so the halt rule below counts
-    // exactly, and an offer waiting on the lock sees the halt.
-    let rollout_id = match &report.rollout_id {
-        Some(id) if store::lock(conn, id, RolloutState::ALL).await? => Some(id.as_str()),
+    let progress = is_progress(report.kind);
+    // Reports that can settle a device serialize behind the rollout's lock, so the halt
+    // rule below counts exactly, and an offer waiting on the lock sees the halt. Progress
+    // takes no lock: most reports are progress, and on PostgreSQL every report behind the
+    // lock waits for the other replicas' batches.
+    let settling = match &report.rollout_id {
+        Some(id) if !progress && store::lock(conn, id, RolloutState::ALL).await? => Some(id),
         _ => None,
     };
     // Rule "idempotent by (device, event id)": a duplicate changes nothing.
@@ -74,13 +92,42 @@ async fn record(
         // Nothing written (the lock above changes no row).
         return Ok(ReportAck { duplicate: true });
     }
-    if let Some(rollout_id) = rollout_id {
-        apply(conn, rollout_id, device_id, report, proof, now_ms).await?;
+    match (&report.rollout_id, settling) {
+        (Some(rollout_id), _) if progress => {
+            mark_in_progress(conn, rollout_id, device_id, now_ms).await?
+        }
+        (_, Some(rollout_id)) => apply(conn, rollout_id, device_id, report, proof, now_ms).await?,
+        _ => {}
     }
     Ok(ReportAck { duplicate: false })
 }
 
-/// Moves the device's status in the rollout and re-checks the failure threshold.
+/// Rule "progress": the device is working on its open assignment. Conditioned on the
+/// status being open, in the same statement, so a status a locked writer settled
+/// meanwhile (a timeout, a confirmation on another replica) stays final; a device with no
+/// row in the rollout changes nothing.
+async fn mark_in_progress(
+    conn: &mut AnyConnection,
+    rollout_id: &str,
+    device_id: &str,
+    now_ms: i64,
+) -> Result<(), RolloutError> {
+    sqlx::query(
+        "UPDATE rollout_devices SET status = $3, updated_at = $4 \
+         WHERE rollout_id = $1 AND device_id = $2 AND status IN ($5, $3)",
+    )
+    .bind(rollout_id)
+    .bind(device_id)
+    .bind(DeviceStatus::InProgress.as_str())
+    .bind(now_ms)
+    .bind(DeviceStatus::Assigned.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the device's status in the rollout for a report that can settle it (confirmed,
+/// reverted, failed) and re-checks the failure threshold; behind the rollout's lock.
 async fn apply(
     conn: &mut AnyConnection,
     rollout_id: &str,
@@ -103,11 +150,11 @@ async fn apply(
     let policy = &rollout.policy;
     let reason = report.reason.clone();
     let (status, attempts, assigned_at, reason) = match report.kind {
-        // Rule "progress": the device is working on it.
+        // Progress is `mark_in_progress`, taken without the lock.
         ReportKind::Downloading
         | ReportKind::Downloaded
         | ReportKind::Installed
-        | ReportKind::Trial => (DeviceStatus::InProgress, row.attempts, None, None),
+        | ReportKind::Trial => return Ok(()),
         // Rule "success only on a confirmed boot of the new version", and, where the
         // class attests, only when evidence shows the bootloader measured it: an unproven
         // confirmation is a failure with its reason.
@@ -156,16 +203,19 @@ async fn apply(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
-    store::count_move(
-        conn,
-        rollout_id,
-        row.stage,
-        Some(row.status.outcome()),
-        status.outcome(),
-        1,
-    )
-    .await?;
-    // Rule "halt", in the same transaction: the halt takes effect as this report commits.
-    halt_if_failing(conn, &rollout, now_ms).await?;
+    // A retry (failed, assigned again) changes no count, and so no verdict.
+    if status.outcome() != row.status.outcome() {
+        store::count_move(
+            conn,
+            rollout_id,
+            row.stage,
+            Some(row.status.outcome()),
+            status.outcome(),
+            1,
+        )
+        .await?;
+        // Rule "halt", in the same transaction: the halt takes effect as this report commits.
+        halt_if_failing(conn, &rollout, now_ms).await?;
+    }
     Ok(())
 }

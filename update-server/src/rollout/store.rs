@@ -301,9 +301,13 @@ where
 
 /// Takes the rollout's lock for the rest of the transaction, if the rollout is in one of
 /// `states`; returns whether it is. Every transaction that reads the rollout's state or
-/// counts and then writes starts here, so they serialize: on PostgreSQL this write takes
-/// the row lock (a waiting transaction re-checks `state` once the holder commits), on
-/// SQLite the database's single write lock.
+/// counts and then writes starts here, so they serialize. On PostgreSQL it is the row
+/// lock an `UPDATE` takes, `FOR NO KEY UPDATE` (a waiting transaction re-checks `state`
+/// once the holder commits; the key-share locks of inserts that reference the rollout do
+/// not wait for it); not an `UPDATE … SET state = state` itself, which would write a new
+/// version of the row for every offer and report, hundreds per group commit, that every
+/// check-in's read of the rollouts then steps over until vacuum. On SQLite it is the
+/// database's single write lock, which any write takes.
 pub(crate) async fn lock(
     conn: &mut AnyConnection,
     id: &str,
@@ -314,6 +318,15 @@ pub(crate) async fn lock(
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
+    if conn.backend_name() == "PostgreSQL" {
+        let locked = sqlx::query(&format!(
+            "SELECT 1 FROM rollouts WHERE id = $1 AND state IN ({list}) FOR NO KEY UPDATE"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return Ok(locked.is_some());
+    }
     let done = sqlx::query(&format!(
         "UPDATE rollouts SET state = state WHERE id = $1 AND state IN ({list})"
     ))
