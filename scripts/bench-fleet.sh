@@ -9,6 +9,8 @@
 #                            device on 1.1.0 (fleet_all_new_s: the fleet says so)
 #   devices_on_new_version, devices_left_behind, rollout_state and its total counts
 #   server_/fleet_peak_rss_mib (VmHWM) and server_/fleet_cpu_s (user + system);
+#   database_cpu_s, PostgreSQL's CPU time over the run (--db postgres; null on SQLite,
+#   whose work is the server's own);
 #   server_file_rss_mib, of that peak the mapped files at the end (the SQLite map);
 #   server_peak_pss_mib, the largest proportional set size seen (every 2 s): VmHWM
 #   counts a mapped database page once for each connection that maps it, PSS once
@@ -163,10 +165,18 @@ say "$devices devices, $db, poll interval ${poll}s, time limit ${time_limit}s, i
 fleet_keys
 fleet_server_files
 server_flags="--poll-interval $poll"
+# Each faulty device talks through a relay of its own, with its own keep-alive connection
+# to the server, beyond the workers' shared pool: at the default connection limit (1,024)
+# the server would close idle ones to make room, under the pool's next requests.
+if [[ -n "$faults" ]]; then
+    relays="$(awk -v n="$devices" -v p="$power_pct" -v q="$network_pct" 'BEGIN { printf "%d", n * (p + q) / 100 + 1 }')"
+    server_flags+=" --max-connections $((1024 + relays))"
+fi
 if [[ "$db" == postgres ]]; then
     pg_db="rota_bench_$$_$RANDOM"
     createdb -h 127.0.0.1 -p 5432 -U "$pg_user" "$pg_db" || die "cannot create the database $pg_db"
     server_flags+=" --database-url postgres://$pg_user@127.0.0.1:5432/$pg_db"
+    pg_cpu_start="$(python3 "$helper" pg_cpu)"
 fi
 fleet_start_server "$server_flags"
 # More replicas: the same data directory (keys, artifacts) and database, their own ports.
@@ -292,6 +302,9 @@ if kill -0 "$server_pid" 2>/dev/null; then
 fi
 read -r server_rss server_cpu server_rss_file < <(python3 "$helper" proc "$server_pid" $replica_pids 2>/dev/null || echo null null null)
 read -r fleet_rss fleet_cpu _ < <(python3 "$helper" proc "$fleet_pid" 2>/dev/null || echo null null null)
+database_cpu=null
+[[ "$db" != postgres ]] ||
+    database_cpu="$(python3 "$helper" pg_cpu | awk -v start="$pg_cpu_start" '{printf "%.2f", $1 - start}')"
 # The devices' files: in memory (tmpfs) unless --keep, and then memory the fleet uses too.
 state_dir="$(sed -n 's/^device files in \(.*[^)]\)\( (in memory.*\)\{0,1\}$/\1/p' fleet.log | head -n 1)"
 fleet_state_mib="$( [[ -d "$state_dir" ]] && du -sk "$state_dir" | awk '{printf "%.1f", $1 / 1024}' || echo null)"
@@ -325,7 +338,7 @@ json="$(python3 "$helper" report \
     "devices_enrolled=$known" "devices_on_new_version=$on_new" \
     "devices_left_behind=$((expected_new - on_new))" "devices_on_old_version=$on_old" \
     "server_peak_rss_mib=$server_rss" "server_cpu_s=$server_cpu" "server_file_rss_mib=$server_rss_file" \
-    "server_peak_pss_mib=$server_pss" \
+    "server_peak_pss_mib=$server_pss" "database_cpu_s=$database_cpu" \
     "fleet_peak_rss_mib=$fleet_rss" "fleet_cpu_s=$fleet_cpu" "fleet_state_files_mib=$fleet_state_mib" \
     "http_5xx=${http_5xx:-null}" "server_warnings=$server_warn" "server_errors=$server_err" \
     "server_slow_acquire_warnings=$server_slow" "fleet_warnings=$fleet_warn" "fleet_errors=$fleet_err" \

@@ -97,6 +97,27 @@ def proc(*pids):
     )
 
 
+def pg_cpu():
+    """PostgreSQL's CPU-seconds so far (user + system): its processes' own, and those of
+    its ended processes, which the postmaster collected (its cutime and cstime)."""
+    ticks = 0
+    stats = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                name, after_name = f.read().rsplit(")", 1)
+        except OSError:
+            continue  # ended meanwhile
+        if name.split("(", 1)[1] == "postgres":
+            stats[int(pid)] = after_name.split()
+    for fields in stats.values():
+        ticks += int(fields[11]) + int(fields[12])
+        # The postmaster: its parent is not PostgreSQL.
+        if int(fields[1]) not in stats:
+            ticks += int(fields[13]) + int(fields[14])
+    print(f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}")
+
+
 def pss(*pids):
     """The largest proportional set size of the processes, in whole MiB."""
     largest = 0
@@ -190,6 +211,8 @@ def run(command, args):
         rollout()
     elif command == "proc":
         proc(*args)
+    elif command == "pg_cpu":
+        pg_cpu()
     elif command == "pss":
         pss(*args)
     elif command == "http5xx":

@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
-use reqwest::blocking::Client;
+use reqwest::blocking::{Client, RequestBuilder};
 use rota_protocol::DeviceCertificate;
 use rota_protocol::api::{
     ATTESTATION_NONCE_PATH, ATTESTATION_PATH, Attest, AttestationChallenge, AttestationResult,
@@ -267,7 +267,7 @@ impl ServerClient {
             AnswerKind::Session,
             "POST",
             SESSION_PATH,
-            body,
+            &body,
             None,
         )?;
         let opened: SessionOpened = serde_json::from_slice(&answer.body).map_err(|e| {
@@ -493,7 +493,7 @@ impl ServerClient {
                     kind,
                     method,
                     path_and_query,
-                    body.clone(),
+                    &body,
                     if_none_match,
                 ) {
                     // Expired, unknown to this server's fleet, or bound to a replaced
@@ -511,7 +511,7 @@ impl ServerClient {
             kind,
             method,
             path_and_query,
-            body,
+            &body,
             if_none_match,
         )
     }
@@ -524,53 +524,26 @@ impl ServerClient {
         kind: AnswerKind,
         method: &str,
         path_and_query: &str,
-        body: Vec<u8>,
+        body: &[u8],
         if_none_match: Option<&str>,
     ) -> Result<Answer, ServerError> {
-        let nonce = Nonce::random().map_err(|e| ServerError::Transient(e.to_string()))?;
-        let headers: Vec<(&'static str, String)> = match auth {
-            // A key that cannot sign now (a locked element) is worth retrying later.
-            Auth::Signed => sign_request(
-                &identity.key,
-                &identity.device_id,
-                method,
-                path_and_query,
-                &body,
-                unix_ms(),
-                nonce,
-            )
-            .map_err(|e| ServerError::Transient(e.to_string()))?
-            .iter()
-            .collect(),
-            Auth::Session(session) => mac_request(
-                &session.key,
-                &session.token,
-                &identity.device_id,
-                method,
-                path_and_query,
-                &body,
-                unix_ms(),
-                nonce,
-            )
-            .iter()
-            .collect(),
+        // A keep-alive connection the server closed as this request went out (it closes
+        // idle ones at its connection limit) answered nothing: a repeatable request is
+        // sent once more, freshly signed (the first nonce may have reached the server).
+        let repeatable = repeatable(method, path_and_query);
+        let mut tries = 0;
+        let response = loop {
+            tries += 1;
+            let request =
+                self.request(identity, &auth, method, path_and_query, body, if_none_match)?;
+            match request.send() {
+                Ok(response) => break response,
+                Err(e) if repeatable && tries < 2 && closed_connection(&e) => {
+                    tracing::debug!(path = path_and_query, error = %e, "the connection closed; sending once more");
+                }
+                Err(e) => return Err(transient(e)),
+            }
         };
-        let url = format!("{}{path_and_query}", self.base);
-        let mut request = match method {
-            "GET" => self.http.get(url),
-            _ => self
-                .http
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body),
-        };
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        if let Some(etag) = if_none_match {
-            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
-        }
-        let response = request.send().map_err(transient)?;
         let status = response.status();
         let headers = response.headers().clone();
         let limit = kind.limit(&self.limits);
@@ -599,6 +572,61 @@ impl ServerClient {
         let _ = response.take(limit).read_to_end(&mut body);
         Err(classify(status, &body))
     }
+    /// The request, authenticated: signed with a fresh nonce, or MACed on the session.
+    fn request(
+        &self,
+        identity: &Identity,
+        auth: &Auth<'_>,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        if_none_match: Option<&str>,
+    ) -> Result<RequestBuilder, ServerError> {
+        let nonce = Nonce::random().map_err(|e| ServerError::Transient(e.to_string()))?;
+        let headers: Vec<(&'static str, String)> = match *auth {
+            // A key that cannot sign now (a locked element) is worth retrying later.
+            Auth::Signed => sign_request(
+                &identity.key,
+                &identity.device_id,
+                method,
+                path_and_query,
+                body,
+                unix_ms(),
+                nonce,
+            )
+            .map_err(|e| ServerError::Transient(e.to_string()))?
+            .iter()
+            .collect(),
+            Auth::Session(session) => mac_request(
+                &session.key,
+                &session.token,
+                &identity.device_id,
+                method,
+                path_and_query,
+                body,
+                unix_ms(),
+                nonce,
+            )
+            .iter()
+            .collect(),
+        };
+        let url = format!("{}{path_and_query}", self.base);
+        let mut request = match method {
+            "GET" => self.http.get(url),
+            _ => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec()),
+        };
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(etag) = if_none_match {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        Ok(request)
+    }
 }
 
 /// The body of `response` if it has at most `limit` bytes, `None` if it is longer. Memory
@@ -624,6 +652,48 @@ struct Answer {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
+}
+
+/// Whether a request may reach the server twice: a check-in, a report (idempotent by its
+/// event id), an enrolment (a no-op once registered), a session or an attestation nonce (a
+/// fresh one either way). Key rotations, orders and evidence are sent once; the agent's
+/// next pass retries them.
+fn repeatable(method: &str, path_and_query: &str) -> bool {
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(path, _)| path);
+    method == "GET"
+        || [
+            REPORT_PATH,
+            ENROLL_PATH,
+            SESSION_PATH,
+            ATTESTATION_NONCE_PATH,
+        ]
+        .contains(&path)
+}
+
+/// Whether `e` is the connection closing under the request (hyper's incomplete message or
+/// cancelled dispatch, a reset or broken pipe), rather than a refused connection, a
+/// timeout or an answer.
+fn closed_connection(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let hyper_closed = cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled());
+        let io_closed = cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            )
+        });
+        if hyper_closed || io_closed {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A network failure, with its causes (reqwest's top-level message alone is vague).
@@ -663,4 +733,119 @@ pub fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use rota_keys::{Algorithm, Sign, SoftwareKey};
+    use rota_protocol::auth::NONCE_HEADER;
+
+    use super::*;
+
+    /// A server on loopback that reads each request and closes the connection unanswered
+    /// `close_first` times, then answers 200 with an empty body. Returns its URL and each
+    /// request's nonce header, recorded before the request is answered or closed on.
+    fn closing_server(close_first: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let nonces = Arc::new(Mutex::new(Vec::new()));
+        let seen = nonces.clone();
+        // Left running: the test's process ends it.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut reader = BufReader::new(stream.unwrap());
+                let (mut length, mut nonce) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    } else if name.eq_ignore_ascii_case(NONCE_HEADER) {
+                        nonce = value.trim().to_string();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let mut nonces = seen.lock().unwrap();
+                nonces.push(nonce);
+                if nonces.len() > close_first {
+                    let answer =
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                    reader.get_mut().write_all(answer).unwrap();
+                }
+                // Dropped: closed, answered or not.
+            }
+        });
+        (url, nonces)
+    }
+
+    fn enrol(url: &str) -> Result<(), ServerError> {
+        let key = SoftwareKey::generate(Algorithm::Ed25519).unwrap();
+        let certificate = rota_protocol::certify(
+            &key,
+            "dev-1",
+            &key.public_key(),
+            None,
+            &uuid::Uuid::nil(),
+            vec![],
+        )
+        .unwrap();
+        let identity = Identity {
+            device_id: "dev-1".into(),
+            key: Box::new(key),
+        };
+        let client = ServerClient::new(Client::new(), url, AnswerLimits::default());
+        client.enroll(&identity, &certificate)
+    }
+
+    #[test]
+    fn a_repeatable_request_whose_connection_closes_unanswered_is_sent_once_more_freshly_signed() {
+        let (url, nonces) = closing_server(1);
+        enrol(&url).unwrap();
+        let nonces = nonces.lock().unwrap();
+        assert_eq!(nonces.len(), 2);
+        assert!(!nonces[0].is_empty());
+        assert_ne!(
+            nonces[0], nonces[1],
+            "the second try reuses the first nonce"
+        );
+    }
+
+    #[test]
+    fn a_connection_closed_on_the_second_try_too_is_an_error() {
+        let (url, nonces) = closing_server(usize::MAX);
+        let err = enrol(&url).unwrap_err();
+        assert!(matches!(err, ServerError::Transient(_)), "{err:?}");
+        assert_eq!(nonces.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_requests_that_may_reach_the_server_twice_are_repeated() {
+        for (method, path) in [
+            ("GET", "/api/v1/device/checkin?version=1"),
+            ("POST", REPORT_PATH),
+            ("POST", ENROLL_PATH),
+            ("POST", SESSION_PATH),
+            ("POST", ATTESTATION_NONCE_PATH),
+        ] {
+            assert!(repeatable(method, path), "{method} {path}");
+        }
+        for path in [
+            ROTATE_PATH,
+            ORDER_DONE_PATH,
+            TRANSFER_PATH,
+            ATTESTATION_PATH,
+        ] {
+            assert!(!repeatable("POST", path), "POST {path}");
+        }
+    }
 }
