@@ -67,6 +67,7 @@ on_both_backends!(
     bad_input_gets_a_4xx_with_a_reason,
     ops_endpoints_answer,
     fleet_summary_counts_states_and_running_versions,
+    a_confirmed_boot_is_the_running_version_before_the_next_check_in,
     re_uploading_an_artifact_is_idempotent,
     audit_log_does_not_grow_without_bound_under_unauthenticated_flood,
     report_flood_from_one_device_is_limited_with_retry_after,
@@ -590,6 +591,42 @@ async fn fleet_summary_counts_states_and_running_versions(backend: Backend) {
     assert_eq!(one_class.in_state(DeviceState::Active), 3);
     assert_eq!(one_class.versions, vec![count(2, 1), count(1, 2)]);
     assert_eq!(one_class.running(1), 2);
+    server.stop().await;
+}
+
+/// What it guards: the server learned a running version only at a check-in, a poll after
+/// the confirmed boot (44 s behind the devices in the 100,000-device run).
+async fn a_confirmed_boot_is_the_running_version_before_the_next_check_in(backend: Backend) {
+    let (keys, server) = start(backend).await;
+    let device = TestDevice::new(&keys, "dev-1", CLASS, &[]);
+    server.register(&device).await;
+    assert_eq!(device.checkin(&server, None).await.0, StatusCode::OK);
+    let running = |version: u64| {
+        let server = &server;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let fleet: FleetSummary =
+                    serde_json::from_value(server.admin(Method::GET, "/api/v1/fleet", None).await)
+                        .unwrap();
+                if fleet.running(version) == 1 || Instant::now() > deadline {
+                    return fleet.running(version);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(running(1).await, 1);
+    // Progress says nothing about what runs; a confirmed boot of version 2 does.
+    let installed = Report::new(ReportKind::Installed, 2, None, None).unwrap();
+    assert_eq!(device.report(&server, &installed).await.0, StatusCode::OK);
+    let confirmed = Report::new(ReportKind::Confirmed, 2, None, None).unwrap();
+    assert_eq!(device.report(&server, &confirmed).await.0, StatusCode::OK);
+    assert_eq!(
+        running(2).await,
+        1,
+        "no check-in since: the confirmed report moved it"
+    );
     server.stop().await;
 }
 

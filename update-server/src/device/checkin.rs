@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
 use rota_protocol::api::{
-    Assignment, AttestationPolicy, AttestationState, CheckInQuery, CheckInResponse, Report,
-    ReportAck, ReportKind,
+    Assignment, AttestationPolicy, AttestationState, CheckInQuery, CheckInResponse, LastResult,
+    Report, ReportAck, ReportKind, SlotState,
 };
 use rota_protocol::order::SignedOrder;
 use sha2::{Digest, Sha256};
@@ -195,10 +195,23 @@ pub async fn report(
     }
     within_report_quota(&state, device_id)?;
     let proof = confirmation_proof(&state, &signed.device, &report).await?;
-    let ack = state
-        .engine
-        .report(device_id, &report, &proof, now_ms())
-        .await?;
+    let now = now_ms();
+    let ack = state.engine.report(device_id, &report, &proof, now).await?;
+    // A confirmed boot is the device's running version from now on: the fleet's versions
+    // show it at once, not a poll later at the next check-in (unless the class attests
+    // and the evidence does not show that boot).
+    if report.kind == ReportKind::Confirmed && !ack.duplicate && !matches!(proof, Proof::Missing(_))
+    {
+        state.devices.saw(
+            device_id,
+            Seen {
+                at: now,
+                running_version: report.version,
+                slot: SlotState::Confirmed,
+                last_result: Some(LastResult::Confirmed),
+            },
+        );
+    }
     metrics::counter!("rota_reports_total", "kind" => report.kind.as_str()).increment(1);
     Ok(Json(ack))
 }
