@@ -120,6 +120,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The database `conn` is connected to (for SQL that differs between the two).
+    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 /// The database's pools; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {

@@ -572,6 +572,7 @@ impl ServerClient {
         let _ = response.take(limit).read_to_end(&mut body);
         Err(classify(status, &body))
     }
+
     /// The request, authenticated: signed with a fresh nonce, or MACed on the session.
     fn request(
         &self,

@@ -257,8 +257,9 @@ async fn members_per_stage(db: &Db, rollout: &RolloutRow) -> Result<Vec<u64>, Ro
 /// draw of count members each make a new one). The count scans the class's devices not
 /// yet assigned (every one of a 100,000-device class as a rollout starts: over a second on
 /// SQLite), and the tick (every 250 ms) and every `rollout status` ask for it: at 100,000
-/// devices the tick alone kept a core busy counting. A count up to `interval` old delays a gate or a settlement by as much; the
-/// tick reads it outside the rollout's lock already, where it can be as stale.
+/// devices the tick alone kept a core busy counting. A count up to `interval` old delays
+/// a gate or a settlement by as much; the tick reads it outside the rollout's lock
+/// already, where it can be as stale.
 #[derive(Debug)]
 pub(crate) struct MemberCounts {
     interval: Duration,

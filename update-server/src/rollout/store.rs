@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::RolloutError;
+use crate::db::Backend;
 
 /// A device's status in a rollout (`rollout_devices.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +319,7 @@ pub(crate) async fn lock(
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    if conn.backend_name() == "PostgreSQL" {
+    if Backend::of(conn) == Backend::Postgres {
         let locked = sqlx::query(&format!(
             "SELECT 1 FROM rollouts WHERE id = $1 AND state IN ({list}) FOR NO KEY UPDATE"
         ))
